@@ -1,0 +1,1 @@
+//! Convoy core
