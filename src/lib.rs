@@ -1,1 +1,17 @@
-//! Convoy core
+//! Convoy's pure core: everything that decides, nothing that waits.
+//!
+//! - [`model`]: Genesys Cloud wire types exactly as sent;
+//! - [`parse`]: frame text → classified, typed domain events, errors naming JSON paths;
+//! - [`conversation`]: conversation state as a join of snapshots, the participant
+//!   lifecycle, and the transitions a snapshot causes;
+//! - [`config`]: the total, validated configuration.
+//!
+//! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
+//! its normal dependencies include actix, awc or tokio.
+
+pub mod conversation;
+pub mod emulator;
+pub mod ids;
+pub mod inspect;
+pub mod model;
+pub mod parse;

@@ -1,0 +1,14 @@
+//! A conversation as Convoy tracks it: what one snapshot says ([`snapshot`]), the
+//! participant lifecycle ([`lifecycle`]), and the joined state with its transitions
+//! ([`state`]). Pure: no I/O, no clock.
+
+pub mod lifecycle;
+pub mod snapshot;
+pub mod state;
+
+pub use lifecycle::Lifecycle;
+pub use snapshot::*;
+pub use state::*;
+
+#[cfg(test)]
+mod properties;

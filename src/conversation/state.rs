@@ -1,0 +1,975 @@
+//! Conversation state as a join of snapshots (ARCHITECTURE.md §4).
+//!
+//! Genesys sends whole-conversation snapshots, duplicated across user and queue topics, in
+//! no guaranteed order, with no version. So every field of [`ConversationState`] is a small
+//! join-semilattice: communication states and message statuses only move up their progress
+//! order, times are set once (the earliest wins if two snapshots disagree), sets only grow,
+//! and conflicting values resolve by a fixed order. Applying a snapshot is therefore
+//! idempotent, commutative and associative: any order and any duplication of the same
+//! snapshots converge to the same state (a property test proves it).
+//!
+//! Transitions are the difference between the state before and after a join. Inputs that
+//! would move something backwards are reported as [`StaleInput`] and not applied.
+//! [`Conversation::version`] counts accepted changes and never decreases.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::lifecycle::{leg_lifecycle, state_rank, Lifecycle, FAILURE_DISCONNECT_TYPES};
+use super::snapshot::{
+    Attachment, CommunicationSnapshot, ConversationSnapshot, Medium, MessageDirection,
+    MessageSnapshot, ParticipantSnapshot, Sticker, TranscriptSegment, TranscriptionEvent,
+    WrapupRecord,
+};
+use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use crate::model::{
+    AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
+    Purpose,
+};
+
+/// Progress order of message statuses: `queued → sent → delivery-success | delivery-failed
+/// → read`, with `removed` last. Unknown statuses rank lowest; ties between different
+/// values cannot occur (the order is total).
+pub fn message_status_rank(status: &MessageStatus) -> u8 {
+    match status {
+        MessageStatus::Unknown(_) => 0,
+        MessageStatus::Queued => 1,
+        MessageStatus::Sent => 2,
+        MessageStatus::Published => 3,
+        MessageStatus::Received => 4,
+        MessageStatus::DeliverySuccess => 5,
+        MessageStatus::Failed => 6,
+        MessageStatus::DeliveryFailed => 7,
+        MessageStatus::Read => 8,
+        MessageStatus::Removed => 9,
+    }
+}
+
+fn after_call_work_rank(state: &AfterCallWorkState) -> u8 {
+    match state {
+        AfterCallWorkState::Unknown(_) => 0,
+        AfterCallWorkState::Unknown_ => 1,
+        AfterCallWorkState::NotApplicable => 2,
+        AfterCallWorkState::Pending => 3,
+        AfterCallWorkState::Skipped => 4,
+        AfterCallWorkState::Complete => 5,
+    }
+}
+
+/// Outcome of joining one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Same,
+    Advanced,
+    /// The incoming value is behind the current one.
+    Behind,
+}
+
+/// Joins an optional value by a progress key (higher wins; absent says nothing).
+fn join_ranked<T: Clone + Ord>(
+    current: &mut Option<T>,
+    incoming: &Option<T>,
+    rank: impl Fn(&T) -> u8,
+) -> Step {
+    let Some(new) = incoming else {
+        return Step::Same;
+    };
+    match current {
+        None => {
+            *current = Some(new.clone());
+            Step::Advanced
+        }
+        Some(old) => {
+            // Rank first, then the value itself, so two unknown values still order totally.
+            let key_old = (rank(old), old.clone());
+            let key_new = (rank(new), new.clone());
+            if key_new > key_old {
+                *current = Some(new.clone());
+                Step::Advanced
+            } else if key_new < key_old {
+                Step::Behind
+            } else {
+                Step::Same
+            }
+        }
+    }
+}
+
+/// Joins an optional value by its own order (higher wins; absent says nothing).
+fn join_max<T: Clone + Ord>(current: &mut Option<T>, incoming: &Option<T>) -> bool {
+    match (current.as_ref(), incoming) {
+        (_, None) => false,
+        (None, Some(new)) => {
+            *current = Some(new.clone());
+            true
+        }
+        (Some(old), Some(new)) if new > old => {
+            *current = Some(new.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Joins a set-once time: the earliest of two disagreeing values wins.
+fn join_time(current: &mut Option<DateTime<Utc>>, incoming: &Option<DateTime<Utc>>) -> bool {
+    match (current.as_ref(), incoming) {
+        (_, None) => false,
+        (None, Some(new)) => {
+            *current = Some(*new);
+            true
+        }
+        (Some(old), Some(new)) if new < old => {
+            *current = Some(*new);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether a snapshot reports a failure on a leg: `errorInfo`, or a failure disconnect
+/// type. Kept as a raised flag rather than re-derived from the joined `disconnect_type`:
+/// two snapshots that disagree on the type would otherwise let a failed leg turn back into
+/// a normal departure depending on arrival order.
+fn reports_failure(error: bool, disconnect_type: Option<&DisconnectType>) -> bool {
+    error || disconnect_type.is_some_and(|kind| FAILURE_DISCONNECT_TYPES.contains(kind))
+}
+
+/// Joins a flag that can only be raised.
+fn join_flag(current: &mut bool, incoming: bool) -> bool {
+    if incoming && !*current {
+        *current = true;
+        true
+    } else {
+        false
+    }
+}
+
+/// What Convoy knows about one communication (leg).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommunicationRecord {
+    pub medium: Medium,
+    pub state: Option<CommunicationState>,
+    pub direction: Option<Direction>,
+    pub disconnect_type: Option<DisconnectType>,
+    /// A failure was reported on this leg (`errorInfo` or a failure disconnect type).
+    pub error: bool,
+    pub connected_time: Option<DateTime<Utc>>,
+    pub disconnected_time: Option<DateTime<Utc>>,
+    pub message_type: Option<MessageType>,
+    pub transcript_uri: Option<String>,
+    pub after_call_work: Option<AfterCallWorkState>,
+    pub wrapup: Option<WrapupRecord>,
+}
+
+impl CommunicationRecord {
+    fn new(medium: Medium) -> Self {
+        CommunicationRecord {
+            medium,
+            state: None,
+            direction: None,
+            disconnect_type: None,
+            error: false,
+            connected_time: None,
+            disconnected_time: None,
+            message_type: None,
+            transcript_uri: None,
+            after_call_work: None,
+            wrapup: None,
+        }
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        leg_lifecycle(self.state.as_ref(), None, self.error)
+    }
+}
+
+/// What Convoy knows about one participant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParticipantRecord {
+    pub purpose: Option<Purpose>,
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub queue_id: Option<String>,
+    /// Participant-level state (from the `.messages` shape).
+    pub state: Option<CommunicationState>,
+    pub disconnect_type: Option<DisconnectType>,
+    pub error: bool,
+    pub connected_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub wrapup_required: Option<bool>,
+    pub wrapup_skipped: Option<bool>,
+    pub wrapup: Option<WrapupRecord>,
+    /// Participant attributes. They are informational: two snapshots that disagree on a
+    /// key resolve to the greater string, which is deterministic but not "latest"; Convoy
+    /// derives its own keys from the lifecycle and never reads them back.
+    pub attributes: BTreeMap<String, String>,
+    pub communications: BTreeMap<CommunicationId, CommunicationRecord>,
+}
+
+impl ParticipantRecord {
+    fn new() -> Self {
+        ParticipantRecord {
+            purpose: None,
+            name: None,
+            user_id: None,
+            queue_id: None,
+            state: None,
+            disconnect_type: None,
+            error: false,
+            connected_time: None,
+            end_time: None,
+            wrapup_required: None,
+            wrapup_skipped: None,
+            wrapup: None,
+            attributes: BTreeMap::new(),
+            communications: BTreeMap::new(),
+        }
+    }
+
+    /// The participant's lifecycle: the furthest stage of any of its legs (or of its own
+    /// state); an `endTime` means it has at least left. Monotone in the joined state, so it
+    /// never moves backwards as snapshots are applied.
+    pub fn lifecycle(&self) -> Lifecycle {
+        let own = leg_lifecycle(self.state.as_ref(), None, self.error);
+        let legs = self
+            .communications
+            .values()
+            .map(CommunicationRecord::lifecycle);
+        let furthest = legs.fold(own, Lifecycle::max);
+        if self.end_time.is_some() {
+            furthest.max(Lifecycle::Left)
+        } else {
+            furthest
+        }
+    }
+
+    /// The recorded wrap-up, at participant level or on any leg.
+    pub fn recorded_wrapup(&self) -> Option<&WrapupRecord> {
+        self.wrapup
+            .as_ref()
+            .or_else(|| self.communications.values().find_map(|c| c.wrapup.as_ref()))
+    }
+
+    /// True when no wrap-up is still owed: none required, one recorded, skipped, or the
+    /// after-call work is complete, skipped or not applicable.
+    pub fn wrapup_settled(&self) -> bool {
+        if self.wrapup_required != Some(true) {
+            return true;
+        }
+        self.recorded_wrapup().is_some()
+            || self.wrapup_skipped == Some(true)
+            || self.communications.values().any(|leg| {
+                matches!(
+                    leg.after_call_work,
+                    Some(
+                        AfterCallWorkState::Complete
+                            | AfterCallWorkState::Skipped
+                            | AfterCallWorkState::NotApplicable
+                    )
+                )
+            })
+    }
+}
+
+/// What Convoy knows about one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRecord {
+    /// The participant whose leg carries it (the smallest id if several legs show it).
+    pub participant_id: ParticipantId,
+    pub communication_id: Option<CommunicationId>,
+    pub status: Option<MessageStatus>,
+    pub message_time: Option<DateTime<Utc>>,
+    pub segment_count: Option<u32>,
+    /// Attachments by [`Attachment::key`].
+    pub media: BTreeMap<String, Attachment>,
+    pub stickers: BTreeSet<Sticker>,
+    pub transcript_uri: Option<String>,
+}
+
+impl MessageRecord {
+    pub fn direction(&self) -> MessageDirection {
+        MessageDirection::from_status(self.status.as_ref())
+    }
+}
+
+/// The joined content of a conversation. Equality ignores the version (see [`Conversation`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversationState {
+    pub id: ConversationId,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub participants: BTreeMap<ParticipantId, ParticipantRecord>,
+    pub messages: BTreeMap<MessageId, MessageRecord>,
+    /// Real-time transcript segments by utterance id (a final segment replaces interim ones).
+    pub transcript: BTreeMap<String, TranscriptSegment>,
+}
+
+impl ConversationState {
+    pub fn new(id: ConversationId) -> Self {
+        ConversationState {
+            id,
+            start_time: None,
+            end_time: None,
+            participants: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            transcript: BTreeMap::new(),
+        }
+    }
+
+    /// Every participant has left or failed (or REST reported an `endTime`). Wrap-up may
+    /// still follow.
+    pub fn is_ended(&self) -> bool {
+        self.end_time.is_some()
+            || (!self.participants.is_empty()
+                && self.participants.values().all(|p| p.lifecycle().is_ended()))
+    }
+
+    /// Ended and no wrap-up still owed: nothing more is expected for this conversation.
+    pub fn is_finished(&self) -> bool {
+        self.is_ended()
+            && self
+                .participants
+                .values()
+                .all(ParticipantRecord::wrapup_settled)
+    }
+}
+
+/// Something in a snapshot that would have moved the state backwards; not applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleInput {
+    /// Where, e.g. `participants[p1].communications[c1].state`.
+    pub field: String,
+    pub current: String,
+    pub incoming: String,
+}
+
+/// One change a snapshot caused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Transition {
+    ParticipantAdded {
+        participant_id: ParticipantId,
+        purpose: Option<Purpose>,
+    },
+    ParticipantJoined {
+        participant_id: ParticipantId,
+        from: Lifecycle,
+    },
+    ParticipantBecameActive {
+        participant_id: ParticipantId,
+        from: Lifecycle,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+        from: Lifecycle,
+    },
+    ParticipantFailed {
+        participant_id: ParticipantId,
+        from: Lifecycle,
+    },
+    MessageSeen {
+        message_id: MessageId,
+        participant_id: ParticipantId,
+        direction: MessageDirection,
+        status: Option<MessageStatus>,
+        message_time: Option<DateTime<Utc>>,
+    },
+    MessageStatusAdvanced {
+        message_id: MessageId,
+        from: Option<MessageStatus>,
+        to: MessageStatus,
+    },
+    AttachmentAdded {
+        message_id: MessageId,
+        attachment: Attachment,
+    },
+    WrapupRecorded {
+        participant_id: ParticipantId,
+        wrapup: WrapupRecord,
+    },
+    TranscriptSegmentUpdated {
+        utterance_id: String,
+        is_final: bool,
+    },
+    ConversationEnded,
+}
+
+/// The result of applying one input.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ApplyOutcome {
+    pub transitions: Vec<Transition>,
+    pub stale: Vec<StaleInput>,
+    /// Whether anything in the state changed (possibly without a transition, e.g. a name).
+    pub changed: bool,
+    pub version: u64,
+}
+
+/// A snapshot for another conversation was applied to this one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot of conversation {got} applied to conversation {expected}")]
+pub struct WrongConversation {
+    pub expected: ConversationId,
+    pub got: ConversationId,
+}
+
+/// A conversation's joined state plus its version: the number of inputs that changed it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    pub state: ConversationState,
+    pub version: u64,
+}
+
+impl Conversation {
+    pub fn new(id: ConversationId) -> Self {
+        Conversation {
+            state: ConversationState::new(id),
+            version: 0,
+        }
+    }
+
+    pub fn id(&self) -> &ConversationId {
+        &self.state.id
+    }
+
+    /// Joins a snapshot into the state and reports what changed.
+    pub fn apply_snapshot(
+        &mut self,
+        snapshot: &ConversationSnapshot,
+    ) -> Result<ApplyOutcome, WrongConversation> {
+        if snapshot.conversation_id != self.state.id {
+            return Err(WrongConversation {
+                expected: self.state.id.clone(),
+                got: snapshot.conversation_id.clone(),
+            });
+        }
+        let before = self.state.clone();
+        let mut stale = Vec::new();
+        join_time(&mut self.state.start_time, &snapshot.start_time);
+        join_time(&mut self.state.end_time, &snapshot.end_time);
+        for participant in &snapshot.participants {
+            join_participant(&mut self.state, participant, &mut stale);
+        }
+        Ok(self.finish(&before, stale))
+    }
+
+    /// Joins a real-time transcription event into the state.
+    pub fn apply_transcription(
+        &mut self,
+        event: &TranscriptionEvent,
+    ) -> Result<ApplyOutcome, WrongConversation> {
+        if event.conversation_id != self.state.id {
+            return Err(WrongConversation {
+                expected: self.state.id.clone(),
+                got: event.conversation_id.clone(),
+            });
+        }
+        let before = self.state.clone();
+        let mut stale = Vec::new();
+        for segment in &event.segments {
+            match self.state.transcript.get_mut(&segment.utterance_id) {
+                None => {
+                    self.state
+                        .transcript
+                        .insert(segment.utterance_id.clone(), segment.clone());
+                }
+                Some(current) => match segment_order(segment, current) {
+                    std::cmp::Ordering::Greater => *current = segment.clone(),
+                    std::cmp::Ordering::Less if current.is_final && !segment.is_final => {
+                        stale.push(StaleInput {
+                            field: format!("transcript[{}]", segment.utterance_id),
+                            current: "final".to_owned(),
+                            incoming: "interim".to_owned(),
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
+        Ok(self.finish(&before, stale))
+    }
+
+    fn finish(&mut self, before: &ConversationState, stale: Vec<StaleInput>) -> ApplyOutcome {
+        let changed = *before != self.state;
+        if changed {
+            self.version += 1;
+        }
+        ApplyOutcome {
+            transitions: diff(before, &self.state),
+            stale,
+            changed,
+            version: self.version,
+        }
+    }
+}
+
+/// Total order of two versions of one utterance: final beats interim, then the later end,
+/// then the text and confidence, so the join does not depend on arrival order.
+fn segment_order(a: &TranscriptSegment, b: &TranscriptSegment) -> std::cmp::Ordering {
+    a.is_final
+        .cmp(&b.is_final)
+        .then(a.end_ms.cmp(&b.end_ms))
+        .then(a.start_ms.cmp(&b.start_ms))
+        .then(a.text.cmp(&b.text))
+        .then(a.speaker.cmp(&b.speaker))
+        .then(a.communication_id.cmp(&b.communication_id))
+        .then(
+            a.confidence
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&b.confidence.unwrap_or(f64::NEG_INFINITY)),
+        )
+}
+
+fn join_participant(
+    state: &mut ConversationState,
+    incoming: &ParticipantSnapshot,
+    stale: &mut Vec<StaleInput>,
+) {
+    let record = state
+        .participants
+        .entry(incoming.id.clone())
+        .or_insert_with(ParticipantRecord::new);
+    join_max(&mut record.purpose, &incoming.purpose);
+    join_max(&mut record.name, &incoming.name);
+    join_max(&mut record.user_id, &incoming.user_id);
+    join_max(&mut record.queue_id, &incoming.queue_id);
+    if join_ranked(&mut record.state, &incoming.state, state_rank) == Step::Behind {
+        stale.push(stale_input(
+            format!("participants[{}].state", incoming.id),
+            record.state.as_ref(),
+            incoming.state.as_ref(),
+        ));
+    }
+    join_max(&mut record.disconnect_type, &incoming.disconnect_type);
+    join_flag(
+        &mut record.error,
+        reports_failure(incoming.error, incoming.disconnect_type.as_ref()),
+    );
+    join_time(&mut record.connected_time, &incoming.connected_time);
+    join_time(&mut record.end_time, &incoming.end_time);
+    join_max(&mut record.wrapup_required, &incoming.wrapup_required);
+    join_max(&mut record.wrapup_skipped, &incoming.wrapup_skipped);
+    join_max(&mut record.wrapup, &incoming.wrapup);
+    for (key, value) in &incoming.attributes {
+        let slot = record
+            .attributes
+            .entry(key.clone())
+            .or_default();
+        if value > slot {
+            slot.clone_from(value);
+        }
+    }
+    for communication in &incoming.communications {
+        join_communication(record, &incoming.id, communication, stale);
+    }
+    for message in &incoming.messages {
+        join_message(&mut state.messages, &incoming.id, message, stale);
+    }
+}
+
+fn join_communication(
+    participant: &mut ParticipantRecord,
+    participant_id: &ParticipantId,
+    incoming: &CommunicationSnapshot,
+    stale: &mut Vec<StaleInput>,
+) {
+    let record = participant
+        .communications
+        .entry(incoming.id.clone())
+        .or_insert_with(|| CommunicationRecord::new(incoming.medium));
+    // The medium of an id never changes in practice; keep the smaller on disagreement so the
+    // join stays order-independent.
+    if incoming.medium < record.medium {
+        record.medium = incoming.medium;
+    }
+    if join_ranked(&mut record.state, &incoming.state, state_rank) == Step::Behind {
+        stale.push(stale_input(
+            format!(
+                "participants[{participant_id}].communications[{}].state",
+                incoming.id
+            ),
+            record.state.as_ref(),
+            incoming.state.as_ref(),
+        ));
+    }
+    join_max(&mut record.direction, &incoming.direction);
+    join_max(&mut record.disconnect_type, &incoming.disconnect_type);
+    join_flag(
+        &mut record.error,
+        reports_failure(incoming.error, incoming.disconnect_type.as_ref()),
+    );
+    join_time(&mut record.connected_time, &incoming.connected_time);
+    join_time(&mut record.disconnected_time, &incoming.disconnected_time);
+    join_max(&mut record.message_type, &incoming.message_type);
+    join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+    if join_ranked(
+        &mut record.after_call_work,
+        &incoming.after_call_work,
+        after_call_work_rank,
+    ) == Step::Behind
+    {
+        stale.push(stale_input(
+            format!(
+                "participants[{participant_id}].communications[{}].afterCallWork.state",
+                incoming.id
+            ),
+            record.after_call_work.as_ref(),
+            incoming.after_call_work.as_ref(),
+        ));
+    }
+    join_max(&mut record.wrapup, &incoming.wrapup);
+}
+
+fn join_message(
+    messages: &mut BTreeMap<MessageId, MessageRecord>,
+    participant_id: &ParticipantId,
+    incoming: &MessageSnapshot,
+    stale: &mut Vec<StaleInput>,
+) {
+    let record = messages
+        .entry(incoming.id.clone())
+        .or_insert_with(|| MessageRecord {
+            participant_id: participant_id.clone(),
+            communication_id: None,
+            status: None,
+            message_time: None,
+            segment_count: None,
+            media: BTreeMap::new(),
+            stickers: BTreeSet::new(),
+            transcript_uri: None,
+        });
+    if *participant_id < record.participant_id {
+        record.participant_id = participant_id.clone();
+    }
+    join_max(&mut record.communication_id, &incoming.communication_id);
+    if join_ranked(&mut record.status, &incoming.status, message_status_rank) == Step::Behind {
+        stale.push(stale_input(
+            format!("messages[{}].status", incoming.id),
+            record.status.as_ref(),
+            incoming.status.as_ref(),
+        ));
+    }
+    join_time(&mut record.message_time, &incoming.message_time);
+    join_max(&mut record.segment_count, &incoming.segment_count);
+    for attachment in &incoming.media {
+        let key = attachment.key().to_owned();
+        match record.media.get_mut(&key) {
+            None => {
+                record.media.insert(key, attachment.clone());
+            }
+            Some(current) if attachment > current => *current = attachment.clone(),
+            Some(_) => {}
+        }
+    }
+    record.stickers.extend(incoming.stickers.iter().cloned());
+    join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+}
+
+fn stale_input<T: std::fmt::Display>(
+    field: String,
+    current: Option<&T>,
+    incoming: Option<&T>,
+) -> StaleInput {
+    let show = |value: Option<&T>| value.map_or_else(|| "absent".to_owned(), ToString::to_string);
+    StaleInput {
+        field,
+        current: show(current),
+        incoming: show(incoming),
+    }
+}
+
+/// The transitions between two states of one conversation, in a stable order:
+/// participants (by id), then messages (by id), then transcript, then the end.
+pub fn diff(before: &ConversationState, after: &ConversationState) -> Vec<Transition> {
+    let mut transitions = Vec::new();
+    for (id, participant) in &after.participants {
+        let previous = before.participants.get(id);
+        if previous.is_none() {
+            transitions.push(Transition::ParticipantAdded {
+                participant_id: id.clone(),
+                purpose: participant.purpose.clone(),
+            });
+        }
+        let from = previous.map_or(Lifecycle::Pending, ParticipantRecord::lifecycle);
+        let to = participant.lifecycle();
+        if to > from {
+            let participant_id = id.clone();
+            transitions.push(match to {
+                Lifecycle::Pending => continue,
+                Lifecycle::Joined => Transition::ParticipantJoined {
+                    participant_id,
+                    from,
+                },
+                Lifecycle::Active => Transition::ParticipantBecameActive {
+                    participant_id,
+                    from,
+                },
+                Lifecycle::Left => Transition::ParticipantLeft {
+                    participant_id,
+                    from,
+                },
+                Lifecycle::Failed => Transition::ParticipantFailed {
+                    participant_id,
+                    from,
+                },
+            });
+        }
+        let had_wrapup = previous
+            .and_then(ParticipantRecord::recorded_wrapup)
+            .is_some();
+        if let (false, Some(wrapup)) = (had_wrapup, participant.recorded_wrapup()) {
+            transitions.push(Transition::WrapupRecorded {
+                participant_id: id.clone(),
+                wrapup: wrapup.clone(),
+            });
+        }
+    }
+    for (id, message) in &after.messages {
+        let previous = before.messages.get(id);
+        match previous {
+            None => transitions.push(Transition::MessageSeen {
+                message_id: id.clone(),
+                participant_id: message.participant_id.clone(),
+                direction: message.direction(),
+                status: message.status.clone(),
+                message_time: message.message_time,
+            }),
+            Some(previous) if previous.status != message.status => {
+                if let Some(to) = &message.status {
+                    transitions.push(Transition::MessageStatusAdvanced {
+                        message_id: id.clone(),
+                        from: previous.status.clone(),
+                        to: to.clone(),
+                    });
+                }
+            }
+            Some(_) => {}
+        }
+        for (key, attachment) in &message.media {
+            let known = previous.is_some_and(|p| p.media.contains_key(key));
+            if !known {
+                transitions.push(Transition::AttachmentAdded {
+                    message_id: id.clone(),
+                    attachment: attachment.clone(),
+                });
+            }
+        }
+    }
+    for (utterance_id, segment) in &after.transcript {
+        if before.transcript.get(utterance_id) != Some(segment) {
+            transitions.push(Transition::TranscriptSegmentUpdated {
+                utterance_id: utterance_id.clone(),
+                is_final: segment.is_final,
+            });
+        }
+    }
+    if !before.is_ended() && after.is_ended() {
+        transitions.push(Transition::ConversationEnded);
+    }
+    transitions
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::conversation::snapshot::SpeakerSide;
+
+    fn leg(state: CommunicationState) -> CommunicationSnapshot {
+        CommunicationSnapshot {
+            id: CommunicationId::from("leg"),
+            medium: Medium::Messages,
+            state: Some(state),
+            direction: None,
+            disconnect_type: None,
+            error: false,
+            connected_time: None,
+            disconnected_time: None,
+            message_type: None,
+            transcript_uri: None,
+            after_call_work: None,
+            wrapup: None,
+        }
+    }
+
+    fn message(status: MessageStatus) -> MessageSnapshot {
+        MessageSnapshot {
+            id: MessageId::from("m1"),
+            communication_id: Some(CommunicationId::from("leg")),
+            status: Some(status),
+            message_time: None,
+            segment_count: Some(1),
+            media: Vec::new(),
+            stickers: Vec::new(),
+            transcript_uri: None,
+        }
+    }
+
+    fn snapshot(state: CommunicationState, status: MessageStatus) -> ConversationSnapshot {
+        ConversationSnapshot {
+            conversation_id: ConversationId::from("c1"),
+            start_time: None,
+            end_time: None,
+            participants: vec![ParticipantSnapshot {
+                id: ParticipantId::from("agent"),
+                purpose: Some(Purpose::Agent),
+                name: None,
+                user_id: None,
+                queue_id: None,
+                state: None,
+                disconnect_type: None,
+                error: false,
+                connected_time: None,
+                end_time: None,
+                wrapup_required: Some(false),
+                wrapup_skipped: None,
+                wrapup: None,
+                attributes: BTreeMap::new(),
+                communications: vec![leg(state)],
+                messages: vec![message(status)],
+            }],
+        }
+    }
+
+    #[test]
+    fn forward_snapshots_produce_lifecycle_and_status_transitions() {
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        let first = conversation
+            .apply_snapshot(&snapshot(CommunicationState::Alerting, MessageStatus::Sent))
+            .unwrap();
+        assert_eq!(first.version, 1);
+        assert!(first.transitions.contains(&Transition::ParticipantJoined {
+            participant_id: ParticipantId::from("agent"),
+            from: Lifecycle::Pending,
+        }));
+        let second = conversation
+            .apply_snapshot(&snapshot(
+                CommunicationState::Disconnected,
+                MessageStatus::Read,
+            ))
+            .unwrap();
+        assert_eq!(
+            second.transitions,
+            vec![
+                Transition::ParticipantLeft {
+                    participant_id: ParticipantId::from("agent"),
+                    from: Lifecycle::Joined,
+                },
+                Transition::MessageStatusAdvanced {
+                    message_id: MessageId::from("m1"),
+                    from: Some(MessageStatus::Sent),
+                    to: MessageStatus::Read,
+                },
+                Transition::ConversationEnded,
+            ]
+        );
+        assert_eq!(second.version, 2);
+    }
+
+    #[test]
+    fn a_backward_snapshot_is_reported_stale_and_not_applied() {
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        conversation
+            .apply_snapshot(&snapshot(
+                CommunicationState::Connected,
+                MessageStatus::DeliverySuccess,
+            ))
+            .unwrap();
+        let before = conversation.clone();
+        let outcome = conversation
+            .apply_snapshot(&snapshot(CommunicationState::Alerting, MessageStatus::Sent))
+            .unwrap();
+        assert!(!outcome.changed);
+        assert!(outcome.transitions.is_empty());
+        assert_eq!(conversation, before);
+        let fields: Vec<&str> = outcome.stale.iter().map(|s| s.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "participants[agent].communications[leg].state",
+                "messages[m1].status"
+            ]
+        );
+        assert_eq!(outcome.stale[1].current, "delivery-success");
+        assert_eq!(outcome.stale[1].incoming, "sent");
+    }
+
+    #[test]
+    fn a_snapshot_of_another_conversation_is_refused() {
+        let mut conversation = Conversation::new(ConversationId::from("other"));
+        let error = conversation
+            .apply_snapshot(&snapshot(
+                CommunicationState::Connected,
+                MessageStatus::Sent,
+            ))
+            .unwrap_err();
+        assert_eq!(error.got, ConversationId::from("c1"));
+        assert_eq!(conversation.version, 0);
+    }
+
+    #[test]
+    fn a_final_transcript_segment_replaces_the_interim_one_and_stays() {
+        let segment = |is_final: bool, text: &str| TranscriptSegment {
+            utterance_id: "u1".to_owned(),
+            communication_id: None,
+            is_final,
+            speaker: SpeakerSide::External,
+            text: text.to_owned(),
+            start_ms: Some(10),
+            end_ms: Some(20),
+            confidence: Some(0.5),
+        };
+        let event = |segment| TranscriptionEvent {
+            conversation_id: ConversationId::from("c1"),
+            communication_id: None,
+            segments: vec![segment],
+        };
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        conversation
+            .apply_transcription(&event(segment(false, "hel")))
+            .unwrap();
+        let outcome = conversation
+            .apply_transcription(&event(segment(true, "hello")))
+            .unwrap();
+        assert_eq!(
+            outcome.transitions,
+            vec![Transition::TranscriptSegmentUpdated {
+                utterance_id: "u1".to_owned(),
+                is_final: true
+            }]
+        );
+        let late_interim = conversation
+            .apply_transcription(&event(segment(false, "hel")))
+            .unwrap();
+        assert!(!late_interim.changed);
+        assert_eq!(late_interim.stale.len(), 1);
+        assert_eq!(conversation.state.transcript["u1"].text, "hello");
+    }
+
+    #[test]
+    fn wrapup_owed_keeps_an_ended_conversation_unfinished() {
+        let mut ended = snapshot(CommunicationState::Disconnected, MessageStatus::Read);
+        ended.participants[0].wrapup_required = Some(true);
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        conversation.apply_snapshot(&ended).unwrap();
+        assert!(conversation.state.is_ended());
+        assert!(!conversation.state.is_finished());
+        ended.participants[0].communications[0].after_call_work =
+            Some(AfterCallWorkState::Complete);
+        ended.participants[0].wrapup = Some(WrapupRecord {
+            end_time: None,
+            code: Some("resolved".to_owned()),
+            name: None,
+            notes: None,
+            duration_seconds: Some(12),
+        });
+        let outcome = conversation.apply_snapshot(&ended).unwrap();
+        assert!(conversation.state.is_finished());
+        assert!(matches!(
+            outcome.transitions[0],
+            Transition::WrapupRecorded { .. }
+        ));
+    }
+}

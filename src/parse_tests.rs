@@ -1,0 +1,431 @@
+//! The parser against every sample frame and conversation body in `tests/fixtures/genesys`
+//! (a copy of `shared/genesys/payloads`), and against broken variants of them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::conversation::{Conversation, Lifecycle, Transition};
+use crate::model::{CommunicationState, MessageStatus};
+use serde_json::json;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/genesys/",
+            $name
+        ))
+    };
+}
+
+const CONVERSATION: &str = "bc806344-066c-4947-b770-9d25dee501a3";
+
+fn snapshot_of(text: &str) -> (SnapshotTopic, ConversationSnapshot) {
+    match classify(text).unwrap() {
+        Classified::Snapshot { topic, snapshot } => (topic, snapshot),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+fn with_change(text: &str, change: impl FnOnce(&mut Value)) -> String {
+    let mut value: Value = serde_json::from_str(text).unwrap();
+    change(&mut value);
+    value.to_string()
+}
+
+#[test]
+fn heartbeat_pong_and_socket_closing_are_recognised() {
+    assert_eq!(
+        classify(fixture!("ws_heartbeat.json")).unwrap(),
+        Classified::Heartbeat
+    );
+    assert_eq!(
+        classify(fixture!("ws_pong.json")).unwrap(),
+        Classified::Pong
+    );
+    assert_eq!(
+        classify(fixture!("ws_socket_closing.json")).unwrap(),
+        Classified::SocketClosing {
+            message: Some("Socket is closing for maintenance; reconnect".to_owned())
+        }
+    );
+}
+
+#[test]
+fn other_system_frames_keep_their_topic_and_reason() {
+    match classify(fixture!("ws_system_no_longer_subscribed.json")).unwrap() {
+        Classified::System { topic, body } => {
+            assert_eq!(topic, "v2.system.no_longer_subscribed");
+            assert_eq!(body.reason.as_deref(), Some("another_channel_subscribed"));
+            assert_eq!(
+                body.system_topic_type.as_deref(),
+                Some("no_longer_subscribed")
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn websocket_protocol_replies_are_channel_replies() {
+    match classify(fixture!("ws_subscribe_ack.json")).unwrap() {
+        Classified::ChannelReply(reply) => {
+            assert_eq!(reply.result.as_deref(), Some("200"));
+            assert_eq!(reply.topics.len(), 2);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match classify(fixture!("ws_channel_gone_404.json")).unwrap() {
+        Classified::ChannelReply(reply) => assert_eq!(reply.result.as_deref(), Some("404")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn client_frames_are_not_server_frames() {
+    // `{"message":"ping"}` and the subscribe request are what a client sends; receiving one
+    // means something is wrong, and the error says which field is missing.
+    for text in [
+        fixture!("ws_client_ping.json"),
+        fixture!("ws_client_subscribe_request.json"),
+    ] {
+        assert_eq!(
+            classify(text).unwrap_err(),
+            ParseError::MissingField {
+                path: "topicName".to_owned()
+            }
+        );
+    }
+}
+
+#[test]
+fn user_topic_alerting_snapshot_has_every_participant_message_and_attachment() {
+    let (topic, snapshot) = snapshot_of(fixture!(
+        "ws_event_user_conversations_message_alerting.json"
+    ));
+    assert_eq!(
+        topic.subject,
+        TopicSubject::User("c1969995-565b-4c59-881c-83a921a85da9".to_owned())
+    );
+    assert_eq!(topic.shape, SnapshotShape::AllMedia);
+    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    assert_eq!(snapshot.participants.len(), 3);
+    let customer = &snapshot.participants[0];
+    assert_eq!(customer.communications.len(), 1);
+    assert_eq!(
+        customer.messages.len(),
+        2,
+        "both messages of the customer leg"
+    );
+    let with_media = &customer.messages[1];
+    assert_eq!(with_media.id.as_str(), "f8161c17c59feab52d24b4dac2574443");
+    assert_eq!(with_media.media.len(), 1);
+    let attachment = &with_media.media[0];
+    assert_eq!(attachment.mime_type.as_deref(), Some("image/jpeg"));
+    assert_eq!(attachment.size_bytes, Some(48213));
+    assert_eq!(attachment.name.as_deref(), Some("receipt.jpg"));
+    assert_eq!(
+        snapshot.participants[2].communications[0].state,
+        Some(CommunicationState::Alerting)
+    );
+
+    let mut conversation = Conversation::new(snapshot.conversation_id.clone());
+    conversation.apply_snapshot(&snapshot).unwrap();
+    let lifecycles: Vec<Lifecycle> = conversation
+        .state
+        .participants
+        .values()
+        .map(|p| p.lifecycle())
+        .collect();
+    // Participants are keyed by id: 578b… agent, d822… customer, fa8e… acd.
+    assert_eq!(
+        lifecycles,
+        vec![Lifecycle::Joined, Lifecycle::Active, Lifecycle::Left]
+    );
+}
+
+#[test]
+fn queue_topic_connected_and_disconnected_snapshots_parse() {
+    let (topic, connected) = snapshot_of(fixture!(
+        "ws_event_queue_conversations_message_connected.json"
+    ));
+    assert_eq!(
+        topic.subject,
+        TopicSubject::Queue("ff1633b1-a1f1-4efb-abe7-1a0a9021dd32".to_owned())
+    );
+    let (_, disconnected) = snapshot_of(fixture!(
+        "ws_event_queue_conversations_message_disconnected.json"
+    ));
+    let mut conversation = Conversation::new(connected.conversation_id.clone());
+    conversation.apply_snapshot(&connected).unwrap();
+    let outcome = conversation.apply_snapshot(&disconnected).unwrap();
+    assert!(
+        outcome.transitions.contains(&Transition::ConversationEnded),
+        "{outcome:?}"
+    );
+    assert!(conversation.state.is_ended());
+}
+
+#[test]
+fn terminated_voice_call_ends_with_wrapup_pending() {
+    let (_, snapshot) = snapshot_of(fixture!(
+        "ws_event_queue_conversations_call_terminated.json"
+    ));
+    assert_eq!(snapshot.participants.len(), 4);
+    let mut conversation = Conversation::new(snapshot.conversation_id.clone());
+    conversation.apply_snapshot(&snapshot).unwrap();
+    assert!(conversation.state.is_ended());
+    // The agent's after-call work is pending and no wrap-up is recorded yet.
+    assert!(!conversation.state.is_finished());
+}
+
+#[test]
+fn messages_topic_reads_message_ids_from_message_objects() {
+    let (topic, snapshot) =
+        snapshot_of(fixture!("ws_event_user_conversations_messages_topic.json"));
+    assert_eq!(topic.shape, SnapshotShape::Messages);
+    let customer = &snapshot.participants[0];
+    assert_eq!(customer.state, Some(CommunicationState::Connected));
+    let ids: Vec<&str> = customer.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "b38d568b4350476983c4f34f7923f0a8",
+            "fd715b6eb448b2cfdf42e27d01eb08fe"
+        ]
+    );
+    assert_eq!(customer.messages[1].status, Some(MessageStatus::Read));
+    assert_eq!(
+        snapshot.participants[1].user_id.as_deref(),
+        Some("c1969995-565b-4c59-881c-83a921a85da9")
+    );
+}
+
+#[test]
+fn detail_events_carry_their_kind() {
+    let cases = [
+        (
+            fixture!("ws_event_detail_customer_start.json"),
+            "customer.start",
+        ),
+        (
+            fixture!("ws_event_detail_customer_end.json"),
+            "customer.end",
+        ),
+        (fixture!("ws_event_detail_acd_start.json"), "acd.start"),
+        (fixture!("ws_event_detail_acd_end.json"), "acd.end"),
+        (fixture!("ws_event_detail_user_start.json"), "user.start"),
+        (fixture!("ws_event_detail_user_end.json"), "user.end"),
+        (fixture!("ws_event_detail_acw.json"), "acw"),
+    ];
+    for (text, kind) in cases {
+        match classify(text).unwrap() {
+            Classified::Detail(event) => {
+                assert_eq!(event.kind, kind);
+                assert_eq!(event.conversation_id.as_str(), CONVERSATION);
+                assert!(event.body.event_time.is_some());
+            }
+            other => panic!("{kind}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn transcription_segments_have_side_text_times_and_confidence() {
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/transcription_event.json"
+    ));
+    let Classified::Transcription(event) = classify(text).unwrap() else {
+        panic!("expected transcription");
+    };
+    assert_eq!(event.segments.len(), 2);
+    let first = &event.segments[0];
+    assert!(first.is_final);
+    assert_eq!(first.speaker, crate::model::TranscriptChannel::External);
+    assert_eq!(first.text, "hi I was charged twice for my order");
+    assert_eq!(first.start_ms, Some(1741101601118 + 2040));
+    assert_eq!(first.end_ms, Some(1741101601118 + 2040 + 3110));
+    assert_eq!(first.confidence, Some(0.91));
+    assert!(!event.segments[1].is_final);
+}
+
+#[test]
+fn rest_conversation_bodies_parse_with_both_shapes() {
+    let value: Value =
+        serde_json::from_str(fixture!("rest_get_conversation_response.json")).unwrap();
+    let snapshot = read_conversation_body(value, "").unwrap();
+    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    assert!(snapshot.start_time.is_some());
+    let value: Value =
+        serde_json::from_str(fixture!("rest_get_message_conversation_response.json")).unwrap();
+    let snapshot = read_message_conversation_body(value, "").unwrap();
+    assert_eq!(snapshot.participants[0].messages.len(), 2);
+}
+
+#[test]
+fn every_event_fixture_classifies_without_error() {
+    let frames = [
+        fixture!("ws_heartbeat.json"),
+        fixture!("ws_pong.json"),
+        fixture!("ws_socket_closing.json"),
+        fixture!("ws_system_no_longer_subscribed.json"),
+        fixture!("ws_subscribe_ack.json"),
+        fixture!("ws_channel_gone_404.json"),
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        fixture!("ws_event_queue_conversations_message_disconnected.json"),
+        fixture!("ws_event_queue_conversations_call_terminated.json"),
+        fixture!("ws_event_user_conversations_messages_topic.json"),
+    ];
+    for text in frames {
+        classify(text).unwrap();
+    }
+}
+
+#[test]
+fn a_malformed_time_names_its_path() {
+    let text = with_change(
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        |v| {
+            v["eventBody"]["participants"][0]["messages"][0]["messages"][1]["messageTime"] =
+                json("yesterday");
+        },
+    );
+    let error = classify(&text).unwrap_err();
+    assert_eq!(
+        error.path(),
+        Some("eventBody.participants[0].messages[0].messages[1].messageTime")
+    );
+    assert!(matches!(error, ParseError::Malformed { .. }));
+}
+
+#[test]
+fn a_missing_participant_id_names_its_path() {
+    let text = with_change(
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        |v| {
+            v["eventBody"]["participants"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("id");
+        },
+    );
+    assert_eq!(
+        classify(&text).unwrap_err(),
+        ParseError::MissingField {
+            path: "eventBody.participants[1].id".to_owned()
+        }
+    );
+}
+
+#[test]
+fn a_missing_message_id_and_attachment_url_name_their_paths() {
+    let text = with_change(
+        fixture!("ws_event_user_conversations_messages_topic.json"),
+        |v| {
+            v["eventBody"]["participants"][0]["messages"][1]["message"] = json!({});
+        },
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[0].messages[1].message.id")
+    );
+    let text = with_change(
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        |v| {
+            v["eventBody"]["participants"][0]["messages"][0]["messages"][1]["media"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("url");
+        },
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[0].messages[0].messages[1].media[0].url")
+    );
+}
+
+#[test]
+fn wrong_types_name_their_paths() {
+    let text = with_change(
+        fixture!("ws_event_queue_conversations_call_terminated.json"),
+        |v| {
+            v["eventBody"]["participants"] = json!({"not": "a list"});
+        },
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants")
+    );
+    let text = with_change(
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        |v| {
+            v["eventBody"]["participants"][0]["messages"][0]["messages"][0]
+                ["messageSegmentCount"] = json!(-3);
+        },
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[0].messages[0].messages[0].messageSegmentCount")
+    );
+    let text = with_change(fixture!("ws_heartbeat.json"), |v| v["topicName"] = json!(7));
+    assert_eq!(classify(&text).unwrap_err().path(), Some("topicName"));
+}
+
+#[test]
+fn unknown_fields_and_enum_values_are_kept_not_rejected() {
+    let text = with_change(
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        |v| {
+            v["eventBody"]["brandNewField"] = json!({"x": 1});
+            v["eventBody"]["participants"][2]["messages"][0]["state"] = json("hovering");
+            v["eventBody"]["participants"][0]["messages"][0]["messages"][0]["messageStatus"] =
+                json("teleported");
+        },
+    );
+    let (_, snapshot) = snapshot_of(&text);
+    assert_eq!(
+        snapshot.participants[2].communications[0].state,
+        Some(CommunicationState::Unknown("hovering".to_owned()))
+    );
+    assert_eq!(
+        snapshot.participants[0].messages[0].status,
+        Some(MessageStatus::Unknown("teleported".to_owned()))
+    );
+}
+
+#[test]
+fn not_json_and_not_utf8_are_typed_errors() {
+    assert!(matches!(
+        classify("{\"topicName\":"),
+        Err(ParseError::NotJson { .. })
+    ));
+    assert!(matches!(
+        classify("[1,2]"),
+        Err(ParseError::NotAnObject { .. })
+    ));
+    assert!(matches!(
+        classify_bytes(&[0x7b, 0xff, 0x7d]),
+        Err(ParseError::NotUtf8 { offset: 1 })
+    ));
+}
+
+#[test]
+fn topics_map_to_their_subject_and_shape() {
+    let topic = snapshot_topic("v2.routing.queues.q1.conversations.calls").unwrap();
+    assert_eq!(topic.subject, TopicSubject::Queue("q1".to_owned()));
+    assert_eq!(topic.shape, SnapshotShape::Medium("calls".to_owned()));
+    assert!(snapshot_topic("v2.users.u1.presence").is_none());
+    assert!(snapshot_topic("v2.users.u1.conversations.messages.extra").is_none());
+    let frame = r#"{"topicName":"v2.users.u1.presence","eventBody":{}}"#;
+    assert_eq!(
+        classify(frame).unwrap(),
+        Classified::UnknownTopic {
+            topic: "v2.users.u1.presence".to_owned()
+        }
+    );
+}
+
+fn json(text: &str) -> Value {
+    Value::String(text.to_owned())
+}
