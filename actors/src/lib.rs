@@ -1,1 +1,7 @@
+//! Convoy's imperative shell: actors, all I/O, the emulator server and the `convoy` binary's commands.
 
+pub mod config_load;
+pub mod genesys;
+pub mod logging;
+pub mod retry_schedule;
+pub mod token;

@@ -1,1 +1,332 @@
-fn main() {}
+//! The `convoy` binary: parses the command line and hands each command to the code that
+//! owns it. `anyhow` lives only here; the library crates return typed errors.
+//!
+//! Exit codes: 0 success, 2 invalid configuration or usage, 3 `run` while the live path
+//! is not built yet.
+
+mod inspect_cmd;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use convoy::config::{Config, ConfigErrors};
+use convoy_actors::config_load::{self, Entry, FlagOverride, Layers, LoadError};
+use convoy_actors::logging;
+use serde_json::Value;
+
+/// A configuration that does not load (same code as clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+/// `run` before the live path exists.
+const EXIT_NOT_BUILT: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "convoy",
+    version,
+    about = "Follows Genesys Cloud conversations in real time and keeps a CRM and QA snapshots correct.",
+    long_about = "Follows Genesys Cloud conversations in real time and keeps a CRM and QA \
+                  snapshots correct.\n\nConfiguration layers, lowest first: built-in defaults, \
+                  the file from --config (or CONVOY_CONFIG), CONVOY_* environment variables \
+                  (nested keys joined by \"__\", e.g. CONVOY_GENESYS__REGION=mypurecloud.ie), \
+                  then command-line flags. `convoy config show` prints the result and the \
+                  source of every value."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: load and check the configuration, then follow the configured queues
+    /// and users.
+    Run(RunArgs),
+    /// Print or check the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print what Convoy understands of captured notification frames (JSON, one document
+    /// per file or one frame per line).
+    Inspect {
+        /// The file of frames, or `-` for standard input.
+        #[arg(value_name = "FILE|-")]
+        path: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigFileArg {
+    /// Configuration file (TOML) layered over the built-in defaults.
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "CONVOY_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    file: ConfigFileArg,
+    /// Log format (overrides log.format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+    /// Address of the /metrics, /healthz and /readyz endpoints (overrides admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted, with the source of each value.
+    Show {
+        #[command(flatten)]
+        file: ConfigFileArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Toml)]
+        format: ShowFormat,
+    },
+    /// Check the configuration: print "configuration OK" and the derived topics, or every
+    /// problem (exit code 2).
+    Check {
+        #[command(flatten)]
+        file: ConfigFileArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ShowFormat {
+    Toml,
+    Json,
+}
+
+fn main() -> ExitCode {
+    // Exactly one TLS backend is compiled in; awc needs it installed before any client.
+    // Err means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Config(ConfigCommand::Show { file, format }) => show_config(file, format),
+        Command::Config(ConfigCommand::Check { file }) => check_config(file),
+        Command::Inspect { path } => inspect_cmd::run(&path),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("convoy: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut layers = layers(args.file);
+    if let Some(format) = args.log_format {
+        let value = match format {
+            LogFormatArg::Text => "text",
+            LogFormatArg::Json => "json",
+        };
+        layers.flags.push(FlagOverride {
+            key: "log.format",
+            flag: "--log-format",
+            value: value.to_owned(),
+        });
+    }
+    if let Some(address) = args.admin_listen {
+        layers.flags.push(FlagOverride {
+            key: "admin.listen",
+            flag: "--admin-listen",
+            value: address,
+        });
+    }
+    let config = match config_load::load(&layers) {
+        Ok(config) => config,
+        Err(error) => return Ok(report_load_error(&error)),
+    };
+    logging::init(&config.log).context("cannot start logging")?;
+    run_daemon(config)
+}
+
+/// The daemon itself. For now it only shows what it would follow; the live path replaces
+/// this body.
+fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+    let endpoints = &config.genesys.endpoints;
+    tracing::info!(
+        region = endpoints.region.map(|region| region.domain()),
+        api_base = %endpoints.api_base,
+        login_base = %endpoints.login_base,
+        client_id = %config.genesys.client_id,
+        "Configuration loaded."
+    );
+    for topic in config.topics() {
+        tracing::info!(%topic, "Would subscribe.");
+    }
+    eprintln!(
+        "convoy: the live path (Notifications stream, conversation actors, CRM sync) is not \
+         built yet; the configuration is valid. Exiting with code {EXIT_NOT_BUILT}."
+    );
+    Ok(ExitCode::from(EXIT_NOT_BUILT))
+}
+
+fn show_config(file: ConfigFileArg, format: ShowFormat) -> anyhow::Result<ExitCode> {
+    let merged = match config_load::merge(&layers(file)) {
+        Ok(merged) => merged,
+        Err(error) => return Ok(report_load_error(&error)),
+    };
+    // Show the configuration even when it does not validate: that is when it helps most.
+    let validated = merged.validate();
+    let entries = merged.entries(validated.as_ref().ok());
+    let text = match format {
+        ShowFormat::Json => render_json(&entries)?,
+        ShowFormat::Toml => render_toml(&entries),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(match validated {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(errors) => report_problems(&errors),
+    })
+}
+
+fn check_config(file: ConfigFileArg) -> anyhow::Result<ExitCode> {
+    let config = match config_load::load(&layers(file)) {
+        Ok(config) => config,
+        Err(error) => return Ok(report_load_error(&error)),
+    };
+    let endpoints = &config.genesys.endpoints;
+    println!("configuration OK");
+    println!("api base:   {}", endpoints.api_base);
+    println!("login base: {}", endpoints.login_base);
+    println!("topics:");
+    for topic in config.topics() {
+        println!("  {topic}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn layers(file: ConfigFileArg) -> Layers {
+    Layers {
+        file: file.config,
+        flags: Vec::new(),
+    }
+}
+
+fn report_load_error(error: &LoadError) -> ExitCode {
+    match error {
+        LoadError::Invalid(errors) => report_problems(errors),
+        other => {
+            eprintln!("convoy: {other}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn report_problems(errors: &ConfigErrors) -> ExitCode {
+    eprintln!("convoy: invalid configuration, {errors}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// `{ "key": { "value": ..., "source": ... } }`, keys in file order.
+fn render_json(entries: &[Entry]) -> anyhow::Result<String> {
+    let mut object = serde_json::Map::new();
+    for entry in entries {
+        object.insert(
+            entry.key.clone(),
+            serde_json::json!({ "value": entry.value, "source": entry.source }),
+        );
+    }
+    let mut text = serde_json::to_string_pretty(&Value::Object(object))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// TOML grouped by section, each line ending in `# from <source>`.
+fn render_toml(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    let mut current_section: Option<&str> = None;
+    // Top-level leaves (only unknown keys can be there) must precede every table.
+    let (top, nested): (Vec<&Entry>, Vec<&Entry>) =
+        entries.iter().partition(|entry| !entry.key.contains('.'));
+    for entry in top.into_iter().chain(nested) {
+        let (section, name) = match entry.key.rsplit_once('.') {
+            Some((section, name)) => (Some(section), name),
+            None => (None, entry.key.as_str()),
+        };
+        if section != current_section {
+            if let Some(section) = section {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&format!("[{}]\n", toml_key_path(section)));
+            }
+            current_section = section;
+        }
+        out.push_str(&format!(
+            "{} = {}",
+            toml_key(name),
+            toml_value(&entry.value)
+        ));
+        match &entry.source {
+            Some(source) if source.starts_with("derived") => {
+                out.push_str(&format!("  # {source}"));
+            }
+            Some(source) => out.push_str(&format!("  # from {source}")),
+            None => {}
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn toml_key_path(path: &str) -> String {
+    path.split('.').map(toml_key).collect::<Vec<_>>().join(".")
+}
+
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if bare {
+        key.to_owned()
+    } else {
+        Value::String(key.to_owned()).to_string()
+    }
+}
+
+/// A JSON value as TOML: JSON's string escapes, numbers and booleans are valid TOML, so
+/// only tables (inline) and null (absent in TOML; never produced by the layers) differ.
+fn toml_value(value: &Value) -> String {
+    match value {
+        Value::Null => "\"\"".to_owned(),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => value.to_string(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(toml_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(table) => {
+            let items: Vec<String> = table
+                .iter()
+                .map(|(key, value)| format!("{} = {}", toml_key(key), toml_value(value)))
+                .collect();
+            if items.is_empty() {
+                "{}".to_owned()
+            } else {
+                format!("{{ {} }}", items.join(", "))
+            }
+        }
+    }
+}

@@ -1,0 +1,784 @@
+//! Loads the configuration: merges the layers with figment, hands the merged tree to the
+//! core's pure `convoy::config::validate`, and does the I/O the core must not do (reading
+//! the config file and `genesys.client_secret_file`).
+//!
+//! Layers, lowest first: the compiled-in `config/default.toml`, the file from `--config` /
+//! `CONVOY_CONFIG`, `CONVOY_*` environment variables (`__` nests:
+//! `CONVOY_GENESYS__REGION`), then command-line flags. Every value keeps a note of its
+//! layer so problems and `convoy config show` can say where it came from. This module never
+//! prints a secret: `entries` redacts them, and `Config` redacts itself.
+
+use std::path::{Path, PathBuf};
+
+use convoy::config::{
+    env_value_is_text, env_var_name, is_secret_key, validate, ClientSecret, Config, ConfigErrors,
+    ConfigProblem, Secret, REDACTED,
+};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value as FigmentValue};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+
+/// The built-in defaults, the lowest layer.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+
+/// Source label of the built-in layer.
+const DEFAULT_SOURCE: &str = "default config";
+/// Metadata name of the environment layer; the variable name is added per key.
+const ENV_SOURCE: &str = "env";
+
+/// What to merge on top of the built-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// `--config FILE` (clap also reads `CONVOY_CONFIG` into it).
+    pub file: Option<PathBuf>,
+    /// Command-line flags that set a key, highest layer.
+    pub flags: Vec<FlagOverride>,
+}
+
+/// A command-line flag that sets one configuration key, e.g. `--log-format json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagOverride {
+    /// The dotted key, e.g. `log.format`.
+    pub key: &'static str,
+    /// The flag as typed, e.g. `--log-format`; only used to name the source.
+    pub flag: &'static str,
+    pub value: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Boxed: `figment::Error` is large and would bloat every `Result` here.
+    #[error("config file {} is not valid TOML: {source}", path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: Box<figment::Error>,
+    },
+    #[error("cannot merge the configuration layers: {0}")]
+    Merge(#[source] Box<figment::Error>),
+    #[error(transparent)]
+    Invalid(#[from] ConfigErrors),
+}
+
+/// One leaf of the effective configuration, as `config show` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Dotted key.
+    pub key: String,
+    /// The value; `"***"` for secrets.
+    pub value: Value,
+    /// e.g. `default config`, `file /etc/convoy.toml`, `env CONVOY_SLA__READ`,
+    /// `flag --log-format`, `derived from genesys.region`.
+    pub source: Option<String>,
+}
+
+/// The merged layers: the tree the core validates, and where each value came from.
+pub struct Merged {
+    figment: Figment,
+    tree: Value,
+    /// The directory of the `--config` file: a relative `genesys.client_secret_file`
+    /// written in that file is resolved against it, so a deployment can keep
+    /// `convoy.toml` and its secret side by side whatever the working directory.
+    file_dir: Option<PathBuf>,
+    file_source: Option<String>,
+}
+
+/// Merges the layers. Fails only when the file cannot be read or is not TOML; every
+/// problem with the *values* is left for [`Merged::validate`], which reports them all.
+pub fn merge(layers: &Layers) -> Result<Merged, LoadError> {
+    let mut figment =
+        Figment::new().merge(Labeled::new(DEFAULT_SOURCE, Toml::string(DEFAULT_CONFIG)));
+
+    let mut file_dir = None;
+    let mut file_source = None;
+    if let Some(path) = &layers.file {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        let toml = Toml::string(&text);
+        // Parse now, so a syntax error names the file rather than surfacing at extraction.
+        toml.data().map_err(|source| LoadError::Syntax {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        let label = format!("file {}", path.display());
+        figment = figment.merge(Labeled::new(label.clone(), toml));
+        file_dir = Some(path.parent().map(Path::to_path_buf).unwrap_or_default());
+        file_source = Some(label);
+    }
+
+    figment = figment.merge(EnvLayer);
+
+    for flag in &layers.flags {
+        figment = figment.merge(Labeled::new(
+            format!("flag {}", flag.flag),
+            Serialized::default(flag.key, flag.value.clone()),
+        ));
+    }
+
+    let tree: Value = figment
+        .extract()
+        .map_err(|error| LoadError::Merge(Box::new(error)))?;
+    Ok(Merged {
+        figment,
+        tree,
+        file_dir,
+        file_source,
+    })
+}
+
+/// Merges, validates and resolves the client secret: the `Config` the daemon runs with.
+pub fn load(layers: &Layers) -> Result<Config, LoadError> {
+    Ok(merge(layers)?.validate()?)
+}
+
+impl Merged {
+    /// The merged tree, secrets included: never print it, use [`Merged::entries`].
+    pub fn tree(&self) -> &Value {
+        &self.tree
+    }
+
+    /// Where the value at `key` came from, e.g. `env CONVOY_SLA__READ`.
+    pub fn source_of(&self, key: &str) -> Option<String> {
+        let metadata = self.figment.find_metadata(key)?;
+        if metadata.name == ENV_SOURCE {
+            Some(format!("env {}", env_var_name(key)))
+        } else {
+            Some(metadata.name.to_string())
+        }
+    }
+
+    /// Validates the tree (core), then checks what only the shell can: that the log
+    /// filter parses and that the client secret file can be read. All problems together.
+    pub fn validate(&self) -> Result<Config, ConfigErrors> {
+        let origin = |key: &str| self.source_of(key);
+        let validated = validate(&self.tree, &origin);
+
+        let mut shell_problems = Vec::new();
+        if let Some(problem) = self.check_log_filter() {
+            shell_problems.push(problem);
+        }
+        match validated {
+            Ok(mut config) => {
+                if let ClientSecret::File(path) = &config.genesys.client_secret {
+                    match self.read_client_secret(path) {
+                        Ok(secret) => config.genesys.client_secret = ClientSecret::Value(secret),
+                        Err(problem) => shell_problems.push(problem),
+                    }
+                }
+                if shell_problems.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(ConfigErrors::new(shell_problems))
+                }
+            }
+            Err(mut errors) => {
+                // Still try the secret file, so its problem shows in the same run.
+                let named_file = self
+                    .tree
+                    .pointer("/genesys/client_secret_file")
+                    .and_then(Value::as_str)
+                    .filter(|path| !path.trim().is_empty());
+                if let Some(path) = named_file {
+                    if let Err(problem) = self.read_client_secret(Path::new(path)) {
+                        shell_problems.push(problem);
+                    }
+                }
+                for problem in shell_problems {
+                    errors.push(problem);
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// Every leaf of the merged tree, secrets redacted, with its source; when `config` is
+    /// given (the tree validated) the derived Genesys bases are added after their region.
+    pub fn entries(&self, config: Option<&Config>) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        flatten("", &self.tree, &mut |key, value| {
+            let value = if is_secret_key(key) {
+                Value::String(REDACTED.to_owned())
+            } else {
+                value.clone()
+            };
+            entries.push(Entry {
+                key: key.to_owned(),
+                value,
+                source: self.source_of(key),
+            });
+        });
+        let region = config.and_then(|config| {
+            let endpoints = &config.genesys.endpoints;
+            endpoints.region.map(|_| endpoints)
+        });
+        if let Some(endpoints) = region {
+            let at = entries
+                .iter()
+                .position(|entry| entry.key == "genesys.region")
+                .map_or(entries.len(), |index| index + 1);
+            let derived = |key: &str, value: &str| Entry {
+                key: key.to_owned(),
+                value: Value::String(value.to_owned()),
+                source: Some("derived from genesys.region".to_owned()),
+            };
+            entries.splice(
+                at..at,
+                [
+                    derived("genesys.api_base", &endpoints.api_base),
+                    derived("genesys.login_base", &endpoints.login_base),
+                ],
+            );
+        }
+        entries
+    }
+
+    fn check_log_filter(&self) -> Option<ConfigProblem> {
+        let filter = self.tree.pointer("/log/filter")?.as_str()?;
+        if filter.trim().is_empty() {
+            return None; // the core reports an empty filter
+        }
+        let error = EnvFilter::try_new(filter).err()?;
+        Some(ConfigProblem {
+            key: "log.filter".to_owned(),
+            value: Some(Value::String(filter.to_owned()).to_string()),
+            source: self.source_of("log.filter"),
+            reason: format!("not a valid tracing filter: {error}"),
+        })
+    }
+
+    /// Reads the secret file; surrounding whitespace (the trailing newline every editor
+    /// adds) is not part of the secret.
+    fn read_client_secret(&self, path: &Path) -> Result<Secret<String>, ConfigProblem> {
+        const KEY: &str = "genesys.client_secret_file";
+        let source = self.source_of(KEY);
+        let written_in_file = source.is_some() && source == self.file_source;
+        let resolved = match &self.file_dir {
+            Some(dir) if written_in_file && path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        let problem = |reason: String| ConfigProblem {
+            key: KEY.to_owned(),
+            value: Some(Value::String(path.display().to_string()).to_string()),
+            source: source.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&resolved).map_err(|error| {
+            problem(format!(
+                "cannot read the client secret from {}: {error}",
+                resolved.display()
+            ))
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(problem(format!("{} is empty", resolved.display())));
+        }
+        Ok(Secret::new(secret.to_owned()))
+    }
+}
+
+/// Calls `leaf` for every non-table value (lists are leaves; an empty table is a leaf so
+/// an empty unknown section still shows up).
+fn flatten(prefix: &str, value: &Value, leaf: &mut dyn FnMut(&str, &Value)) {
+    match value {
+        Value::Object(table) if !table.is_empty() => {
+            for (name, child) in table {
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten(&key, child, leaf);
+            }
+        }
+        _ => leaf(prefix, value),
+    }
+}
+
+/// A provider under a human name: figment tags each value with its provider's metadata,
+/// and this name becomes the source shown next to the value.
+struct Labeled<P> {
+    name: String,
+    inner: P,
+}
+
+impl<P> Labeled<P> {
+    fn new(name: impl Into<String>, inner: P) -> Self {
+        Labeled {
+            name: name.into(),
+            inner,
+        }
+    }
+}
+
+impl<P: Provider> Provider for Labeled<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// `CONVOY_*` variables. Figment's `Env` parses every value ("0123" becomes the number
+/// 123, "true" a boolean), which would silently corrupt a numeric-looking secret or id.
+/// So keys are mapped by `Env` (prefix, `__` → `.`, lowercase), but values of text keys
+/// stay the exact text; numbers and lists (`[a,b]`) are still parsed for the keys that
+/// hold them.
+struct EnvLayer;
+
+impl EnvLayer {
+    fn env() -> Env {
+        // CONVOY_CONFIG names the file layer; it is not a key.
+        Env::prefixed("CONVOY_").split("__").ignore(&["config"])
+    }
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, raw) in Self::env().iter() {
+            let key = key.as_str();
+            let value = if env_value_is_text(key) {
+                FigmentValue::from(raw)
+            } else {
+                match raw.parse::<FigmentValue>() {
+                    Ok(value) => value,
+                    Err(never) => match never {},
+                }
+            };
+            let path: Vec<&str> = key.split('.').collect();
+            insert_path(&mut dict, &path, value);
+        }
+        let mut data = Map::new();
+        data.insert(Profile::Default, dict);
+        Ok(data)
+    }
+}
+
+/// Inserts `value` at `path`, creating tables on the way (a scalar in the way is replaced:
+/// `CONVOY_LOG=x` and `CONVOY_LOG__FORMAT=json` cannot both be meant).
+fn insert_path(dict: &mut Dict, path: &[&str], value: FigmentValue) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let slot = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| FigmentValue::from(Dict::new()));
+            if slot.as_dict().is_none() {
+                *slot = FigmentValue::from(Dict::new());
+            }
+            if let FigmentValue::Dict(_, inner) = slot {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+// `figment::Jail` fixes its closures' error type to the large `figment::Error`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use convoy::config::{CrmAuth, LogFormat};
+    use figment::Jail;
+
+    const CLIENT_ID: &str = "7de3af06-c0b3-4f9b-af45-72f4a1403797";
+    const QUEUE: &str = "4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b";
+    const USER: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
+    /// A developer's own `CONVOY_*` variables must not leak into these tests. Clearing
+    /// the whole environment would disturb tests running in parallel, so only do it when
+    /// there is something to hide (the jail restores it on exit).
+    fn isolate(jail: &mut Jail) {
+        if std::env::vars_os().any(|(key, _)| key.to_string_lossy().starts_with("CONVOY_")) {
+            jail.clear_env();
+        }
+    }
+
+    fn minimal_file(jail: &mut Jail) -> PathBuf {
+        isolate(jail);
+        jail.create_file(
+            "convoy.toml",
+            &format!(
+                "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
+                 client_secret = \"file-secret\"\nqueues = [\"{QUEUE}\"]\n"
+            ),
+        )
+        .unwrap();
+        jail.directory().join("convoy.toml")
+    }
+
+    fn layers(file: PathBuf) -> Layers {
+        Layers {
+            file: Some(file),
+            flags: Vec::new(),
+        }
+    }
+
+    /// A figment error for `Jail`'s closure, keeping the original message.
+    fn fail(error: impl std::fmt::Display) -> figment::Error {
+        figment::Error::from(error.to_string())
+    }
+
+    #[test]
+    fn the_default_config_parses_and_has_only_known_keys() {
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            let merged = merge(&Layers::default()).map_err(fail)?;
+            let errors = merged.validate().unwrap_err();
+            // Without a file only the org-specific keys are missing, nothing else.
+            let keys: Vec<&str> = errors.problems().iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                vec![
+                    "genesys.region",
+                    "genesys.client_id",
+                    "genesys.client_secret",
+                    "genesys.queues"
+                ],
+                "{errors}"
+            );
+            assert!(errors
+                .problems()
+                .iter()
+                .all(|p| p.reason.starts_with("required") || p.reason.starts_with("follow")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn default_toml_agrees_with_the_core_defaults() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            // Turn CRM on, so its defaults are compared too.
+            let text = std::fs::read_to_string(&file).map_err(fail)?;
+            jail.create_file(
+                "convoy.toml",
+                &format!("{text}[crm]\nendpoint = \"https://crm.example.com/in\"\n"),
+            )?;
+            let merged = merge(&layers(file)).map_err(fail)?;
+            let with_defaults_file = merged.validate().map_err(fail)?;
+            assert!(with_defaults_file.crm.is_some());
+            // The same file validated without default.toml under it: built-in defaults.
+            let only_file: Value = Figment::from(Toml::file(jail.directory().join("convoy.toml")))
+                .extract()
+                .map_err(fail)?;
+            let with_core_defaults = validate(&only_file, &|_| None).map_err(fail)?;
+            assert_eq!(with_defaults_file, with_core_defaults);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order_default_file_env_flag() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_GENESYS__REGION", "usw2.pure.cloud");
+            jail.set_env("CONVOY_SLA__READ", "10m");
+            jail.set_env("CONVOY_LOG__FORMAT", "text");
+            let mut layers = layers(file.clone());
+            layers.flags.push(FlagOverride {
+                key: "log.format",
+                flag: "--log-format",
+                value: "json".to_owned(),
+            });
+            let merged = merge(&layers).map_err(fail)?;
+            let config = merged.validate().map_err(fail)?;
+
+            assert_eq!(
+                config.genesys.endpoints.api_base,
+                "https://api.usw2.pure.cloud"
+            );
+            assert_eq!(config.sla.read, std::time::Duration::from_secs(600));
+            assert_eq!(config.log.format, LogFormat::Json);
+            assert_eq!(
+                merged.source_of("genesys.region").as_deref(),
+                Some("env CONVOY_GENESYS__REGION")
+            );
+            assert_eq!(
+                merged.source_of("log.format").as_deref(),
+                Some("flag --log-format")
+            );
+            assert_eq!(
+                merged.source_of("genesys.client_id"),
+                Some(format!("file {}", file.display()))
+            );
+            assert_eq!(
+                merged.source_of("stream.ping_after_idle").as_deref(),
+                Some("default config")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lists_from_the_environment_work_in_both_spellings() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_GENESYS__QUEUES", format!("[{QUEUE},{USER}]"));
+            jail.set_env("CONVOY_GENESYS__USERS", format!("{USER}, {QUEUE}"));
+            let config = load(&layers(file)).map_err(fail)?;
+            assert_eq!(config.genesys.queues, vec![QUEUE, USER]);
+            assert_eq!(config.genesys.users, vec![USER, QUEUE]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_looking_secrets_from_the_environment_keep_their_text() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_GENESYS__CLIENT_SECRET", "007");
+            jail.set_env("CONVOY_CRM__ENDPOINT", "https://crm.example.com/in");
+            jail.set_env("CONVOY_CRM__AUTH", "basic");
+            jail.set_env("CONVOY_CRM__USERNAME", "1234");
+            jail.set_env("CONVOY_CRM__PASSWORD", "true");
+            jail.set_env("CONVOY_CRM__BATCH_SIZE", "50");
+            let config = load(&layers(file)).map_err(fail)?;
+            let secret = config
+                .genesys
+                .client_secret
+                .value()
+                .map(|s| s.expose_secret().clone());
+            assert_eq!(secret.as_deref(), Some("007"));
+            let crm = config.crm.expect("crm configured");
+            assert_eq!(crm.batch_size, 50);
+            match crm.auth {
+                CrmAuth::Basic { username, password } => {
+                    assert_eq!(username, "1234");
+                    assert_eq!(password.expose_secret(), "true");
+                }
+                other => panic!("expected basic auth, got {other:?}"),
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn problems_from_every_layer_are_reported_together_with_their_source() {
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            jail.create_file(
+                "bad.toml",
+                &format!(
+                    "[genesys]\nregion = \"mypurecloud.xx\"\nclient_id = \"{CLIENT_ID}\"\n\
+                     client_secret_file = \"missing-secret\"\nqueues = [\"{QUEUE}\"]\n"
+                ),
+            )?;
+            jail.set_env("CONVOY_SLA__READ", "10");
+            jail.set_env("CONVOY_GENESYS_REGION", "mypurecloud.ie");
+            let mut layers = layers(jail.directory().join("bad.toml"));
+            layers.flags.push(FlagOverride {
+                key: "admin.listen",
+                flag: "--admin-listen",
+                value: "localhost".to_owned(),
+            });
+            let errors = merge(&layers).map_err(fail)?.validate().unwrap_err();
+            let text = errors.to_string();
+            let file = format!("file {}", jail.directory().join("bad.toml").display());
+            assert!(
+                text.contains(&format!(
+                    "genesys.region = \"mypurecloud.xx\" (from {file})"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains("sla.read = \"10\" (from env CONVOY_SLA__READ)"),
+                "{text}"
+            );
+            assert!(
+                text.contains("admin.listen = \"localhost\" (from flag --admin-listen)"),
+                "{text}"
+            );
+            assert!(
+                text.contains("genesys_region (from env CONVOY_GENESYS_REGION): unknown key; did you mean genesys.region (CONVOY_GENESYS__REGION)?"),
+                "{text}"
+            );
+            assert!(text.contains("genesys.client_secret_file"), "{text}");
+            assert_eq!(errors.len(), 5, "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_client_secret_file_is_read_relative_to_the_config_file() {
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            jail.create_dir("etc")?;
+            jail.create_file("etc/genesys-secret", "from-the-file\n")?;
+            jail.create_file(
+                "etc/convoy.toml",
+                &format!(
+                    "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
+                     client_secret_file = \"genesys-secret\"\nqueues = [\"{QUEUE}\"]\n"
+                ),
+            )?;
+            let config = load(&layers(jail.directory().join("etc/convoy.toml"))).map_err(fail)?;
+            let secret = config
+                .genesys
+                .client_secret
+                .value()
+                .map(|s| s.expose_secret().clone());
+            assert_eq!(secret.as_deref(), Some("from-the-file"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_a_problem_naming_the_key() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env(
+                "CONVOY_GENESYS__CLIENT_SECRET_FILE",
+                "/nonexistent/convoy-secret",
+            );
+            // The file layer also sets client_secret: that conflict is reported too.
+            let errors = load(&layers(file)).unwrap_err().to_string();
+            assert!(errors.contains("genesys.client_secret_file = \"/nonexistent/convoy-secret\" (from env CONVOY_GENESYS__CLIENT_SECRET_FILE): cannot read"), "{errors}");
+            assert!(
+                errors.contains("conflicts with genesys.client_secret_file"),
+                "{errors}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_reported_as_a_config_problem() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_LOG__FILTER", "convoy=loud");
+            let errors = load(&layers(file)).unwrap_err().to_string();
+            assert!(errors.contains("log.filter = \"convoy=loud\" (from env CONVOY_LOG__FILTER): not a valid tracing filter"), "{errors}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_or_broken_file_fails_before_validation() {
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            let missing = load(&layers(jail.directory().join("nope.toml"))).unwrap_err();
+            assert!(matches!(missing, LoadError::ReadFile { .. }), "{missing}");
+            jail.create_file("broken.toml", "[genesys\nregion = ")?;
+            let broken = load(&layers(jail.directory().join("broken.toml"))).unwrap_err();
+            assert!(matches!(broken, LoadError::Syntax { .. }), "{broken}");
+            assert!(broken.to_string().contains("broken.toml"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn entries_redact_secrets_and_name_sources_and_derived_bases() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_CRM__TOKEN", "env-token-value");
+            jail.set_env("CONVOY_CRM__AUTH", "bearer");
+            jail.set_env("CONVOY_CRM__ENDPOINT", "https://crm.example.com/in");
+            let merged = merge(&layers(file)).map_err(fail)?;
+            let config = merged.validate().map_err(fail)?;
+            let entries = merged.entries(Some(&config));
+            let shown = format!("{entries:?}");
+            assert!(
+                !shown.contains("file-secret") && !shown.contains("env-token-value"),
+                "{shown}"
+            );
+            let find = |key: &str| entries.iter().find(|e| e.key == key).cloned().unwrap();
+            assert_eq!(
+                find("genesys.client_secret").value,
+                Value::String("***".into())
+            );
+            assert_eq!(
+                find("crm.token").source.as_deref(),
+                Some("env CONVOY_CRM__TOKEN")
+            );
+            let api = find("genesys.api_base");
+            assert_eq!(
+                api.value,
+                Value::String("https://api.mypurecloud.ie".into())
+            );
+            assert_eq!(api.source.as_deref(), Some("derived from genesys.region"));
+            assert_eq!(find("genesys.queues").value, serde_json::json!([QUEUE]));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_readme_documents_every_key_with_its_environment_variable() {
+        let readme = include_str!("../../README.md");
+        for spec in convoy::config::KEYS {
+            let row = format!("| `{}` |", spec.key);
+            let line = readme.lines().find(|line| line.starts_with(&row));
+            let documented = line.is_some_and(|line| line.contains(&env_var_name(spec.key)));
+            assert!(
+                documented,
+                "README.md has no row for {} with {}",
+                spec.key,
+                env_var_name(spec.key)
+            );
+        }
+    }
+
+    #[test]
+    fn every_example_config_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+        let mut checked = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            // Simulator scenarios share the folder; a file with no Convoy section is not
+            // a Convoy configuration.
+            let tree: Value = Figment::from(Toml::file(&path)).extract().unwrap();
+            let is_convoy_config = tree
+                .as_object()
+                .is_some_and(|table| table.keys().any(|key| convoy::config::is_section(key)));
+            if !is_convoy_config {
+                continue;
+            }
+            Jail::expect_with(|jail| {
+                isolate(jail);
+                let result = load(&layers(path.clone()));
+                assert!(
+                    result.is_ok(),
+                    "{}: {}",
+                    path.display(),
+                    result.err().map(|e| e.to_string()).unwrap_or_default()
+                );
+                Ok(())
+            });
+            checked.extend(
+                path.file_name()
+                    .map(|name| name.to_string_lossy().into_owned()),
+            );
+        }
+        checked.sort();
+        assert!(
+            ["emulator.toml", "production.toml"]
+                .iter()
+                .all(|name| checked.iter().any(|c| c == name)),
+            "expected the emulator and production examples in {}, checked {checked:?}",
+            dir.display()
+        );
+    }
+}

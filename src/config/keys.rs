@@ -1,0 +1,176 @@
+//! The list of configuration keys: which exist (so a typo is an "unknown key" problem, not
+//! a silently ignored line), which hold secrets (so every printer redacts them), and which
+//! hold text (so the shell keeps an environment value such as `CONVOY_CRM__PASSWORD=0123`
+//! as the string it is instead of parsing it into the number 123).
+
+/// How a key's value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Text: names, URLs, durations, paths, addresses, enumerations.
+    Text,
+    /// Text that is a credential: redacted everywhere.
+    Secret,
+    /// An integer.
+    Integer,
+    /// A list of ids (`["a", "b"]`, or from the environment `[a,b]` or `a,b`).
+    IdList,
+}
+
+/// One configuration key, dotted (`genesys.region`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    pub key: &'static str,
+    pub kind: KeyKind,
+}
+
+const fn spec(key: &'static str, kind: KeyKind) -> KeySpec {
+    KeySpec { key, kind }
+}
+
+/// Every key Convoy reads. The README's configuration table documents the same list.
+pub const KEYS: &[KeySpec] = &[
+    spec("genesys.region", KeyKind::Text),
+    spec("genesys.api_base", KeyKind::Text),
+    spec("genesys.login_base", KeyKind::Text),
+    spec("genesys.client_id", KeyKind::Text),
+    spec("genesys.client_secret", KeyKind::Secret),
+    spec("genesys.client_secret_file", KeyKind::Text),
+    spec("genesys.requests_per_minute", KeyKind::Integer),
+    spec("genesys.queues", KeyKind::IdList),
+    spec("genesys.users", KeyKind::IdList),
+    spec("sla.delivery", KeyKind::Text),
+    spec("sla.read", KeyKind::Text),
+    spec("sla.first_response", KeyKind::Text),
+    spec("crm.endpoint", KeyKind::Text),
+    spec("crm.auth", KeyKind::Text),
+    spec("crm.token", KeyKind::Secret),
+    spec("crm.username", KeyKind::Text),
+    spec("crm.password", KeyKind::Secret),
+    spec("crm.hmac_secret", KeyKind::Secret),
+    spec("crm.batch_size", KeyKind::Integer),
+    spec("crm.flush_interval", KeyKind::Text),
+    spec("crm.max_attempts", KeyKind::Integer),
+    spec("outbox.path", KeyKind::Text),
+    spec("analytics.schedule", KeyKind::Text),
+    spec("analytics.output_dir", KeyKind::Text),
+    spec("admin.listen", KeyKind::Text),
+    spec("log.format", KeyKind::Text),
+    spec("log.filter", KeyKind::Text),
+    spec("stream.max_frame_bytes", KeyKind::Integer),
+    spec("stream.ping_after_idle", KeyKind::Text),
+    spec("stream.reconnect_after_silence", KeyKind::Text),
+    spec("stream.rotate_before_expiry", KeyKind::Text),
+    spec("conversations.max_live", KeyKind::Integer),
+    spec("conversations.idle_timeout", KeyKind::Text),
+    spec("shutdown.deadline", KeyKind::Text),
+];
+
+/// The spec of a known key.
+pub fn key_spec(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|spec| spec.key == key)
+}
+
+/// True when `key` is a top-level section (`genesys`, `crm`, ...).
+pub fn is_section(name: &str) -> bool {
+    KEYS.iter().any(|spec| section_of(spec.key) == name)
+}
+
+fn section_of(key: &str) -> &str {
+    key.split_once('.').map_or(key, |(section, _)| section)
+}
+
+/// True when a value under `key` must never be printed. Unknown keys that look like
+/// credentials (`genesys.client_secrt`, a typo) are treated as secrets too: a typo must not
+/// leak the value it was meant to protect.
+pub fn is_secret_key(key: &str) -> bool {
+    if let Some(spec) = key_spec(key) {
+        return spec.kind == KeyKind::Secret;
+    }
+    let typo_of_secret = closest_key(key)
+        .and_then(key_spec)
+        .is_some_and(|spec| spec.kind == KeyKind::Secret);
+    let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    typo_of_secret
+        || ["secret", "token", "password", "passwd", "credential", "key"]
+            .iter()
+            .any(|word| leaf.contains(word))
+}
+
+/// True when an environment value for `key` must be kept as raw text rather than parsed
+/// (secrets and text keys; unknown keys too, since only their name gets reported).
+pub fn env_value_is_text(key: &str) -> bool {
+    key_spec(key).is_none_or(|spec| matches!(spec.kind, KeyKind::Text | KeyKind::Secret))
+}
+
+/// The environment variable that sets `key`: `genesys.region` → `CONVOY_GENESYS__REGION`.
+pub fn env_var_name(key: &str) -> String {
+    format!("CONVOY_{}", key.to_ascii_uppercase().replace('.', "__"))
+}
+
+/// The known key or section closest to an unknown one, when it is close enough to be a typo.
+pub fn closest_key(unknown: &str) -> Option<&'static str> {
+    let unknown = unknown.to_ascii_lowercase();
+    KEYS.iter()
+        .flat_map(|spec| [spec.key, section_of(spec.key)])
+        .map(|known| (edit_distance(&unknown, known), known))
+        .filter(|(distance, key)| *distance <= 2.max(key.len() / 6))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, key)| key)
+}
+
+/// Levenshtein distance over bytes; keys are ASCII.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_use_double_underscores_for_nesting() {
+        assert_eq!(env_var_name("genesys.region"), "CONVOY_GENESYS__REGION");
+        assert_eq!(
+            env_var_name("sla.first_response"),
+            "CONVOY_SLA__FIRST_RESPONSE"
+        );
+    }
+
+    #[test]
+    fn typos_of_secret_keys_are_still_secret() {
+        assert!(is_secret_key("genesys.client_secret"));
+        assert!(is_secret_key("genesys.client_secrt"));
+        assert!(is_secret_key("crm.tokn"));
+        assert!(!is_secret_key("genesys.region"));
+        assert!(!is_secret_key("genesys.client_secret_file"));
+    }
+
+    #[test]
+    fn close_typos_suggest_the_key() {
+        assert_eq!(closest_key("genesys.regoin"), Some("genesys.region"));
+        assert_eq!(closest_key("genesys_region"), Some("genesys.region"));
+        assert_eq!(
+            closest_key("sla.frist_response"),
+            Some("sla.first_response")
+        );
+        assert_eq!(closest_key("completely.different"), None);
+    }
+
+    #[test]
+    fn only_text_keys_keep_raw_environment_values() {
+        assert!(env_value_is_text("crm.password"));
+        assert!(env_value_is_text("genesys.region"));
+        assert!(!env_value_is_text("crm.batch_size"));
+        assert!(!env_value_is_text("genesys.queues"));
+    }
+}

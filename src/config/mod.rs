@@ -1,0 +1,272 @@
+//! The total, validated configuration of the daemon.
+//!
+//! This module owns the typed [`Config`], the Genesys [`Region`] table, [`Secret`] and the
+//! pure [`validate`] that turns a merged configuration tree (whatever the layers produced:
+//! built-in defaults, a file, the environment, flags) into a `Config` or into *every*
+//! problem at once. It never reads files, the environment or the clock: the shell
+//! (`convoy-actors`' `config_load`) merges the layers, reads `genesys.client_secret_file`
+//! and hands this module a `serde_json::Value` plus a way to name where each key came from.
+
+mod http_url;
+mod keys;
+mod region;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use keys::{
+    closest_key, env_value_is_text, env_var_name, is_secret_key, is_section, key_spec, KeyKind,
+    KeySpec, KEYS,
+};
+pub use region::{Region, REGIONS};
+pub use secret::{Secret, REDACTED};
+pub use validate::{validate, ConfigErrors, ConfigProblem};
+
+/// Defaults, in one place. `config/default.toml` writes the same values down for people
+/// to read; a shell test checks the two agree.
+pub mod defaults {
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+    use std::time::Duration;
+
+    pub const REQUESTS_PER_MINUTE: u32 = 300;
+    pub const SLA_DELIVERY: Duration = Duration::from_secs(60);
+    pub const SLA_READ: Duration = Duration::from_secs(30 * 60);
+    pub const SLA_FIRST_RESPONSE: Duration = Duration::from_secs(5 * 60);
+    pub const CRM_BATCH_SIZE: usize = 100;
+    pub const CRM_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+    pub const CRM_MAX_ATTEMPTS: u32 = 10;
+    pub const OUTBOX_PATH: &str = "data/outbox.redb";
+    pub const ANALYTICS_EVERY: Duration = Duration::from_secs(3_600);
+    pub const ANALYTICS_OUTPUT_DIR: &str = "data/snapshots";
+    pub const ADMIN_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
+    pub const LOG_FILTER: &str = "info";
+    pub const STREAM_MAX_FRAME_BYTES: usize = 1024 * 1024;
+    pub const STREAM_PING_AFTER_IDLE: Duration = Duration::from_secs(35);
+    pub const STREAM_RECONNECT_AFTER_SILENCE: Duration = Duration::from_secs(60);
+    pub const STREAM_ROTATE_BEFORE_EXPIRY: Duration = Duration::from_secs(10 * 60);
+    pub const CONVERSATIONS_MAX_LIVE: usize = 10_000;
+    pub const CONVERSATIONS_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 3_600);
+    pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+}
+
+/// Everything the daemon is configured with. Built only by [`validate`], so every value
+/// in it has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub genesys: GenesysConfig,
+    pub sla: SlaConfig,
+    /// `None` when `crm.endpoint` is absent: CRM sync is off.
+    pub crm: Option<CrmConfig>,
+    pub outbox: OutboxConfig,
+    pub analytics: AnalyticsConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub stream: StreamConfig,
+    pub conversations: ConversationsConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+impl Config {
+    /// The notification topics to subscribe to, queues first then users, each id giving
+    /// its conversation topic and its messages topic.
+    pub fn topics(&self) -> Vec<String> {
+        self.genesys.topics()
+    }
+}
+
+/// Where Genesys is and who Convoy is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesysConfig {
+    pub endpoints: GenesysEndpoints,
+    /// The OAuth client id (a UUID).
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    /// The token bucket size per OAuth client.
+    pub requests_per_minute: u32,
+    /// Queue ids to follow (UUIDs, duplicates removed, order kept).
+    pub queues: Vec<String>,
+    /// User ids to follow (UUIDs, duplicates removed, order kept).
+    pub users: Vec<String>,
+}
+
+impl GenesysConfig {
+    /// See [`Config::topics`].
+    pub fn topics(&self) -> Vec<String> {
+        let queues = self.queues.iter().flat_map(|id| {
+            [
+                format!("v2.routing.queues.{id}.conversations"),
+                format!("v2.routing.queues.{id}.conversations.messages"),
+            ]
+        });
+        let users = self.users.iter().flat_map(|id| {
+            [
+                format!("v2.users.{id}.conversations"),
+                format!("v2.users.{id}.conversations.messages"),
+            ]
+        });
+        queues.chain(users).collect()
+    }
+}
+
+/// The two origins Convoy talks to, without trailing slashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesysEndpoints {
+    /// The region they were derived from; `None` when both were given explicitly (the
+    /// emulator, a proxy).
+    pub region: Option<Region>,
+    /// `https://api.<domain>` or the explicit `genesys.api_base`.
+    pub api_base: String,
+    /// `https://login.<domain>` or the explicit `genesys.login_base`.
+    pub login_base: String,
+}
+
+/// The OAuth client secret, given inline or as a file the shell reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    Value(Secret<String>),
+    /// `genesys.client_secret_file`. The shell's loader replaces it with `Value` after
+    /// reading the file, so a loaded `Config` holds `Value`.
+    File(PathBuf),
+}
+
+impl ClientSecret {
+    /// The secret, once it is known (always, after the shell loaded the config).
+    pub fn value(&self) -> Option<&Secret<String>> {
+        match self {
+            ClientSecret::Value(secret) => Some(secret),
+            ClientSecret::File(_) => None,
+        }
+    }
+}
+
+/// How long each step of a message may take before it counts as an SLA breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlaConfig {
+    /// Sent → delivered.
+    pub delivery: Duration,
+    /// Delivered → read.
+    pub read: Duration,
+    /// Customer's first message → the first agent response.
+    pub first_response: Duration,
+}
+
+/// The CRM sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmConfig {
+    /// An http(s) URL.
+    pub endpoint: String,
+    pub auth: CrmAuth,
+    /// Records per request, 1..=1000.
+    pub batch_size: usize,
+    /// How long a partial batch may wait before it is sent.
+    pub flush_interval: Duration,
+    /// Attempts per batch before its records go to the dead-letter table, >= 1.
+    pub max_attempts: u32,
+}
+
+/// How Convoy authenticates to the CRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmAuth {
+    None,
+    Bearer {
+        token: Secret<String>,
+    },
+    Basic {
+        username: String,
+        password: Secret<String>,
+    },
+    /// The body is signed with HMAC-SHA256 under this key.
+    Hmac {
+        secret: Secret<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// The redb file holding accepted records until the CRM acknowledges them.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalyticsConfig {
+    pub schedule: AnalyticsSchedule,
+    /// Where QA snapshot files are written.
+    pub output_dir: PathBuf,
+}
+
+/// `analytics.schedule`: `"off"` or an interval such as `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalyticsSchedule {
+    Off,
+    Every(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive such as `info,convoy=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `"text"` or `"json"`; `None` otherwise.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The Notifications WebSocket's liveness policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Largest accepted frame (after continuation reassembly).
+    pub max_frame_bytes: usize,
+    /// Send `{"message":"ping"}` after this long without a frame (Genesys heartbeats ~30 s).
+    pub ping_after_idle: Duration,
+    /// Treat the socket as dead after this long without any frame; > `ping_after_idle`.
+    pub reconnect_after_silence: Duration,
+    /// Start make-before-break rotation this long before the channel's 24 h expiry.
+    pub rotate_before_expiry: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationsConfig {
+    /// At most this many conversation actors at once.
+    pub max_live: usize,
+    /// A conversation with no event for this long is evicted (and rebuilt from REST if it
+    /// shows up again).
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// How long a graceful shutdown may take before the process exits anyway.
+    pub deadline: Duration,
+}

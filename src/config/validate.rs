@@ -1,0 +1,808 @@
+//! `validate`: the merged configuration tree in, a total [`Config`] or every problem out.
+//!
+//! The walk never stops at the first mistake: an operator fixing a config file should see
+//! all of them in one run. Values of secret keys are redacted in every problem, and
+//! unknown keys are reported by name only (a mistyped `client_secrt` still holds a secret).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::http_url::{parse_http_url, UrlError};
+use super::keys::{closest_key, env_var_name, is_secret_key, is_section, key_spec};
+use super::{
+    defaults, AdminConfig, AnalyticsConfig, AnalyticsSchedule, ClientSecret, Config,
+    ConversationsConfig, CrmAuth, CrmConfig, GenesysConfig, GenesysEndpoints, LogConfig, LogFormat,
+    OutboxConfig, Region, Secret, ShutdownConfig, SlaConfig, StreamConfig, REDACTED,
+};
+use crate::duration::{format_duration, parse_duration};
+
+/// A notification channel holds at most 1 000 topics (API.md §3.4); each followed id
+/// takes two.
+const MAX_TOPICS: usize = 1_000;
+/// A channel lives 24 h; rotation must start before that.
+const CHANNEL_LIFETIME: Duration = Duration::from_secs(24 * 3_600);
+const ONE_SECOND: Duration = Duration::from_secs(1);
+const ONE_MINUTE: Duration = Duration::from_secs(60);
+const ONE_DAY: Duration = Duration::from_secs(24 * 3_600);
+const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3_600);
+/// Longest value text quoted in a problem; a pasted certificate need not fill the terminal.
+const MAX_SHOWN_VALUE: usize = 120;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key, e.g. `genesys.region`.
+    pub key: String,
+    /// The offending value as written (JSON syntax), `***` for secret keys, `None` when
+    /// the key is missing or unknown.
+    pub value: Option<String>,
+    /// Where the value came from, e.g. `file /etc/convoy.toml`, `env CONVOY_SLA__READ`,
+    /// `default config`.
+    pub source: Option<String>,
+    /// What is wrong and, where possible, what would be right.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)?;
+        if let Some(value) = &self.value {
+            write!(f, " = {value}")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, " (from {source})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigProblem {}
+
+/// Every problem found in one validation, in the order the keys were checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_problems(.problems))]
+pub struct ConfigErrors {
+    problems: Vec<ConfigProblem>,
+}
+
+fn render_problems(problems: &[ConfigProblem]) -> String {
+    let noun = if problems.len() == 1 {
+        "problem"
+    } else {
+        "problems"
+    };
+    let mut out = format!("{} configuration {noun}:", problems.len());
+    for problem in problems {
+        out.push_str("\n  - ");
+        out.push_str(&problem.to_string());
+    }
+    out
+}
+
+impl ConfigErrors {
+    pub fn new(problems: Vec<ConfigProblem>) -> Self {
+        ConfigErrors { problems }
+    }
+
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+
+    pub fn into_problems(self) -> Vec<ConfigProblem> {
+        self.problems
+    }
+
+    /// Adds a problem found outside the pure walk (an unreadable secret file, a log
+    /// filter the tracing crate refuses).
+    pub fn push(&mut self, problem: ConfigProblem) {
+        self.problems.push(problem);
+    }
+
+    pub fn len(&self) -> usize {
+        self.problems.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the merged configuration tree and builds the [`Config`].
+///
+/// `tree` is the merge of all layers (a JSON object of sections). `origin` names where a
+/// key's value came from (`"env CONVOY_SLA__READ"`); it is only used to enrich problems.
+/// Keys that have a default may be absent; the built-in defaults in [`defaults`] apply.
+pub fn validate(
+    tree: &Value,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut check = Checker {
+        root: tree,
+        origin,
+        problems: Vec::new(),
+    };
+    check.shape();
+
+    let endpoints = check.endpoints();
+    let client_id = check.client_id();
+    let client_secret = check.client_secret();
+    let requests_per_minute = check
+        .integer("genesys.requests_per_minute", 1, 100_000)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(defaults::REQUESTS_PER_MINUTE);
+    let queues = check.id_list("genesys.queues");
+    let users = check.id_list("genesys.users");
+    check.followed(queues.as_deref(), users.as_deref());
+
+    let sla = SlaConfig {
+        delivery: check.duration_or(
+            "sla.delivery",
+            ONE_SECOND,
+            THIRTY_DAYS,
+            defaults::SLA_DELIVERY,
+        ),
+        read: check.duration_or("sla.read", ONE_SECOND, THIRTY_DAYS, defaults::SLA_READ),
+        first_response: check.duration_or(
+            "sla.first_response",
+            ONE_SECOND,
+            THIRTY_DAYS,
+            defaults::SLA_FIRST_RESPONSE,
+        ),
+    };
+    let crm = check.crm();
+    let outbox = OutboxConfig {
+        path: check.path_or("outbox.path", defaults::OUTBOX_PATH),
+    };
+    let analytics = AnalyticsConfig {
+        schedule: check.analytics_schedule(),
+        output_dir: check.path_or("analytics.output_dir", defaults::ANALYTICS_OUTPUT_DIR),
+    };
+    let admin = AdminConfig {
+        listen: check.admin_listen(),
+    };
+    let log = LogConfig {
+        format: check.log_format(),
+        filter: check
+            .text("log.filter")
+            .map_or_else(|| defaults::LOG_FILTER.to_owned(), str::to_owned),
+    };
+    let stream = check.stream();
+    let conversations = ConversationsConfig {
+        max_live: check
+            .integer("conversations.max_live", 1, 10_000_000)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults::CONVERSATIONS_MAX_LIVE),
+        idle_timeout: check.duration_or(
+            "conversations.idle_timeout",
+            ONE_SECOND,
+            THIRTY_DAYS,
+            defaults::CONVERSATIONS_IDLE_TIMEOUT,
+        ),
+    };
+    let shutdown = ShutdownConfig {
+        deadline: check.duration_or(
+            "shutdown.deadline",
+            ONE_SECOND,
+            Duration::from_secs(3_600),
+            defaults::SHUTDOWN_DEADLINE,
+        ),
+    };
+
+    // Every required value that is `None` here has already been reported.
+    let (Some(endpoints), Some(client_id), Some(client_secret), Some(queues), Some(users)) =
+        (endpoints, client_id, client_secret, queues, users)
+    else {
+        return Err(ConfigErrors::new(check.problems));
+    };
+    if !check.problems.is_empty() {
+        return Err(ConfigErrors::new(check.problems));
+    }
+    Ok(Config {
+        genesys: GenesysConfig {
+            endpoints,
+            client_id,
+            client_secret,
+            requests_per_minute,
+            queues,
+            users,
+        },
+        sla,
+        crm,
+        outbox,
+        analytics,
+        admin,
+        log,
+        stream,
+        conversations,
+        shutdown,
+    })
+}
+
+/// The walk's state: the tree, the origin lookup, and the problems so far.
+struct Checker<'t, 'o> {
+    root: &'t Value,
+    origin: &'o dyn Fn(&str) -> Option<String>,
+    problems: Vec<ConfigProblem>,
+}
+
+/// How a URL key is used: a bare origin (Convoy appends the API paths) or a full endpoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UrlUse {
+    Origin,
+    Endpoint,
+}
+
+/// The CRM credential keys and the `crm.auth` value each belongs to.
+const CRM_CREDENTIALS: [(&str, &str); 4] = [
+    ("crm.token", "bearer"),
+    ("crm.username", "basic"),
+    ("crm.password", "basic"),
+    ("crm.hmac_secret", "hmac"),
+];
+
+impl<'t> Checker<'t, '_> {
+    // ---- lookups and reporting -------------------------------------------------------
+
+    fn lookup(&self, key: &str) -> Option<&'t Value> {
+        let mut node = self.root;
+        for part in key.split('.') {
+            node = node.as_object()?.get(part)?;
+        }
+        Some(node)
+    }
+
+    fn present(&self, key: &str) -> bool {
+        self.lookup(key).is_some()
+    }
+
+    /// Reports a problem with the value at `key`, quoting it (redacted if secret).
+    fn report(&mut self, key: &str, reason: impl Into<String>) {
+        let value = self.lookup(key).map(|value| shown_value(key, value));
+        self.report_with(key, value, reason);
+    }
+
+    fn report_with(&mut self, key: &str, value: Option<String>, reason: impl Into<String>) {
+        let source = (self.origin)(key);
+        self.problems.push(ConfigProblem {
+            key: key.to_owned(),
+            value,
+            source,
+            reason: reason.into(),
+        });
+    }
+
+    /// Reports a missing key, unless its section is not a table (already reported: one
+    /// mistake, one line).
+    fn report_missing(&mut self, key: &str, reason: impl Into<String>) {
+        let section = key.split('.').next().unwrap_or(key);
+        if self.lookup(section).is_some_and(|value| !value.is_object()) {
+            return;
+        }
+        self.report_with(key, None, reason);
+    }
+
+    fn report_unknown(&mut self, key: &str) {
+        let mut reason = "unknown key".to_owned();
+        if let Some(known) = closest_key(key) {
+            reason.push_str(&format!("; did you mean {known}"));
+            let from_env = (self.origin)(key).is_some_and(|source| source.starts_with("env"));
+            if from_env && key_spec(known).is_some() {
+                reason.push_str(&format!(" ({})", env_var_name(known)));
+            }
+            reason.push('?');
+        }
+        // Unknown keys are reported by name only: the value might be a mistyped secret.
+        self.report_with(key, None, reason);
+    }
+
+    // ---- shape -------------------------------------------------------------------------
+
+    /// Top level must be a table of known sections, each a table of known keys.
+    fn shape(&mut self) {
+        let Some(root) = self.root.as_object() else {
+            let found = kind_of(self.root);
+            self.report_with(
+                "(root)",
+                None,
+                format!("expected a table of settings, found {found}"),
+            );
+            return;
+        };
+        for (section, value) in root {
+            if !is_section(section) {
+                self.report_unknown(section);
+                continue;
+            }
+            let Some(table) = value.as_object() else {
+                self.report(
+                    section,
+                    format!("expected a table of settings, found {}", kind_of(value)),
+                );
+                continue;
+            };
+            for name in table.keys() {
+                let key = format!("{section}.{name}");
+                if key_spec(&key).is_none() {
+                    self.report_unknown(&key);
+                }
+            }
+        }
+    }
+
+    // ---- typed getters: `None` when absent or invalid (invalid is reported) -----------
+
+    fn text(&mut self, key: &str) -> Option<&'t str> {
+        let value = self.lookup(key)?;
+        let Some(text) = value.as_str() else {
+            self.report(key, format!("expected a string, found {}", kind_of(value)));
+            return None;
+        };
+        if text.trim().is_empty() {
+            self.report(key, "must not be empty");
+            return None;
+        }
+        Some(text)
+    }
+
+    fn secret(&mut self, key: &str) -> Option<Secret<String>> {
+        self.text(key).map(|text| Secret::new(text.to_owned()))
+    }
+
+    fn integer(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+        let value = self.lookup(key)?;
+        let Some(number) = value.as_number() else {
+            self.report(
+                key,
+                format!("expected an integer, found {}", kind_of(value)),
+            );
+            return None;
+        };
+        let in_range = number.as_u64().filter(|n| (min..=max).contains(n));
+        if in_range.is_none() {
+            let reason = if number.is_f64() {
+                format!("expected an integer between {min} and {max}")
+            } else {
+                format!("must be between {min} and {max}")
+            };
+            self.report(key, reason);
+        }
+        in_range
+    }
+
+    fn duration(&mut self, key: &str, min: Duration, max: Duration) -> Option<Duration> {
+        let text = self.text(key)?;
+        match parse_duration(text) {
+            Ok(duration) if duration < min => {
+                self.report(key, format!("must be at least {}", format_duration(min)));
+                None
+            }
+            Ok(duration) if duration > max => {
+                self.report(key, format!("must be at most {}", format_duration(max)));
+                None
+            }
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                self.report(key, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn duration_or(
+        &mut self,
+        key: &str,
+        min: Duration,
+        max: Duration,
+        default: Duration,
+    ) -> Duration {
+        self.duration(key, min, max).unwrap_or(default)
+    }
+
+    fn path_or(&mut self, key: &str, default: &str) -> PathBuf {
+        PathBuf::from(self.text(key).unwrap_or(default))
+    }
+
+    fn url(&mut self, key: &str, usage: UrlUse) -> Option<String> {
+        let text = self.text(key)?.trim();
+        let url = match parse_http_url(text) {
+            Ok(url) => url,
+            Err(UrlError::HasCredentials) => {
+                // Never echo the credentials this problem is about.
+                self.report_with(
+                    key,
+                    Some(REDACTED.to_owned()),
+                    UrlError::HasCredentials.reason(),
+                );
+                return None;
+            }
+            Err(error) => {
+                self.report(
+                    key,
+                    format!("{}; expected e.g. https://host[:port]", error.reason()),
+                );
+                return None;
+            }
+        };
+        if usage == UrlUse::Origin && !url.is_origin() {
+            self.report(
+                key,
+                "give only scheme://host[:port]; Convoy appends the /api/v2 and /oauth paths itself",
+            );
+            return None;
+        }
+        Some(text.trim_end_matches('/').to_owned())
+    }
+
+    /// A list of UUIDs: a list, or one string of comma-separated ids (how the
+    /// environment spells a list when not written `[a,b]`). Absent is an empty list.
+    fn id_list(&mut self, key: &str) -> Option<Vec<String>> {
+        let Some(value) = self.lookup(key) else {
+            return Some(Vec::new());
+        };
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            Value::String(_) => vec![value],
+            other => {
+                self.report(
+                    key,
+                    format!("expected a list of ids, found {}", kind_of(other)),
+                );
+                return None;
+            }
+        };
+        let mut ids: Vec<String> = Vec::new();
+        let mut bad: Vec<String> = Vec::new();
+        for item in items {
+            let texts: Vec<&str> = match item.as_str() {
+                Some(text) => text
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .map(|part| part.trim().trim_matches('"'))
+                    .filter(|part| !part.is_empty())
+                    .collect(),
+                None => {
+                    bad.push(item.to_string());
+                    continue;
+                }
+            };
+            for text in texts {
+                if !is_uuid(text) {
+                    bad.push(format!("\"{text}\""));
+                } else if !ids.iter().any(|id| id == text) {
+                    ids.push(text.to_owned());
+                }
+            }
+        }
+        if !bad.is_empty() {
+            self.report(key, format!("not UUIDs: {}", bad.join(", ")));
+            return None;
+        }
+        Some(ids)
+    }
+
+    // ---- sections ----------------------------------------------------------------------
+
+    fn endpoints(&mut self) -> Option<GenesysEndpoints> {
+        let region_given = self.present("genesys.region");
+        let api_given = self.present("genesys.api_base");
+        let login_given = self.present("genesys.login_base");
+        let region = self.region();
+        let api_base = self.url("genesys.api_base", UrlUse::Origin);
+        let login_base = self.url("genesys.login_base", UrlUse::Origin);
+
+        if region_given && (api_given || login_given) {
+            self.report(
+                "genesys.region",
+                "conflicts with genesys.api_base/genesys.login_base: give either a region or both base URLs",
+            );
+            return None;
+        }
+        if region_given {
+            return region.map(|region| GenesysEndpoints {
+                region: Some(region),
+                api_base: region.api_base(),
+                login_base: region.login_base(),
+            });
+        }
+        match (api_given, login_given) {
+            (false, false) => {
+                self.report_missing(
+                    "genesys.region",
+                    "required: a region domain such as mypurecloud.com \
+                     (or both genesys.api_base and genesys.login_base)",
+                );
+                None
+            }
+            (true, false) => {
+                self.report_missing(
+                    "genesys.login_base",
+                    "required together with genesys.api_base",
+                );
+                None
+            }
+            (false, true) => {
+                self.report_missing(
+                    "genesys.api_base",
+                    "required together with genesys.login_base",
+                );
+                None
+            }
+            (true, true) => Some(GenesysEndpoints {
+                region: None,
+                api_base: api_base?,
+                login_base: login_base?,
+            }),
+        }
+    }
+
+    fn region(&mut self) -> Option<Region> {
+        let text = self.text("genesys.region")?;
+        if let Some(region) = Region::from_domain(text) {
+            return Some(region);
+        }
+        let mut reason = "unknown region".to_owned();
+        if let Some(likely) = Region::suggest(text) {
+            reason.push_str(&format!(" (did you mean {}?)", likely.domain()));
+        }
+        reason.push_str(&format!("; known regions: {}", Region::known_domains()));
+        self.report("genesys.region", reason);
+        None
+    }
+
+    fn client_id(&mut self) -> Option<String> {
+        if !self.present("genesys.client_id") {
+            self.report_missing(
+                "genesys.client_id",
+                "required: the OAuth client id (a UUID)",
+            );
+            return None;
+        }
+        let text = self.text("genesys.client_id")?.trim();
+        if !is_uuid(text) {
+            self.report("genesys.client_id", "expected a UUID (the OAuth client id)");
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    fn client_secret(&mut self) -> Option<ClientSecret> {
+        let inline_given = self.present("genesys.client_secret");
+        let file_given = self.present("genesys.client_secret_file");
+        let inline = self.secret("genesys.client_secret");
+        let file = self.text("genesys.client_secret_file");
+        match (inline_given, file_given) {
+            (true, true) => {
+                self.report(
+                    "genesys.client_secret",
+                    "conflicts with genesys.client_secret_file: give exactly one",
+                );
+                None
+            }
+            (false, false) => {
+                self.report_missing(
+                    "genesys.client_secret",
+                    "required: set genesys.client_secret or genesys.client_secret_file (exactly one)",
+                );
+                None
+            }
+            (true, false) => inline.map(ClientSecret::Value),
+            (false, true) => file.map(|path| ClientSecret::File(PathBuf::from(path))),
+        }
+    }
+
+    fn followed(&mut self, queues: Option<&[String]>, users: Option<&[String]>) {
+        let (Some(queues), Some(users)) = (queues, users) else {
+            return;
+        };
+        if queues.is_empty() && users.is_empty() {
+            self.report_missing(
+                "genesys.queues",
+                "follow at least one queue or user: set genesys.queues and/or genesys.users",
+            );
+        }
+        let topics = 2 * (queues.len() + users.len());
+        if topics > MAX_TOPICS {
+            self.report(
+                "genesys.queues",
+                format!(
+                    "{} queues and users give {topics} topics; one notification channel holds at most {MAX_TOPICS} ({} ids)",
+                    queues.len() + users.len(),
+                    MAX_TOPICS / 2
+                ),
+            );
+        }
+    }
+
+    fn crm(&mut self) -> Option<CrmConfig> {
+        let endpoint_given = self.present("crm.endpoint");
+        let endpoint = self.url("crm.endpoint", UrlUse::Endpoint);
+        let auth_name = self.text("crm.auth").unwrap_or("none");
+        let token = self.secret("crm.token");
+        let username = self.text("crm.username");
+        let password = self.secret("crm.password");
+        let hmac_secret = self.secret("crm.hmac_secret");
+
+        let known_auth = matches!(auth_name, "none" | "bearer" | "basic" | "hmac");
+        if !known_auth {
+            self.report("crm.auth", "expected one of none, bearer, basic, hmac");
+        } else {
+            // Credentials are required exactly when their auth is chosen: a token left
+            // behind after switching to hmac is a mistake worth a line.
+            for (key, owner) in CRM_CREDENTIALS {
+                match (owner == auth_name, self.present(key)) {
+                    (true, false) => {
+                        self.report_missing(key, format!("required when crm.auth = \"{owner}\""))
+                    }
+                    (false, true) => self.report(
+                        key,
+                        format!(
+                            "only used when crm.auth = \"{owner}\", but crm.auth is \"{auth_name}\""
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+            if auth_name != "none" && !endpoint_given {
+                self.report_missing(
+                    "crm.endpoint",
+                    format!("required when crm.auth = \"{auth_name}\" (without an endpoint CRM sync is off)"),
+                );
+            }
+        }
+        let batch_size = self
+            .integer("crm.batch_size", 1, 1_000)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults::CRM_BATCH_SIZE);
+        let flush_interval = self.duration_or(
+            "crm.flush_interval",
+            Duration::from_millis(10),
+            ONE_DAY,
+            defaults::CRM_FLUSH_INTERVAL,
+        );
+        let max_attempts = self
+            .integer("crm.max_attempts", 1, 10_000)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(defaults::CRM_MAX_ATTEMPTS);
+
+        let auth = match auth_name {
+            "bearer" => CrmAuth::Bearer { token: token? },
+            "basic" => CrmAuth::Basic {
+                username: username?.to_owned(),
+                password: password?,
+            },
+            "hmac" => CrmAuth::Hmac {
+                secret: hmac_secret?,
+            },
+            _ => CrmAuth::None,
+        };
+        Some(CrmConfig {
+            endpoint: endpoint?,
+            auth,
+            batch_size,
+            flush_interval,
+            max_attempts,
+        })
+    }
+
+    fn analytics_schedule(&mut self) -> AnalyticsSchedule {
+        if self.lookup("analytics.schedule").and_then(Value::as_str) == Some("off") {
+            return AnalyticsSchedule::Off;
+        }
+        self.duration("analytics.schedule", ONE_MINUTE, THIRTY_DAYS)
+            .map_or(
+                AnalyticsSchedule::Every(defaults::ANALYTICS_EVERY),
+                AnalyticsSchedule::Every,
+            )
+    }
+
+    fn admin_listen(&mut self) -> SocketAddr {
+        let Some(text) = self.text("admin.listen") else {
+            return defaults::ADMIN_LISTEN;
+        };
+        match text.trim().parse() {
+            Ok(address) => address,
+            Err(_) => {
+                self.report(
+                    "admin.listen",
+                    "expected an IP address and port such as 127.0.0.1:9464 or [::1]:9464",
+                );
+                defaults::ADMIN_LISTEN
+            }
+        }
+    }
+
+    fn log_format(&mut self) -> LogFormat {
+        let Some(text) = self.text("log.format") else {
+            return LogFormat::Text;
+        };
+        LogFormat::parse(text.trim()).unwrap_or_else(|| {
+            self.report("log.format", "expected \"text\" or \"json\"");
+            LogFormat::Text
+        })
+    }
+
+    fn stream(&mut self) -> StreamConfig {
+        let max_frame_bytes = self
+            .integer("stream.max_frame_bytes", 4 * 1024, 64 * 1024 * 1024)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults::STREAM_MAX_FRAME_BYTES);
+        let ping_after_idle = self.duration_or(
+            "stream.ping_after_idle",
+            ONE_SECOND,
+            Duration::from_secs(3_600),
+            defaults::STREAM_PING_AFTER_IDLE,
+        );
+        let reconnect_after_silence = self.duration_or(
+            "stream.reconnect_after_silence",
+            ONE_SECOND,
+            Duration::from_secs(3_600),
+            defaults::STREAM_RECONNECT_AFTER_SILENCE,
+        );
+        if reconnect_after_silence <= ping_after_idle {
+            // Otherwise the watchdog gives up before the ping could be answered.
+            self.report(
+                "stream.reconnect_after_silence",
+                format!(
+                    "must be longer than stream.ping_after_idle ({})",
+                    format_duration(ping_after_idle)
+                ),
+            );
+        }
+        let rotate_before_expiry = self.duration_or(
+            "stream.rotate_before_expiry",
+            ONE_MINUTE,
+            CHANNEL_LIFETIME - ONE_MINUTE,
+            defaults::STREAM_ROTATE_BEFORE_EXPIRY,
+        );
+        StreamConfig {
+            max_frame_bytes,
+            ping_after_idle,
+            reconnect_after_silence,
+            rotate_before_expiry,
+        }
+    }
+}
+
+/// How a problem quotes a value: JSON syntax, redacted for secrets, shortened if long.
+fn shown_value(key: &str, value: &Value) -> String {
+    if is_secret_key(key) {
+        return REDACTED.to_owned();
+    }
+    let text = value.to_string();
+    if text.chars().count() <= MAX_SHOWN_VALUE {
+        return text;
+    }
+    let mut short: String = text.chars().take(MAX_SHOWN_VALUE).collect();
+    short.push('…');
+    short
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(number) if number.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// 8-4-4-4-12 hex digits, the shape of every Genesys object id.
+fn is_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, byte)| match i {
+            8 | 13 | 18 | 23 => *byte == b'-',
+            _ => byte.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

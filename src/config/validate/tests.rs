@@ -1,0 +1,528 @@
+//! Specifications of `validate`: what a good tree becomes, and what each kind of mistake
+//! reports.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::REGIONS;
+
+const CLIENT_ID: &str = "7de3af06-c0b3-4f9b-af45-72f4a1403797";
+const QUEUE: &str = "4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b";
+const USER: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+const SECRET: &str = "s3cr3t-DO-NOT-PRINT";
+
+fn no_origin(_: &str) -> Option<String> {
+    None
+}
+
+/// The smallest tree that validates: a region, credentials, one queue.
+fn minimal() -> Value {
+    json!({
+        "genesys": {
+            "region": "mypurecloud.ie",
+            "client_id": CLIENT_ID,
+            "client_secret": SECRET,
+            "queues": [QUEUE],
+        }
+    })
+}
+
+fn with(mut tree: Value, key: &str, value: Value) -> Value {
+    let (section, name) = key.split_once('.').unwrap();
+    let root = tree.as_object_mut().unwrap();
+    let table = root.entry(section.to_owned()).or_insert_with(|| json!({}));
+    table
+        .as_object_mut()
+        .unwrap()
+        .insert(name.to_owned(), value);
+    tree
+}
+
+fn without(mut tree: Value, key: &str) -> Value {
+    let (section, name) = key.split_once('.').unwrap();
+    tree[section].as_object_mut().unwrap().remove(name);
+    tree
+}
+
+fn problems(tree: &Value) -> Vec<ConfigProblem> {
+    validate(tree, &no_origin).unwrap_err().into_problems()
+}
+
+fn keys_of(problems: &[ConfigProblem]) -> Vec<&str> {
+    problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn a_region_derives_both_hosts_and_defaults_fill_the_rest() {
+    let config = validate(&minimal(), &no_origin).unwrap();
+    let endpoints = &config.genesys.endpoints;
+    assert_eq!(endpoints.region.map(|r| r.name()), Some("eu_west_1"));
+    assert_eq!(endpoints.api_base, "https://api.mypurecloud.ie");
+    assert_eq!(endpoints.login_base, "https://login.mypurecloud.ie");
+    assert_eq!(config.genesys.requests_per_minute, 300);
+    assert_eq!(config.crm, None, "no crm.endpoint means CRM sync is off");
+    assert_eq!(config.stream.max_frame_bytes, 1024 * 1024);
+    assert_eq!(config.stream.ping_after_idle, Duration::from_secs(35));
+    assert_eq!(config.conversations.max_live, 10_000);
+    assert_eq!(config.shutdown.deadline, Duration::from_secs(20));
+    assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.filter, "info");
+    assert_eq!(
+        config
+            .genesys
+            .client_secret
+            .value()
+            .map(|s| s.expose_secret().as_str()),
+        Some(SECRET)
+    );
+}
+
+#[test]
+fn explicit_bases_point_convoy_at_the_emulator() {
+    let tree = with(
+        with(
+            without(minimal(), "genesys.region"),
+            "genesys.api_base",
+            json!("http://127.0.0.1:18080/"),
+        ),
+        "genesys.login_base",
+        json!("http://127.0.0.1:18080"),
+    );
+    let config = validate(&tree, &no_origin).unwrap();
+    assert_eq!(config.genesys.endpoints.region, None);
+    assert_eq!(config.genesys.endpoints.api_base, "http://127.0.0.1:18080");
+    assert_eq!(
+        config.genesys.endpoints.login_base,
+        "http://127.0.0.1:18080"
+    );
+}
+
+#[test]
+fn topics_derive_from_queues_then_users() {
+    let tree = with(minimal(), "genesys.users", json!([USER]));
+    let config = validate(&tree, &no_origin).unwrap();
+    assert_eq!(
+        config.topics(),
+        vec![
+            format!("v2.routing.queues.{QUEUE}.conversations"),
+            format!("v2.routing.queues.{QUEUE}.conversations.messages"),
+            format!("v2.users.{USER}.conversations"),
+            format!("v2.users.{USER}.conversations.messages"),
+        ]
+    );
+}
+
+#[test]
+fn three_mistakes_are_reported_at_once() {
+    let tree = with(
+        with(
+            with(minimal(), "genesys.region", json!("mypurecloud.xx")),
+            "sla.read",
+            json!("ten minutes"),
+        ),
+        "genesys.regoin",
+        json!("mypurecloud.ie"),
+    );
+    let found = problems(&tree);
+    assert_eq!(
+        keys_of(&found),
+        vec!["genesys.regoin", "genesys.region", "sla.read"],
+        "{found:#?}"
+    );
+    assert!(found[0].reason.contains("did you mean genesys.region?"));
+    assert_eq!(found[1].value.as_deref(), Some("\"mypurecloud.xx\""));
+    assert!(found[2].reason.contains("\"1h30m\""), "{}", found[2].reason);
+}
+
+#[test]
+fn an_unknown_region_lists_every_known_one() {
+    let tree = with(minimal(), "genesys.region", json!("mypurecloud.xx"));
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), vec!["genesys.region"]);
+    for region in REGIONS {
+        assert!(
+            found[0].reason.contains(region.domain()),
+            "{}",
+            found[0].reason
+        );
+    }
+}
+
+#[test]
+fn an_sdk_region_name_suggests_its_domain() {
+    let tree = with(minimal(), "genesys.region", json!("eu_west_1"));
+    assert!(problems(&tree)[0]
+        .reason
+        .contains("did you mean mypurecloud.ie?"));
+}
+
+#[test]
+fn problems_name_the_source_of_the_value() {
+    let tree = with(minimal(), "sla.read", json!("10"));
+    let origin = |key: &str| (key == "sla.read").then(|| "env CONVOY_SLA__READ".to_owned());
+    let errors = validate(&tree, &origin).unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "1 configuration problem:\n  - sla.read = \"10\" (from env CONVOY_SLA__READ): \
+         the number 10 has no unit; add one of ms, s, m, h, d (e.g. \"10s\")"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_config_debug_or_in_errors() {
+    let good = with(
+        with(
+            with(
+                minimal(),
+                "crm.endpoint",
+                json!("https://crm.example.com/ingest"),
+            ),
+            "crm.auth",
+            json!("basic"),
+        ),
+        "crm.username",
+        json!("convoy"),
+    );
+    let good = with(good, "crm.password", json!(SECRET));
+    let config = validate(&good, &no_origin).unwrap();
+    let debug = format!("{config:?} {config:#?}");
+    assert!(!debug.contains(SECRET), "{debug}");
+    assert!(debug.contains("***"));
+
+    // A secret in the wrong place, a mistyped secret key, a URL carrying a password, a
+    // secret of the wrong type: every problem mentions the key, none shows the value.
+    let bad = with(good.clone(), "crm.token", json!(SECRET));
+    let bad = with(bad, "genesys.client_secrt", json!(SECRET));
+    let bad = with(
+        bad,
+        "crm.endpoint",
+        json!(format!("https://u:{SECRET}@crm.example.com")),
+    );
+    let bad = with(bad, "crm.hmac_secret", json!([SECRET]));
+    let errors = validate(&bad, &no_origin).unwrap_err();
+    let shown = format!("{errors} {errors:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert_eq!(
+        keys_of(errors.problems()),
+        vec![
+            "genesys.client_secrt",
+            "crm.endpoint",
+            "crm.hmac_secret",
+            "crm.token",
+            "crm.hmac_secret"
+        ],
+        "{errors}"
+    );
+    assert!(shown.contains("crm.token = ***"), "{shown}");
+}
+
+#[test]
+fn region_and_explicit_bases_conflict() {
+    let tree = with(minimal(), "genesys.api_base", json!("http://127.0.0.1:1"));
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), vec!["genesys.region"]);
+    assert!(found[0].reason.contains("conflicts with genesys.api_base"));
+}
+
+#[test]
+fn one_base_without_the_other_is_incomplete() {
+    let tree = with(
+        without(minimal(), "genesys.region"),
+        "genesys.api_base",
+        json!("http://127.0.0.1:1"),
+    );
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), vec!["genesys.login_base"]);
+    assert_eq!(found[0].value, None);
+}
+
+#[test]
+fn bases_must_be_bare_http_origins() {
+    let tree = with(
+        with(
+            without(minimal(), "genesys.region"),
+            "genesys.api_base",
+            json!("ftp://127.0.0.1:1"),
+        ),
+        "genesys.login_base",
+        json!("https://login.mypurecloud.ie/oauth/token"),
+    );
+    let found = problems(&tree);
+    assert_eq!(
+        keys_of(&found),
+        vec!["genesys.api_base", "genesys.login_base"]
+    );
+    assert!(found[0].reason.contains("http://"));
+    assert!(found[1].reason.contains("scheme://host[:port]"));
+}
+
+#[test]
+fn no_way_to_reach_genesys_is_a_missing_region() {
+    let found = problems(&without(minimal(), "genesys.region"));
+    assert_eq!(keys_of(&found), vec!["genesys.region"]);
+    assert!(found[0].reason.starts_with("required"));
+}
+
+#[test]
+fn exactly_one_client_secret_source_is_required() {
+    let both = with(
+        minimal(),
+        "genesys.client_secret_file",
+        json!("/run/secrets/genesys"),
+    );
+    assert_eq!(keys_of(&problems(&both)), vec!["genesys.client_secret"]);
+
+    let neither = without(minimal(), "genesys.client_secret");
+    let found = problems(&neither);
+    assert_eq!(keys_of(&found), vec!["genesys.client_secret"]);
+    assert!(found[0].reason.contains("client_secret_file"));
+
+    let file = with(
+        neither,
+        "genesys.client_secret_file",
+        json!("/run/secrets/genesys"),
+    );
+    let config = validate(&file, &no_origin).unwrap();
+    assert_eq!(
+        config.genesys.client_secret,
+        ClientSecret::File(PathBuf::from("/run/secrets/genesys"))
+    );
+    assert_eq!(config.genesys.client_secret.value(), None);
+}
+
+#[test]
+fn the_client_id_must_be_a_uuid() {
+    let found = problems(&with(minimal(), "genesys.client_id", json!("my-client")));
+    assert_eq!(keys_of(&found), vec!["genesys.client_id"]);
+    let found = problems(&without(minimal(), "genesys.client_id"));
+    assert_eq!(keys_of(&found), vec!["genesys.client_id"]);
+}
+
+#[test]
+fn something_must_be_followed() {
+    let found = problems(&without(minimal(), "genesys.queues"));
+    assert_eq!(keys_of(&found), vec!["genesys.queues"]);
+    assert!(found[0].reason.contains("genesys.users"));
+
+    let users_only = with(
+        without(minimal(), "genesys.queues"),
+        "genesys.users",
+        json!([USER]),
+    );
+    assert!(validate(&users_only, &no_origin).is_ok());
+}
+
+#[test]
+fn id_lists_accept_comma_separated_text_and_drop_duplicates() {
+    let tree = with(
+        minimal(),
+        "genesys.queues",
+        json!(format!("{QUEUE}, {USER},{QUEUE}")),
+    );
+    let config = validate(&tree, &no_origin).unwrap();
+    assert_eq!(
+        config.genesys.queues,
+        vec![QUEUE.to_owned(), USER.to_owned()]
+    );
+}
+
+#[test]
+fn ids_that_are_not_uuids_are_named() {
+    let found = problems(&with(
+        minimal(),
+        "genesys.queues",
+        json!([QUEUE, "support", 7]),
+    ));
+    assert_eq!(keys_of(&found), vec!["genesys.queues"]);
+    assert!(
+        found[0].reason.contains("\"support\", 7"),
+        "{}",
+        found[0].reason
+    );
+}
+
+#[test]
+fn more_ids_than_one_channel_holds_is_refused() {
+    let ids: Vec<String> = (0..501)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    let found = problems(&with(minimal(), "genesys.queues", json!(ids)));
+    assert_eq!(keys_of(&found), vec!["genesys.queues"]);
+    assert!(
+        found[0].reason.contains("1002 topics"),
+        "{}",
+        found[0].reason
+    );
+}
+
+#[test]
+fn crm_credentials_are_required_exactly_when_their_auth_is_chosen() {
+    let crm = with(
+        minimal(),
+        "crm.endpoint",
+        json!("https://crm.example.com/ingest"),
+    );
+
+    let bearer_without_token = with(crm.clone(), "crm.auth", json!("bearer"));
+    let found = problems(&bearer_without_token);
+    assert_eq!(keys_of(&found), vec!["crm.token"]);
+    assert!(found[0]
+        .reason
+        .contains("required when crm.auth = \"bearer\""));
+
+    let hmac_with_leftover_token = with(
+        with(
+            with(crm.clone(), "crm.auth", json!("hmac")),
+            "crm.hmac_secret",
+            json!(SECRET),
+        ),
+        "crm.token",
+        json!(SECRET),
+    );
+    let found = problems(&hmac_with_leftover_token);
+    assert_eq!(keys_of(&found), vec!["crm.token"]);
+    assert!(found[0]
+        .reason
+        .contains("only used when crm.auth = \"bearer\""));
+
+    let hmac = with(
+        with(crm.clone(), "crm.auth", json!("hmac")),
+        "crm.hmac_secret",
+        json!(SECRET),
+    );
+    let config = validate(&hmac, &no_origin).unwrap();
+    let crm_config = config.crm.unwrap();
+    assert!(
+        matches!(&crm_config.auth, CrmAuth::Hmac { secret } if secret.expose_secret() == SECRET)
+    );
+    assert_eq!(crm_config.batch_size, 100);
+
+    let unknown_auth = with(crm, "crm.auth", json!("oauth"));
+    assert_eq!(keys_of(&problems(&unknown_auth)), vec!["crm.auth"]);
+}
+
+#[test]
+fn crm_auth_without_an_endpoint_is_a_mistake_not_a_silent_off() {
+    let tree = with(
+        with(minimal(), "crm.auth", json!("hmac")),
+        "crm.hmac_secret",
+        json!(SECRET),
+    );
+    assert_eq!(keys_of(&problems(&tree)), vec!["crm.endpoint"]);
+}
+
+#[test]
+fn crm_batch_size_is_bounded() {
+    let crm = with(
+        minimal(),
+        "crm.endpoint",
+        json!("https://crm.example.com/ingest"),
+    );
+    assert_eq!(
+        keys_of(&problems(&with(crm.clone(), "crm.batch_size", json!(0)))),
+        vec!["crm.batch_size"]
+    );
+    assert_eq!(
+        keys_of(&problems(&with(crm.clone(), "crm.batch_size", json!(1001)))),
+        vec!["crm.batch_size"]
+    );
+    assert_eq!(
+        keys_of(&problems(&with(crm.clone(), "crm.batch_size", json!("50")))),
+        vec!["crm.batch_size"]
+    );
+    assert_eq!(
+        keys_of(&problems(&with(crm, "crm.max_attempts", json!(0)))),
+        vec!["crm.max_attempts"]
+    );
+}
+
+#[test]
+fn the_watchdog_must_wait_longer_than_the_ping() {
+    let tree = with(
+        with(minimal(), "stream.ping_after_idle", json!("60s")),
+        "stream.reconnect_after_silence",
+        json!("1m"),
+    );
+    assert_eq!(
+        keys_of(&problems(&tree)),
+        vec!["stream.reconnect_after_silence"]
+    );
+}
+
+#[test]
+fn rotation_must_start_within_the_channel_lifetime() {
+    let tree = with(minimal(), "stream.rotate_before_expiry", json!("1d"));
+    assert_eq!(
+        keys_of(&problems(&tree)),
+        vec!["stream.rotate_before_expiry"]
+    );
+}
+
+#[test]
+fn analytics_can_be_switched_off_or_scheduled() {
+    let off = with(minimal(), "analytics.schedule", json!("off"));
+    assert_eq!(
+        validate(&off, &no_origin).unwrap().analytics.schedule,
+        AnalyticsSchedule::Off
+    );
+    let hourly = with(minimal(), "analytics.schedule", json!("1h30m"));
+    assert_eq!(
+        validate(&hourly, &no_origin).unwrap().analytics.schedule,
+        AnalyticsSchedule::Every(Duration::from_secs(5_400))
+    );
+    let bad = with(minimal(), "analytics.schedule", json!("sometimes"));
+    assert_eq!(keys_of(&problems(&bad)), vec!["analytics.schedule"]);
+}
+
+#[test]
+fn listen_address_and_log_format_are_checked() {
+    let tree = with(
+        with(minimal(), "admin.listen", json!("localhost:9464")),
+        "log.format",
+        json!("yaml"),
+    );
+    assert_eq!(
+        keys_of(&problems(&tree)),
+        vec!["admin.listen", "log.format"]
+    );
+}
+
+#[test]
+fn a_section_of_the_wrong_type_is_one_problem() {
+    let mut tree = minimal();
+    tree["sla"] = json!("5m");
+    tree["genesys"] = json!(["mypurecloud.ie"]);
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), vec!["genesys", "sla"], "{found:#?}");
+    assert!(found[0].reason.contains("expected a table"));
+}
+
+#[test]
+fn an_unknown_section_is_reported() {
+    let mut tree = minimal();
+    tree["genesis"] = json!({ "region": "mypurecloud.ie" });
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), vec!["genesis"]);
+    assert!(
+        found[0].reason.contains("did you mean genesys?"),
+        "{}",
+        found[0].reason
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected_and_found() {
+    let tree = with(
+        with(minimal(), "genesys.requests_per_minute", json!("300")),
+        "sla.delivery",
+        json!(60),
+    );
+    let found = problems(&tree);
+    assert_eq!(
+        keys_of(&found),
+        vec!["genesys.requests_per_minute", "sla.delivery"]
+    );
+    assert_eq!(found[0].reason, "expected an integer, found a string");
+    assert_eq!(found[1].reason, "expected a string, found an integer");
+}
