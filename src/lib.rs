@@ -17,3 +17,6 @@ pub mod ids;
 pub mod inspect;
 pub mod model;
 pub mod parse;
+pub mod ratelimit;
+pub mod retry;
+pub mod stream;

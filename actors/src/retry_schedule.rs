@@ -46,7 +46,10 @@ mod tests {
         let mut schedule = RetrySchedule::new(Duration::from_millis(100), Duration::from_secs(2));
         let delays: Vec<Duration> = (0..12).map(|_| schedule.next_delay()).collect();
         assert!(delays[0] <= Duration::from_millis(130), "{delays:?}");
-        assert!(delays.iter().all(|d| *d <= Duration::from_millis(2600)), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_millis(2600)),
+            "{delays:?}"
+        );
         assert!(delays[8] > delays[0], "{delays:?}");
         schedule.reset();
         assert!(schedule.next_delay() <= Duration::from_millis(130));

@@ -10,5 +10,7 @@ pub use lifecycle::Lifecycle;
 pub use snapshot::*;
 pub use state::*;
 
+pub mod effects;
 #[cfg(test)]
 mod properties;
+pub mod registry;

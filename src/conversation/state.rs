@@ -553,10 +553,7 @@ fn join_participant(
     join_max(&mut record.wrapup_skipped, &incoming.wrapup_skipped);
     join_max(&mut record.wrapup, &incoming.wrapup);
     for (key, value) in &incoming.attributes {
-        let slot = record
-            .attributes
-            .entry(key.clone())
-            .or_default();
+        let slot = record.attributes.entry(key.clone()).or_default();
         if value > slot {
             slot.clone_from(value);
         }

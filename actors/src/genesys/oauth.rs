@@ -105,8 +105,8 @@ pub async fn request_token(
         .await
         .map_err(|error| TokenError::Unavailable(error.to_string()))?;
     if status.is_success() {
-        let token: TokenResponse =
-            serde_json::from_slice(&body).map_err(|error| TokenError::Malformed(error.to_string()))?;
+        let token: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|error| TokenError::Malformed(error.to_string()))?;
         return Ok(IssuedToken {
             token: AccessToken::new(token.access_token),
             expires_in: Duration::from_secs(token.expires_in),

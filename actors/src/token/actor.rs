@@ -77,7 +77,8 @@ impl TokenActor {
         let endpoint = self.endpoint.clone();
         let stats = Arc::clone(&self.stats);
         let refresh = async move {
-            let mut schedule = RetrySchedule::new(Duration::from_millis(200), Duration::from_secs(30));
+            let mut schedule =
+                RetrySchedule::new(Duration::from_millis(200), Duration::from_secs(30));
             loop {
                 match request_token(&http, &endpoint).await {
                     Ok(issued) => return Ok(issued),
@@ -91,7 +92,11 @@ impl TokenActor {
                 }
             }
         };
-        ctx.spawn(refresh.into_actor(self).map(|result, actor, ctx| actor.finish_refresh(result, ctx)));
+        ctx.spawn(
+            refresh
+                .into_actor(self)
+                .map(|result, actor, ctx| actor.finish_refresh(result, ctx)),
+        );
     }
 
     fn finish_refresh(&mut self, result: Result<IssuedToken, TokenError>, ctx: &mut Context<Self>) {
@@ -107,7 +112,10 @@ impl TokenActor {
                     refresh_at: now + refresh_in,
                     expires_at: now + issued.expires_in,
                 });
-                tracing::info!(expires_in_s = issued.expires_in.as_secs(), "Obtained an OAuth token.");
+                tracing::info!(
+                    expires_in_s = issued.expires_in.as_secs(),
+                    "Obtained an OAuth token."
+                );
                 // Refresh ahead of expiry, not at it, so no caller ever waits on an
                 // expired token in steady state.
                 ctx.run_later(refresh_in, |actor, ctx| {
@@ -185,8 +193,17 @@ mod tests {
 
     #[test]
     fn the_margin_is_a_tenth_of_the_life_capped_at_five_minutes() {
-        assert_eq!(refresh_margin(Duration::from_secs(86_399)), Duration::from_secs(300));
-        assert_eq!(refresh_margin(Duration::from_secs(600)), Duration::from_secs(60));
-        assert_eq!(refresh_margin(Duration::from_secs(3)), Duration::from_millis(300));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(86_399)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3)),
+            Duration::from_millis(300)
+        );
     }
 }
