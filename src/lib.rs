@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod conversation;
+pub mod crm;
 pub mod duration;
 pub mod emulator;
 pub mod ids;
@@ -19,4 +20,5 @@ pub mod model;
 pub mod parse;
 pub mod ratelimit;
 pub mod retry;
+pub mod simulator;
 pub mod stream;

@@ -3,11 +3,11 @@
 //! `--record` writes them). A malformed frame prints its error with the JSON path and the
 //! run exits 2 at the end; the other frames are still processed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Reads `path` (`-` for standard input) and inspects every frame in it.
 pub fn run(path: &str) -> anyhow::Result<ExitCode> {

@@ -54,6 +54,14 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         path: String,
     },
+    /// Run the Genesys Cloud emulator: OAuth, Notifications (channels, subscriptions,
+    /// WebSocket), conversations, routing with synthetic agents, analytics, fault injection.
+    Emulate(convoy_actors::emulator::cli::EmulateArgs),
+    /// Run the CRM test server Convoy syncs to (batches, idempotency, ETags, faults).
+    CrmSink(convoy_actors::crm_sink::cli::CrmSinkArgs),
+    /// Drive simulated conversations through the emulator (or an open-messaging
+    /// integration of a real org) and report the expected outcomes.
+    Simulate(convoy_actors::simulator::cli::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +129,9 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Show { file, format }) => show_config(file, format),
         Command::Config(ConfigCommand::Check { file }) => check_config(file),
         Command::Inspect { path } => inspect_cmd::run(&path),
+        Command::Emulate(args) => serve(convoy_actors::emulator::cli::run(args)),
+        Command::CrmSink(args) => serve(convoy_actors::crm_sink::cli::run(args)),
+        Command::Simulate(args) => serve(convoy_actors::simulator::cli::run(args)),
     };
     match outcome {
         Ok(code) => code,
@@ -129,6 +140,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command on an actix System (awc and actix-web need its local set) and
+/// maps success to exit code 0.
+fn serve(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<ExitCode> {
+    actix_rt::System::new().block_on(command)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -1,1 +1,6 @@
-
+mod crm_sink;
+mod emulator_org;
+mod emulator_platform;
+mod simulator;
+mod support;
+mod token;

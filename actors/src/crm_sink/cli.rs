@@ -1,0 +1,145 @@
+//! `convoy crm-sink`: flags, start-up line, serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+
+use super::{CrmSink, CrmSinkOptions, FaultSettings, SinkAuth};
+
+/// Run a CRM test server: records what it receives, de-duplicates, injects faults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CrmSinkArgs {
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Credentials required on the contract routes: none, bearer:TOKEN or basic:USER:PASS.
+    #[arg(
+        long,
+        default_value = "none",
+        env = "CONVOY_CRM_SINK_AUTH",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub auth: SinkAuth,
+    /// Seed of the fault decisions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Share of contract requests answered 500/503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_ratio: f64,
+    /// Share of contract requests answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_limit_ratio: f64,
+    /// Retry-After seconds on injected 429s.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+    /// Milliseconds added to every contract request.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Share of contract requests whose connection is dropped without a response.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_ratio: f64,
+    /// Most records accepted in one batch (413 above).
+    #[arg(long, default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Answer 428 to PUT /conversations/{id} without If-Match or If-None-Match.
+    #[arg(long)]
+    pub require_precondition: bool,
+}
+
+impl CrmSinkArgs {
+    pub fn options(&self) -> CrmSinkOptions {
+        CrmSinkOptions {
+            listen: self.listen,
+            auth: self.auth.clone(),
+            faults: FaultSettings {
+                error_ratio: self.error_ratio,
+                rate_limit_ratio: self.rate_limit_ratio,
+                retry_after_secs: self.retry_after,
+                delay_ms: self.delay_ms,
+                reset_ratio: self.reset_ratio,
+            },
+            seed: self.seed,
+            max_batch: self.max_batch,
+            require_precondition: self.require_precondition,
+        }
+    }
+}
+
+/// Starts the sink, prints `{"base_url": ...}` as one line on stdout, serves until SIGINT
+/// or SIGTERM.
+pub async fn run(args: CrmSinkArgs) -> anyhow::Result<()> {
+    let sink = CrmSink::start(args.options()).await?;
+    println!("{}", serde_json::json!({ "base_url": sink.base_url() }));
+    wait_for_shutdown_signal().await?;
+    sink.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or (on Unix) SIGTERM.
+pub(crate) async fn wait_for_shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let interrupt = Box::pin(tokio::signal::ctrl_c());
+        let terminate = Box::pin(sigterm.recv());
+        let result = match futures_util::future::select(interrupt, terminate).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(_) => Ok(()),
+        };
+        result
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: CrmSinkArgs,
+    }
+
+    #[test]
+    fn flags_become_options_and_secrets_stay_hidden() {
+        let command = Command::try_parse_from([
+            "crm-sink",
+            "--auth",
+            "bearer:t0ken",
+            "--error-ratio",
+            "0.1",
+            "--rate-limit-ratio",
+            "0.2",
+            "--retry-after",
+            "4",
+            "--reset-ratio",
+            "0.05",
+            "--delay-ms",
+            "20",
+            "--seed",
+            "9",
+            "--require-precondition",
+        ])
+        .unwrap();
+        assert!(!format!("{command:?}").contains("t0ken"));
+        let options = command.args.options();
+        assert_eq!(options.listen.port(), 0);
+        assert_eq!(options.faults.retry_after_secs, 4);
+        assert_eq!(options.faults.delay_ms, 20);
+        assert_eq!(options.seed, 9);
+        assert!(options.require_precondition);
+        assert!(options.auth.permits(Some("Bearer t0ken")));
+    }
+
+    #[test]
+    fn a_bad_auth_value_is_refused() {
+        assert!(Command::try_parse_from(["crm-sink", "--auth", "token:x"]).is_err());
+    }
+}

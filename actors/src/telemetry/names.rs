@@ -1,0 +1,47 @@
+//! Every metric name and label key Convoy exports, in one place. Labels stay
+//! low-cardinality: actor type, outcome, frame kind, route template, status class —
+//! never a conversation, participant or message id.
+
+// Per actor type (label `actor`: token, stream, router, conversation, sla, crm, analytics).
+pub const ACTOR_MESSAGES_SENT: &str = "convoy_actor_messages_sent_total";
+pub const ACTOR_MESSAGES_HANDLED: &str = "convoy_actor_messages_handled_total";
+pub const ACTOR_HANDLER_ERRORS: &str = "convoy_actor_handler_errors_total";
+pub const ACTOR_RESTARTS: &str = "convoy_actor_restarts_total";
+pub const ACTOR_PANICS: &str = "convoy_actor_panics_total";
+pub const ACTOR_SEND_TIMEOUTS: &str = "convoy_actor_mailbox_send_timeouts_total";
+/// Gauge: sent − handled, per actor type (actix has no queue-length API).
+pub const ACTOR_QUEUE_DEPTH: &str = "convoy_actor_queue_depth";
+
+// Stream.
+pub const STREAM_CONNECTS: &str = "convoy_stream_connects_total";
+/// Label `reason`: dropped, silence, socket_closing, channel_expiry, token_expiry, error, no_longer_subscribed.
+pub const STREAM_RECONNECTS: &str = "convoy_stream_reconnects_total";
+/// Label `kind`: `convoy::parse::FrameKind::as_str()` or `malformed`.
+pub const STREAM_FRAMES: &str = "convoy_stream_frames_total";
+/// Label `reason`: socket_closing, channel_expiry, token_expiry.
+pub const STREAM_ROTATIONS: &str = "convoy_stream_rotations_total";
+/// Gauge: seconds since the last heartbeat frame.
+pub const STREAM_HEARTBEAT_AGE: &str = "convoy_stream_heartbeat_age_seconds";
+/// Gauge: topics rejected by the last subscription.
+pub const STREAM_REJECTED_TOPICS: &str = "convoy_stream_rejected_topics";
+pub const STREAM_RECONCILIATIONS: &str = "convoy_stream_reconciliations_total";
+
+// Conversations.
+pub const CONVERSATIONS_STARTED: &str = "convoy_conversations_started_total";
+/// Label `reason`: finished, idle, crashed, shutdown.
+pub const CONVERSATIONS_EVICTED: &str = "convoy_conversations_evicted_total";
+/// Gauge.
+pub const CONVERSATIONS_LIVE: &str = "convoy_conversations_live";
+pub const CONVERSATION_STALE_INPUTS: &str = "convoy_conversation_stale_inputs_total";
+pub const CONVERSATION_TOMBSTONED_EVENTS: &str = "convoy_conversation_tombstoned_events_total";
+
+// Genesys REST. Labels `route` (a template such as `GET /api/v2/conversations/{id}`) and
+// `class` (2xx, 3xx, 4xx, 5xx, transport).
+pub const REST_REQUESTS: &str = "convoy_genesys_requests_total";
+pub const REST_RATE_LIMITED: &str = "convoy_genesys_rate_limited_total";
+pub const REST_RETRIES: &str = "convoy_genesys_retries_total";
+pub const REST_CONFLICT_RETRIES: &str = "convoy_genesys_conflict_retries_total";
+
+// Token.
+pub const TOKEN_REFRESHES: &str = "convoy_token_refreshes_total";
+pub const TOKEN_REFRESH_FAILURES: &str = "convoy_token_refresh_failures_total";

@@ -1,0 +1,16 @@
+//! The conversation simulator's pure half: what to simulate, decided before anything is
+//! sent. The driver in `convoy_actors::simulator` performs it against a base URL.
+//! - [`scenario`]: the TOML scenario format (a weighted mix of conversation shapes, agent
+//!   timings, receipt behaviour) and its validation;
+//! - [`plan`]: the deterministic plan drawn from a scenario and a seed;
+//! - [`expect`]: the outcomes the plan implies, SLA breaches included.
+//!
+//! No I/O, no clock, no OS randomness: the seed is the only source of variation.
+
+pub mod expect;
+pub mod plan;
+pub mod scenario;
+
+pub use expect::{ExpectedConversation, ExpectedOutcomes, SlaThresholds};
+pub use plan::{Plan, PlanOptions, PlannedConversation, ReceiptPlan, Script};
+pub use scenario::{Scenario, ScenarioError};
