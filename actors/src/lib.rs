@@ -1,10 +1,12 @@
 //! Convoy's imperative shell: actors, all I/O, the emulator server and the `convoy` binary's commands.
 
 pub mod config_load;
+pub mod conversation;
 pub mod crm_sink;
 pub mod emulator;
 pub mod genesys;
 pub mod logging;
 pub mod retry_schedule;
 pub mod simulator;
+pub mod telemetry;
 pub mod token;

@@ -144,7 +144,9 @@ fn main() -> ExitCode {
 
 /// Runs an async command on an actix System (awc and actix-web need its local set) and
 /// maps success to exit code 0.
-fn serve(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<ExitCode> {
+fn serve(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(command)?;
     Ok(ExitCode::SUCCESS)
 }

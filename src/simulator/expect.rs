@@ -96,6 +96,11 @@ pub struct ExpectedMessage {
     /// The Genesys message id, filled in by the driver once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The conversation the message landed in, filled in by the driver. Usually the
+    /// conversation's own id; a later agentless send may open a new conversation when the
+    /// earlier one has already ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 /// Everything expected of one conversation.
@@ -209,6 +214,7 @@ fn outbound_message(
             .map(|(_, status)| status.to_owned())
             .collect(),
         message_id: None,
+        conversation_id: None,
     }
 }
 
@@ -235,6 +241,7 @@ fn expect_conversation(
                     status: "received".to_owned(),
                     receipts: Vec::new(),
                     message_id: None,
+                    conversation_id: None,
                 });
             let outbound = script
                 .receipts

@@ -1,3 +1,4 @@
+mod conversations;
 mod crm_sink;
 mod emulator_org;
 mod emulator_platform;

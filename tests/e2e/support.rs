@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 /// awc/rustls need exactly one process-wide crypto provider (deps.md trap 2).
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Logs when RUST_LOG asks for them (e.g. RUST_LOG=convoy_actors=debug); silent otherwise.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 pub fn client() -> awc::Client {

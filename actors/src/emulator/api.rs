@@ -104,6 +104,12 @@ fn insert_header(headers: &mut HeaderMap, name: &str, value: &str) {
 }
 
 fn rate_headers(headers: &mut HeaderMap, rate: &RateDecision) {
+    // `--rate-limit 0` switches the limit off; real Genesys always has one, and a client
+    // reading `allowed: 0` would rightly conclude it may send nothing. So an unlimited
+    // emulator reports no budget at all.
+    if rate.limit == 0 {
+        return;
+    }
     insert_header(headers, "inin-ratelimit-count", &rate.count.to_string());
     insert_header(headers, "inin-ratelimit-allowed", &rate.limit.to_string());
     insert_header(

@@ -2,3 +2,4 @@
 //! non-`Send` errors into Convoy's own error types before they leave the adapter.
 
 pub mod oauth;
+pub mod rest;

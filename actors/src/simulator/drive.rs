@@ -246,10 +246,11 @@ pub(super) async fn drive_inbound(
             .map_err(|source| DriveError::Call { index, source })?;
         tally.started = true;
         tally.customer_messages += 1;
+        let id = answer["conversationId"].as_str().map(str::to_owned);
         if let Some(slot) = inbound_slots.get(sequence) {
             expected.messages[*slot].message_id = answer["id"].as_str().map(str::to_owned);
+            expected.messages[*slot].conversation_id = id.clone();
         }
-        let id = answer["conversationId"].as_str().map(str::to_owned);
         match (&conversation_id, id) {
             (None, Some(id)) => conversation_id = Some(id),
             (Some(known), Some(id)) if *known != id => {
@@ -326,6 +327,8 @@ pub(super) async fn drive_inbound(
                         schedule(&mut pending, seen_at, &id, plan);
                         if let Some(slot) = outbound_slots.get(sequence) {
                             expected.messages[*slot].message_id = Some(id.clone());
+                            expected.messages[*slot].conversation_id =
+                                Some(conversation_id.clone());
                         }
                     }
                     None => tally.unplanned_agent_messages += 1,
@@ -340,6 +343,9 @@ pub(super) async fn drive_inbound(
                 ));
             }
             next_poll = Instant::now() + ctx.poll_interval;
+        }
+        if ended && pending.is_empty() {
+            break;
         }
         let mut wake = deadline;
         if !ended {
@@ -409,8 +415,9 @@ pub(super) async fn drive_agentless(
         let sent_at = Instant::now();
         tally.started = true;
         tally.agentless_messages += 1;
+        let landed_in = answer["conversationId"].as_str().map(str::to_owned);
         if expected.conversation_id.is_none() {
-            expected.conversation_id = answer["conversationId"].as_str().map(str::to_owned);
+            expected.conversation_id = landed_in.clone();
         }
         let Some(message_id) = answer["message"]["id"].as_str().map(str::to_owned) else {
             return Err(DriveError::Unexpected {
@@ -420,6 +427,7 @@ pub(super) async fn drive_agentless(
         };
         if let Some(slot) = outbound_slots.get(sequence) {
             expected.messages[*slot].message_id = Some(message_id.clone());
+            expected.messages[*slot].conversation_id = landed_in;
         }
         schedule(&mut pending, sent_at, &message_id, receipt);
     }

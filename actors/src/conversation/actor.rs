@@ -1,0 +1,406 @@
+//! ConversationActor: the joined state of one conversation and the effects it causes.
+//!
+//! Every input (stream snapshot, REST re-read) is handled as one `AtomicResponse`: join,
+//! derive effects, perform the attribute writes with their conflict loop, publish the
+//! view. actix would otherwise interleave the next event of this conversation in the middle
+//! of the read-modify-write (actix#308), and a write could be computed from a state that
+//! is no longer current. The actor never panics on Genesys data; if it dies anyway, the
+//! router rebuilds it from REST on the next event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use convoy::conversation::effects::{effects_for, reapply, DomainEvent, Effect};
+use convoy::conversation::registry::Generation;
+use convoy::conversation::{ApplyOutcome, Conversation};
+use convoy::ids::ConversationId;
+use convoy::parse::read_conversation_body;
+use dashmap::DashMap;
+use serde_json::json;
+
+use super::messages::ConversationInput;
+use super::router::{ConversationRouter, ConversationStopped, StopReason};
+use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
+use crate::retry_schedule::RetrySchedule;
+use crate::telemetry::names;
+
+/// What every conversation actor is given at spawn; cheap to clone.
+#[derive(Clone)]
+pub struct ConversationDeps {
+    pub rest: RestContext,
+    /// What Convoy believes, per conversation, for `/conversations` (written here, read by
+    /// the admin server on other threads; no guard is ever held across an await).
+    pub views: Arc<DashMap<ConversationId, serde_json::Value>>,
+    /// Downstream consumers of domain events (SLA, CRM); tests plug a probe in.
+    pub downstream: Option<Recipient<DomainEvents>>,
+    pub idle_timeout: Duration,
+    /// Attempts of one attribute write through conflicts before giving up.
+    pub write_attempts: u32,
+}
+
+/// The domain events of one applied input, in order.
+///
+/// Edge: conversation → downstream with `send().await` under a timeout (data path with
+/// back-pressure); a timeout is counted and logged, never retried forever.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DomainEvents {
+    pub events: Vec<DomainEvent>,
+    /// When Convoy observed the input that caused them: SLA clocks run on observation
+    /// time, because Genesys events carry no timestamp.
+    pub observed_at: DateTime<Utc>,
+}
+
+/// Apply one input. Sent by the router with `try_send` (its mailbox is bounded).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Apply {
+    pub input: ConversationInput,
+    pub observed_at: DateTime<Utc>,
+}
+
+/// Re-read the conversation through REST and join it (reconciliation after a gap).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reread;
+
+/// Stop after the input in progress (graceful shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopConversation;
+
+/// Fault injection for resilience tests: the actor panics in its handler, as a bug would.
+/// Reachable only through the Rust API (no HTTP route).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// Bounded mailbox: the router back-pressures the stream when a conversation falls behind.
+pub const MAILBOX_CAPACITY: usize = 64;
+
+pub struct ConversationActor {
+    id: ConversationId,
+    generation: Generation,
+    conversation: Conversation,
+    /// ETag of the last re-read, when the server sends one (the emulator in strict mode;
+    /// real Genesys sends none and ignores If-Match on conversations).
+    etag: Option<String>,
+    /// Built after a crash or for a conversation discovered by reconciliation: the first
+    /// input starts with a REST re-read so no state is lost.
+    rebuild_from_rest: bool,
+    deps: ConversationDeps,
+    router: Addr<ConversationRouter>,
+    rest: Option<GenesysRest>,
+    idle_timer: Option<SpawnHandle>,
+    stop_reason: StopReason,
+}
+
+impl ConversationActor {
+    pub fn new(
+        id: ConversationId,
+        generation: Generation,
+        rebuild_from_rest: bool,
+        deps: ConversationDeps,
+        router: Addr<ConversationRouter>,
+    ) -> Self {
+        ConversationActor {
+            conversation: Conversation::new(id.clone()),
+            id,
+            generation,
+            etag: None,
+            rebuild_from_rest,
+            deps,
+            router,
+            rest: None,
+            idle_timer: None,
+            stop_reason: StopReason::Idle,
+        }
+    }
+
+    fn arm_idle_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.idle_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        // An actor with a live timer never stops on its own when its addresses drop
+        // (actix#285): the idle timeout is the explicit stop for conversations that never
+        // send a final snapshot.
+        self.idle_timer = Some(ctx.run_later(self.deps.idle_timeout, |actor, ctx| {
+            actor.stop_reason = StopReason::Idle;
+            ctx.stop();
+        }));
+    }
+
+    fn publish_view(&self) {
+        let mut view = convoy::inspect::describe_state(&self.conversation.state);
+        if let serde_json::Value::Object(map) = &mut view {
+            map.insert("version".to_owned(), json!(self.conversation.version));
+        }
+        self.deps.views.insert(self.id.clone(), view);
+    }
+
+    /// Runs one unit of work atomically: optional re-read, the input's join, the writes.
+    fn run_atomically(
+        &mut self,
+        input: Option<ConversationInput>,
+        observed_at: DateTime<Utc>,
+        force_reread: bool,
+    ) -> AtomicResponse<Self, ()> {
+        let Some(rest) = self.rest.clone() else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let mut work = Work {
+            conversation: self.conversation.clone(),
+            etag: self.etag.clone(),
+            events: Vec::new(),
+            pending: Vec::new(),
+            write_attempts: self.deps.write_attempts,
+        };
+        let reread = force_reread || self.rebuild_from_rest;
+        self.rebuild_from_rest = false;
+        tracing::debug!(conversation_id = %self.id, reread, has_input = input.is_some(), "Conversation work starts.");
+        let future = async move {
+            if reread {
+                work.reread_and_join(&rest).await;
+            }
+            if let Some(input) = input {
+                work.apply_input(&input);
+            }
+            work.perform_writes(&rest).await;
+            work
+        };
+        AtomicResponse::new(Box::pin(future.into_actor(self).then(move |work, actor, ctx| {
+            actor.conversation = work.conversation;
+            actor.etag = work.etag;
+            actor.publish_view();
+            tracing::debug!(conversation_id = %actor.id, version = actor.conversation.version, "Conversation work done.");
+            let events = work.events;
+            let downstream = actor.deps.downstream.clone();
+            if actor.conversation.state.is_finished() {
+                actor.stop_reason = StopReason::Finished;
+                ctx.stop();
+            }
+            async move {
+                if let (Some(downstream), false) = (downstream, events.is_empty()) {
+                    let sent = downstream
+                        .send(DomainEvents { events, observed_at })
+                        .timeout(Duration::from_secs(10))
+                        .await;
+                    if sent.is_err() {
+                        metrics::counter!(names::ACTOR_SEND_TIMEOUTS, "actor" => "conversation")
+                            .increment(1);
+                        tracing::warn!("Downstream did not accept domain events in time.");
+                    }
+                }
+            }
+            .into_actor(actor)
+        })))
+    }
+}
+
+/// The state a unit of work operates on: a copy of the actor's, written back at the end.
+/// Safe because the work is atomic: nothing else touches the actor meanwhile.
+struct Work {
+    conversation: Conversation,
+    etag: Option<String>,
+    events: Vec<DomainEvent>,
+    pending: Vec<Effect>,
+    write_attempts: u32,
+}
+
+impl Work {
+    fn record(&mut self, outcome: &ApplyOutcome) {
+        if !outcome.stale.is_empty() {
+            metrics::counter!(names::CONVERSATION_STALE_INPUTS)
+                .increment(outcome.stale.len() as u64);
+        }
+        for effect in effects_for(&self.conversation.state, outcome) {
+            match effect {
+                Effect::Notify(event) => self.events.push(event),
+                write @ Effect::PatchAttributes { .. } => self.pending.push(write),
+            }
+        }
+    }
+
+    fn apply_input(&mut self, input: &ConversationInput) {
+        let outcome = match input {
+            ConversationInput::Snapshot(snapshot) => self.conversation.apply_snapshot(snapshot),
+            ConversationInput::Transcription(event) => self.conversation.apply_transcription(event),
+        };
+        match outcome {
+            Ok(outcome) => self.record(&outcome),
+            // The router only delivers inputs of this conversation; a mismatch is a bug
+            // upstream, reported rather than applied.
+            Err(error) => tracing::error!(%error, "Input for another conversation ignored."),
+        }
+    }
+
+    /// GET the conversation and join it like a snapshot; remembers the ETag if any.
+    async fn reread_and_join(&mut self, rest: &GenesysRest) -> bool {
+        let id = self.conversation.id().clone();
+        let route = "GET /api/v2/conversations/{id}";
+        let response = match rest
+            .call(RestRequest::get(
+                format!("/api/v2/conversations/{id}"),
+                route,
+            ))
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(conversation_id = %id, %error, "Could not re-read the conversation.");
+                return false;
+            }
+        };
+        let value: serde_json::Value = match response.json(route) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::warn!(conversation_id = %id, %error, "Unreadable conversation body.");
+                return false;
+            }
+        };
+        match read_conversation_body(value, "") {
+            Ok(snapshot) => {
+                self.etag = response.etag;
+                match self.conversation.apply_snapshot(&snapshot) {
+                    Ok(outcome) => {
+                        self.record(&outcome);
+                        true
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "REST returned another conversation.");
+                        false
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(conversation_id = %id, %error, "Malformed conversation body.");
+                false
+            }
+        }
+    }
+
+    /// Performs the pending attribute writes. On 409/412: re-read, re-join, recompute
+    /// the writes against the fresh state (`reapply`), retry with backoff, bounded.
+    async fn perform_writes(&mut self, rest: &GenesysRest) {
+        let mut schedule = RetrySchedule::new(Duration::from_millis(50), Duration::from_secs(2));
+        let mut attempt = 0;
+        while !self.pending.is_empty() {
+            attempt += 1;
+            let writes = std::mem::take(&mut self.pending);
+            let mut conflicted = Vec::new();
+            for write in writes {
+                let Effect::PatchAttributes {
+                    conversation_id,
+                    participant_id,
+                    attributes,
+                } = &write
+                else {
+                    continue;
+                };
+                let route = "PATCH /api/v2/conversations/{id}/participants/{id}/attributes";
+                let mut request = RestRequest::patch(
+                    format!("/api/v2/conversations/{conversation_id}/participants/{participant_id}/attributes"),
+                    route,
+                    json!({ "attributes": attributes }),
+                );
+                if let Some(etag) = &self.etag {
+                    request = request.header("If-Match", etag.clone());
+                }
+                match rest.call(request).await {
+                    Ok(_) => {}
+                    Err(RestError::Conflict { .. }) => conflicted.push(write),
+                    Err(error) => {
+                        // Not retryable (or retries exhausted): the next change of this
+                        // participant writes the then-current lifecycle again.
+                        tracing::warn!(conversation_id = %conversation_id, %error, "Attribute write failed.");
+                    }
+                }
+            }
+            if conflicted.is_empty() {
+                return;
+            }
+            metrics::counter!(names::REST_CONFLICT_RETRIES).increment(conflicted.len() as u64);
+            if attempt >= self.write_attempts {
+                tracing::warn!(
+                    conversation_id = %self.conversation.id(),
+                    attempts = attempt,
+                    "Attribute writes still conflicting; giving up until the next change."
+                );
+                return;
+            }
+            actix_rt::time::sleep(schedule.next_delay()).await;
+            if self.reread_and_join(rest).await {
+                let version = self.conversation.version;
+                // The re-read may itself have queued writes (new transitions); merge them
+                // with the conflicted ones, recomputed against the fresh state.
+                let mut recomputed = std::mem::take(&mut self.pending);
+                recomputed.extend(conflicted);
+                self.pending = reapply(&recomputed, &self.conversation.state, version)
+                    .into_iter()
+                    .filter(Effect::is_write)
+                    .collect();
+            } else {
+                self.pending = conflicted;
+            }
+        }
+    }
+}
+
+impl Actor for ConversationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.rest = Some(GenesysRest::new(self.deps.rest.clone()));
+        self.arm_idle_timer(ctx);
+        metrics::counter!(names::CONVERSATIONS_STARTED).increment(1);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.router.do_send(ConversationStopped {
+            id: self.id.clone(),
+            generation: self.generation,
+            version: self.conversation.version,
+            reason: self.stop_reason,
+        });
+    }
+}
+
+impl Handler<Apply> for ConversationActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, message: Apply, ctx: &mut Self::Context) -> Self::Result {
+        metrics::counter!(names::ACTOR_MESSAGES_HANDLED, "actor" => "conversation").increment(1);
+        self.arm_idle_timer(ctx);
+        self.run_atomically(Some(message.input), message.observed_at, false)
+    }
+}
+
+impl Handler<Reread> for ConversationActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Reread, _: &mut Self::Context) -> Self::Result {
+        self.run_atomically(None, Utc::now(), true)
+    }
+}
+
+impl Handler<StopConversation> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopConversation, ctx: &mut Self::Context) {
+        self.stop_reason = StopReason::Shutdown;
+        ctx.stop();
+    }
+}
+
+impl Handler<InjectPanic> for ConversationActor {
+    type Result = ();
+
+    #[allow(clippy::panic)]
+    fn handle(&mut self, _: InjectPanic, _: &mut Self::Context) {
+        self.stop_reason = StopReason::Crashed;
+        panic!("injected panic in conversation {}", self.id);
+    }
+}

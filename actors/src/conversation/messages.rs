@@ -1,0 +1,65 @@
+//! The messages the ConversationRouter accepts. They carry domain types only (never raw
+//! JSON or awc types), so the stream and the router can be tested apart.
+
+use actix::Message;
+use chrono::{DateTime, Utc};
+use convoy::conversation::{ConversationSnapshot, TranscriptionEvent};
+use convoy::ids::ConversationId;
+
+/// Conversation data that arrived on the stream (or from a REST re-read).
+#[derive(Debug, Clone)]
+pub enum ConversationInput {
+    Snapshot(ConversationSnapshot),
+    Transcription(TranscriptionEvent),
+}
+
+impl ConversationInput {
+    pub fn conversation_id(&self) -> &ConversationId {
+        match self {
+            ConversationInput::Snapshot(snapshot) => &snapshot.conversation_id,
+            ConversationInput::Transcription(event) => &event.conversation_id,
+        }
+    }
+}
+
+/// One input for one conversation, with the time Convoy observed it (SLA clocks use the
+/// observation time: Genesys events carry no timestamp).
+///
+/// Edge: StreamActor → router with `send().await` under a timeout, so a slow router
+/// back-pressures the socket instead of growing a queue without bound.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct RouteEvent {
+    pub input: ConversationInput,
+    pub observed_at: DateTime<Utc>,
+}
+
+/// Why the router did not take an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The live-conversation cap is reached; the caller should slow down and retry.
+    #[error("at the cap of {max_live} live conversations")]
+    AtCapacity { max_live: usize },
+    /// The conversation actor did not accept the event in time.
+    #[error("conversation {0} did not accept the event in time")]
+    Timeout(ConversationId),
+    /// The router is shutting down and takes no more events.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// After a gap in the stream (start-up, reconnect, rotation) nothing tells Convoy what it
+/// missed: Genesys has no replay. So every tracked conversation is re-read through REST,
+/// and conversations that started during the gap are discovered with the analytics
+/// details query for `[gap_started_at, now]`.
+///
+/// Edge: StreamActor → router with `do_send` (rare control message; it returns at once
+/// and the router runs the sweep behind live traffic).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Reconcile {
+    /// When the stream stopped seeing events (or, at start-up, how far back to look).
+    pub gap_started_at: DateTime<Utc>,
+    /// Why: `startup`, `reconnect`, `rotation`.
+    pub reason: &'static str,
+}

@@ -1,0 +1,3 @@
+//! Metrics and internal events. Metric names live in [`names`].
+
+pub mod names;

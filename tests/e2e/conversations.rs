@@ -1,0 +1,345 @@
+//! The ConversationRouter and ConversationActors against the emulator, without the
+//! stream: reconciliation discovers conversations through analytics, re-reads them through
+//! REST, writes Convoy's participant attributes, and the result equals the ground truth.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use chrono::Utc;
+use convoy::config::Secret;
+use convoy::ids::ConversationId;
+use convoy_actors::conversation::router::LookupConversation;
+use convoy_actors::conversation::{
+    ConversationDeps, ConversationRouter, Reconcile, RouterSettings,
+};
+use convoy_actors::emulator::{Emulator, EmulatorOptions};
+use convoy_actors::genesys::oauth::TokenEndpoint;
+use convoy_actors::genesys::rest::{RestContext, SharedBucket};
+use convoy_actors::token::{TokenActor, TokenStats};
+use dashmap::DashMap;
+use serde_json::{json, Value};
+
+use crate::support::{client, eventually};
+
+pub struct Harness {
+    pub emulator: Emulator,
+    pub router: Addr<ConversationRouter>,
+    pub views: Arc<DashMap<ConversationId, Value>>,
+    pub http: awc::Client,
+    pub integrations: Vec<String>,
+}
+
+impl Harness {
+    pub async fn start(options: EmulatorOptions) -> Harness {
+        let http = client();
+        let emulator = Emulator::start(EmulatorOptions {
+            rate_limit_per_minute: 0,
+            ..options
+        })
+        .await
+        .unwrap();
+        let tokens = TokenActor::new(
+            TokenEndpoint {
+                login_base: emulator.base_url(),
+                client_id: emulator.client_id().to_owned(),
+                client_secret: Secret::new(emulator.client_secret().to_owned()),
+            },
+            Arc::new(TokenStats::default()),
+        )
+        .start();
+        let rest = RestContext {
+            api_base: emulator.base_url(),
+            tokens,
+            bucket: Arc::new(SharedBucket::new(60_000)),
+        };
+        let views = Arc::new(DashMap::new());
+        let deps = ConversationDeps {
+            rest,
+            views: views.clone(),
+            downstream: None,
+            idle_timeout: Duration::from_secs(600),
+            write_attempts: 8,
+        };
+        let router = ConversationRouter::new(
+            deps,
+            RouterSettings {
+                max_live: 10_000,
+                tombstone_capacity: 10_000,
+                tombstone_ttl: Duration::from_secs(3600),
+                finished_views: 10_000,
+            },
+        )
+        .start();
+        let mut harness = Harness {
+            emulator,
+            router,
+            views,
+            http,
+            integrations: Vec::new(),
+        };
+        let org = harness.control("GET", "/org", None).await;
+        harness.integrations = org["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["integrationId"].as_str().unwrap().to_owned())
+            .collect();
+        harness
+    }
+
+    pub async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/emulator/v1{path}", self.emulator.base_url());
+        let request = match method {
+            "GET" => self.http.get(url),
+            "PUT" => self.http.put(url),
+            _ => self.http.post(url),
+        };
+        let mut response = match body {
+            Some(body) => request.send_json(&body).await.unwrap(),
+            None => request.send().await.unwrap(),
+        };
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
+        response.json().limit(64 * 1024 * 1024).await.unwrap()
+    }
+
+    /// Fast synthetic agents so a conversation runs its whole life in well under a second.
+    pub async fn fast_routing(&self) {
+        self.control(
+            "PUT",
+            "/routing",
+            Some(json!({"answer_after_ms": 40, "reply_after_ms": 40, "agent_replies": 1, "wrapup_after_ms": 40})),
+        )
+        .await;
+    }
+
+    /// A customer writes in through open messaging; returns the conversation id.
+    pub async fn inbound(&self, queue: usize, sender: &str) -> String {
+        let token = self.token().await;
+        let url = format!(
+            "{}/api/v2/conversations/messages/{}/inbound/open/message?prefetchConversationId=true",
+            self.emulator.base_url(),
+            self.integrations[queue % self.integrations.len()]
+        );
+        let body = json!({
+            "channel": {"from": {"id": sender, "idType": "Opaque", "nickname": sender}, "time": Utc::now().to_rfc3339()},
+            "text": "hello",
+        });
+        let mut response = self
+            .http
+            .post(url)
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send_json(&body)
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "inbound: {}",
+            response.status()
+        );
+        let value: Value = response.json().await.unwrap();
+        value["conversationId"].as_str().unwrap().to_owned()
+    }
+
+    async fn token(&self) -> String {
+        let mut response = self
+            .http
+            .post(format!("{}/oauth/token", self.emulator.base_url()))
+            .basic_auth(self.emulator.client_id(), self.emulator.client_secret())
+            .send_form(&[("grant_type", "client_credentials")])
+            .await
+            .unwrap();
+        let value: Value = response.json().await.unwrap();
+        value["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn truth(&self) -> Vec<Value> {
+        self.control("GET", "/truth", None).await["conversations"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Whether every conversation in the truth has ended and its wrap-ups are recorded.
+    pub async fn all_finished_in_truth(&self, expected: usize) -> bool {
+        let truth = self.truth().await;
+        truth.len() == expected
+            && truth.iter().all(|c| {
+                c["ended"] == true
+                    && c["participants"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|p| p["purpose"] != "agent" || !p["wrapup"].is_null())
+            })
+    }
+}
+
+/// Differences between what Convoy believes (`/conversations` views) and the truth:
+/// lifecycle per participant, status per message, ended. Empty when they agree.
+pub fn differences(views: &DashMap<ConversationId, Value>, truth: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for conversation in truth {
+        let id = conversation["id"].as_str().unwrap();
+        let Some(view) = views.get(&ConversationId::from(id)).map(|v| v.clone()) else {
+            problems.push(format!("{id}: not tracked"));
+            continue;
+        };
+        if view["ended"] != conversation["ended"] {
+            problems.push(format!(
+                "{id}: ended {} vs truth {}",
+                view["ended"], conversation["ended"]
+            ));
+        }
+        for participant in conversation["participants"].as_array().unwrap() {
+            let pid = &participant["id"];
+            let mine = view["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| &p["id"] == pid);
+            match mine {
+                None => problems.push(format!("{id}: participant {pid} missing")),
+                Some(mine) if mine["lifecycle"] != participant["lifecycle"] => {
+                    problems.push(format!(
+                        "{id}: participant {pid} lifecycle {} vs truth {}",
+                        mine["lifecycle"], participant["lifecycle"]
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for message in conversation["messages"].as_array().unwrap() {
+            let mid = &message["id"];
+            let mine = view["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| &m["id"] == mid);
+            match mine {
+                None => problems.push(format!("{id}: message {mid} missing")),
+                Some(mine) if mine["status"] != message["status"] => problems.push(format!(
+                    "{id}: message {mid} status {} vs truth {}",
+                    mine["status"], message["status"]
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    problems
+}
+
+/// Participants whose `convoy.participant_state` attribute (in the truth) does not show
+/// their final lifecycle.
+pub fn unwritten_attributes(truth: &[Value]) -> Vec<String> {
+    truth
+        .iter()
+        .flat_map(|c| {
+            c["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |p| (c, p))
+        })
+        .filter(|(_, p)| p["attributes"]["convoy.participant_state"] != p["lifecycle"])
+        .map(|(c, p)| {
+            format!(
+                "{}/{}: attribute {} vs lifecycle {}",
+                c["id"], p["id"], p["attributes"]["convoy.participant_state"], p["lifecycle"]
+            )
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn reconciliation_discovers_missed_conversations_and_converges_to_the_truth() {
+    let h = Harness::start(EmulatorOptions::default()).await;
+    h.fast_routing().await;
+    for n in 0..8 {
+        h.inbound(n, &format!("customer-{n}")).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || h.all_finished_in_truth(8)).await,
+        "the emulator did not finish its conversations"
+    );
+    // Convoy saw none of it (no stream): a start-up reconciliation must find them all.
+    h.router.do_send(Reconcile {
+        gap_started_at: Utc::now() - chrono::Duration::hours(1),
+        reason: "startup",
+    });
+    let converged = eventually(Duration::from_secs(60), || async {
+        let truth = h.truth().await;
+        differences(&h.views, &truth).is_empty() && unwritten_attributes(&truth).is_empty()
+    })
+    .await;
+    let truth = h.truth().await;
+    assert!(
+        converged,
+        "{:?} {:?}",
+        differences(&h.views, &truth),
+        unwritten_attributes(&truth)
+    );
+    // Finished conversations stopped their actors but stay visible.
+    for conversation in &truth {
+        let id = ConversationId::from(conversation["id"].as_str().unwrap());
+        let gone = eventually(Duration::from_secs(30), || async {
+            h.router
+                .send(LookupConversation(id.clone()))
+                .await
+                .unwrap()
+                .is_none()
+        })
+        .await;
+        assert!(gone, "the actor of finished conversation {id} did not stop");
+        assert_eq!(h.views.get(&id).unwrap()["finished"], true);
+    }
+    h.emulator.stop().await;
+}
+
+#[actix_rt::test]
+async fn conflicting_writers_are_resolved_by_rereading_with_strict_if_match() {
+    let h = Harness::start(EmulatorOptions {
+        strict_if_match: true,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    h.fast_routing().await;
+    for n in 0..4 {
+        h.inbound(n, &format!("strict-{n}")).await;
+    }
+    assert!(eventually(Duration::from_secs(60), || h.all_finished_in_truth(4)).await);
+    // Another writer changes every conversation before Convoy writes.
+    for conversation in h.truth().await {
+        let id = conversation["id"].as_str().unwrap();
+        h.control("POST", &format!("/conversations/{id}/touch"), None)
+            .await;
+    }
+    h.router.do_send(Reconcile {
+        gap_started_at: Utc::now() - chrono::Duration::hours(1),
+        reason: "startup",
+    });
+    let converged = eventually(Duration::from_secs(60), || async {
+        let truth = h.truth().await;
+        differences(&h.views, &truth).is_empty() && unwritten_attributes(&truth).is_empty()
+    })
+    .await;
+    let truth = h.truth().await;
+    assert!(
+        converged,
+        "{:?} {:?}",
+        differences(&h.views, &truth),
+        unwritten_attributes(&truth)
+    );
+    // The other writer's attribute survived: Convoy only writes its own keys.
+    assert!(truth.iter().any(|c| c["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["attributes"].get("other.writer").is_some())));
+    h.emulator.stop().await;
+}
