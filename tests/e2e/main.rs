@@ -1,5 +1,6 @@
 mod conversations;
 mod crm_sink;
+mod emulator_load;
 mod emulator_org;
 mod emulator_platform;
 mod simulator;
