@@ -341,6 +341,21 @@ fn required(value: Option<&str>, path: impl FnOnce() -> String) -> Result<&str, 
     }
 }
 
+/// Converts every element of the array `name` under `path`, naming each element's path
+/// (`participants[2]`) so errors inside it point at it.
+fn each_at<T, U>(
+    items: &[T],
+    path: &str,
+    name: &str,
+    convert: impl Fn(&T, &str) -> Result<U, ParseError>,
+) -> Result<Vec<U>, ParseError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| convert(item, &join_path(path, &format!("{name}[{index}]"))))
+        .collect()
+}
+
 /// Reads a REST `Conversation` or an all-media topic body (`path` is where it sits).
 pub fn read_conversation_body(
     value: Value,
@@ -365,17 +380,12 @@ pub fn conversation_snapshot(
     path: &str,
 ) -> Result<ConversationSnapshot, ParseError> {
     let conversation_id = required(body.id.as_deref(), || join_path(path, "id"))?;
-    let participants = body
-        .participants
-        .iter()
-        .enumerate()
-        .map(|(index, participant)| {
-            participant_snapshot(
-                participant,
-                &join_path(path, &format!("participants[{index}]")),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let participants = each_at(
+        &body.participants,
+        path,
+        "participants",
+        participant_snapshot,
+    )?;
     Ok(ConversationSnapshot {
         conversation_id: ConversationId::from(conversation_id),
         start_time: body.start_time,
@@ -523,17 +533,12 @@ pub fn message_conversation_snapshot(
     path: &str,
 ) -> Result<ConversationSnapshot, ParseError> {
     let conversation_id = required(body.id.as_deref(), || join_path(path, "id"))?;
-    let participants = body
-        .participants
-        .iter()
-        .enumerate()
-        .map(|(index, participant)| {
-            message_participant_snapshot(
-                participant,
-                &join_path(path, &format!("participants[{index}]")),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let participants = each_at(
+        &body.participants,
+        path,
+        "participants",
+        message_participant_snapshot,
+    )?;
     Ok(ConversationSnapshot {
         conversation_id: ConversationId::from(conversation_id),
         start_time: None,

@@ -434,17 +434,23 @@ impl Conversation {
         &self.state.id
     }
 
+    fn check_is_mine(&self, id: &ConversationId) -> Result<(), WrongConversation> {
+        if *id == self.state.id {
+            Ok(())
+        } else {
+            Err(WrongConversation {
+                expected: self.state.id.clone(),
+                got: id.clone(),
+            })
+        }
+    }
+
     /// Joins a snapshot into the state and reports what changed.
     pub fn apply_snapshot(
         &mut self,
         snapshot: &ConversationSnapshot,
     ) -> Result<ApplyOutcome, WrongConversation> {
-        if snapshot.conversation_id != self.state.id {
-            return Err(WrongConversation {
-                expected: self.state.id.clone(),
-                got: snapshot.conversation_id.clone(),
-            });
-        }
+        self.check_is_mine(&snapshot.conversation_id)?;
         let before = self.state.clone();
         let mut stale = Vec::new();
         join_time(&mut self.state.start_time, &snapshot.start_time);
@@ -460,12 +466,7 @@ impl Conversation {
         &mut self,
         event: &TranscriptionEvent,
     ) -> Result<ApplyOutcome, WrongConversation> {
-        if event.conversation_id != self.state.id {
-            return Err(WrongConversation {
-                expected: self.state.id.clone(),
-                got: event.conversation_id.clone(),
-            });
-        }
+        self.check_is_mine(&event.conversation_id)?;
         let before = self.state.clone();
         let mut stale = Vec::new();
         for segment in &event.segments {
