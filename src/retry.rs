@@ -1,8 +1,8 @@
 //! What to do after a Genesys REST response, and how long to wait before trying again.
 //!
 //! Vector's shape (anchors.md §1.2): a *classification* of the response
-//! ([`classify_status`] → [`RetryAction`]) plus a *schedule* ([`Backoff`]), kept apart so
-//! each is testable alone. The table follows API.md §7–§8 and ARCHITECTURE.md §5:
+//! ([`classify_status`] → [`RetryAction`]) kept apart from the retry *schedule*, which
+//! the shell owns (`convoy_actors::retry_schedule`, the design card's `backoff` crate). The table follows API.md §7–§8 and ARCHITECTURE.md §5:
 //!
 //! | status | action |
 //! |---|---|
@@ -12,8 +12,7 @@
 //! | 408, 429, 5xx except 501 | retry; `Retry-After` wins over the backoff |
 //! | 501, other 4xx, anything else | do not retry |
 //!
-//! Owns decisions only: never sleeps, never reads the clock, never draws randomness — the
-//! jitter's random number is an argument, so a schedule is reproducible in tests.
+//! Owns decisions only: never sleeps, never reads the clock.
 
 use std::time::Duration;
 
@@ -72,72 +71,6 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>) -> RetryActio
     }
 }
 
-/// Exponential backoff with full jitter and a bounded number of retries.
-///
-/// Retry `attempt` (0 for the first retry) waits a uniformly random time in
-/// `[min, min(max, min · 2^(attempt+1))]`. Full jitter spreads the retries of many
-/// conversations that failed together; the floor keeps even an unlucky draw from
-/// hammering the server immediately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub min: Duration,
-    pub max: Duration,
-    /// Retries allowed after the first try; [`Backoff::delay`] returns `None` past it.
-    pub max_retries: u32,
-}
-
-impl Backoff {
-    /// `max` below `min` is raised to `min`.
-    pub fn new(min: Duration, max: Duration, max_retries: u32) -> Self {
-        Backoff {
-            min,
-            max: max.max(min),
-            max_retries,
-        }
-    }
-
-    /// The upper bound of retry `attempt`'s wait.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_add(1))
-            .unwrap_or(u32::MAX);
-        self.min.saturating_mul(factor).min(self.max)
-    }
-
-    /// The wait before retry `attempt`, jittered by `random` (any u64, e.g. from the
-    /// shell's RNG); `None` when the retries are used up.
-    pub fn delay(&self, attempt: u32, random: u64) -> Option<Duration> {
-        if attempt >= self.max_retries {
-            return None;
-        }
-        let floor = self.min.as_nanos();
-        let span = self.ceiling(attempt).as_nanos().saturating_sub(floor);
-        let offset = u128::from(random) % (span + 1);
-        Some(duration_from_nanos(floor + offset))
-    }
-
-    /// The wait before retry `attempt` given the server's advice: `Retry-After` wins when
-    /// present (not capped: the server knows when it will accept the request), otherwise
-    /// the jittered backoff. `None` when the retries are used up either way.
-    pub fn next_delay(
-        &self,
-        attempt: u32,
-        retry_after: Option<Duration>,
-        random: u64,
-    ) -> Option<Duration> {
-        let jittered = self.delay(attempt, random)?;
-        Some(retry_after.unwrap_or(jittered))
-    }
-}
-
-fn duration_from_nanos(nanos: u128) -> Duration {
-    const NANOS_PER_SEC: u128 = 1_000_000_000;
-    let secs = u64::try_from(nanos / NANOS_PER_SEC).unwrap_or(u64::MAX);
-    // The remainder is below 10^9, so it always fits.
-    let subsec = u32::try_from(nanos % NANOS_PER_SEC).unwrap_or(0);
-    Duration::new(secs, subsec)
-}
-
 /// A `Retry-After` value that is neither delta-seconds nor an HTTP-date.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Retry-After value \"{value}\" is neither a number of seconds nor an HTTP-date")]
@@ -177,11 +110,8 @@ pub fn parse_delta_seconds(value: &str) -> Option<Duration> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use chrono::TimeZone;
-    use proptest::prelude::*;
 
     use super::*;
-
-    const SECOND: Duration = Duration::from_secs(1);
 
     #[test]
     fn the_status_table() {
@@ -246,47 +176,6 @@ mod tests {
     }
 
     #[test]
-    fn the_ceiling_doubles_from_twice_the_floor_and_stops_at_the_max() {
-        let backoff = Backoff::new(SECOND, Duration::from_secs(10), 10);
-        let ceilings: Vec<u64> = (0..5).map(|a| backoff.ceiling(a).as_secs()).collect();
-        assert_eq!(ceilings, [2, 4, 8, 10, 10]);
-        assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn the_random_number_picks_the_point_in_the_window() {
-        let backoff = Backoff::new(SECOND, Duration::from_secs(10), 10);
-        assert_eq!(backoff.delay(1, 0), Some(SECOND));
-        // Span of attempt 1 is 3 s = 3e9 ns; 3e9 lands on the top of the window.
-        assert_eq!(
-            backoff.delay(1, 3_000_000_000),
-            Some(Duration::from_secs(4))
-        );
-        assert_eq!(
-            backoff.delay(1, 1_500_000_000),
-            Some(Duration::from_millis(2_500))
-        );
-    }
-
-    #[test]
-    fn retries_stop_after_the_maximum() {
-        let backoff = Backoff::new(SECOND, Duration::from_secs(10), 2);
-        assert!(backoff.delay(1, 0).is_some());
-        assert_eq!(backoff.delay(2, 0), None);
-        assert_eq!(backoff.next_delay(2, Some(SECOND), 0), None);
-    }
-
-    #[test]
-    fn retry_after_wins_over_the_backoff() {
-        let backoff = Backoff::new(SECOND, Duration::from_secs(10), 5);
-        assert_eq!(
-            backoff.next_delay(0, Some(Duration::from_secs(30)), 0),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(backoff.next_delay(0, None, 0), Some(SECOND));
-    }
-
-    #[test]
     fn retry_after_in_seconds_and_as_a_date() {
         let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 30).unwrap();
         assert_eq!(parse_retry_after(" 12 ", now), Ok(Duration::from_secs(12)));
@@ -315,25 +204,5 @@ mod tests {
             parse_delta_seconds("99999999999999999999999"),
             Some(Duration::from_secs(u64::MAX))
         );
-    }
-
-    proptest! {
-        #[test]
-        fn every_delay_stays_inside_its_window(
-            min_ms in 1u64..5_000,
-            extra_ms in 0u64..120_000,
-            attempt in 0u32..40,
-            random in any::<u64>(),
-        ) {
-            let backoff = Backoff::new(
-                Duration::from_millis(min_ms),
-                Duration::from_millis(min_ms + extra_ms),
-                u32::MAX,
-            );
-            let delay = backoff.delay(attempt, random).unwrap();
-            prop_assert!(delay >= backoff.min);
-            prop_assert!(delay <= backoff.ceiling(attempt));
-            prop_assert!(delay <= backoff.max);
-        }
     }
 }
