@@ -1,5 +1,6 @@
 //! Convoy's imperative shell: actors, all I/O, the emulator server and the `convoy` binary's commands.
 
+pub mod admin;
 pub mod config_load;
 pub mod conversation;
 pub mod crm_sink;
@@ -8,5 +9,6 @@ pub mod genesys;
 pub mod logging;
 pub mod retry_schedule;
 pub mod simulator;
+pub mod supervision;
 pub mod telemetry;
 pub mod token;

@@ -1,3 +1,4 @@
+mod admin;
 mod conversations;
 mod crm_sink;
 mod emulator_load;

@@ -14,7 +14,7 @@ pub const ACTOR_QUEUE_DEPTH: &str = "convoy_actor_queue_depth";
 
 // Stream.
 pub const STREAM_CONNECTS: &str = "convoy_stream_connects_total";
-/// Label `reason`: dropped, silence, socket_closing, channel_expiry, token_expiry, error, no_longer_subscribed.
+/// Label `reason`: one of [`RECONNECT_REASONS`] (`convoy_actors::stream::GapReason`).
 pub const STREAM_RECONNECTS: &str = "convoy_stream_reconnects_total";
 /// Label `kind`: `convoy::parse::FrameKind::as_str()` or `malformed`.
 pub const STREAM_FRAMES: &str = "convoy_stream_frames_total";
@@ -25,6 +25,15 @@ pub const STREAM_HEARTBEAT_AGE: &str = "convoy_stream_heartbeat_age_seconds";
 /// Gauge: topics rejected by the last subscription.
 pub const STREAM_REJECTED_TOPICS: &str = "convoy_stream_rejected_topics";
 pub const STREAM_RECONCILIATIONS: &str = "convoy_stream_reconciliations_total";
+/// Label `reason`: at_capacity, timeout, send_timeout (the router asked the stream to wait).
+pub const STREAM_ROUTE_RETRIES: &str = "convoy_stream_route_retries_total";
+/// Label `reason`: router_gone, shutting_down, patience_exhausted. Each one is followed
+/// by a reconciliation (or is the shutdown itself).
+pub const STREAM_ROUTE_DROPPED: &str = "convoy_stream_route_dropped_total";
+/// Gauge: channels with a connected socket.
+pub const STREAM_CHANNELS_CONNECTED: &str = "convoy_stream_channels_connected";
+/// `--record` capture file open or write failures.
+pub const STREAM_RECORD_ERRORS: &str = "convoy_stream_record_errors_total";
 
 // Conversations.
 pub const CONVERSATIONS_STARTED: &str = "convoy_conversations_started_total";
@@ -45,3 +54,31 @@ pub const REST_CONFLICT_RETRIES: &str = "convoy_genesys_conflict_retries_total";
 // Token.
 pub const TOKEN_REFRESHES: &str = "convoy_token_refreshes_total";
 pub const TOKEN_REFRESH_FAILURES: &str = "convoy_token_refresh_failures_total";
+
+// Process.
+/// Every panic on any thread, counted by the panic hook. `ACTOR_PANICS` says which actor
+/// died, when a `PanicGuard` saw it.
+pub const PANICS: &str = "convoy_panics_total";
+
+// Label values known before the first occurrence. `/metrics` shows these series at zero
+// from start-up, so dashboards and alerts see a family (and a rate of 0) before anything
+// has happened. Add an actor type here when its actor lands.
+pub const ACTOR_TYPES: &[&str] = &["token", "stream", "router", "conversation"];
+pub const RECONNECT_REASONS: &[&str] = &[
+    "dropped",
+    "silence",
+    "socket_closing",
+    "channel_expiry",
+    "token_expiry",
+    "error",
+    "no_longer_subscribed",
+    "closed",
+    "channel_gone",
+    "token_revoked",
+    "system",
+    "backpressure",
+    "restart",
+];
+pub const ROTATION_REASONS: &[&str] = &["socket_closing", "channel_expiry", "token_expiry"];
+pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "crashed", "shutdown"];
+pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect", "rotation"];

@@ -1,0 +1,433 @@
+//! The health board: what the live path reports about itself (token, sockets,
+//! subscriptions, last frame, shutdown) and the readiness verdict `/readyz` serves.
+//!
+//! Writers are actors on any thread; the reader is the admin server. Every field is an
+//! atomic or a short `Mutex` held only to copy a value in or out: never across an
+//! `.await`, never while calling out. The board never reads actor state or sends a
+//! message, so a stuck actor cannot stall a health probe.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Shared by the actors that write it and the admin server that reads it (`Arc`).
+#[derive(Debug)]
+pub struct HealthBoard {
+    /// Frames older than this make `/readyz` fail (see [`HealthBoard::new`]).
+    max_frame_age: Duration,
+    token_valid_until: Mutex<Option<Instant>>,
+    channels_expected: AtomicUsize,
+    channels_connected: AtomicUsize,
+    subscriptions: Mutex<Option<Subscriptions>>,
+    last_frame_at: Mutex<Option<Instant>>,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+struct Subscriptions {
+    permitted: usize,
+    rejected: Vec<RejectedTopic>,
+}
+
+impl Default for HealthBoard {
+    /// Three Genesys heartbeat periods (~30 s each) without any frame.
+    fn default() -> Self {
+        HealthBoard::new(Duration::from_secs(90))
+    }
+}
+
+/// A mutex that only guards a copy in or out cannot be left half-written by a panic, so
+/// a poisoned lock still holds a coherent value.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl HealthBoard {
+    /// `max_frame_age`: how long the stream may be silent before Convoy is not ready; the
+    /// stream's own reconnect deadline (`stream.reconnect_after_silence`) is the natural
+    /// value.
+    pub fn new(max_frame_age: Duration) -> Self {
+        HealthBoard {
+            max_frame_age,
+            token_valid_until: Mutex::new(None),
+            channels_expected: AtomicUsize::new(0),
+            channels_connected: AtomicUsize::new(0),
+            subscriptions: Mutex::new(None),
+            last_frame_at: Mutex::new(None),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn max_frame_age(&self) -> Duration {
+        self.max_frame_age
+    }
+
+    /// Until when the current access token is valid; `None` when there is none (not
+    /// obtained yet, revoked, refresh failed).
+    pub fn set_token_valid_until(&self, until: Option<Instant>) {
+        *lock(&self.token_valid_until) = until;
+    }
+
+    /// How many notification channels the stream needs (topics / 1 000, rounded up) and
+    /// how many have a connected socket now.
+    pub fn set_channels(&self, expected: usize, connected: usize) {
+        self.channels_expected.store(expected, Ordering::Relaxed);
+        self.channels_connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// The outcome of the last subscription: how many topics Genesys permitted and which
+    /// it rejected, as `(topic, reason)`.
+    pub fn set_subscriptions(&self, permitted: usize, rejected: Vec<(String, String)>) {
+        let rejected = rejected
+            .into_iter()
+            .map(|(topic, reason)| RejectedTopic { topic, reason })
+            .collect();
+        *lock(&self.subscriptions) = Some(Subscriptions {
+            permitted,
+            rejected,
+        });
+    }
+
+    /// Any frame arrived (heartbeats included) at `at`.
+    pub fn frame_seen(&self, at: Instant) {
+        let mut last = lock(&self.last_frame_at);
+        // Two sockets overlap during rotation; never move the time backwards.
+        if last.is_none_or(|previous| at > previous) {
+            *last = Some(at);
+        }
+    }
+
+    /// Shutdown began: not ready from now on, so load balancers stop sending traffic.
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// The readiness verdict at `now` with the board's own frame age limit.
+    pub fn readiness_now(&self) -> Readiness {
+        self.readiness(Instant::now(), self.max_frame_age)
+    }
+
+    /// The readiness verdict at `now`: ready only when the token is valid, every channel
+    /// is connected, the subscriptions were accepted without a rejected topic, a frame
+    /// arrived within `max_frame_age`, and shutdown has not begun.
+    pub fn readiness(&self, now: Instant, max_frame_age: Duration) -> Readiness {
+        let token = token_check(*lock(&self.token_valid_until), now);
+        let socket = socket_check(
+            self.channels_expected.load(Ordering::Relaxed),
+            self.channels_connected.load(Ordering::Relaxed),
+        );
+        let subscriptions = subscriptions_check(lock(&self.subscriptions).clone());
+        let last_frame = frame_check(*lock(&self.last_frame_at), now, max_frame_age);
+        let shutdown = if self.shutting_down.load(Ordering::Relaxed) {
+            Check::failing("shutting down".to_owned())
+        } else {
+            Check::passing()
+        };
+        let ready = token.ok && socket.ok && subscriptions.ok && last_frame.ok && shutdown.ok;
+        Readiness {
+            ready,
+            checks: ReadinessChecks {
+                token,
+                socket,
+                subscriptions,
+                last_frame,
+                shutdown,
+            },
+        }
+    }
+}
+
+/// `/readyz`'s body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: ReadinessChecks,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadinessChecks {
+    pub token: Check,
+    pub socket: Check,
+    pub subscriptions: SubscriptionsCheck,
+    pub last_frame: FrameCheck,
+    pub shutdown: Check,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    /// Why it fails (or a useful fact when it passes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Check {
+    fn passing() -> Self {
+        Check {
+            ok: true,
+            detail: None,
+        }
+    }
+
+    fn failing(detail: String) -> Self {
+        Check {
+            ok: false,
+            detail: Some(detail),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionsCheck {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub permitted: usize,
+    pub rejected: Vec<RejectedTopic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedTopic {
+    pub topic: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameCheck {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Milliseconds since the last frame; absent before the first one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn token_check(valid_until: Option<Instant>, now: Instant) -> Check {
+    match valid_until {
+        None => Check::failing("no valid access token".to_owned()),
+        Some(until) if until <= now => Check::failing(format!(
+            "access token expired {} ms ago",
+            millis(now.saturating_duration_since(until))
+        )),
+        Some(_) => Check::passing(),
+    }
+}
+
+fn socket_check(expected: usize, connected: usize) -> Check {
+    if expected == 0 {
+        Check::failing("no notification channel yet".to_owned())
+    } else if connected < expected {
+        Check::failing(format!("{connected} of {expected} channels connected"))
+    } else {
+        Check::passing()
+    }
+}
+
+fn subscriptions_check(subscriptions: Option<Subscriptions>) -> SubscriptionsCheck {
+    let Some(Subscriptions {
+        permitted,
+        rejected,
+    }) = subscriptions
+    else {
+        return SubscriptionsCheck {
+            ok: false,
+            detail: Some("not subscribed yet".to_owned()),
+            permitted: 0,
+            rejected: Vec::new(),
+        };
+    };
+    let detail = if !rejected.is_empty() {
+        Some(format!("{} topics rejected", rejected.len()))
+    } else if permitted == 0 {
+        Some("no topic permitted".to_owned())
+    } else {
+        None
+    };
+    SubscriptionsCheck {
+        ok: detail.is_none(),
+        detail,
+        permitted,
+        rejected,
+    }
+}
+
+fn frame_check(last: Option<Instant>, now: Instant, max_age: Duration) -> FrameCheck {
+    let Some(last) = last else {
+        return FrameCheck {
+            ok: false,
+            detail: Some("no frame received yet".to_owned()),
+            age_ms: None,
+        };
+    };
+    let age = now.saturating_duration_since(last);
+    let ok = age <= max_age;
+    FrameCheck {
+        ok,
+        detail: (!ok).then(|| format!("no frame for more than {} ms", millis(max_age))),
+        age_ms: Some(millis(age)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const MAX_AGE: Duration = Duration::from_secs(60);
+
+    /// A board where every check passes at `now`.
+    fn healthy(now: Instant) -> HealthBoard {
+        let board = HealthBoard::new(MAX_AGE);
+        board.set_token_valid_until(Some(now + Duration::from_secs(3600)));
+        board.set_channels(1, 1);
+        board.set_subscriptions(4, Vec::new());
+        board.frame_seen(now - Duration::from_millis(1200));
+        board
+    }
+
+    #[test]
+    fn an_empty_board_is_not_ready_and_names_every_failing_check() {
+        let now = Instant::now();
+        let readiness = HealthBoard::new(MAX_AGE).readiness(now, MAX_AGE);
+        assert_eq!(
+            serde_json::to_value(&readiness).unwrap(),
+            json!({
+                "ready": false,
+                "checks": {
+                    "token": {"ok": false, "detail": "no valid access token"},
+                    "socket": {"ok": false, "detail": "no notification channel yet"},
+                    "subscriptions": {"ok": false, "detail": "not subscribed yet", "permitted": 0, "rejected": []},
+                    "last_frame": {"ok": false, "detail": "no frame received yet"},
+                    "shutdown": {"ok": true},
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_filled_board_is_ready() {
+        let now = Instant::now();
+        let readiness = healthy(now).readiness(now, MAX_AGE);
+        assert_eq!(
+            serde_json::to_value(&readiness).unwrap(),
+            json!({
+                "ready": true,
+                "checks": {
+                    "token": {"ok": true},
+                    "socket": {"ok": true},
+                    "subscriptions": {"ok": true, "permitted": 4, "rejected": []},
+                    "last_frame": {"ok": true, "age_ms": 1200},
+                    "shutdown": {"ok": true},
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn an_expired_token_fails_only_the_token_check() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_token_valid_until(Some(now - Duration::from_secs(2)));
+        let readiness = board.readiness(now, MAX_AGE);
+        assert!(!readiness.ready);
+        assert_eq!(
+            readiness.checks.token,
+            Check::failing("access token expired 2000 ms ago".to_owned())
+        );
+        assert!(readiness.checks.socket.ok && readiness.checks.last_frame.ok);
+        // A token valid until exactly now is already expired: requests would race it.
+        board.set_token_valid_until(Some(now));
+        assert!(!board.readiness(now, MAX_AGE).checks.token.ok);
+    }
+
+    #[test]
+    fn a_missing_channel_fails_the_socket_check() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_channels(2, 1);
+        let readiness = board.readiness(now, MAX_AGE);
+        assert!(!readiness.ready);
+        assert_eq!(
+            readiness.checks.socket.detail.as_deref(),
+            Some("1 of 2 channels connected")
+        );
+    }
+
+    #[test]
+    fn a_rejected_topic_fails_the_subscriptions_check_with_its_reason() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_subscriptions(
+            3,
+            vec![(
+                "v2.users.u1.conversations".to_owned(),
+                "Permission denied".to_owned(),
+            )],
+        );
+        let readiness = board.readiness(now, MAX_AGE);
+        assert!(!readiness.ready);
+        assert_eq!(
+            serde_json::to_value(&readiness.checks.subscriptions).unwrap(),
+            json!({
+                "ok": false,
+                "detail": "1 topics rejected",
+                "permitted": 3,
+                "rejected": [{"topic": "v2.users.u1.conversations", "reason": "Permission denied"}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_subscription_that_permitted_nothing_is_not_ready() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_subscriptions(0, Vec::new());
+        assert!(!board.readiness(now, MAX_AGE).ready);
+    }
+
+    #[test]
+    fn the_last_frame_must_be_recent() {
+        let start = Instant::now();
+        let board = healthy(start);
+        board.frame_seen(start);
+        assert!(board.readiness(start + MAX_AGE, MAX_AGE).ready);
+        let late = board.readiness(start + MAX_AGE + Duration::from_millis(1), MAX_AGE);
+        assert!(!late.ready);
+        assert_eq!(late.checks.last_frame.age_ms, Some(60_001));
+        assert_eq!(
+            late.checks.last_frame.detail.as_deref(),
+            Some("no frame for more than 60000 ms")
+        );
+    }
+
+    #[test]
+    fn an_older_frame_time_never_moves_the_last_frame_backwards() {
+        let start = Instant::now();
+        let board = healthy(start);
+        board.frame_seen(start + Duration::from_secs(10));
+        board.frame_seen(start);
+        let readiness = board.readiness(start + Duration::from_secs(10), MAX_AGE);
+        assert_eq!(readiness.checks.last_frame.age_ms, Some(0));
+    }
+
+    #[test]
+    fn shutting_down_is_never_ready() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_shutting_down();
+        let readiness = board.readiness(now, MAX_AGE);
+        assert!(!readiness.ready);
+        assert_eq!(
+            readiness.checks.shutdown,
+            Check::failing("shutting down".to_owned())
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! The catalogue of Convoy's metric families: what each one means (the `# HELP` line) and
+//! which series exist before anything happened. It only describes and seeds; it never
+//! counts a real occurrence.
+//!
+//! The Prometheus exporter renders a family only once a series of it exists, so families
+//! whose label values are known in advance are seeded at zero. That keeps dashboards and
+//! alerts (`rate(...) > 0`, `absent(...)`) meaningful from start-up. Families labelled by
+//! a value only their caller knows (a REST route template) appear with their first use.
+
+use convoy::parse::FrameKind;
+
+use super::names;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Which series of a family exist from start-up.
+#[derive(Debug, Clone)]
+enum Seed {
+    /// Label values are only known to the caller; the family appears with its first use.
+    None,
+    /// One series without labels.
+    Unlabeled,
+    /// One series per value of one label.
+    Each(&'static str, Vec<&'static str>),
+}
+
+#[derive(Debug, Clone)]
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    seed: Seed,
+}
+
+fn counter(name: &'static str, help: &'static str, seed: Seed) -> Family {
+    Family {
+        name,
+        kind: Kind::Counter,
+        help,
+        seed,
+    }
+}
+
+fn gauge(name: &'static str, help: &'static str, seed: Seed) -> Family {
+    Family {
+        name,
+        kind: Kind::Gauge,
+        help,
+        seed,
+    }
+}
+
+fn per_actor() -> Seed {
+    Seed::Each("actor", names::ACTOR_TYPES.to_vec())
+}
+
+fn reasons(values: &[&'static str]) -> Seed {
+    Seed::Each("reason", values.to_vec())
+}
+
+/// Every `FrameKind` label value, plus `malformed` for frames that did not parse.
+fn frame_kinds() -> Seed {
+    let kinds = [
+        FrameKind::Heartbeat,
+        FrameKind::Pong,
+        FrameKind::SocketClosing,
+        FrameKind::System,
+        FrameKind::ChannelReply,
+        FrameKind::Snapshot,
+        FrameKind::Transcription,
+        FrameKind::Detail,
+        FrameKind::UnknownTopic,
+    ];
+    let mut values: Vec<&'static str> = kinds.into_iter().map(FrameKind::as_str).collect();
+    values.push("malformed");
+    Seed::Each("kind", values)
+}
+
+fn families() -> Vec<Family> {
+    use Seed::{None, Unlabeled};
+    vec![
+        // Per actor type.
+        counter(
+            names::ACTOR_MESSAGES_SENT,
+            "Messages put into an actor's mailbox, by actor type.",
+            per_actor(),
+        ),
+        counter(
+            names::ACTOR_MESSAGES_HANDLED,
+            "Messages an actor finished handling, by actor type.",
+            per_actor(),
+        ),
+        counter(
+            names::ACTOR_HANDLER_ERRORS,
+            "Messages whose handler returned an error, by actor type.",
+            per_actor(),
+        ),
+        counter(
+            names::ACTOR_RESTARTS,
+            "Actor restarts (by a Supervisor, or a crashed conversation actor rebuilt), by actor type.",
+            per_actor(),
+        ),
+        counter(
+            names::ACTOR_PANICS,
+            "Actors that died unwinding from a panic, by actor type.",
+            per_actor(),
+        ),
+        counter(
+            names::ACTOR_SEND_TIMEOUTS,
+            "Sends to an actor's mailbox that timed out (back-pressure), by actor type.",
+            per_actor(),
+        ),
+        gauge(
+            names::ACTOR_QUEUE_DEPTH,
+            "Messages sent to an actor type and not handled yet (sent minus handled).",
+            per_actor(),
+        ),
+        // Stream.
+        counter(
+            names::STREAM_CONNECTS,
+            "WebSocket connections opened to a notification channel.",
+            Unlabeled,
+        ),
+        counter(
+            names::STREAM_RECONNECTS,
+            "Notification socket reconnects, by reason.",
+            reasons(names::RECONNECT_REASONS),
+        ),
+        counter(
+            names::STREAM_FRAMES,
+            "Notification frames received, by kind.",
+            frame_kinds(),
+        ),
+        counter(
+            names::STREAM_ROTATIONS,
+            "Make-before-break channel rotations, by reason.",
+            reasons(names::ROTATION_REASONS),
+        ),
+        // Seeding 0 would claim a heartbeat just arrived.
+        gauge(
+            names::STREAM_HEARTBEAT_AGE,
+            "Seconds since the last heartbeat frame.",
+            None,
+        ),
+        gauge(
+            names::STREAM_REJECTED_TOPICS,
+            "Topics Genesys rejected in the last subscription.",
+            Unlabeled,
+        ),
+        counter(
+            names::STREAM_RECONCILIATIONS,
+            "Reconciliations after a gap in the stream, by reason.",
+            reasons(names::RECONCILE_REASONS),
+        ),
+        counter(
+            names::STREAM_ROUTE_RETRIES,
+            "Conversation events the stream retried handing to the router, by reason.",
+            None,
+        ),
+        counter(
+            names::STREAM_ROUTE_DROPPED,
+            "Conversation events the stream could not hand to the router (each followed by a reconciliation), by reason.",
+            None,
+        ),
+        gauge(
+            names::STREAM_CHANNELS_CONNECTED,
+            "Notification channels with a connected socket.",
+            Unlabeled,
+        ),
+        counter(
+            names::STREAM_RECORD_ERRORS,
+            "Failures opening or writing the --record capture file.",
+            Unlabeled,
+        ),
+        // Conversations.
+        counter(
+            names::CONVERSATIONS_STARTED,
+            "Conversation actors started.",
+            Unlabeled,
+        ),
+        counter(
+            names::CONVERSATIONS_EVICTED,
+            "Conversation actors removed from the router, by reason.",
+            reasons(names::EVICTION_REASONS),
+        ),
+        gauge(
+            names::CONVERSATIONS_LIVE,
+            "Conversation actors alive now.",
+            Unlabeled,
+        ),
+        counter(
+            names::CONVERSATION_STALE_INPUTS,
+            "Snapshot parts ignored because they would move a state backwards.",
+            Unlabeled,
+        ),
+        counter(
+            names::CONVERSATION_TOMBSTONED_EVENTS,
+            "Events for conversations that already finished, dropped by the router.",
+            Unlabeled,
+        ),
+        // Genesys REST: labelled by route template, known only to each caller.
+        counter(
+            names::REST_REQUESTS,
+            "Genesys REST responses, by route template and status class.",
+            None,
+        ),
+        counter(
+            names::REST_RATE_LIMITED,
+            "Genesys REST 429 responses, by route template.",
+            None,
+        ),
+        counter(
+            names::REST_RETRIES,
+            "Genesys REST retries (429, 5xx, transport), by route template.",
+            None,
+        ),
+        counter(
+            names::REST_CONFLICT_RETRIES,
+            "Writes retried after a 409/412 version conflict.",
+            Unlabeled,
+        ),
+        // Token.
+        counter(
+            names::TOKEN_REFRESHES,
+            "OAuth client-credentials tokens obtained.",
+            Unlabeled,
+        ),
+        counter(
+            names::TOKEN_REFRESH_FAILURES,
+            "Failed OAuth token requests.",
+            Unlabeled,
+        ),
+        // Process.
+        counter(
+            names::PANICS,
+            "Panics on any thread (the panic hook).",
+            Unlabeled,
+        ),
+    ]
+}
+
+/// Describes every family to the installed recorder and creates the series known in
+/// advance. Seeds use `increment(0)`, never `set`/`absolute`, so a value recorded before
+/// the seed is kept.
+pub(super) fn describe_and_seed() {
+    for family in families() {
+        match family.kind {
+            Kind::Counter => metrics::describe_counter!(family.name, family.help),
+            Kind::Gauge => metrics::describe_gauge!(family.name, family.help),
+        }
+        match (&family.seed, family.kind) {
+            (Seed::None, _) => {}
+            (Seed::Unlabeled, Kind::Counter) => metrics::counter!(family.name).increment(0),
+            (Seed::Unlabeled, Kind::Gauge) => metrics::gauge!(family.name).increment(0.0),
+            (Seed::Each(key, values), Kind::Counter) => {
+                for value in values {
+                    metrics::counter!(family.name, *key => *value).increment(0);
+                }
+            }
+            (Seed::Each(key, values), Kind::Gauge) => {
+                for value in values {
+                    metrics::gauge!(family.name, *key => *value).increment(0.0);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Every metric name in `names.rs`, read from its source so a new constant cannot be
+    /// forgotten here.
+    fn declared_names() -> Vec<&'static str> {
+        include_str!("names.rs")
+            .split('"')
+            .filter(|piece| piece.starts_with("convoy_"))
+            .collect()
+    }
+
+    #[test]
+    fn every_declared_metric_name_has_a_description() {
+        let described: Vec<&str> = families().iter().map(|family| family.name).collect();
+        let declared = declared_names();
+        assert!(declared.len() >= 30, "{declared:?}");
+        for name in declared {
+            assert!(
+                described.contains(&name),
+                "{name} is declared in names.rs but not described in families.rs"
+            );
+        }
+    }
+
+    #[test]
+    fn every_family_is_described_once_with_a_help_text() {
+        let all = families();
+        for (index, family) in all.iter().enumerate() {
+            assert!(!family.help.is_empty(), "{}", family.name);
+            assert!(
+                all.iter()
+                    .skip(index + 1)
+                    .all(|other| other.name != family.name),
+                "{} described twice",
+                family.name
+            );
+        }
+    }
+
+    #[test]
+    fn counters_end_in_total_and_gauges_do_not() {
+        for family in families() {
+            assert_eq!(
+                family.kind == Kind::Counter,
+                family.name.ends_with("_total"),
+                "{}",
+                family.name
+            );
+        }
+    }
+}
