@@ -1,6 +1,7 @@
 //! Convoy's imperative shell: actors, all I/O, the emulator server and the `convoy` binary's commands.
 
 pub mod admin;
+pub mod app;
 pub mod config_load;
 pub mod conversation;
 pub mod crm_sink;
@@ -9,6 +10,7 @@ pub mod genesys;
 pub mod logging;
 pub mod retry_schedule;
 pub mod simulator;
+pub mod stream;
 pub mod supervision;
 pub mod telemetry;
 pub mod token;

@@ -1,8 +1,9 @@
 //! The `convoy` binary: parses the command line and hands each command to the code that
 //! owns it. `anyhow` lives only here; the library crates return typed errors.
 //!
-//! Exit codes: 0 success, 2 invalid configuration or usage, 3 `run` while the live path
-//! is not built yet.
+//! Exit codes: 0 success, 1 a failure at run time (restart budget exceeded, an essential
+//! actor died, shutdown deadline passed), 2 invalid configuration or usage, 3 `run` could
+//! not start.
 
 mod inspect_cmd;
 
@@ -13,14 +14,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use convoy::config::{Config, ConfigErrors};
+use convoy_actors::app::RunOptions;
 use convoy_actors::config_load::{self, Entry, FlagOverride, Layers, LoadError};
 use convoy_actors::logging;
 use serde_json::Value;
 
 /// A configuration that does not load (same code as clap's usage errors).
 const EXIT_CONFIG: u8 = 2;
-/// `run` before the live path exists.
-const EXIT_NOT_BUILT: u8 = 3;
+/// `run` could not start (admin address taken, metrics recorder unavailable, …).
+const EXIT_BOOT: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +88,10 @@ struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz endpoints (overrides admin.listen).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Append every received notification frame to FILE as JSON lines
+    /// (`{"receivedAt", "frame"}`), for `convoy inspect` or a later replay.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,12 +182,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Ok(report_load_error(&error)),
     };
     logging::init(&config.log).context("cannot start logging")?;
-    run_daemon(config)
+    run_daemon(config, args.record)
 }
 
-/// The daemon itself. For now it only shows what it would follow; the live path replaces
-/// this body.
-fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+/// The daemon: an actix System running `app::run_until_signal`. The System's exit code
+/// is the process's: 0 after a clean SIGTERM/SIGINT shutdown, non-zero when a restart
+/// budget is exceeded or an essential actor panics (they stop the System with a code).
+fn run_daemon(config: Config, record: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let endpoints = &config.genesys.endpoints;
     tracing::info!(
         region = endpoints.region.map(|region| region.domain()),
@@ -190,14 +197,20 @@ fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
         client_id = %config.genesys.client_id,
         "Configuration loaded."
     );
-    for topic in config.topics() {
-        tracing::info!(%topic, "Would subscribe.");
-    }
-    eprintln!(
-        "convoy: the live path (Notifications stream, conversation actors, CRM sync) is not \
-         built yet; the configuration is valid. Exiting with code {EXIT_NOT_BUILT}."
-    );
-    Ok(ExitCode::from(EXIT_NOT_BUILT))
+    let system = actix_rt::System::new();
+    system.runtime().spawn(async move {
+        let code = match convoy_actors::app::run_until_signal(config, RunOptions { record }).await {
+            Ok(code) => code,
+            Err(error) => {
+                tracing::error!(%error, "Convoy could not start.");
+                eprintln!("convoy: {error}");
+                EXIT_BOOT.into()
+            }
+        };
+        actix_rt::System::current().stop_with_code(code);
+    });
+    let code = system.run_with_code().context("the actor system failed")?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 fn show_config(file: ConfigFileArg, format: ShowFormat) -> anyhow::Result<ExitCode> {

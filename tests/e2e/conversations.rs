@@ -61,6 +61,7 @@ impl Harness {
             downstream: None,
             idle_timeout: Duration::from_secs(600),
             write_attempts: 8,
+            shutting_down: Arc::default(),
         };
         let router = ConversationRouter::new(
             deps,

@@ -5,5 +5,6 @@ mod emulator_load;
 mod emulator_org;
 mod emulator_platform;
 mod simulator;
+mod stream;
 mod support;
 mod token;

@@ -7,6 +7,7 @@
 //! is no longer current. The actor never panics on Genesys data; if it dies anyway, the
 //! router rebuilds it from REST on the next event.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub struct ConversationDeps {
     pub idle_timeout: Duration,
     /// Attempts of one attribute write through conflicts before giving up.
     pub write_attempts: u32,
+    /// Raised by the router at shutdown: inputs still queued are not applied (Genesys
+    /// keeps the truth; the next start reconciles), only the work in flight finishes.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
 /// The domain events of one applied input, in order.
@@ -140,7 +144,10 @@ impl ConversationActor {
         self.deps.views.insert(self.id.clone(), view);
     }
 
-    /// Runs one unit of work atomically: optional re-read, the input's join, the writes.
+    /// Runs one unit of work atomically. The join of an input happens at once (so
+    /// `/conversations` shows it even while writes wait for the rate limit); the re-read
+    /// (rebuild, reconciliation) and the writes with their conflict loop run in the
+    /// atomic future, so the next input of this conversation waits for them.
     fn run_atomically(
         &mut self,
         input: Option<ConversationInput>,
@@ -150,52 +157,66 @@ impl ConversationActor {
         let Some(rest) = self.rest.clone() else {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         };
+        if self.deps.shutting_down.load(Ordering::Relaxed) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let mut work = Work {
             conversation: self.conversation.clone(),
             etag: self.etag.clone(),
             events: Vec::new(),
             pending: Vec::new(),
             write_attempts: self.deps.write_attempts,
+            shutting_down: Arc::clone(&self.deps.shutting_down),
         };
         let reread = force_reread || self.rebuild_from_rest;
         self.rebuild_from_rest = false;
-        tracing::debug!(conversation_id = %self.id, reread, has_input = input.is_some(), "Conversation work starts.");
+        if !reread {
+            if let Some(input) = &input {
+                work.apply_input(input);
+                self.conversation = work.conversation.clone();
+                self.publish_view();
+            }
+        }
         let future = async move {
             if reread {
                 work.reread_and_join(&rest).await;
-            }
-            if let Some(input) = input {
-                work.apply_input(&input);
+                if let Some(input) = input {
+                    work.apply_input(&input);
+                }
             }
             work.perform_writes(&rest).await;
             work
         };
-        AtomicResponse::new(Box::pin(future.into_actor(self).then(move |work, actor, ctx| {
-            actor.conversation = work.conversation;
-            actor.etag = work.etag;
-            actor.publish_view();
-            tracing::debug!(conversation_id = %actor.id, version = actor.conversation.version, "Conversation work done.");
-            let events = work.events;
-            let downstream = actor.deps.downstream.clone();
-            if actor.conversation.state.is_finished() {
-                actor.stop_reason = StopReason::Finished;
-                ctx.stop();
-            }
-            async move {
-                if let (Some(downstream), false) = (downstream, events.is_empty()) {
-                    let sent = downstream
-                        .send(DomainEvents { events, observed_at })
-                        .timeout(Duration::from_secs(10))
-                        .await;
-                    if sent.is_err() {
-                        metrics::counter!(names::ACTOR_SEND_TIMEOUTS, "actor" => "conversation")
+        AtomicResponse::new(Box::pin(future.into_actor(self).then(
+            move |work, actor, ctx| {
+                actor.conversation = work.conversation;
+                actor.etag = work.etag;
+                actor.publish_view();
+                let events = work.events;
+                let downstream = actor.deps.downstream.clone();
+                if actor.conversation.state.is_finished() {
+                    actor.stop_reason = StopReason::Finished;
+                    ctx.stop();
+                }
+                async move {
+                    if let (Some(downstream), false) = (downstream, events.is_empty()) {
+                        let sent = downstream
+                            .send(DomainEvents {
+                                events,
+                                observed_at,
+                            })
+                            .timeout(Duration::from_secs(10))
+                            .await;
+                        if sent.is_err() {
+                            metrics::counter!(names::ACTOR_SEND_TIMEOUTS, "actor" => "conversation")
                             .increment(1);
-                        tracing::warn!("Downstream did not accept domain events in time.");
+                            tracing::warn!("Downstream did not accept domain events in time.");
+                        }
                     }
                 }
-            }
-            .into_actor(actor)
-        })))
+                .into_actor(actor)
+            },
+        )))
     }
 }
 
@@ -207,6 +228,7 @@ struct Work {
     events: Vec<DomainEvent>,
     pending: Vec<Effect>,
     write_attempts: u32,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Work {
@@ -291,6 +313,11 @@ impl Work {
             let writes = std::mem::take(&mut self.pending);
             let mut conflicted = Vec::new();
             for write in writes {
+                // At shutdown only the request already under way finishes; the rest is
+                // rewritten by the next start's reconciliation (Genesys keeps the truth).
+                if self.shutting_down.load(Ordering::Relaxed) {
+                    return;
+                }
                 let Effect::PatchAttributes {
                     conversation_id,
                     participant_id,
@@ -322,6 +349,9 @@ impl Work {
                 return;
             }
             metrics::counter!(names::REST_CONFLICT_RETRIES).increment(conflicted.len() as u64);
+            if self.shutting_down.load(Ordering::Relaxed) {
+                return;
+            }
             if attempt >= self.write_attempts {
                 tracing::warn!(
                     conversation_id = %self.conversation.id(),

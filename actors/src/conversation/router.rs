@@ -291,6 +291,9 @@ impl Handler<ShutdownConversations> for ConversationRouter {
 
     fn handle(&mut self, _: ShutdownConversations, _: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
+        self.deps
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let addresses: Vec<_> = self.actors.values().map(|(_, addr)| addr.clone()).collect();
         let count = addresses.len();
         Box::pin(async move {

@@ -1,7 +1,7 @@
 //! TokenActor's state, lifecycle and handlers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -10,6 +10,8 @@ use tokio::sync::oneshot;
 use super::{GetToken, InvalidateToken};
 use crate::genesys::oauth::{request_token, AccessToken, IssuedToken, TokenEndpoint, TokenError};
 use crate::retry_schedule::RetrySchedule;
+use crate::supervision::PanicGuard;
+use crate::telemetry::names;
 
 /// Counters the admin server reads without touching the actor.
 #[derive(Debug, Default)]
@@ -17,6 +19,25 @@ pub struct TokenStats {
     pub refreshes: AtomicU64,
     pub refresh_failures: AtomicU64,
     pub invalidations: AtomicU64,
+    /// When the cached token expires (`None`: no valid token). Read by `/readyz` and by
+    /// the stream's token-expiry rotation.
+    expires_at: Mutex<Option<Instant>>,
+}
+
+impl TokenStats {
+    pub fn expires_at(&self) -> Option<Instant> {
+        *self
+            .expires_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_expires_at(&self, at: Option<Instant>) {
+        *self
+            .expires_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = at;
+    }
 }
 
 /// How long before expiry a token is replaced: a tenth of its life, at most five
@@ -43,6 +64,9 @@ pub struct TokenActor {
     waiters: Vec<Waiter>,
     refreshing: bool,
     stats: Arc<TokenStats>,
+    /// Every REST and socket path depends on this actor: if it dies, the process stops
+    /// loudly rather than every caller silently waiting.
+    _panic_guard: PanicGuard,
 }
 
 impl TokenActor {
@@ -54,6 +78,7 @@ impl TokenActor {
             waiters: Vec::new(),
             refreshing: false,
             stats,
+            _panic_guard: PanicGuard::essential("token"),
         }
     }
 
@@ -104,6 +129,7 @@ impl TokenActor {
         let outcome = match result {
             Ok(issued) => {
                 self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(names::TOKEN_REFRESHES).increment(1);
                 let now = Instant::now();
                 let margin = refresh_margin(issued.expires_in);
                 let refresh_in = issued.expires_in.saturating_sub(margin);
@@ -112,6 +138,7 @@ impl TokenActor {
                     refresh_at: now + refresh_in,
                     expires_at: now + issued.expires_in,
                 });
+                self.stats.set_expires_at(Some(now + issued.expires_in));
                 tracing::info!(
                     expires_in_s = issued.expires_in.as_secs(),
                     "Obtained an OAuth token."
@@ -131,6 +158,7 @@ impl TokenActor {
             }
             Err(error) => {
                 self.stats.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(names::TOKEN_REFRESH_FAILURES).increment(1);
                 tracing::error!(%error, "Could not obtain an OAuth token.");
                 Err(error)
             }
@@ -182,6 +210,7 @@ impl Handler<InvalidateToken> for TokenActor {
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("A call was refused with 401; dropping the cached token.");
             self.cached = None;
+            self.stats.set_expires_at(None);
             self.start_refresh(ctx);
         }
     }

@@ -1,0 +1,340 @@
+//! The StreamActor: Convoy's only source of live conversation events. It turns the
+//! configured topics into Genesys Notifications channels (at most 1 000 topics each),
+//! subscribes them, keeps one WebSocket per channel alive (watchdog, ping, reconnect with
+//! backoff), rotates each channel make-before-break before it dies (`socket_closing`,
+//! channel expiry, token expiry), hands conversation data to the router in order, and
+//! after every gap asks the router to reconcile, because Genesys replays nothing.
+//!
+//! Layout (witnet style): this file holds the state and the messages, [`actor`] the
+//! lifecycle and the link state machine, [`handlers`] the message handlers, [`ws`] the
+//! socket I/O (one local task per connection), [`recorder`] the `--record` capture.
+//!
+//! What it must never do: decide anything about a conversation (the router and the
+//! conversation actors do), drop a conversation event silently (every drop is counted and
+//! followed by a reconciliation), block on the router without bound, or end the process
+//! on bad input from the wire.
+//!
+//! Decisions:
+//! - **One actor, several links.** A link is one planned slice of the topics
+//!   (`plan_channels`) with its own channel, socket, watchdog, rotation schedule and
+//!   backoff. One actor keeps the health picture (`/readyz`, rejected topics) in one place;
+//!   links fail and recover independently, so a drop on one channel never touches the
+//!   others.
+//! - **Reconnect in the actor, not by supervised restart.** A restart would tear down
+//!   every link for one link's failure and cannot express make-before-break (the old
+//!   socket must outlive the new one's start). Each link reconnects itself with a
+//!   [`RetrySchedule`] backoff that resets only after a connection proved stable. The
+//!   actor still runs under `actix::Supervisor`: should it ever stop (an unrecoverable
+//!   configuration error), `restarting()` aborts its sockets and H7's `RestartState`
+//!   paces the restart and enforces the restart budget (exit non-zero when exceeded).
+//! - **Ordered delivery by construction.** Each connection's task awaits the router for
+//!   one event before it reads the next frame ([`ws`]), so frames are never reordered and
+//!   a slow router back-pressures the socket, not this actor's mailbox.
+
+mod actor;
+mod handlers;
+pub mod recorder;
+pub mod ws;
+
+use std::cell::Cell;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Message, MessageResponse, Recipient, SpawnHandle};
+use chrono::{DateTime, Utc};
+use convoy::config::StreamConfig;
+use convoy::model::Channel;
+use convoy::stream::{
+    LivenessPolicy, RejectedTopic, RotationReason, RotationSchedule, SubscriptionVerdict,
+};
+use serde::Serialize;
+
+use crate::admin::HealthBoard;
+use crate::conversation::messages::{Reconcile, RouteEvent};
+use crate::genesys::rest::{GenesysRest, RestContext};
+use crate::retry_schedule::RetrySchedule;
+use crate::supervision::{PanicGuard, RestartState};
+use recorder::Recorder;
+use ws::SocketHandle;
+
+/// What the StreamActor is built from (besides its collaborators).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Every topic to follow (queues' and users' conversation topics). Duplicates collapse.
+    pub topics: Vec<String>,
+    pub stream: StreamConfig,
+    /// `--record FILE`: append every received frame as a JSON line.
+    pub record: Option<PathBuf>,
+    /// At start-up nothing tells Convoy what happened before it ran: the first
+    /// reconciliation looks back this far for conversations to discover.
+    pub startup_lookback: Duration,
+}
+
+/// The actor. See the module docs.
+pub struct StreamActor {
+    settings: StreamSettings,
+    /// Validated liveness policy (a bad pair falls back to a safe one, logged).
+    liveness: LivenessPolicy,
+    rest_context: RestContext,
+    router: Recipient<RouteEvent>,
+    reconcile: Recipient<Reconcile>,
+    board: Arc<HealthBoard>,
+    /// One per planned channel; built in `new`, kept across restarts.
+    links: Vec<Link>,
+    /// Created in `started()`: awc clients are not `Send` and belong to this arbiter.
+    rest: Option<GenesysRest>,
+    ws_client: Option<awc::Client>,
+    /// Opened in `started()`; shared by the socket tasks (same thread, never borrowed
+    /// across an await).
+    recorder: Option<Rc<RefCell<Recorder>>>,
+    /// Connection ids are unique for the actor's life, so a late report from a replaced
+    /// connection is recognised and ignored.
+    next_connection: u64,
+    /// `StopStream` was received: no new connection, no reconnect, ever.
+    stopping: bool,
+    /// Whether `started()` has run before (then it is a supervised restart).
+    has_started: bool,
+    restart: RestartState,
+    /// Where the current token's expiry comes from, for token-expiry rotation
+    /// ([`StreamActor::with_token_expiry`]); without it only the reactive paths (the
+    /// channel's `404`, `token_revoked`) cover a dying token.
+    token_expiry: Option<TokenExpirySource>,
+    counters: StreamCounters,
+    /// Counts a panic and stops the System: a dead stream would silently stop all input.
+    _panic_guard: PanicGuard,
+}
+
+/// Reads when the current access token expires (monotonic), e.g. from the TokenActor's
+/// bookkeeping. Called on the actor's thread when a channel is created.
+pub type TokenExpirySource = Arc<dyn Fn() -> Option<Instant> + Send + Sync>;
+
+/// Totals since the actor was built (also exported as metrics; kept here for
+/// [`GetStreamStatus`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StreamCounters {
+    pub connects: u64,
+    pub reconnects: u64,
+    pub rotations: u64,
+    pub reconciliations: u64,
+}
+
+/// One slice of the topics and everything about keeping it flowing.
+struct Link {
+    topics: Vec<String>,
+    /// Last frame and heartbeat on any of this link's sockets (old and new overlap during a
+    /// rotation), written by the socket tasks.
+    activity: Rc<LinkActivity>,
+    /// The socket frames are taken from now; `None` during a gap.
+    current: Option<SocketHandle>,
+    /// The channel `current` is on (kept through a drop, so a reconnect can reuse it).
+    channel: Option<ChannelState>,
+    /// The latest subscription verdict.
+    verdict: Option<SubscriptionVerdict>,
+    /// What the link must do when it is free: connect again after a loss.
+    need: Option<Need>,
+    /// The attempt running now (connect or rotation), at most one.
+    pending: Option<(SpawnHandle, Attempt)>,
+    /// Backoff gate: no attempt before this.
+    retry_at: Option<Instant>,
+    backoff: RetrySchedule,
+    /// When the open gap began (the last frame before it); reported with the next
+    /// reconciliation.
+    gap_started_at: Option<DateTime<Utc>>,
+    /// Sockets being closed after a rotation or a rebuild; kept so a stop or a restart can
+    /// end them too.
+    retiring: Vec<SocketHandle>,
+    counters: StreamCounters,
+}
+
+struct ChannelState {
+    channel: Channel,
+    schedule: RotationSchedule,
+}
+
+/// Why a link has no socket, as a metric label (`convoy_stream_reconnects_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    Startup,
+    /// The actor itself was restarted by its supervisor.
+    Restart,
+    /// The connection ended without a close frame (network failure, emulator drop).
+    Dropped,
+    /// The peer closed the socket.
+    Closed,
+    /// No frame within `reconnect_after_silence`.
+    Silence,
+    /// A protocol error, an unreadable message, a failed write.
+    Error,
+    /// `{"result":"404"}` on the socket: the channel no longer exists.
+    ChannelGone,
+    NoLongerSubscribed,
+    TokenRevoked,
+    /// Any other `v2.system.*` frame.
+    System,
+    /// The router did not take an event for too long; it was dropped and is reconciled.
+    Backpressure,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Startup => "startup",
+            GapReason::Restart => "restart",
+            GapReason::Dropped => "dropped",
+            GapReason::Closed => "closed",
+            GapReason::Silence => "silence",
+            GapReason::Error => "error",
+            GapReason::ChannelGone => "channel_gone",
+            GapReason::NoLongerSubscribed => "no_longer_subscribed",
+            GapReason::TokenRevoked => "token_revoked",
+            GapReason::System => "system",
+            GapReason::Backpressure => "backpressure",
+        }
+    }
+}
+
+/// A link that lost its socket must connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Need {
+    reason: GapReason,
+    /// The old channel is unusable (gone, superseded, its token revoked): create one.
+    /// Otherwise the old channel is checked (HEAD) and reused if it still exists.
+    fresh_channel: bool,
+    /// Drop the cached token before creating the channel (it was revoked).
+    renew_token: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    Connect(Need),
+    Rotate(RotationReason),
+}
+
+/// Shared between a link and its socket tasks. Same thread only (`Rc`, `Cell`).
+#[derive(Debug, Default)]
+pub struct LinkActivity {
+    last_frame_at: Cell<Option<DateTime<Utc>>>,
+    last_heartbeat_at: Cell<Option<Instant>>,
+}
+
+impl LinkActivity {
+    pub fn frame_seen(&self, at: DateTime<Utc>) {
+        let latest = self.last_frame_at.get().map_or(at, |last| last.max(at));
+        self.last_frame_at.set(Some(latest));
+    }
+
+    pub fn heartbeat_seen(&self, at: Instant) {
+        let latest = self.last_heartbeat_at.get().map_or(at, |last| last.max(at));
+        self.last_heartbeat_at.set(Some(latest));
+    }
+
+    pub fn last_frame_at(&self) -> Option<DateTime<Utc>> {
+        self.last_frame_at.get()
+    }
+
+    pub fn last_heartbeat_at(&self) -> Option<Instant> {
+        self.last_heartbeat_at.get()
+    }
+}
+
+// ---- Messages --------------------------------------------------------------------------
+
+/// Shutdown step 1: stop accepting frames. Pending connects are cancelled, every socket is
+/// closed cleanly (Close sent, the peer's awaited briefly), nothing reconnects afterwards.
+/// Resolves when the sockets are closed (bounded). Idempotent.
+///
+/// Edge: shutdown sequence → StreamActor, `send().await`.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StopStream;
+
+/// What the stream looks like now (tests, diagnostics).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "StreamStatus")]
+pub struct GetStreamStatus;
+
+#[derive(Debug, Clone, PartialEq, Serialize, MessageResponse)]
+pub struct StreamStatus {
+    pub links: Vec<LinkStatus>,
+    pub totals: StreamCounters,
+    pub stopping: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkStatus {
+    pub topics: usize,
+    pub channel_id: Option<String>,
+    pub channel_expires: Option<DateTime<Utc>>,
+    pub connected: bool,
+    pub permitted: Vec<String>,
+    pub rejected: Vec<RejectedTopic>,
+    pub last_frame_at: Option<DateTime<Utc>>,
+    pub counters: StreamCounters,
+}
+
+/// A connection task's report to the actor (internal edge, `do_send`: rare control).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SocketEvent {
+    pub link: usize,
+    pub connection: u64,
+    pub signal: SocketSignal,
+}
+
+/// What a connection saw that only the actor can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocketSignal {
+    /// `v2.system.socket_closing`: rotate now.
+    SocketClosing,
+    /// Any other `v2.system.*` frame.
+    System {
+        topic: String,
+        system_topic_type: Option<String>,
+        reason: Option<String>,
+    },
+    /// `{"result":"404", …}`: the channel no longer exists.
+    ChannelGone { message: Option<String> },
+    /// The connection's task has ended.
+    Ended(SocketEnd),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketEnd {
+    /// The actor asked (rotation, rebuild, stop).
+    ClosedByUs {
+        drain: bool,
+    },
+    PeerClosed {
+        code: Option<u16>,
+        description: Option<String>,
+    },
+    /// The stream ended without a close frame.
+    Dropped,
+    Silence {
+        silent_for: Duration,
+    },
+    ProtocolError(String),
+    /// Continuation reassembly refused a frame (label of the error).
+    Reassembly(&'static str),
+    /// The router did not take an event in time (label of the drop).
+    Backpressure {
+        dropped: &'static str,
+    },
+}
+
+impl SocketEnd {
+    fn gap_reason(&self) -> GapReason {
+        match self {
+            SocketEnd::ClosedByUs { .. } | SocketEnd::PeerClosed { .. } => GapReason::Closed,
+            SocketEnd::Dropped => GapReason::Dropped,
+            SocketEnd::Silence { .. } => GapReason::Silence,
+            SocketEnd::ProtocolError(_) | SocketEnd::Reassembly(_) => GapReason::Error,
+            SocketEnd::Backpressure { .. } => GapReason::Backpressure,
+        }
+    }
+}
