@@ -103,6 +103,7 @@ impl Daemon {
                 downstream: None,
                 idle_timeout: config.conversations.idle_timeout,
                 write_attempts: 8,
+                conditional_writes: config.genesys.conditional_writes,
                 shutting_down: Arc::default(),
             },
             RouterSettings {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config_load;
 pub mod conversation;
 pub mod crm_sink;
+pub mod demo;
 pub mod emulator;
 pub mod genesys;
 pub mod logging;

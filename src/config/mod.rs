@@ -87,6 +87,11 @@ pub struct GenesysConfig {
     pub client_secret: ClientSecret,
     /// The token bucket size per OAuth client.
     pub requests_per_minute: u32,
+    /// `genesys.if_match = "etag"`: before writing, read the conversation's `ETag` and
+    /// send it as `If-Match` (409/412 → re-read, re-apply). Real Genesys sends no ETag on
+    /// conversations and ignores `If-Match`, so the default is `"off"`; the emulator's
+    /// `--strict-if-match` enforces it.
+    pub conditional_writes: bool,
     /// Queue ids to follow (UUIDs, duplicates removed, order kept).
     pub queues: Vec<String>,
     /// User ids to follow (UUIDs, duplicates removed, order kept).

@@ -134,6 +134,15 @@ pub fn validate(
         .integer("genesys.requests_per_minute", 1, 100_000)
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(defaults::REQUESTS_PER_MINUTE);
+    let conditional_writes = match check.text("genesys.if_match") {
+        None | Some("off") => false,
+        Some("etag") => true,
+        Some(other) => {
+            let reason = format!("expected \"off\" or \"etag\", found \"{other}\"");
+            check.report("genesys.if_match", reason);
+            false
+        }
+    };
     let queues = check.id_list("genesys.queues");
     let users = check.id_list("genesys.users");
     check.followed(queues.as_deref(), users.as_deref());
@@ -207,6 +216,7 @@ pub fn validate(
             client_id,
             client_secret,
             requests_per_minute,
+            conditional_writes,
             queues,
             users,
         },
@@ -752,9 +762,10 @@ impl<'t> Checker<'t, '_> {
                 ),
             );
         }
+        // Production wants minutes; the emulator's short test channels want seconds.
         let rotate_before_expiry = self.duration_or(
             "stream.rotate_before_expiry",
-            ONE_MINUTE,
+            ONE_SECOND,
             CHANNEL_LIFETIME - ONE_MINUTE,
             defaults::STREAM_ROTATE_BEFORE_EXPIRY,
         );

@@ -327,6 +327,23 @@ impl ConversationState {
                 && self.participants.values().all(|p| p.lifecycle().is_ended()))
     }
 
+    /// Some outbound message still lacks a final receipt (read, delivery failed, failed,
+    /// removed): a finished conversation can still change through it.
+    pub fn awaits_receipts(&self) -> bool {
+        self.messages.values().any(|message| {
+            message.direction() == MessageDirection::Outbound
+                && !matches!(
+                    message.status,
+                    Some(
+                        MessageStatus::Read
+                            | MessageStatus::DeliveryFailed
+                            | MessageStatus::Failed
+                            | MessageStatus::Removed
+                    )
+                )
+        })
+    }
+
     /// Ended and no wrap-up still owed: nothing more is expected for this conversation.
     pub fn is_finished(&self) -> bool {
         self.is_ended()

@@ -21,6 +21,8 @@ use convoy_actors::token::{TokenActor, TokenStats};
 use dashmap::DashMap;
 use serde_json::{json, Value};
 
+use convoy_actors::demo::{differences, unwritten_attributes};
+
 use crate::support::{client, eventually};
 
 pub struct Harness {
@@ -34,6 +36,7 @@ pub struct Harness {
 impl Harness {
     pub async fn start(options: EmulatorOptions) -> Harness {
         let http = client();
+        let strict = options.strict_if_match;
         let emulator = Emulator::start(EmulatorOptions {
             rate_limit_per_minute: 0,
             ..options
@@ -61,6 +64,7 @@ impl Harness {
             downstream: None,
             idle_timeout: Duration::from_secs(600),
             write_attempts: 8,
+            conditional_writes: strict,
             shutting_down: Arc::default(),
         };
         let router = ConversationRouter::new(
@@ -179,82 +183,6 @@ impl Harness {
                         .all(|p| p["purpose"] != "agent" || !p["wrapup"].is_null())
             })
     }
-}
-
-/// Differences between what Convoy believes (`/conversations` views) and the truth:
-/// lifecycle per participant, status per message, ended. Empty when they agree.
-pub fn differences(views: &DashMap<ConversationId, Value>, truth: &[Value]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for conversation in truth {
-        let id = conversation["id"].as_str().unwrap();
-        let Some(view) = views.get(&ConversationId::from(id)).map(|v| v.clone()) else {
-            problems.push(format!("{id}: not tracked"));
-            continue;
-        };
-        if view["ended"] != conversation["ended"] {
-            problems.push(format!(
-                "{id}: ended {} vs truth {}",
-                view["ended"], conversation["ended"]
-            ));
-        }
-        for participant in conversation["participants"].as_array().unwrap() {
-            let pid = &participant["id"];
-            let mine = view["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| &p["id"] == pid);
-            match mine {
-                None => problems.push(format!("{id}: participant {pid} missing")),
-                Some(mine) if mine["lifecycle"] != participant["lifecycle"] => {
-                    problems.push(format!(
-                        "{id}: participant {pid} lifecycle {} vs truth {}",
-                        mine["lifecycle"], participant["lifecycle"]
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        for message in conversation["messages"].as_array().unwrap() {
-            let mid = &message["id"];
-            let mine = view["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| &m["id"] == mid);
-            match mine {
-                None => problems.push(format!("{id}: message {mid} missing")),
-                Some(mine) if mine["status"] != message["status"] => problems.push(format!(
-                    "{id}: message {mid} status {} vs truth {}",
-                    mine["status"], message["status"]
-                )),
-                Some(_) => {}
-            }
-        }
-    }
-    problems
-}
-
-/// Participants whose `convoy.participant_state` attribute (in the truth) does not show
-/// their final lifecycle.
-pub fn unwritten_attributes(truth: &[Value]) -> Vec<String> {
-    truth
-        .iter()
-        .flat_map(|c| {
-            c["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(move |p| (c, p))
-        })
-        .filter(|(_, p)| p["attributes"]["convoy.participant_state"] != p["lifecycle"])
-        .map(|(c, p)| {
-            format!(
-                "{}/{}: attribute {} vs lifecycle {}",
-                c["id"], p["id"], p["attributes"]["convoy.participant_state"], p["lifecycle"]
-            )
-        })
-        .collect()
 }
 
 #[actix_rt::test]

@@ -22,9 +22,10 @@ use dashmap::DashMap;
 use serde_json::json;
 
 use super::messages::ConversationInput;
-use super::router::{ConversationRouter, ConversationStopped, StopReason};
+use super::router::{ConversationRouter, ConversationStopped, ReadyToStop, StopReason};
 use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::RetrySchedule;
+use crate::supervision::PanicGuard;
 use crate::telemetry::names;
 
 /// What every conversation actor is given at spawn; cheap to clone.
@@ -39,6 +40,8 @@ pub struct ConversationDeps {
     pub idle_timeout: Duration,
     /// Attempts of one attribute write through conflicts before giving up.
     pub write_attempts: u32,
+    /// `genesys.if_match = "etag"`: re-read the ETag before writing when none is known.
+    pub conditional_writes: bool,
     /// Raised by the router at shutdown: inputs still queued are not applied (Genesys
     /// keeps the truth; the next start reconciles), only the work in flight finishes.
     pub shutting_down: Arc<AtomicBool>,
@@ -70,10 +73,13 @@ pub struct Apply {
 #[rtype(result = "()")]
 pub struct Reread;
 
-/// Stop after the input in progress (graceful shutdown).
+/// Stop after the inputs already queued (graceful shutdown, or the router retiring a
+/// finished or idle conversation).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct StopConversation;
+pub struct StopConversation {
+    pub reason: StopReason,
+}
 
 /// Fault injection for resilience tests: the actor panics in its handler, as a bug would.
 /// Reachable only through the Rust API (no HTTP route).
@@ -99,18 +105,25 @@ pub struct ConversationActor {
     rest: Option<GenesysRest>,
     idle_timer: Option<SpawnHandle>,
     stop_reason: StopReason,
+    stop_requested: bool,
+    /// Counts a panic; not essential: the router rebuilds the conversation from REST.
+    _panic_guard: PanicGuard,
 }
 
 impl ConversationActor {
+    /// `known` is the state a previous incarnation finished with (a late receipt brings
+    /// a finished conversation back); `rebuild_from_rest` starts from a REST re-read
+    /// instead (crash recovery, discovery).
     pub fn new(
         id: ConversationId,
         generation: Generation,
+        known: Option<Conversation>,
         rebuild_from_rest: bool,
         deps: ConversationDeps,
         router: Addr<ConversationRouter>,
     ) -> Self {
         ConversationActor {
-            conversation: Conversation::new(id.clone()),
+            conversation: known.unwrap_or_else(|| Conversation::new(id.clone())),
             id,
             generation,
             etag: None,
@@ -120,6 +133,8 @@ impl ConversationActor {
             rest: None,
             idle_timer: None,
             stop_reason: StopReason::Idle,
+            stop_requested: false,
+            _panic_guard: PanicGuard::counted("conversation"),
         }
     }
 
@@ -130,10 +145,32 @@ impl ConversationActor {
         // An actor with a live timer never stops on its own when its addresses drop
         // (actix#285): the idle timeout is the explicit stop for conversations that never
         // send a final snapshot.
-        self.idle_timer = Some(ctx.run_later(self.deps.idle_timeout, |actor, ctx| {
-            actor.stop_reason = StopReason::Idle;
-            ctx.stop();
+        self.idle_timer = Some(ctx.run_later(self.deps.idle_timeout, |actor, _| {
+            actor.request_stop(StopReason::Idle);
         }));
+    }
+
+    /// Shares the caller's REST client (same arbiter thread: the router's).
+    pub fn with_rest(mut self, rest: GenesysRest) -> Self {
+        self.rest = Some(rest);
+        self
+    }
+
+    /// Asks the router to retire this actor. Stopping directly would lose inputs the
+    /// router queued meanwhile (actix drops a stopping actor's mailbox); the router first
+    /// removes the entry, so new inputs go elsewhere, then sends `StopConversation`,
+    /// which queues behind everything already delivered here.
+    fn request_stop(&mut self, reason: StopReason) {
+        if self.stop_requested {
+            return;
+        }
+        self.stop_requested = true;
+        self.router.do_send(ReadyToStop {
+            id: self.id.clone(),
+            generation: self.generation,
+            version: self.conversation.version,
+            reason,
+        });
     }
 
     fn publish_view(&self) {
@@ -166,6 +203,7 @@ impl ConversationActor {
             events: Vec::new(),
             pending: Vec::new(),
             write_attempts: self.deps.write_attempts,
+            conditional_writes: self.deps.conditional_writes,
             shutting_down: Arc::clone(&self.deps.shutting_down),
         };
         let reread = force_reread || self.rebuild_from_rest;
@@ -228,6 +266,7 @@ struct Work {
     events: Vec<DomainEvent>,
     pending: Vec<Effect>,
     write_attempts: u32,
+    conditional_writes: bool,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -308,6 +347,10 @@ impl Work {
     async fn perform_writes(&mut self, rest: &GenesysRest) {
         let mut schedule = RetrySchedule::new(Duration::from_millis(50), Duration::from_secs(2));
         let mut attempt = 0;
+        if self.conditional_writes && self.etag.is_none() && !self.pending.is_empty() {
+            // If-Match needs a version to match: learn it (and join what it shows).
+            self.reread_and_join(rest).await;
+        }
         while !self.pending.is_empty() {
             attempt += 1;
             let writes = std::mem::take(&mut self.pending);
@@ -383,17 +426,26 @@ impl Actor for ConversationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        self.rest = Some(GenesysRest::new(self.deps.rest.clone()));
+        if self.rest.is_none() {
+            self.rest = Some(GenesysRest::new(self.deps.rest.clone()));
+        }
         self.arm_idle_timer(ctx);
         metrics::counter!(names::CONVERSATIONS_STARTED).increment(1);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if std::thread::panicking() {
+            // Dying from a panic: the router must rebuild this conversation from REST.
+            self.stop_reason = StopReason::Crashed;
+        }
+        let final_state =
+            (self.stop_reason == StopReason::Finished).then(|| self.conversation.clone());
         self.router.do_send(ConversationStopped {
             id: self.id.clone(),
             generation: self.generation,
             version: self.conversation.version,
             reason: self.stop_reason,
+            final_state,
         });
     }
 }
@@ -419,8 +471,8 @@ impl Handler<Reread> for ConversationActor {
 impl Handler<StopConversation> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, _: StopConversation, ctx: &mut Self::Context) {
-        self.stop_reason = StopReason::Shutdown;
+    fn handle(&mut self, stop: StopConversation, ctx: &mut Self::Context) {
+        self.stop_reason = stop.reason;
         ctx.stop();
     }
 }
@@ -430,7 +482,6 @@ impl Handler<InjectPanic> for ConversationActor {
 
     #[allow(clippy::panic)]
     fn handle(&mut self, _: InjectPanic, _: &mut Self::Context) {
-        self.stop_reason = StopReason::Crashed;
         panic!("injected panic in conversation {}", self.id);
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use convoy::conversation::registry::{ConversationRegistry, Generation, Route};
+use convoy::conversation::Conversation;
 use convoy::ids::ConversationId;
 use dashmap::DashMap;
 use serde_json::json;
@@ -40,6 +41,8 @@ pub struct ConversationStopped {
     pub generation: Generation,
     pub version: u64,
     pub reason: StopReason,
+    /// The joined state of a finished conversation, kept with its tombstone.
+    pub final_state: Option<Conversation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,16 @@ impl StopReason {
             StopReason::Shutdown => "shutdown",
         }
     }
+}
+
+/// A conversation actor is done (finished, or idle): retire it. Sent with `do_send`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReadyToStop {
+    pub id: ConversationId,
+    pub generation: Generation,
+    pub version: u64,
+    pub reason: StopReason,
 }
 
 /// Graceful shutdown: take no more events, let every conversation finish the work in
@@ -81,8 +94,18 @@ pub struct ConversationRouter {
     shutting_down: bool,
     /// Finished conversations whose views are kept, oldest first.
     finished: VecDeque<ConversationId>,
+    /// The final state of finished conversations (bounded like the tombstones, oldest
+    /// first). A late input is joined against it: a duplicate changes nothing and is
+    /// dropped; a real change (a read receipt after wrap-up) brings the conversation back
+    /// from this state, without a REST re-read.
+    final_states: HashMap<ConversationId, Conversation>,
+    final_order: VecDeque<ConversationId>,
     rest: Option<GenesysRest>,
     reconciling: bool,
+    /// Conversations whose actor died: the next incarnation starts from a REST re-read.
+    crashed: std::collections::HashSet<ConversationId>,
+    /// The start of the earliest gap not yet swept.
+    pending_reconcile: Option<DateTime<Utc>>,
 }
 
 impl ConversationRouter {
@@ -99,8 +122,12 @@ impl ConversationRouter {
             origin: Instant::now(),
             shutting_down: false,
             finished: VecDeque::new(),
+            final_states: HashMap::new(),
+            final_order: VecDeque::new(),
             rest: None,
             reconciling: false,
+            pending_reconcile: None,
+            crashed: std::collections::HashSet::new(),
         }
     }
 
@@ -119,13 +146,23 @@ impl ConversationRouter {
         rebuild: bool,
         ctx: &mut Context<Self>,
     ) -> Addr<ConversationActor> {
+        // A conversation coming back after it finished starts from its final state.
+        let known = self.final_states.get(id).cloned();
+        let rebuild = self.crashed.remove(id) || rebuild;
         let actor = ConversationActor::new(
             id.clone(),
             generation,
+            known,
             rebuild,
             self.deps.clone(),
             ctx.address(),
         );
+        // One awc client (and its connection pool) for every conversation on this
+        // arbiter: a client per actor opened a TCP connection per conversation.
+        let actor = match &self.rest {
+            Some(rest) => actor.with_rest(rest.clone()),
+            None => actor,
+        };
         let addr = actor.start();
         self.actors.insert(id.clone(), (generation, addr.clone()));
         metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.actors.len() as f64);
@@ -137,15 +174,30 @@ impl ConversationRouter {
     /// (tombstoned) and `Err` for back-pressure.
     fn actor_for(
         &mut self,
-        id: &ConversationId,
+        input: &ConversationInput,
         rebuild: bool,
         ctx: &mut Context<Self>,
     ) -> Result<Option<Addr<ConversationActor>>, RouteError> {
+        let id = input.conversation_id();
         let now = self.now();
         match self.registry.route(id, now) {
             Route::Tombstoned { .. } => {
-                metrics::counter!(names::CONVERSATION_TOMBSTONED_EVENTS).increment(1);
-                Ok(None)
+                // Reconciliation re-reads finished conversations too: a receipt missed
+                // during the gap changes a finished conversation's messages.
+                if !rebuild && !self.changes_finished(input) {
+                    tracing::debug!(conversation_id = %id, known = self.final_states.contains_key(id), "Input for a finished conversation changes nothing; dropped.");
+                    metrics::counter!(names::CONVERSATION_TOMBSTONED_EVENTS).increment(1);
+                    return Ok(None);
+                }
+                // New information about a finished conversation: bring it back.
+                self.registry.lift(id);
+                match self.registry.route(id, now) {
+                    Route::Spawn(generation) => Ok(Some(self.spawn(id, generation, rebuild, ctx))),
+                    Route::AtCapacity => Err(RouteError::AtCapacity {
+                        max_live: self.settings.max_live,
+                    }),
+                    Route::Deliver(_) | Route::Tombstoned { .. } => Ok(None),
+                }
             }
             Route::AtCapacity => Err(RouteError::AtCapacity {
                 max_live: self.settings.max_live,
@@ -184,7 +236,7 @@ impl ConversationRouter {
             return Err(RouteError::ShuttingDown);
         }
         let id = input.conversation_id().clone();
-        let Some(addr) = self.actor_for(&id, rebuild, ctx)? else {
+        let Some(addr) = self.actor_for(&input, rebuild, ctx)? else {
             return Ok(());
         };
         match addr.try_send(Apply {
@@ -200,12 +252,39 @@ impl ConversationRouter {
             }
             // Died between the liveness check and the send: rebuild and try once more.
             Err(SendError::Closed(_)) => {
+                metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
+                tracing::warn!(conversation_id = %id, "Conversation actor was dead; rebuilding it from REST.");
                 let addr = match self.registry.replace(&id) {
                     Some(generation) => self.spawn(&id, generation, true, ctx),
                     None => return Err(RouteError::Timeout(id)),
                 };
                 addr.try_send(Apply { input, observed_at })
                     .map_err(|_| RouteError::Timeout(id))
+            }
+        }
+    }
+
+    /// Whether `input` would change the final state of a finished conversation (without
+    /// a final state on record, any input counts as a change).
+    fn changes_finished(&self, input: &ConversationInput) -> bool {
+        let Some(known) = self.final_states.get(input.conversation_id()) else {
+            return true;
+        };
+        let mut probe = known.clone();
+        let outcome = match input {
+            ConversationInput::Snapshot(snapshot) => probe.apply_snapshot(snapshot),
+            ConversationInput::Transcription(event) => probe.apply_transcription(event),
+        };
+        outcome.is_ok_and(|outcome| outcome.changed)
+    }
+
+    fn keep_final_state(&mut self, id: ConversationId, state: Conversation) {
+        if self.final_states.insert(id.clone(), state).is_none() {
+            self.final_order.push_back(id);
+        }
+        while self.final_order.len() > self.settings.tombstone_capacity {
+            if let Some(oldest) = self.final_order.pop_front() {
+                self.final_states.remove(&oldest);
             }
         }
     }
@@ -241,38 +320,67 @@ impl Handler<RouteEvent> for ConversationRouter {
     }
 }
 
+impl Handler<ReadyToStop> for ConversationRouter {
+    type Result = ();
+
+    fn handle(&mut self, ready: ReadyToStop, _: &mut Self::Context) {
+        let Some((generation, addr)) = self.actors.get(&ready.id).cloned() else {
+            return;
+        };
+        if generation != ready.generation {
+            return;
+        }
+        // Remove first: inputs from now on go to a new incarnation (or the tombstone);
+        // the stop queues behind every input already delivered to this one.
+        let now = self.now();
+        let removed = match ready.reason {
+            StopReason::Finished => {
+                self.registry
+                    .finished(&ready.id, generation, ready.version, now)
+            }
+            StopReason::Idle | StopReason::Crashed | StopReason::Shutdown => {
+                self.registry.stopped(&ready.id, generation)
+            }
+        };
+        if removed {
+            self.actors.remove(&ready.id);
+            metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => ready.reason.as_str())
+                .increment(1);
+            metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.actors.len() as f64);
+            if ready.reason == StopReason::Idle {
+                // Nothing more will be learnt; the view is rebuilt from REST if the
+                // conversation shows up again.
+                self.deps.views.remove(&ready.id);
+            }
+        }
+        addr.do_send(StopConversation {
+            reason: ready.reason,
+        });
+    }
+}
+
 impl Handler<ConversationStopped> for ConversationRouter {
     type Result = ();
 
     fn handle(&mut self, stopped: ConversationStopped, _: &mut Self::Context) {
+        if let (StopReason::Finished, Some(state)) = (stopped.reason, stopped.final_state) {
+            self.keep_final_state(stopped.id.clone(), state);
+            self.keep_finished_view(stopped.id.clone());
+        }
+        // A stop the router did not ask for (shutdown, or anything else): free the slot
+        // if this incarnation still holds it.
         let is_current = self
             .actors
             .get(&stopped.id)
             .is_some_and(|(generation, _)| *generation == stopped.generation);
-        let removed = match stopped.reason {
-            StopReason::Finished => {
-                let now = self.now();
-                self.registry
-                    .finished(&stopped.id, stopped.generation, stopped.version, now)
-            }
-            StopReason::Idle | StopReason::Crashed | StopReason::Shutdown => {
-                self.registry.stopped(&stopped.id, stopped.generation)
-            }
-        };
-        // Only the incarnation that stopped is removed; a newer one keeps its entry.
-        if is_current && removed {
+        if is_current && self.registry.stopped(&stopped.id, stopped.generation) {
             self.actors.remove(&stopped.id);
-            metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => stopped.reason.as_str())
-                .increment(1);
             metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.actors.len() as f64);
-            match stopped.reason {
-                StopReason::Finished => self.keep_finished_view(stopped.id),
-                // Idle: nothing more will be learnt; drop the view (it is rebuilt from REST
-                // if the conversation shows up again).
-                StopReason::Idle => {
-                    self.deps.views.remove(&stopped.id);
-                }
-                StopReason::Crashed | StopReason::Shutdown => {}
+            if stopped.reason == StopReason::Crashed {
+                metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
+                metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => "crashed").increment(1);
+                tracing::warn!(conversation_id = %stopped.id, "Conversation actor died; the next event rebuilds it from REST.");
+                self.crashed.insert(stopped.id);
             }
         }
     }
@@ -299,15 +407,19 @@ impl Handler<ShutdownConversations> for ConversationRouter {
         Box::pin(async move {
             // `send` queues behind the input in progress, so each actor finishes its
             // atomic read-modify-write before it stops.
-            let stops = addresses
-                .into_iter()
-                .map(|addr| addr.send(StopConversation));
+            let stops = addresses.into_iter().map(|addr| {
+                addr.send(StopConversation {
+                    reason: StopReason::Shutdown,
+                })
+            });
             futures_util::future::join_all(stops).await;
             count
         })
     }
 }
 
+/// How much earlier than the reported gap start a discovery sweep looks.
+const DISCOVERY_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 /// Pages of the analytics details query per discovery sweep, at most.
 const DISCOVERY_MAX_PAGES: u32 = 100;
 const DISCOVERY_PAGE_SIZE: u32 = 100;
@@ -317,32 +429,59 @@ impl Handler<Reconcile> for ConversationRouter {
 
     fn handle(&mut self, reconcile: Reconcile, ctx: &mut Self::Context) {
         metrics::counter!(names::STREAM_RECONCILIATIONS, "reason" => reconcile.reason).increment(1);
-        // Every tracked conversation re-reads itself, behind its live events.
+        tracing::info!(reason = reconcile.reason, since = %reconcile.gap_started_at, "Reconciling after a stream gap.");
+        // Every tracked conversation re-reads itself, behind its live events. `do_send`:
+        // a rare control message that must not be lost to a full mailbox.
         for (_, addr) in self.actors.values() {
-            // Full mailbox: the conversation is busy with live events, which carry whole
-            // snapshots anyway.
-            let _ = addr.try_send(Reread);
+            addr.do_send(Reread);
         }
-        if self.reconciling {
-            return;
+        // A sweep already running covers only its own gap: widen the next one to cover
+        // this gap too, and run it when the current one ends.
+        let since = match self.pending_reconcile {
+            Some(pending) => pending.min(reconcile.gap_started_at),
+            None => reconcile.gap_started_at,
+        };
+        self.pending_reconcile = Some(since);
+        if !self.reconciling {
+            self.start_discovery(ctx);
         }
-        let Some(rest) = self.rest.clone() else {
+    }
+}
+
+impl ConversationRouter {
+    /// Runs the discovery for the pending gap: conversations started during it (analytics)
+    /// plus finished conversations still waiting for receipts (a receipt missed during the
+    /// gap changed them, and analytics only lists conversations by their start).
+    fn start_discovery(&mut self, ctx: &mut Context<Self>) {
+        let (Some(since), Some(rest)) = (self.pending_reconcile.take(), self.rest.clone()) else {
             return;
         };
         self.reconciling = true;
-        tracing::info!(reason = reconcile.reason, since = %reconcile.gap_started_at, "Reconciling after a stream gap.");
-        let since = reconcile.gap_started_at;
+        // The gap is dated by when Convoy *received* its last frame; a backlog on the
+        // socket means that frame was produced earlier, and conversations that started in
+        // between were lost with the backlog. Looking further back costs one analytics
+        // page and GETs only for conversations Convoy does not track.
+        let since = since - DISCOVERY_MARGIN;
         let discovery = async move { discover(&rest, since, Utc::now()).await };
-        ctx.spawn(discovery.into_actor(self).map(|found, router, ctx| {
+        ctx.spawn(discovery.into_actor(self).map(|mut found, router, ctx| {
             router.reconciling = false;
-            tracing::info!(discovered = found.len(), "Discovery finished.");
+            found.extend(
+                router
+                    .final_states
+                    .iter()
+                    .filter(|(_, state)| state.state.awaits_receipts())
+                    .map(|(id, _)| id.clone()),
+            );
+            found.sort();
+            found.dedup();
+            tracing::info!(conversations = found.len(), "Discovery finished.");
             let observed_at = Utc::now();
             for id in found {
                 if router.actors.contains_key(&id) {
                     continue;
                 }
-                // Discovered during a gap: start from REST (an empty snapshot carries no
-                // data, the rebuild does the real work).
+                // Start from REST: the empty snapshot carries nothing, the rebuild's
+                // re-read does the work (joined into the final state, if one is known).
                 let input = ConversationInput::Snapshot(convoy::conversation::ConversationSnapshot {
                     conversation_id: id.clone(),
                     start_time: None,
@@ -350,8 +489,11 @@ impl Handler<Reconcile> for ConversationRouter {
                     participants: Vec::new(),
                 });
                 if let Err(error) = router.deliver(input, observed_at, true, ctx) {
-                    tracing::warn!(conversation_id = %id, %error, "Could not track a discovered conversation.");
+                    tracing::warn!(conversation_id = %id, %error, "Could not re-read a conversation after a gap.");
                 }
+            }
+            if router.pending_reconcile.is_some() {
+                router.start_discovery(ctx);
             }
         }));
     }

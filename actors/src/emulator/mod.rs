@@ -344,6 +344,11 @@ impl Emulator {
         &self.client_secret
     }
 
+    /// The org's queue ids (what a daemon pointed at this emulator follows).
+    pub fn queue_ids(&self) -> Vec<String> {
+        lock(&self.shared.org).queue_ids()
+    }
+
     /// The shared state, for in-process tests that inspect or drive the org directly.
     pub fn shared(&self) -> &web::Data<EmulatorShared> {
         &self.shared

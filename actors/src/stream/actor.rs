@@ -162,7 +162,9 @@ impl StreamActor {
 
     /// Moves link `index` on if it is free to act (see the module docs).
     pub(super) fn drive(&mut self, index: usize, ctx: &mut Context<Self>) {
-        if self.stopping {
+        // Before `started()` built the clients there is nothing to drive with; checked
+        // first so a rotation is never marked started and then not run.
+        if self.stopping || self.rest.is_none() || self.ws_client.is_none() {
             return;
         }
         let Some(link) = self.links.get_mut(index) else {
@@ -297,21 +299,26 @@ impl StreamActor {
                 .channel
                 .as_ref()
                 .and_then(|state| state.schedule.lease().token_expires);
-            let token_expires = match (attempt, token_expires, previous_token_expiry) {
-                // The token did not get any younger: planning from it would make the
-                // next token-expiry rotation due at once, in a loop. Channel expiry and
-                // the 404 reply still cover this channel.
-                (Attempt::Rotate(RotationReason::TokenExpiry), Some(new), Some(old))
-                    if new <= old =>
-                {
+            let token_expires = token_expires.filter(|&expires| {
+                // A token that does not outlive the margin (or did not get any younger
+                // through a token-expiry rotation) would make the next token-expiry
+                // rotation due at once, in a loop. Channel expiry and the channel's 404
+                // reply still cover this channel.
+                let margin = TimeDelta::from_std(rotate_before_expiry).unwrap_or(TimeDelta::MAX);
+                let due_at_once = expires
+                    .checked_sub_signed(margin)
+                    .is_none_or(|due| due <= Utc::now());
+                let not_younger = attempt == Attempt::Rotate(RotationReason::TokenExpiry)
+                    && previous_token_expiry.is_some_and(|old| expires <= old);
+                if due_at_once || not_younger {
                     tracing::warn!(
                         link = index,
-                        "Token-expiry rotation got no fresher token; not planning another."
+                        %expires,
+                        "The token would need rotating at once; not planning a token-expiry rotation for this channel."
                     );
-                    None
                 }
-                _ => token_expires,
-            };
+                !(due_at_once || not_younger)
+            });
             let lease = ChannelLease::new(opened.opened_at, opened.channel.expires, token_expires);
             link.channel = Some(ChannelState {
                 channel: opened.channel,
@@ -637,7 +644,14 @@ impl Actor for StreamActor {
         }
         match self.restart.next_start() {
             StartPlan::Now => ctx.run_later(Duration::ZERO, |actor, ctx| actor.drive_all(ctx)),
-            StartPlan::After(delay) => ctx.run_later(delay, |actor, ctx| actor.drive_all(ctx)),
+            StartPlan::After(delay) => {
+                // The tick must not start attempts before the restart backoff is over.
+                let resume_at = Instant::now() + delay;
+                for link in &mut self.links {
+                    link.retry_at = Some(resume_at);
+                }
+                ctx.run_later(delay, |actor, ctx| actor.drive_all(ctx))
+            }
             // The restart budget is exhausted and the System is stopping: stay idle.
             StartPlan::Never => return,
         };

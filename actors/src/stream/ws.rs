@@ -26,9 +26,6 @@ use std::time::{Duration, Instant};
 
 use actix::{MailboxError, Recipient};
 use awc::error::{WsClientError, WsProtocolError};
-/// actix-http's continuation item (`Frame::Continuation`). awc does not re-export it;
-/// actix-ws re-exports the same type (one actix-http in the tree).
-pub use actix_ws::Item;
 use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use chrono::{DateTime, Utc};
 use convoy::parse::{classify_bytes, Classified};
@@ -44,6 +41,10 @@ use crate::admin::HealthBoard;
 use crate::conversation::messages::{ConversationInput, RouteError, RouteEvent};
 use crate::retry_schedule::RetrySchedule;
 use crate::telemetry::{names, ActorMetrics};
+
+/// actix-http's continuation item (`Frame::Continuation`). awc does not re-export it;
+/// actix-ws re-exports the same type (one actix-http in the tree).
+pub use actix_ws::Item;
 
 /// The actor type label of the StreamActor, whose mailbox the reports go to.
 const STREAM_ACTOR: &str = "stream";
