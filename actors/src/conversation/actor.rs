@@ -26,7 +26,7 @@ use super::router::{ConversationRouter, ConversationStopped, ReadyToStop, StopRe
 use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::RetrySchedule;
 use crate::supervision::PanicGuard;
-use crate::telemetry::names;
+use crate::telemetry::{names, ActorMetrics};
 
 /// What every conversation actor is given at spawn; cheap to clone.
 #[derive(Clone)]
@@ -454,7 +454,7 @@ impl Handler<Apply> for ConversationActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, message: Apply, ctx: &mut Self::Context) -> Self::Result {
-        metrics::counter!(names::ACTOR_MESSAGES_HANDLED, "actor" => "conversation").increment(1);
+        ActorMetrics::handled("conversation");
         self.arm_idle_timer(ctx);
         self.run_atomically(Some(message.input), message.observed_at, false)
     }

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::actor::{Apply, ConversationActor, ConversationDeps, Reread, StopConversation};
 use super::messages::{ConversationInput, Reconcile, RouteError, RouteEvent};
 use crate::genesys::rest::{GenesysRest, RestRequest};
-use crate::telemetry::names;
+use crate::telemetry::{names, ActorMetrics};
 
 /// Router knobs from `conversations.*`.
 #[derive(Debug, Clone)]
@@ -243,7 +243,10 @@ impl ConversationRouter {
             input: input.clone(),
             observed_at,
         }) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                ActorMetrics::sent("conversation");
+                Ok(())
+            }
             // Full: this conversation is behind; the stream retries after a pause.
             Err(SendError::Full(_)) => {
                 metrics::counter!(names::ACTOR_SEND_TIMEOUTS, "actor" => "conversation")
@@ -315,8 +318,12 @@ impl Handler<RouteEvent> for ConversationRouter {
     type Result = Result<(), RouteError>;
 
     fn handle(&mut self, event: RouteEvent, ctx: &mut Self::Context) -> Self::Result {
-        metrics::counter!(names::ACTOR_MESSAGES_HANDLED, "actor" => "router").increment(1);
-        self.deliver(event.input, event.observed_at, false, ctx)
+        ActorMetrics::handled("router");
+        let result = self.deliver(event.input, event.observed_at, false, ctx);
+        if result.is_err() {
+            ActorMetrics::handler_error("router");
+        }
+        result
     }
 }
 

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::genesys::oauth::TokenError;
 use crate::retry_schedule::RetrySchedule;
-use crate::telemetry::names;
+use crate::telemetry::{names, ActorMetrics};
 use crate::token::{GetToken, InvalidateToken, TokenActor};
 
 /// Attempts per call before giving up on transient failures.
@@ -255,6 +255,7 @@ impl GenesysRest {
             tracing::trace!(route, attempt, "Acquiring a rate-limit token.");
             self.acquire(request.priority).await;
             tracing::trace!(route, attempt, "Asking for an OAuth token.");
+            ActorMetrics::sent("token");
             let token = self
                 .context
                 .tokens

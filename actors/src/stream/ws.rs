@@ -556,6 +556,7 @@ async fn deliver_with(
     let started = Instant::now();
     let mut schedule = RetrySchedule::new(Duration::from_millis(20), Duration::from_secs(2));
     loop {
+        ActorMetrics::sent("router");
         let retry_reason = match router.send(event.clone()).timeout(ROUTE_SEND_TIMEOUT).await {
             Ok(Ok(())) => return Delivery::Delivered,
             Ok(Err(RouteError::AtCapacity { .. })) => "at_capacity",

@@ -11,7 +11,7 @@ use super::{GetToken, InvalidateToken};
 use crate::genesys::oauth::{request_token, AccessToken, IssuedToken, TokenEndpoint, TokenError};
 use crate::retry_schedule::RetrySchedule;
 use crate::supervision::PanicGuard;
-use crate::telemetry::names;
+use crate::telemetry::{names, ActorMetrics};
 
 /// Counters the admin server reads without touching the actor.
 #[derive(Debug, Default)]
@@ -188,6 +188,7 @@ impl Handler<GetToken> for TokenActor {
     type Result = ResponseFuture<Result<AccessToken, TokenError>>;
 
     fn handle(&mut self, _: GetToken, ctx: &mut Self::Context) -> Self::Result {
+        ActorMetrics::handled("token");
         if let Some(token) = self.valid_token(Instant::now()) {
             return Box::pin(async move { Ok(token) });
         }
