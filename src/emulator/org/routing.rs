@@ -31,6 +31,9 @@ pub(super) enum Action {
     Answer { slot: usize },
     /// The connected agent sends an outbound message.
     Reply { slot: usize, number: u32 },
+    /// Voice: one utterance of the call is transcribed in real time (customer and agent
+    /// take turns), published on `v2.conversations.{id}.transcription`.
+    Utterance { slot: usize, number: u32 },
     /// The agent ends the interaction; the customer's leg follows.
     HangUp { slot: usize },
     /// Voice legs are torn down.
@@ -77,13 +80,30 @@ pub(super) fn plan(profile: &RoutingProfile, t0: DateTime<Utc>, media: Media) ->
             let talk_ms = profile
                 .reply_after_ms
                 .saturating_mul(u64::from(profile.agent_replies));
-            if media == Media::Message {
-                for number in 1..=profile.agent_replies {
-                    let at = after(
-                        talking_since,
-                        profile.reply_after_ms.saturating_mul(u64::from(number)),
-                    );
-                    push(at, Action::Reply { slot, number });
+            for number in 1..=profile.agent_replies {
+                let at = after(
+                    talking_since,
+                    profile.reply_after_ms.saturating_mul(u64::from(number)),
+                );
+                match media {
+                    Media::Message => push(at, Action::Reply { slot, number }),
+                    // Two utterances per turn: the customer speaks, the agent answers.
+                    Media::Voice => {
+                        push(
+                            at,
+                            Action::Utterance {
+                                slot,
+                                number: number * 2 - 1,
+                            },
+                        );
+                        push(
+                            at,
+                            Action::Utterance {
+                                slot,
+                                number: number * 2,
+                            },
+                        );
+                    }
                 }
             }
             let last = after(talking_since, talk_ms);
@@ -155,7 +175,9 @@ impl Org {
         let mut events = Vec::new();
         for index in due {
             while let Some(step) = self.next_due_step(index, now) {
-                if self.run_step(index, &step) {
+                if let Action::Utterance { slot, number } = step.action {
+                    events.extend(self.transcription(index, slot, number, step.at));
+                } else if self.run_step(index, &step) {
                     events.extend(self.changed(index));
                 }
             }
@@ -168,6 +190,66 @@ impl Org {
             }
         }
         events
+    }
+
+    /// The real-time transcription event of one utterance (API.md §3.9): odd utterances
+    /// are the customer's (`EXTERNAL`), even ones the agent's (`INTERNAL`). Transcription
+    /// does not change the conversation, so no snapshot follows.
+    fn transcription(
+        &self,
+        index: usize,
+        slot: usize,
+        number: u32,
+        at: DateTime<Utc>,
+    ) -> Option<TopicEvent> {
+        let conv = self.conversations.get(index)?;
+        if conv.end.is_some() {
+            return None;
+        }
+        let customer = conv.customer().and_then(|i| conv.participants.get(i))?;
+        let agent = conv
+            .slots
+            .get(slot)
+            .and_then(|&i| conv.participants.get(i))?;
+        let (leg, channel, text) = if number % 2 == 1 {
+            (
+                customer,
+                "EXTERNAL",
+                format!("Customer utterance {number}: I have a question about my order."),
+            )
+        } else {
+            (
+                agent,
+                "INTERNAL",
+                format!("Agent utterance {number}: let me check that for you."),
+            )
+        };
+        let session_start = conv.start.timestamp_millis();
+        let offset = (at - conv.start).num_milliseconds().max(0);
+        let body = serde_json::json!({
+            "eventTime": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "conversationId": conv.id,
+            "communicationId": leg.comm_id,
+            "sessionStartTimeMs": session_start,
+            "transcriptionStartTimeMs": session_start,
+            "transcripts": [{
+                "utteranceId": format!("{}-u{number}", conv.id),
+                "isFinal": true,
+                "channel": channel,
+                "alternatives": [{
+                    "confidence": 0.9,
+                    "offsetMs": offset,
+                    "durationMs": 1200,
+                    "transcript": text,
+                }],
+                "engineProvider": "GENESYS",
+                "dialect": "en-US",
+            }],
+        });
+        Some(TopicEvent {
+            topic: format!("v2.conversations.{}.transcription", conv.id),
+            body,
+        })
     }
 
     /// Removes and returns the conversation's first step when it is due.
@@ -482,7 +564,7 @@ fn run_on_conversation(
             }
             changed
         }
-        Action::Offer { .. } => false,
+        Action::Offer { .. } | Action::Utterance { .. } => false,
         Action::Answer { slot } => {
             let Some(index) = slot_participant(conv, slot) else {
                 return false;

@@ -115,7 +115,11 @@ fn participant<'a>(truth: &'a TruthConversation, purpose: &str) -> Vec<&'a Truth
 /// Joins every event with Convoy's own state machine and checks it reaches the truth.
 fn assert_join_reaches_truth(org: &Org, events: &[TopicEvent]) {
     let mut joined: BTreeMap<String, Conversation> = BTreeMap::new();
-    for event in events {
+    // Real-time transcription is not a snapshot (tested on its own).
+    for event in events
+        .iter()
+        .filter(|e| !e.topic.ends_with(".transcription"))
+    {
         let snapshot = snapshot_of(event);
         let id = snapshot.conversation_id.as_str().to_owned();
         joined
@@ -1340,4 +1344,52 @@ fn routing_profile_is_set_by_a_partial_put() {
         serde_json::to_value(&directory).unwrap()["queues"][0]["integrationId"],
         directory.queues[0].integration_id.as_str()
     );
+}
+
+#[test]
+fn a_voice_call_is_transcribed_in_real_time_in_turns() {
+    let mut org = org();
+    let queue = org.queue_ids()[0].clone();
+    let created = org
+        .create_voice_conversation(&json!({ "queueId": queue, "answer_after_ms": 1000, "reply_after_ms": 1000, "agent_replies": 2, "wrapup_after_ms": 2000 }), t(0))
+        .unwrap();
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let mut events = Vec::new();
+    for ms in (0..=6000).step_by(100) {
+        events.extend(org.tick(t(ms)));
+    }
+    let topic = format!("v2.conversations.{id}.transcription");
+    let segments: Vec<_> = events
+        .iter()
+        .filter(|event| event.topic == topic)
+        .map(
+            |event| match classify_value(envelope(event, "x")).unwrap() {
+                Classified::Transcription(transcription) => transcription,
+                other => panic!("expected a transcription, got {other:?}"),
+            },
+        )
+        .flat_map(|transcription| {
+            assert_eq!(transcription.conversation_id.as_str(), id);
+            transcription.segments
+        })
+        .collect();
+    assert_eq!(segments.len(), 4, "two turns of customer + agent");
+    let sides: Vec<_> = segments
+        .iter()
+        .map(|s| s.speaker.as_str().to_owned())
+        .collect();
+    assert_eq!(sides, ["EXTERNAL", "INTERNAL", "EXTERNAL", "INTERNAL"]);
+    assert!(segments
+        .iter()
+        .all(|s| s.is_final && s.start_ms.is_some() && s.end_ms > s.start_ms));
+    // Joined into Convoy's state, every utterance is kept once.
+    let mut conversation = Conversation::new(ConversationId::from(id.as_str()));
+    for event in events.iter().filter(|event| event.topic == topic) {
+        if let Classified::Transcription(transcription) =
+            classify_value(envelope(event, "x")).unwrap()
+        {
+            conversation.apply_transcription(&transcription).unwrap();
+        }
+    }
+    assert_eq!(conversation.state.transcript.len(), 4);
 }
