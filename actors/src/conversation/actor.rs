@@ -106,6 +106,10 @@ pub struct ConversationActor {
     idle_timer: Option<SpawnHandle>,
     stop_reason: StopReason,
     stop_requested: bool,
+    /// Attribute writes that failed transiently; retried (via a re-read) with backoff.
+    /// A conversation with writes outstanding does not retire.
+    deferred_writes: Vec<Effect>,
+    write_retry: RetrySchedule,
     /// Counts a panic; not essential: the router rebuilds the conversation from REST.
     _panic_guard: PanicGuard,
 }
@@ -134,6 +138,8 @@ impl ConversationActor {
             idle_timer: None,
             stop_reason: StopReason::Idle,
             stop_requested: false,
+            deferred_writes: Vec::new(),
+            write_retry: RetrySchedule::new(Duration::from_secs(1), Duration::from_secs(60)),
             _panic_guard: PanicGuard::counted("conversation"),
         }
     }
@@ -201,7 +207,8 @@ impl ConversationActor {
             conversation: self.conversation.clone(),
             etag: self.etag.clone(),
             events: Vec::new(),
-            pending: Vec::new(),
+            pending: std::mem::take(&mut self.deferred_writes),
+            deferred: Vec::new(),
             write_attempts: self.deps.write_attempts,
             conditional_writes: self.deps.conditional_writes,
             shutting_down: Arc::clone(&self.deps.shutting_down),
@@ -221,6 +228,13 @@ impl ConversationActor {
                 if let Some(input) = input {
                     work.apply_input(&input);
                 }
+                // Writes carried over from an earlier attempt are recomputed against
+                // what Genesys shows now (some may have landed after all).
+                let version = work.conversation.version;
+                work.pending = reapply(&work.pending, &work.conversation.state, version)
+                    .into_iter()
+                    .filter(Effect::is_write)
+                    .collect();
             }
             work.perform_writes(&rest).await;
             work
@@ -232,9 +246,15 @@ impl ConversationActor {
                 actor.publish_view();
                 let events = work.events;
                 let downstream = actor.deps.downstream.clone();
-                if actor.conversation.state.is_finished() {
-                    actor.stop_reason = StopReason::Finished;
-                    ctx.stop();
+                if actor.deferred_writes.is_empty() {
+                    actor.write_retry.reset();
+                    if actor.conversation.state.is_finished() {
+                        actor.request_stop(StopReason::Finished);
+                    }
+                } else {
+                    // Try again later through a re-read, which recomputes the writes.
+                    let delay = actor.write_retry.next_delay();
+                    ctx.run_later(delay, |_, ctx| ctx.notify(Reread));
                 }
                 async move {
                     if let (Some(downstream), false) = (downstream, events.is_empty()) {
@@ -265,6 +285,9 @@ struct Work {
     etag: Option<String>,
     events: Vec<DomainEvent>,
     pending: Vec<Effect>,
+    /// Writes that could not be made now (retries exhausted, conflicts persisting): kept
+    /// by the actor and retried later, never dropped silently.
+    deferred: Vec<Effect>,
     write_attempts: u32,
     conditional_writes: bool,
     shutting_down: Arc<AtomicBool>,
@@ -381,10 +404,15 @@ impl Work {
                 match rest.call(request).await {
                     Ok(_) => {}
                     Err(RestError::Conflict { .. }) => conflicted.push(write),
+                    // 400/403/404: retrying the same write cannot succeed; an operator
+                    // must look (permissions, a deleted conversation).
+                    Err(error @ RestError::Rejected { .. }) => {
+                        ActorMetrics::handler_error("conversation");
+                        tracing::error!(conversation_id = %conversation_id, %error, "Genesys refused an attribute write.");
+                    }
                     Err(error) => {
-                        // Not retryable (or retries exhausted): the next change of this
-                        // participant writes the then-current lifecycle again.
-                        tracing::warn!(conversation_id = %conversation_id, %error, "Attribute write failed.");
+                        tracing::warn!(conversation_id = %conversation_id, %error, "Attribute write failed; it will be retried.");
+                        self.deferred.push(write);
                     }
                 }
             }
@@ -399,8 +427,9 @@ impl Work {
                 tracing::warn!(
                     conversation_id = %self.conversation.id(),
                     attempts = attempt,
-                    "Attribute writes still conflicting; giving up until the next change."
+                    "Attribute writes still conflicting; retrying later."
                 );
+                self.deferred.extend(conflicted);
                 return;
             }
             actix_rt::time::sleep(schedule.next_delay()).await;
