@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use convoy_actors::demo::{differences, unwritten_attributes};
 
-use crate::support::{client, eventually};
+use crate::support::{self, client, eventually};
 
 pub struct Harness {
     pub emulator: Emulator,
@@ -95,22 +95,7 @@ impl Harness {
     }
 
     pub async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/emulator/v1{path}", self.emulator.base_url());
-        let request = match method {
-            "GET" => self.http.get(url),
-            "PUT" => self.http.put(url),
-            _ => self.http.post(url),
-        };
-        let mut response = match body {
-            Some(body) => request.send_json(&body).await.unwrap(),
-            None => request.send().await.unwrap(),
-        };
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {}",
-            response.status()
-        );
-        response.json().limit(64 * 1024 * 1024).await.unwrap()
+        support::control(&self.http, &self.emulator, method, path, body).await
     }
 
     /// Fast synthetic agents so a conversation runs its whole life in well under a second.
@@ -152,22 +137,11 @@ impl Harness {
     }
 
     async fn token(&self) -> String {
-        let mut response = self
-            .http
-            .post(format!("{}/oauth/token", self.emulator.base_url()))
-            .basic_auth(self.emulator.client_id(), self.emulator.client_secret())
-            .send_form(&[("grant_type", "client_credentials")])
-            .await
-            .unwrap();
-        let value: Value = response.json().await.unwrap();
-        value["access_token"].as_str().unwrap().to_owned()
+        support::emulator_token(&self.http, &self.emulator).await
     }
 
     pub async fn truth(&self) -> Vec<Value> {
-        self.control("GET", "/truth", None).await["conversations"]
-            .as_array()
-            .unwrap()
-            .clone()
+        support::truth(&self.http, &self.emulator).await
     }
 
     /// Whether every conversation in the truth has ended and its wrap-ups are recorded.

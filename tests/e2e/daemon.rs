@@ -17,7 +17,7 @@ use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{SimulationReport, Simulator, SimulatorOptions};
 use serde_json::{json, Value};
 
-use crate::support::{client, eventually};
+use crate::support::{self, client, eventually};
 
 const FAST: &str = include_str!("../../config/examples/scenario-fast.toml");
 
@@ -61,29 +61,11 @@ impl Run {
     }
 
     async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/emulator/v1{path}", self.emulator.base_url());
-        let request = match method {
-            "GET" => self.http.get(url),
-            "PUT" => self.http.put(url),
-            _ => self.http.post(url),
-        };
-        let mut response = match body {
-            Some(body) => request.send_json(&body).await.unwrap(),
-            None => request.send().await.unwrap(),
-        };
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {}",
-            response.status()
-        );
-        response.json().limit(256 * 1024 * 1024).await.unwrap()
+        support::control(&self.http, &self.emulator, method, path, body).await
     }
 
     async fn truth(&self) -> Vec<Value> {
-        self.control("GET", "/truth", None).await["conversations"]
-            .as_array()
-            .unwrap()
-            .clone()
+        support::truth(&self.http, &self.emulator).await
     }
 
     async fn simulate(&self, conversations: usize, seed: u64) -> SimulationReport {
@@ -291,19 +273,7 @@ async fn a_conversation_actor_killed_by_a_panic_is_rebuilt_and_ends_correct() {
     run.control("PUT", "/routing", Some(json!({"answer_after_ms": 1500, "reply_after_ms": 500, "agent_replies": 2, "wrapup_after_ms": 500})))
         .await;
     let restarts_before = run.metric("convoy_actor_restarts_total").await;
-    let token = {
-        let mut response = run
-            .http
-            .post(format!("{}/oauth/token", run.emulator.base_url()))
-            .basic_auth(run.emulator.client_id(), run.emulator.client_secret())
-            .send_form(&[("grant_type", "client_credentials")])
-            .await
-            .unwrap();
-        response.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let token = support::emulator_token(&run.http, &run.emulator).await;
     let org = run.control("GET", "/org", None).await;
     let integration = org["queues"][0]["integrationId"]
         .as_str()

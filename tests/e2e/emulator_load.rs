@@ -18,20 +18,9 @@ use convoy_actors::simulator::{Simulator, SimulatorOptions};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::support::{client, eventually};
+use crate::support::{client, emulator_token, eventually};
 
 const FAST: &str = include_str!("../../config/examples/scenario-fast.toml");
-
-async fn token(http: &awc::Client, emulator: &Emulator) -> String {
-    let mut response = http
-        .post(format!("{}/oauth/token", emulator.base_url()))
-        .basic_auth(emulator.client_id(), emulator.client_secret())
-        .send_form(&[("grant_type", "client_credentials")])
-        .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 async fn api(
     http: &awc::Client,
@@ -66,7 +55,7 @@ async fn two_hundred_conversations_reach_a_websocket_client_and_page_through_ana
     })
     .await
     .unwrap();
-    let token = token(&http, &emulator).await;
+    let token = emulator_token(&http, &emulator).await;
     let org: Value = http
         .get(format!("{}/emulator/v1/org", emulator.base_url()))
         .send()

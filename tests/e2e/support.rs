@@ -1,6 +1,6 @@
 //! Shared helpers of the end-to-end tests: the rustls provider, an awc client, and
 //! waiting on a condition with a generous deadline instead of sleeping and hoping.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -39,4 +39,65 @@ where
         }
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A client-credentials token from the emulator's `/oauth/token`.
+pub async fn emulator_token(
+    http: &awc::Client,
+    emulator: &convoy_actors::emulator::Emulator,
+) -> String {
+    let mut response = http
+        .post(format!("{}/oauth/token", emulator.base_url()))
+        .basic_auth(emulator.client_id(), emulator.client_secret())
+        .send_form(&[("grant_type", "client_credentials")])
+        .await
+        .expect("the token endpoint answers");
+    let body: serde_json::Value = response.json().await.expect("a token response");
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+/// Calls the emulator's control API (`/emulator/v1{path}`) and returns the JSON answer;
+/// panics on a non-2xx status.
+pub async fn control(
+    http: &awc::Client,
+    emulator: &convoy_actors::emulator::Emulator,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let url = format!("{}/emulator/v1{path}", emulator.base_url());
+    let request = match method {
+        "GET" => http.get(url),
+        "PUT" => http.put(url),
+        _ => http.post(url),
+    };
+    let mut response = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    }
+    .expect("the control API answers");
+    assert!(
+        response.status().is_success(),
+        "{method} {path}: {}",
+        response.status()
+    );
+    response
+        .json()
+        .limit(256 * 1024 * 1024)
+        .await
+        .expect("a JSON answer")
+}
+
+/// The emulator's ground truth: every conversation it ran.
+pub async fn truth(
+    http: &awc::Client,
+    emulator: &convoy_actors::emulator::Emulator,
+) -> Vec<serde_json::Value> {
+    control(http, emulator, "GET", "/truth", None).await["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }

@@ -252,9 +252,7 @@ impl GenesysRest {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            tracing::trace!(route, attempt, "Acquiring a rate-limit token.");
             self.acquire(request.priority).await;
-            tracing::trace!(route, attempt, "Asking for an OAuth token.");
             ActorMetrics::sent("token");
             let token = self
                 .context
@@ -269,7 +267,6 @@ impl GenesysRest {
             for (name, value) in &request.headers {
                 builder = builder.insert_header((*name, value.as_str()));
             }
-            tracing::trace!(route, attempt, "Sending.");
             let sent = match &request.body {
                 Some(body) => builder.send_json(body).await,
                 None => builder.send().await,
