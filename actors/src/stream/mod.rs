@@ -257,6 +257,20 @@ pub struct StopStream;
 #[rtype(result = "StreamStatus")]
 pub struct GetStreamStatus;
 
+/// Follow (or stop following) one conversation's real-time transcription topic,
+/// `v2.conversations.{id}.transcription`. Voice calls only: the router asks when a voice
+/// conversation goes live and again when it ends or is evicted.
+///
+/// Edge: router → stream with `do_send` (rare control message, one per voice call start
+/// and end; the router must never wait on the stream, which waits on the router).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct WatchTranscription {
+    pub conversation_id: convoy::ids::ConversationId,
+    /// `true` to subscribe, `false` to unsubscribe.
+    pub watch: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, MessageResponse)]
 pub struct StreamStatus {
     pub links: Vec<LinkStatus>,
