@@ -24,9 +24,14 @@ use dashmap::DashMap;
 
 use crate::admin::{AdminServer, HealthBoard};
 use crate::conversation::router::ShutdownConversations;
-use crate::conversation::{ConversationDeps, ConversationRouter, RouterSettings};
+use crate::conversation::writer::StopWrites;
+use crate::conversation::{
+    start_conversations, AttributeWriter, ConversationRouter, ConversationViews,
+    ConversationsSetup, RouterSettings, WriteStatuses, WriterSettings,
+};
 use crate::genesys::oauth::TokenEndpoint;
 use crate::genesys::rest::{RestContext, SharedBucket};
+use crate::store::{DurableStore, StoreError};
 use crate::stream::{StopStream, StreamActor, StreamSettings};
 use crate::supervision::install_panic_hook;
 use crate::telemetry::{Telemetry, TelemetryError};
@@ -46,6 +51,8 @@ pub enum BootError {
     Telemetry(#[from] TelemetryError),
     #[error("genesys.client_secret_file was not resolved to a secret")]
     SecretNotLoaded,
+    #[error("durable store: {0}")]
+    Store(#[from] StoreError),
     #[error("cannot serve admin.listen {listen}: {source}")]
     Admin {
         listen: std::net::SocketAddr,
@@ -55,8 +62,12 @@ pub enum BootError {
 
 /// How far back the first reconciliation looks for conversations Convoy never saw.
 const STARTUP_LOOKBACK: Duration = Duration::from_secs(3600);
-/// Finished conversations kept on `/conversations`.
+/// Conversations no longer live (finished, evicted) kept on `/conversations`.
 const FINISHED_VIEWS: usize = 10_000;
+/// Attribute writes in flight at once; they queue in the token bucket, a few keep it busy.
+const WRITES_IN_FLIGHT: usize = 4;
+/// Background re-reads in flight at once.
+const REREADS_IN_FLIGHT: usize = 2;
 
 /// A running daemon: every singleton's address, for the shutdown and for tests.
 pub struct Daemon {
@@ -64,8 +75,10 @@ pub struct Daemon {
     pub router: Addr<ConversationRouter>,
     pub stream: Addr<StreamActor>,
     pub tokens: Addr<TokenActor>,
+    pub writer: Addr<AttributeWriter>,
     pub board: Arc<HealthBoard>,
-    pub views: Arc<DashMap<convoy::ids::ConversationId, serde_json::Value>>,
+    pub views: ConversationViews,
+    pub write_statuses: WriteStatuses,
     pub telemetry: Telemetry,
     shutdown_deadline: Duration,
 }
@@ -95,25 +108,32 @@ impl Daemon {
             bucket: Arc::new(SharedBucket::new(config.genesys.requests_per_minute)),
         };
 
-        let views = Arc::new(DashMap::new());
-        let router = ConversationRouter::new(
-            ConversationDeps {
-                rest: rest.clone(),
-                views: Arc::clone(&views),
-                downstream: None,
-                idle_timeout: config.conversations.idle_timeout,
-                write_attempts: 8,
-                conditional_writes: config.genesys.conditional_writes,
-                shutting_down: Arc::default(),
-            },
-            RouterSettings {
-                max_live: config.conversations.max_live,
-                tombstone_capacity: config.conversations.max_live,
-                tombstone_ttl: Duration::from_secs(24 * 3600),
-                finished_views: FINISHED_VIEWS,
-            },
-        )
-        .start();
+        let store = Arc::new(DurableStore::open(&config.outbox.path)?);
+        let views: ConversationViews = Arc::new(DashMap::new());
+        let write_statuses: WriteStatuses = Arc::new(DashMap::new());
+        let writer_settings = WriterSettings {
+            max_in_flight: WRITES_IN_FLIGHT,
+            conditional_writes: config.genesys.conditional_writes,
+        };
+        let router_settings = RouterSettings {
+            max_live: config.conversations.max_live,
+            tombstone_capacity: config.conversations.max_live,
+            tombstone_ttl: Duration::from_secs(24 * 3600),
+            finished_views: FINISHED_VIEWS,
+            idle_timeout: config.conversations.idle_timeout,
+            reread_concurrency: REREADS_IN_FLIGHT,
+        };
+        let (router, writer) = start_conversations(ConversationsSetup {
+            rest: rest.clone(),
+            views: Arc::clone(&views),
+            write_statuses: Arc::clone(&write_statuses),
+            router: router_settings,
+            writer: writer_settings,
+            write_back: config.genesys.write_back,
+            store: Some(store),
+            downstream: None,
+            census: None,
+        });
 
         let board = Arc::new(HealthBoard::new(config.stream.reconnect_after_silence));
         let expiry_stats = Arc::clone(&token_stats);
@@ -148,6 +168,7 @@ impl Daemon {
             config.admin.listen,
             Arc::clone(&board),
             Arc::clone(&views),
+            Arc::clone(&write_statuses),
             telemetry.clone(),
         )
         .map_err(|source| BootError::Admin {
@@ -160,8 +181,10 @@ impl Daemon {
             router,
             stream,
             tokens,
+            writer,
             board,
             views,
+            write_statuses,
             telemetry,
             shutdown_deadline: config.shutdown.deadline,
         })
@@ -174,9 +197,16 @@ impl Daemon {
         let drained = actix_rt::time::timeout(deadline, async {
             // 1. No new frames.
             let _ = self.stream.send(StopStream).await;
-            // 2. Conversations finish their in-flight writes and stop.
-            let stopped = self.router.send(ShutdownConversations).await.unwrap_or(0);
-            tracing::info!(conversations = stopped, "Conversations stopped.");
+            // 2. No new writes; what is still owed is handed over...
+            let also_owed = self.writer.send(StopWrites).await.unwrap_or_default();
+            // 3. ...and persisted with every conversation still open or owed a re-read:
+            //    the next start re-reads them, whatever their age.
+            let persisted = self
+                .router
+                .send(ShutdownConversations { also_owed })
+                .await
+                .unwrap_or(0);
+            tracing::info!(conversations = persisted, "Conversations persisted for the next start.");
         })
         .await
         .is_ok();

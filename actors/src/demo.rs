@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use convoy::ids::ConversationId;
 use convoy::simulator::Scenario;
-use dashmap::DashMap;
+use crate::conversation::ConversationViews;
 use serde_json::Value;
 
 use crate::app::{Daemon, RunOptions};
@@ -183,11 +183,25 @@ pub fn config_for(
     let text = format!(
         "# Written for an in-process emulator.\n\
          [genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
-         client_secret = \"{secret}\"\nrequests_per_minute = 60000\nqueues = {queues}\n{genesys_extra}\n{extra_toml}",
+         client_secret = \"{secret}\"\nrequests_per_minute = 60000\nqueues = {queues}\n{genesys_extra}\n{outbox}{extra_toml}",
         base = emulator.base_url(),
         id = emulator.client_id(),
         secret = emulator.client_secret(),
         queues = serde_json::to_string(&queues).unwrap_or_else(|_| "[]".to_owned()),
+        // Each in-process daemon gets a durable store of its own (a second daemon cannot
+        // open the same redb file).
+        outbox = if extra_toml.contains("[outbox]") {
+            String::new()
+        } else {
+            format!(
+                "[outbox]\npath = {:?}\n",
+                std::env::temp_dir()
+                    .join(format!("convoy-{}-{}", std::process::id(), CONFIG_FILES.load(std::sync::atomic::Ordering::Relaxed)))
+                    .join("outbox.redb")
+                    .display()
+                    .to_string()
+            )
+        },
     );
     std::fs::File::create(&path)
         .and_then(|mut file| file.write_all(text.as_bytes()))
@@ -247,13 +261,13 @@ fn list(value: &Value) -> &[Value] {
 /// Differences between what Convoy believes (the `/conversations` views) and the
 /// emulator's ground truth (`GET /emulator/v1/truth`): whether each conversation ended,
 /// each participant's lifecycle, each message's status. Empty when they agree.
-pub fn differences(views: &DashMap<ConversationId, Value>, truth: &[Value]) -> Vec<String> {
+pub fn differences(views: &ConversationViews, truth: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     for conversation in truth {
         let id = text(&conversation["id"]);
         let Some(view) = views
             .get(&ConversationId::from(id))
-            .map(|view| view.clone())
+            .map(|view| view.value().clone().to_json(None))
         else {
             problems.push(format!("{id}: not tracked"));
             continue;

@@ -11,6 +11,7 @@ pub mod genesys;
 pub mod logging;
 pub mod retry_schedule;
 pub mod simulator;
+pub mod store;
 pub mod stream;
 pub mod supervision;
 pub mod telemetry;

@@ -37,6 +37,18 @@ impl RetrySchedule {
     }
 }
 
+/// The delay before attempt `failures + 1` of a schedule from `initial` to `max`, for
+/// callers that keep only a failure count (one per conversation, not a schedule each).
+pub fn nth_delay(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let mut schedule = RetrySchedule::new(initial, max);
+    let mut delay = schedule.next_delay();
+    // The schedule saturates at `max` after a few doublings: bound the loop by that.
+    for _ in 0..failures.min(32) {
+        delay = schedule.next_delay();
+    }
+    delay
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

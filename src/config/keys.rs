@@ -37,6 +37,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("genesys.client_secret_file", KeyKind::Text),
     spec("genesys.requests_per_minute", KeyKind::Integer),
     spec("genesys.if_match", KeyKind::Text),
+    spec("genesys.write_back", KeyKind::Text),
     spec("genesys.queues", KeyKind::IdList),
     spec("genesys.users", KeyKind::IdList),
     spec("sla.delivery", KeyKind::Text),

@@ -92,6 +92,10 @@ pub struct GenesysConfig {
     /// conversations and ignores `If-Match`, so the default is `"off"`; the emulator's
     /// `--strict-if-match` enforces it.
     pub conditional_writes: bool,
+    /// `genesys.write_back = "lifecycle"` (default): write each participant's lifecycle to
+    /// its `convoy.participant_state` / `convoy.version` attributes. `"off"`: follow only,
+    /// never write to Genesys.
+    pub write_back: bool,
     /// Queue ids to follow (UUIDs, duplicates removed, order kept).
     pub queues: Vec<String>,
     /// User ids to follow (UUIDs, duplicates removed, order kept).

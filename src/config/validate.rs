@@ -143,6 +143,15 @@ pub fn validate(
             false
         }
     };
+    let write_back = match check.text("genesys.write_back") {
+        None | Some("lifecycle") => true,
+        Some("off") => false,
+        Some(other) => {
+            let reason = format!("expected \"lifecycle\" or \"off\", found \"{other}\"");
+            check.report("genesys.write_back", reason);
+            true
+        }
+    };
     let queues = check.id_list("genesys.queues");
     let users = check.id_list("genesys.users");
     check.followed(queues.as_deref(), users.as_deref());
@@ -217,6 +226,7 @@ pub fn validate(
             client_secret,
             requests_per_minute,
             conditional_writes,
+            write_back,
             queues,
             users,
         },

@@ -1,19 +1,24 @@
-//! What a conversation's transitions require the shell to do, as data (ARCHITECTURE.md
-//! §1, anchors.md §2.2): write Convoy's participant-state attributes to Genesys, and tell
-//! the downstream actors (SLA, CRM) what happened.
+//! What a conversation's state requires the shell to do, as data (ARCHITECTURE.md §1,
+//! anchors.md §2.2): tell the downstream actors (SLA, CRM) what happened, and which of
+//! Convoy's participant-state attributes Genesys does not show yet.
 //!
-//! Owns the derivation of effects, and the 409/412 path as a pure function: after a
-//! conflict the actor re-reads and re-joins, and [`reapply`] recomputes the writes against
-//! that fresh state. Never performs an effect, never writes a key outside Convoy's own
-//! `convoy.` namespace (other integrations own the rest of the participant attributes),
-//! never reads the clock.
+//! Writes are derived from the *state*, never from transitions: what Genesys shows
+//! (`convoy.*` attributes, joined from snapshots and REST re-reads) against each
+//! participant's lifecycle. So a write that failed, a write lost to a crash or a shutdown,
+//! and a write superseded by a newer state all resolve the same way: the next look at the
+//! state owes exactly the writes still missing, with the latest values. Never performs an
+//! effect, never writes a key outside Convoy's own `convoy.` namespace (other
+//! integrations own the rest of the participant attributes), never reads the clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::state::{ApplyOutcome, ConversationState, Transition};
+use super::lifecycle::Lifecycle;
+use super::state::{ApplyOutcome, ConversationState};
 use crate::ids::{ConversationId, ParticipantId};
+
+pub use super::state::Transition;
 
 /// Prefix of every participant attribute Convoy writes.
 pub const ATTRIBUTE_NAMESPACE: &str = "convoy.";
@@ -31,142 +36,67 @@ pub struct DomainEvent {
     pub transition: Transition,
 }
 
-/// Something the ConversationActor must do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "effect", rename_all = "snake_case")]
-pub enum Effect {
-    /// `PATCH /api/v2/conversations/{conversation_id}/participants/{participant_id}/attributes`
-    /// with these attributes — only Convoy's namespaced keys.
-    PatchAttributes {
-        conversation_id: ConversationId,
-        participant_id: ParticipantId,
-        attributes: BTreeMap<String, String>,
-    },
-    /// Hand the event to the SLA and CRM actors.
-    Notify(DomainEvent),
+/// The domain events of one applied input, in transition order. A stale, unchanged or
+/// echo input yields none.
+pub fn domain_events(state: &ConversationState, outcome: &ApplyOutcome) -> Vec<DomainEvent> {
+    outcome
+        .transitions
+        .iter()
+        .map(|transition| DomainEvent {
+            conversation_id: state.id.clone(),
+            version: outcome.version,
+            transition: transition.clone(),
+        })
+        .collect()
 }
 
-impl Effect {
-    /// A write to Genesys (as opposed to an in-process notification).
-    pub fn is_write(&self) -> bool {
-        matches!(self, Effect::PatchAttributes { .. })
+/// Convoy's attributes for one participant, as Genesys should show them:
+/// `PATCH /api/v2/conversations/{id}/participants/{participant_id}/attributes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttributeWrite {
+    pub participant_id: ParticipantId,
+    pub lifecycle: Lifecycle,
+    /// The conversation version the lifecycle was computed at.
+    pub version: u64,
+}
+
+impl AttributeWrite {
+    /// The PATCH body's attributes: only Convoy's namespaced keys.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                PARTICIPANT_STATE_ATTRIBUTE.to_owned(),
+                self.lifecycle.as_str().to_owned(),
+            ),
+            (VERSION_ATTRIBUTE.to_owned(), self.version.to_string()),
+        ])
     }
 }
 
-/// The effects of one applied input: a notification per transition, in transition order,
-/// then at most one attribute write per participant whose lifecycle changed, in
-/// participant order. Notifications come first because they are in-process and must not
-/// wait behind a REST write.
-///
-/// `state` is the state *after* the apply. A stale or unchanged input yields nothing.
-pub fn effects_for(state: &ConversationState, outcome: &ApplyOutcome) -> Vec<Effect> {
-    let mut effects: Vec<Effect> = outcome
-        .transitions
+/// The writes Genesys is owed: one per participant whose `convoy.participant_state` is
+/// missing or differs from its lifecycle, in participant order, each carrying the
+/// conversation's current `version`. Only the lifecycle decides: rewriting just to bump
+/// `convoy.version` would cost a REST call per event for no information.
+pub fn owed_writes(state: &ConversationState, version: u64) -> Vec<AttributeWrite> {
+    state
+        .participants
         .iter()
-        .map(|transition| {
-            Effect::Notify(DomainEvent {
-                conversation_id: state.id.clone(),
-                version: outcome.version,
-                transition: transition.clone(),
+        .filter_map(|(participant_id, participant)| {
+            let lifecycle = participant.lifecycle();
+            let shown = participant.attributes.get(PARTICIPANT_STATE_ATTRIBUTE);
+            (shown.map(String::as_str) != Some(lifecycle.as_str())).then(|| AttributeWrite {
+                participant_id: participant_id.clone(),
+                lifecycle,
+                version,
             })
         })
-        .collect();
-    // A set: several transitions of one participant in one snapshot (added, joined and
-    // left at once) still make one write, carrying where the participant is now.
-    let touched: BTreeSet<&ParticipantId> = outcome
-        .transitions
-        .iter()
-        .filter_map(lifecycle_participant)
-        .collect();
-    effects.extend(
-        touched
-            .into_iter()
-            .filter_map(|participant_id| attribute_write(state, participant_id, outcome.version)),
-    );
-    effects
-}
-
-/// The 409/412 path: recomputes `pending` effects against `fresh`, the state re-read from
-/// Genesys and re-joined, at conversation version `version`.
-///
-/// - each participant written in `pending` gets one write with its lifecycle in `fresh`
-///   (several pending writes for one participant merge);
-/// - a write `fresh` already shows (the attribute already holds that lifecycle, e.g. the
-///   first attempt did land) is dropped;
-/// - writes for another conversation, or a participant `fresh` does not know, are dropped;
-/// - notifications pass through unchanged, in order: a conflict on a write does not
-///   undo what was observed.
-pub fn reapply(pending: &[Effect], fresh: &ConversationState, version: u64) -> Vec<Effect> {
-    let mut effects = Vec::new();
-    let mut rewrite: BTreeSet<&ParticipantId> = BTreeSet::new();
-    for effect in pending {
-        match effect {
-            Effect::Notify(_) => effects.push(effect.clone()),
-            Effect::PatchAttributes {
-                conversation_id,
-                participant_id,
-                ..
-            } if *conversation_id == fresh.id => {
-                rewrite.insert(participant_id);
-            }
-            Effect::PatchAttributes { .. } => {}
-        }
-    }
-    effects.extend(
-        rewrite
-            .into_iter()
-            .filter_map(|participant_id| attribute_write(fresh, participant_id, version)),
-    );
-    effects
-}
-
-/// The participant whose lifecycle a transition moved.
-fn lifecycle_participant(transition: &Transition) -> Option<&ParticipantId> {
-    match transition {
-        Transition::ParticipantAdded { participant_id, .. }
-        | Transition::ParticipantJoined { participant_id, .. }
-        | Transition::ParticipantBecameActive { participant_id, .. }
-        | Transition::ParticipantLeft { participant_id, .. }
-        | Transition::ParticipantFailed { participant_id, .. } => Some(participant_id),
-        Transition::MessageSeen { .. }
-        | Transition::MessageStatusAdvanced { .. }
-        | Transition::AttachmentAdded { .. }
-        | Transition::WrapupRecorded { .. }
-        | Transition::TranscriptSegmentUpdated { .. }
-        | Transition::ConversationEnded => None,
-    }
-}
-
-/// The write that brings a participant's Convoy attributes in line with its lifecycle, or
-/// `None` when Genesys already shows that lifecycle. Only the state decides: rewriting just
-/// to bump `convoy.version` would cost a REST call per event for no information.
-fn attribute_write(
-    state: &ConversationState,
-    participant_id: &ParticipantId,
-    version: u64,
-) -> Option<Effect> {
-    let participant = state.participants.get(participant_id)?;
-    let lifecycle = participant.lifecycle().as_str();
-    let shown = participant.attributes.get(PARTICIPANT_STATE_ATTRIBUTE);
-    if shown.is_some_and(|value| value == lifecycle) {
-        return None;
-    }
-    let attributes = BTreeMap::from([
-        (PARTICIPANT_STATE_ATTRIBUTE.to_owned(), lifecycle.to_owned()),
-        (VERSION_ATTRIBUTE.to_owned(), version.to_string()),
-    ]);
-    Some(Effect::PatchAttributes {
-        conversation_id: state.id.clone(),
-        participant_id: participant_id.clone(),
-        attributes,
-    })
+        .collect()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::conversation::lifecycle::Lifecycle;
     use crate::conversation::snapshot::{
         CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot, ParticipantSnapshot,
     };
@@ -224,26 +154,16 @@ mod tests {
         }
     }
 
-    fn patch(participant: &str, lifecycle: Lifecycle, version: u64) -> Effect {
-        Effect::PatchAttributes {
-            conversation_id: ConversationId::from("c1"),
+    fn write(participant: &str, lifecycle: Lifecycle, version: u64) -> AttributeWrite {
+        AttributeWrite {
             participant_id: ParticipantId::from(participant),
-            attributes: BTreeMap::from([
-                (
-                    PARTICIPANT_STATE_ATTRIBUTE.to_owned(),
-                    lifecycle.as_str().to_owned(),
-                ),
-                (VERSION_ATTRIBUTE.to_owned(), version.to_string()),
-            ]),
+            lifecycle,
+            version,
         }
     }
 
-    fn writes(effects: &[Effect]) -> Vec<Effect> {
-        effects.iter().filter(|e| e.is_write()).cloned().collect()
-    }
-
     #[test]
-    fn a_lifecycle_change_writes_the_state_and_version_and_notifies_each_transition() {
+    fn a_lifecycle_change_owes_a_write_and_notifies_each_transition() {
         let mut conversation = Conversation::new(ConversationId::from("c1"));
         let outcome = conversation
             .apply_snapshot(&snapshot(vec![participant(
@@ -252,71 +172,58 @@ mod tests {
                 &[],
             )]))
             .unwrap();
-        let effects = effects_for(&conversation.state, &outcome);
-        let notified: Vec<&Transition> = effects
+        let events = domain_events(&conversation.state, &outcome);
+        assert!(!events.is_empty());
+        assert!(events
             .iter()
-            .filter_map(|effect| match effect {
-                Effect::Notify(event) => {
-                    assert_eq!(event.conversation_id, ConversationId::from("c1"));
-                    assert_eq!(event.version, 1);
-                    Some(&event.transition)
-                }
-                Effect::PatchAttributes { .. } => None,
-            })
-            .collect();
-        assert_eq!(notified, outcome.transitions.iter().collect::<Vec<_>>());
-        assert_eq!(writes(&effects), [patch("agent", Lifecycle::Active, 1)]);
-        let first_write = effects.iter().position(Effect::is_write).unwrap();
-        assert!(
-            effects[first_write..].iter().all(Effect::is_write),
-            "notifications come before writes"
-        );
-    }
-
-    #[test]
-    fn several_transitions_of_one_participant_make_one_write_with_the_latest_state() {
-        let mut conversation = Conversation::new(ConversationId::from("c1"));
-        // Added, joined… and already gone, all in one snapshot.
-        let outcome = conversation
-            .apply_snapshot(&snapshot(vec![
-                participant("agent", CommunicationState::Disconnected, &[]),
-                participant("customer", CommunicationState::Alerting, &[]),
-            ]))
-            .unwrap();
-        assert!(outcome.transitions.len() > 2);
-        let effects = effects_for(&conversation.state, &outcome);
+            .all(|event| event.conversation_id == ConversationId::from("c1")
+                && event.version == outcome.version));
+        assert!(events.iter().any(|event| matches!(
+            event.transition,
+            Transition::ParticipantBecameActive { .. }
+        )));
         assert_eq!(
-            writes(&effects),
-            [
-                patch("agent", Lifecycle::Left, 1),
-                patch("customer", Lifecycle::Joined, 1)
-            ]
+            owed_writes(&conversation.state, conversation.version),
+            vec![write("agent", Lifecycle::Active, 1)]
         );
     }
 
     #[test]
-    fn only_convoy_keys_are_written_even_when_others_are_present() {
+    fn the_write_carries_the_latest_state_not_each_intermediate_one() {
         let mut conversation = Conversation::new(ConversationId::from("c1"));
-        let outcome = conversation
+        conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Alerting,
+                &[],
+            )]))
+            .unwrap();
+        conversation
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",
                 CommunicationState::Connected,
-                &[("crm.ticket", "T-1"), ("convoy.version", "0")],
+                &[],
             )]))
             .unwrap();
-        let written = writes(&effects_for(&conversation.state, &outcome));
-        assert_eq!(written.len(), 1);
-        for effect in written {
-            if let Effect::PatchAttributes { attributes, .. } = effect {
-                assert!(attributes
-                    .keys()
-                    .all(|key| key.starts_with(ATTRIBUTE_NAMESPACE)));
-            }
-        }
+        assert_eq!(
+            owed_writes(&conversation.state, conversation.version),
+            vec![write("agent", Lifecycle::Active, 2)]
+        );
     }
 
     #[test]
-    fn a_state_genesys_already_shows_is_not_written_again() {
+    fn only_convoy_keys_are_written() {
+        let owed = write("agent", Lifecycle::Left, 7);
+        let attributes = owed.attributes();
+        assert!(attributes
+            .keys()
+            .all(|key| key.starts_with(ATTRIBUTE_NAMESPACE)));
+        assert_eq!(attributes[PARTICIPANT_STATE_ATTRIBUTE], "left");
+        assert_eq!(attributes[VERSION_ATTRIBUTE], "7");
+    }
+
+    #[test]
+    fn a_state_genesys_already_shows_is_not_owed() {
         // E.g. an actor rebuilt from REST after a crash: its first write had landed.
         let mut conversation = Conversation::new(ConversationId::from("c1"));
         let outcome = conversation
@@ -326,21 +233,109 @@ mod tests {
                 &[
                     (PARTICIPANT_STATE_ATTRIBUTE, "active"),
                     (VERSION_ATTRIBUTE, "3"),
+                    ("crm.ticket", "T-1"),
                 ],
             )]))
             .unwrap();
-        let effects = effects_for(&conversation.state, &outcome);
-        assert!(writes(&effects).is_empty());
-        assert!(!effects.is_empty(), "the transitions are still notified");
+        assert!(owed_writes(&conversation.state, conversation.version).is_empty());
+        assert!(
+            !domain_events(&conversation.state, &outcome).is_empty(),
+            "the transitions are still notified"
+        );
     }
 
     #[test]
-    fn message_transitions_only_notify() {
+    fn a_state_genesys_shows_differently_is_owed_even_without_a_transition() {
+        // A write lost to a crash or an outage: the re-read shows the old value.
         let mut conversation = Conversation::new(ConversationId::from("c1"));
-        let mut agent = participant("agent", CommunicationState::Connected, &[]);
         conversation
-            .apply_snapshot(&snapshot(vec![agent.clone()]))
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Disconnected,
+                &[(PARTICIPANT_STATE_ATTRIBUTE, "active"), (VERSION_ATTRIBUTE, "2")],
+            )]))
             .unwrap();
+        let again = conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Disconnected,
+                &[(PARTICIPANT_STATE_ATTRIBUTE, "active"), (VERSION_ATTRIBUTE, "2")],
+            )]))
+            .unwrap();
+        assert!(again.transitions.is_empty());
+        assert_eq!(
+            owed_writes(&conversation.state, conversation.version),
+            vec![write("agent", Lifecycle::Left, conversation.version)]
+        );
+    }
+
+    #[test]
+    fn an_echo_of_convoys_own_write_costs_nothing_and_settles_the_debt() {
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Connected,
+                &[],
+            )]))
+            .unwrap();
+        let version = conversation.version;
+        let echo = conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Connected,
+                &[
+                    (PARTICIPANT_STATE_ATTRIBUTE, "active"),
+                    (VERSION_ATTRIBUTE, &version.to_string()),
+                ],
+            )]))
+            .unwrap();
+        assert!(!echo.changed);
+        assert!(echo.own_attributes_changed);
+        assert!(echo.transitions.is_empty());
+        assert_eq!(conversation.version, version, "an echo bumps no version");
+        assert!(owed_writes(&conversation.state, conversation.version).is_empty());
+    }
+
+    #[test]
+    fn an_older_echo_arriving_late_does_not_hide_a_newer_write() {
+        // Genesys publishes one snapshot per write; they may arrive in any order.
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        let newer = [(PARTICIPANT_STATE_ATTRIBUTE, "left"), (VERSION_ATTRIBUTE, "4")];
+        let older = [(PARTICIPANT_STATE_ATTRIBUTE, "pending"), (VERSION_ATTRIBUTE, "1")];
+        conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Disconnected,
+                &newer,
+            )]))
+            .unwrap();
+        conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Disconnected,
+                &older,
+            )]))
+            .unwrap();
+        let shown = &conversation.state.participants[&ParticipantId::from("agent")].attributes;
+        assert_eq!(shown[PARTICIPANT_STATE_ATTRIBUTE], "left");
+        assert_eq!(shown[VERSION_ATTRIBUTE], "4");
+        assert_eq!(conversation.written_version(), 4);
+        assert!(owed_writes(&conversation.state, conversation.version).is_empty());
+    }
+
+    #[test]
+    fn message_transitions_notify_and_owe_no_new_write() {
+        let mut conversation = Conversation::new(ConversationId::from("c1"));
+        let shown = [(PARTICIPANT_STATE_ATTRIBUTE, "active"), (VERSION_ATTRIBUTE, "1")];
+        conversation
+            .apply_snapshot(&snapshot(vec![participant(
+                "agent",
+                CommunicationState::Connected,
+                &shown,
+            )]))
+            .unwrap();
+        let mut agent = participant("agent", CommunicationState::Connected, &shown);
         agent.messages.push(MessageSnapshot {
             id: MessageId::from("m1"),
             communication_id: None,
@@ -352,104 +347,31 @@ mod tests {
             transcript_uri: None,
         });
         let outcome = conversation.apply_snapshot(&snapshot(vec![agent])).unwrap();
-        let effects = effects_for(&conversation.state, &outcome);
-        assert_eq!(effects.len(), 1);
-        assert!(matches!(
-            &effects[0],
-            Effect::Notify(DomainEvent {
-                transition: Transition::MessageSeen { .. },
-                version: 2,
-                ..
-            })
-        ));
+        let events = domain_events(&conversation.state, &outcome);
+        assert!(events
+            .iter()
+            .any(|event| matches!(event.transition, Transition::MessageSeen { .. })));
+        assert!(owed_writes(&conversation.state, conversation.version).is_empty());
     }
 
     #[test]
-    fn a_stale_snapshot_has_no_effects() {
+    fn a_stale_snapshot_has_no_events() {
         let mut conversation = Conversation::new(ConversationId::from("c1"));
         conversation
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",
-                CommunicationState::Connected,
+                CommunicationState::Disconnected,
                 &[],
             )]))
             .unwrap();
         let outcome = conversation
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",
-                CommunicationState::Alerting,
-                &[],
-            )]))
-            .unwrap();
-        assert!(effects_for(&conversation.state, &outcome).is_empty());
-    }
-
-    #[test]
-    fn reapply_recomputes_writes_against_the_fresh_state() {
-        let mut conversation = Conversation::new(ConversationId::from("c1"));
-        conversation
-            .apply_snapshot(&snapshot(vec![
-                participant("agent", CommunicationState::Connected, &[]),
-                participant("customer", CommunicationState::Connected, &[]),
-                participant("bot", CommunicationState::Connected, &[]),
-            ]))
-            .unwrap();
-        let notify = Effect::Notify(DomainEvent {
-            conversation_id: ConversationId::from("c1"),
-            version: 1,
-            transition: Transition::ConversationEnded,
-        });
-        let pending = vec![
-            notify.clone(),
-            patch("agent", Lifecycle::Active, 1),
-            patch("customer", Lifecycle::Active, 1),
-            patch("agent", Lifecycle::Active, 1),
-            patch("bot", Lifecycle::Active, 1),
-        ];
-        // The re-read shows: the agent has since left, the customer's write landed, and
-        // the bot's attribute holds another writer's stale value.
-        conversation
-            .apply_snapshot(&snapshot(vec![
-                participant("agent", CommunicationState::Disconnected, &[]),
-                participant(
-                    "customer",
-                    CommunicationState::Connected,
-                    &[(PARTICIPANT_STATE_ATTRIBUTE, "active")],
-                ),
-                participant(
-                    "bot",
-                    CommunicationState::Connected,
-                    &[(PARTICIPANT_STATE_ATTRIBUTE, "joined")],
-                ),
-            ]))
-            .unwrap();
-        let recomputed = reapply(&pending, &conversation.state, conversation.version);
-        assert_eq!(
-            recomputed,
-            [
-                notify,
-                patch("agent", Lifecycle::Left, 2),
-                patch("bot", Lifecycle::Active, 2),
-            ]
-        );
-    }
-
-    #[test]
-    fn reapply_drops_writes_for_other_conversations_and_unknown_participants() {
-        let mut conversation = Conversation::new(ConversationId::from("c1"));
-        conversation
-            .apply_snapshot(&snapshot(vec![participant(
-                "agent",
                 CommunicationState::Connected,
                 &[],
             )]))
             .unwrap();
-        let foreign = Effect::PatchAttributes {
-            conversation_id: ConversationId::from("c2"),
-            participant_id: ParticipantId::from("agent"),
-            attributes: BTreeMap::new(),
-        };
-        let pending = vec![foreign, patch("ghost", Lifecycle::Active, 1)];
-        assert!(reapply(&pending, &conversation.state, 1).is_empty());
+        assert!(!outcome.stale.is_empty());
+        assert!(domain_events(&conversation.state, &outcome).is_empty());
     }
 }

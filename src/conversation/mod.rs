@@ -14,3 +14,4 @@ pub mod effects;
 #[cfg(test)]
 mod properties;
 pub mod registry;
+pub mod writeback;

@@ -90,6 +90,17 @@ impl LiveConversations {
         Admit::New(generation)
     }
 
+    /// Admits `id` even at the cap: the caller has just retired another conversation
+    /// whose actor is still stopping.
+    pub fn admit_over_cap(&mut self, id: &ConversationId) -> Generation {
+        if let Some(generation) = self.entries.get(id) {
+            return *generation;
+        }
+        let generation = self.fresh_generation();
+        self.entries.insert(id.clone(), generation);
+        generation
+    }
+
     /// The stored actor is dead (closed mailbox): a new incarnation takes its slot under a
     /// new generation, so the dead one's stop notice can no longer remove it. `None` when
     /// the conversation is not live (admit it instead; that checks the cap).
@@ -230,8 +241,52 @@ fn expired(tombstone: &Tombstone, ttl: Duration, now: Duration) -> bool {
     now.saturating_sub(tombstone.at) >= ttl
 }
 
+/// When each live conversation was last active: the eviction order at the cap (least
+/// recent first) and the idle sweep. A sequence number breaks ties of equal times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recency {
+    by_id: BTreeMap<ConversationId, (Duration, u64)>,
+    by_time: BTreeMap<(Duration, u64), ConversationId>,
+    next_sequence: u64,
+}
+
+impl Recency {
+    pub fn touch(&mut self, id: &ConversationId, now: Duration) {
+        self.remove(id);
+        let key = (now, self.next_sequence);
+        self.next_sequence = self.next_sequence.saturating_add(1);
+        self.by_id.insert(id.clone(), key);
+        self.by_time.insert(key, id.clone());
+    }
+
+    pub fn remove(&mut self, id: &ConversationId) {
+        if let Some(key) = self.by_id.remove(id) {
+            self.by_time.remove(&key);
+        }
+    }
+
+    pub fn least_recent(&self) -> Option<&ConversationId> {
+        self.by_time.values().next()
+    }
+
+    /// Ids last active before `cutoff`, least recent first.
+    pub fn older_than(&self, cutoff: Duration) -> impl Iterator<Item = &ConversationId> {
+        self.by_time
+            .range(..(cutoff, 0))
+            .map(|(_, id)| id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
 /// Where an event for a conversation goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// To the live actor of this generation.
     Deliver(Generation),
@@ -239,8 +294,15 @@ pub enum Route {
     Spawn(Generation),
     /// Finished recently: drop the event (count it).
     Tombstoned { version: u64 },
-    /// Live cap reached: back-pressure.
-    AtCapacity,
+    /// Live cap reached: `evict` (the least recently active live conversation, already
+    /// removed from the live set) must retire to make room; then spawn under `generation`.
+    /// Nothing is turned away: the evicted conversation comes back from REST or its next
+    /// snapshot, with its version, when it is active again.
+    SpawnEvicting {
+        generation: Generation,
+        evict: ConversationId,
+        evicted_generation: Generation,
+    },
 }
 
 /// Live conversations plus tombstones: the router's whole routing decision.
@@ -248,6 +310,7 @@ pub enum Route {
 pub struct ConversationRegistry {
     live: LiveConversations,
     tombstones: Tombstones,
+    recency: Recency,
 }
 
 impl ConversationRegistry {
@@ -255,7 +318,16 @@ impl ConversationRegistry {
         ConversationRegistry {
             live: LiveConversations::new(max_live),
             tombstones: Tombstones::new(tombstone_capacity, tombstone_ttl),
+            recency: Recency::default(),
         }
+    }
+
+    /// Live conversations not active since `cutoff`, least recent first (idle sweep).
+    pub fn idle_since(&self, cutoff: Duration) -> Vec<(ConversationId, Generation)> {
+        self.recency
+            .older_than(cutoff)
+            .filter_map(|id| self.live.generation(id).map(|g| (id.clone(), g)))
+            .collect()
     }
 
     pub fn live(&self) -> &LiveConversations {
@@ -270,6 +342,7 @@ impl ConversationRegistry {
     /// otherwise a tombstone drops the event; otherwise the conversation is admitted.
     pub fn route(&mut self, id: &ConversationId, now: Duration) -> Route {
         if let Some(generation) = self.live.generation(id) {
+            self.recency.touch(id, now);
             return Route::Deliver(generation);
         }
         if let Some(tombstone) = self.tombstones.get(id, now) {
@@ -277,11 +350,53 @@ impl ConversationRegistry {
                 version: tombstone.version,
             };
         }
+        self.admit(id, now)
+    }
+
+    /// Admits `id` (not live), evicting the least recently active conversation at the cap.
+    fn admit(&mut self, id: &ConversationId, now: Duration) -> Route {
         match self.live.admit(id) {
-            Admit::Existing(generation) => Route::Deliver(generation),
-            Admit::New(generation) => Route::Spawn(generation),
-            Admit::AtCapacity => Route::AtCapacity,
+            Admit::Existing(generation) => {
+                self.recency.touch(id, now);
+                Route::Deliver(generation)
+            }
+            Admit::New(generation) => {
+                self.recency.touch(id, now);
+                Route::Spawn(generation)
+            }
+            Admit::AtCapacity => {
+                let Some(evict) = self.recency.least_recent().cloned() else {
+                    // A cap of zero: nothing to evict. Admit over the cap rather than
+                    // turn a conversation away (validation forbids 0 anyway).
+                    let generation = self.live.admit_over_cap(id);
+                    self.recency.touch(id, now);
+                    return Route::Spawn(generation);
+                };
+                let evicted_generation = self.live.generation(&evict);
+                self.recency.remove(&evict);
+                let Some(evicted_generation) = evicted_generation else {
+                    return self.admit(id, now);
+                };
+                self.live.remove_if_current(&evict, evicted_generation);
+                let generation = self.live.admit_over_cap(id);
+                self.recency.touch(id, now);
+                Route::SpawnEvicting {
+                    generation,
+                    evict,
+                    evicted_generation,
+                }
+            }
         }
+    }
+
+    /// Retires a live conversation on the shell's initiative (idle): frees its slot, no
+    /// tombstone. Returns whether `generation` was the live one.
+    pub fn retire(&mut self, id: &ConversationId, generation: Generation) -> bool {
+        let removed = self.live.remove_if_current(id, generation);
+        if removed {
+            self.recency.remove(id);
+        }
+        removed
     }
 
     /// The stored actor is dead: see [`LiveConversations::replace`].
@@ -302,15 +417,21 @@ impl ConversationRegistry {
     ) -> bool {
         let removed = self.live.remove_if_current(id, generation);
         if removed {
+            self.recency.remove(id);
             self.tombstones.tombstone(id, version, now);
         }
         removed
     }
 
+    /// Tombstones a conversation that is no longer live (its retirement completed).
+    pub fn tombstone(&mut self, id: &ConversationId, version: u64, now: Duration) {
+        self.tombstones.tombstone(id, version, now);
+    }
+
     /// The actor of `generation` stopped without finishing (idle timeout, crash): free its
     /// slot, no tombstone, so the next event rebuilds it from REST.
     pub fn stopped(&mut self, id: &ConversationId, generation: Generation) -> bool {
-        self.live.remove_if_current(id, generation)
+        self.retire(id, generation)
     }
 
     /// Lets a tombstoned conversation be admitted again (reconciliation found it active).
@@ -472,10 +593,44 @@ mod tests {
         let Route::Spawn(generation) = registry.route(&id("a"), secs(0)) else {
             panic!("a should spawn");
         };
-        assert_eq!(registry.route(&id("b"), secs(0)), Route::AtCapacity);
         assert!(registry.stopped(&id("a"), generation));
         assert!(matches!(registry.route(&id("b"), secs(1)), Route::Spawn(_)));
         assert!(!registry.tombstones().is_tombstoned(&id("a"), secs(1)));
+    }
+
+    #[test]
+    fn at_the_cap_the_least_recently_active_conversation_makes_room() {
+        let mut registry = ConversationRegistry::new(2, 100, secs(600));
+        let Route::Spawn(a) = registry.route(&id("a"), secs(0)) else {
+            panic!("a should spawn");
+        };
+        assert!(matches!(registry.route(&id("b"), secs(1)), Route::Spawn(_)));
+        // `a` is active again: `b` is now the least recent.
+        assert_eq!(registry.route(&id("a"), secs(2)), Route::Deliver(a));
+        let Route::SpawnEvicting { evict, .. } = registry.route(&id("c"), secs(3)) else {
+            panic!("c should evict");
+        };
+        assert_eq!(evict, id("b"));
+        assert_eq!(registry.live().len(), 2);
+        assert!(!registry.tombstones().is_tombstoned(&id("b"), secs(3)));
+        // `b` comes back: it is admitted again, evicting the least recent (`a`).
+        let Route::SpawnEvicting { evict, .. } = registry.route(&id("b"), secs(4)) else {
+            panic!("b should evict");
+        };
+        assert_eq!(evict, id("a"));
+    }
+
+    #[test]
+    fn the_idle_sweep_lists_conversations_inactive_since_the_cutoff() {
+        let mut registry = ConversationRegistry::new(10, 100, secs(600));
+        registry.route(&id("old"), secs(0));
+        registry.route(&id("new"), secs(100));
+        let idle: Vec<ConversationId> = registry
+            .idle_since(secs(50))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(idle, vec![id("old")]);
     }
 
     #[test]
@@ -524,6 +679,21 @@ mod tests {
                     _ => {}
                 }
                 prop_assert!(live.len() <= max_live);
+            }
+        }
+
+        #[test]
+        fn the_registry_never_holds_more_than_the_cap_and_never_turns_one_away(
+            max_live in 1usize..6,
+            events in prop::collection::vec(0u8..10, 0..100),
+        ) {
+            let mut registry = ConversationRegistry::new(max_live, 100, secs(600));
+            for (tick, which) in events.into_iter().enumerate() {
+                let conversation = id(&format!("c{which}"));
+                let route = registry.route(&conversation, secs(tick as u64));
+                prop_assert!(!matches!(route, Route::Tombstoned { .. }), "turned away");
+                prop_assert!(registry.live().generation(&conversation).is_some());
+                prop_assert!(registry.live().len() <= max_live);
             }
         }
     }

@@ -210,6 +210,47 @@ pub struct ParticipantRecord {
 }
 
 impl ParticipantRecord {
+    /// Equality with Convoy's own `convoy.*` attributes left out.
+    fn same_beyond_own_attributes(&self, other: &ParticipantRecord) -> bool {
+        fn foreign(record: &ParticipantRecord) -> impl Iterator<Item = (&String, &String)> {
+            record
+                .attributes
+                .iter()
+                .filter(|(key, _)| !is_own_attribute(key))
+        }
+        // Destructured so that a field added later cannot be forgotten here.
+        let ParticipantRecord {
+            purpose,
+            name,
+            user_id,
+            queue_id,
+            state,
+            disconnect_type,
+            error,
+            connected_time,
+            end_time,
+            wrapup_required,
+            wrapup_skipped,
+            wrapup,
+            attributes: _,
+            communications,
+        } = self;
+        *purpose == other.purpose
+            && *name == other.name
+            && *user_id == other.user_id
+            && *queue_id == other.queue_id
+            && *state == other.state
+            && *disconnect_type == other.disconnect_type
+            && *error == other.error
+            && *connected_time == other.connected_time
+            && *end_time == other.end_time
+            && *wrapup_required == other.wrapup_required
+            && *wrapup_skipped == other.wrapup_skipped
+            && *wrapup == other.wrapup
+            && *communications == other.communications
+            && foreign(self).eq(foreign(other))
+    }
+
     fn new() -> Self {
         ParticipantRecord {
             purpose: None,
@@ -419,8 +460,13 @@ pub enum Transition {
 pub struct ApplyOutcome {
     pub transitions: Vec<Transition>,
     pub stale: Vec<StaleInput>,
-    /// Whether anything in the state changed (possibly without a transition, e.g. a name).
+    /// Whether anything in the state changed (possibly without a transition, e.g. a name),
+    /// Convoy's own attributes aside: only such a change bumps the version.
     pub changed: bool,
+    /// Only Convoy's own attributes changed: an echo of its own write (or another Convoy
+    /// instance's). Costs nothing downstream, but the write-back must learn what Genesys
+    /// now shows.
+    pub own_attributes_changed: bool,
     pub version: u64,
 }
 
@@ -510,16 +556,40 @@ impl Conversation {
     }
 
     fn finish(&mut self, before: &ConversationState, stale: Vec<StaleInput>) -> ApplyOutcome {
-        let changed = *before != self.state;
+        let anything = *before != self.state;
+        let changed = anything && differs_beyond_own_attributes(before, &self.state);
         if changed {
             self.version += 1;
         }
         ApplyOutcome {
-            transitions: diff(before, &self.state),
+            transitions: if changed {
+                diff(before, &self.state)
+            } else {
+                Vec::new()
+            },
             stale,
             changed,
+            own_attributes_changed: anything && !changed,
             version: self.version,
         }
+    }
+
+    /// Raises the version to at least `floor`: a conversation rebuilt after an eviction, a
+    /// crash or a restart continues above every version it ever wrote, never from 0.
+    pub fn raise_version_to(&mut self, floor: u64) {
+        self.version = self.version.max(floor);
+    }
+
+    /// The highest `convoy.version` Genesys shows on any participant: what Convoy last
+    /// wrote, the floor for a conversation rebuilt from REST.
+    pub fn written_version(&self) -> u64 {
+        self.state
+            .participants
+            .values()
+            .filter_map(|p| p.attributes.get(super::effects::VERSION_ATTRIBUTE))
+            .filter_map(|text| text.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -570,18 +640,80 @@ fn join_participant(
     join_max(&mut record.wrapup_required, &incoming.wrapup_required);
     join_max(&mut record.wrapup_skipped, &incoming.wrapup_skipped);
     join_max(&mut record.wrapup, &incoming.wrapup);
-    for (key, value) in &incoming.attributes {
-        let slot = record.attributes.entry(key.clone()).or_default();
-        if value > slot {
-            slot.clone_from(value);
-        }
-    }
+    join_attributes(&mut record.attributes, &incoming.attributes);
     for communication in &incoming.communications {
         join_communication(record, &incoming.id, communication, stale);
     }
     for message in &incoming.messages {
         join_message(&mut state.messages, &incoming.id, message, stale);
     }
+}
+
+/// Joins participant attributes. Convoy's own keys (`convoy.*`) move as one unit, ordered
+/// by the `convoy.version` they were written with: snapshots arrive in any order, and a
+/// per-key "greater string" join would keep `pending` over a later `active` for good and
+/// make every echo of Convoy's own write look like a write still owed. Other keys resolve
+/// to the greater string: deterministic, order-independent, informational only.
+fn join_attributes(current: &mut BTreeMap<String, String>, incoming: &BTreeMap<String, String>) {
+    if incoming.keys().any(|key| is_own_attribute(key))
+        && own_attributes_rank(incoming) > own_attributes_rank(current)
+    {
+        current.retain(|key, _| !is_own_attribute(key));
+        current.extend(
+            incoming
+                .iter()
+                .filter(|(key, _)| is_own_attribute(key))
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+    }
+    for (key, value) in incoming {
+        if is_own_attribute(key) {
+            continue;
+        }
+        let slot = current.entry(key.clone()).or_default();
+        if value > slot {
+            slot.clone_from(value);
+        }
+    }
+}
+
+fn is_own_attribute(key: &str) -> bool {
+    key.starts_with(super::effects::ATTRIBUTE_NAMESPACE)
+}
+
+/// The total order of Convoy's attribute sets: by written version (a missing or unreadable
+/// version ranks lowest), then by the values themselves, so the join stays commutative.
+fn own_attributes_rank(attributes: &BTreeMap<String, String>) -> (u64, Vec<(&String, &String)>) {
+    let version = attributes
+        .get(super::effects::VERSION_ATTRIBUTE)
+        .and_then(|text| text.parse::<u64>().ok())
+        .unwrap_or(0);
+    let own = attributes
+        .iter()
+        .filter(|(key, _)| is_own_attribute(key))
+        .collect();
+    (version, own)
+}
+
+/// Whether two states differ in anything but Convoy's own attributes. An echo (Genesys
+/// republishing a conversation because Convoy wrote its attributes) differs only there and
+/// must cost nothing: no version, no transition, no resurrection of a finished
+/// conversation.
+fn differs_beyond_own_attributes(before: &ConversationState, after: &ConversationState) -> bool {
+    if before.id != after.id
+        || before.start_time != after.start_time
+        || before.end_time != after.end_time
+        || before.messages != after.messages
+        || before.transcript != after.transcript
+        || before.participants.len() != after.participants.len()
+    {
+        return true;
+    }
+    before
+        .participants
+        .iter()
+        .zip(after.participants.iter())
+        .any(|((id_a, a), (id_b, b))| id_a != id_b || !a.same_beyond_own_attributes(b))
 }
 
 fn join_communication(

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convoy::ids::ConversationId;
-use convoy_actors::admin::{AdminServer, ConversationViews, HealthBoard};
+use convoy::conversation::Conversation;
+use convoy_actors::admin::{AdminServer, ConversationViews, HealthBoard, WriteStatuses};
+use convoy_actors::conversation::actor::SharedConversation;
+use convoy_actors::conversation::view::{ConversationView, Residence};
 use convoy_actors::telemetry::{names, sample, ActorMetrics, Telemetry};
 use serde_json::{json, Value};
 
@@ -26,6 +29,7 @@ fn start_admin() -> Admin {
         "127.0.0.1:0".parse().unwrap(),
         Arc::clone(&board),
         Arc::clone(&views),
+        WriteStatuses::default(),
         Telemetry::install().unwrap(),
     )
     .unwrap();
@@ -190,8 +194,16 @@ async fn conversations_lists_every_view_and_serves_one_by_id() {
         (200, json!({"count": 0, "conversations": []}))
     );
 
-    let first = json!({"conversationId": "c-1", "ended": false, "participants": [], "version": 3});
-    let second = json!({"conversationId": "c-2", "ended": true, "participants": [], "version": 9});
+    let view = |id: &str, version: u64, residence: Residence| {
+        let mut conversation = Conversation::new(ConversationId::from(id));
+        conversation.raise_version_to(version);
+        ConversationView {
+            conversation: SharedConversation::new(conversation),
+            residence,
+        }
+    };
+    let first = view("c-1", 3, Residence::Live);
+    let second = view("c-2", 9, Residence::Finished);
     // Inserted out of order: the list is sorted by id.
     admin
         .views
@@ -199,6 +211,9 @@ async fn conversations_lists_every_view_and_serves_one_by_id() {
     admin
         .views
         .insert(ConversationId::from("c-1"), first.clone());
+    let (first, second) = (first.to_json(None), second.to_json(None));
+    assert_eq!(first["version"], 3);
+    assert_eq!(second["residence"], "finished");
 
     assert_eq!(
         get_json(&admin, "/conversations").await,

@@ -11,9 +11,12 @@ use chrono::Utc;
 use convoy::config::Secret;
 use convoy::ids::ConversationId;
 use convoy_actors::conversation::router::LookupConversation;
+use convoy_actors::conversation::actor::ActorCensus;
 use convoy_actors::conversation::{
-    ConversationDeps, ConversationRouter, Reconcile, RouterSettings,
+    start_conversations, AttributeWriter, ConversationRouter, ConversationViews,
+    ConversationsSetup, Reconcile, RouterSettings, WriterSettings,
 };
+use convoy_actors::store::DurableStore;
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::genesys::oauth::TokenEndpoint;
 use convoy_actors::genesys::rest::{RestContext, SharedBucket};
@@ -25,16 +28,40 @@ use convoy_actors::demo::{differences, unwritten_attributes};
 
 use crate::support::{self, client, eventually};
 
+/// Router knobs a test may change.
+#[derive(Clone)]
+pub struct HarnessSettings {
+    pub max_live: usize,
+    pub idle_timeout: Duration,
+    pub store: Option<Arc<DurableStore>>,
+}
+
+impl Default for HarnessSettings {
+    fn default() -> Self {
+        HarnessSettings {
+            max_live: 10_000,
+            idle_timeout: Duration::from_secs(600),
+            store: None,
+        }
+    }
+}
+
 pub struct Harness {
     pub emulator: Emulator,
     pub router: Addr<ConversationRouter>,
-    pub views: Arc<DashMap<ConversationId, Value>>,
+    pub writer: Addr<AttributeWriter>,
+    pub census: Arc<ActorCensus>,
+    pub views: ConversationViews,
     pub http: awc::Client,
     pub integrations: Vec<String>,
 }
 
 impl Harness {
     pub async fn start(options: EmulatorOptions) -> Harness {
+        Harness::start_with(options, HarnessSettings::default()).await
+    }
+
+    pub async fn start_with(options: EmulatorOptions, settings: HarnessSettings) -> Harness {
         let http = client();
         let strict = options.strict_if_match;
         let emulator = Emulator::start(EmulatorOptions {
@@ -57,29 +84,34 @@ impl Harness {
             tokens,
             bucket: Arc::new(SharedBucket::new(60_000)),
         };
-        let views = Arc::new(DashMap::new());
-        let deps = ConversationDeps {
+        let views: ConversationViews = Arc::new(DashMap::new());
+        let census = Arc::new(ActorCensus::default());
+        let (router, writer) = start_conversations(ConversationsSetup {
             rest,
             views: views.clone(),
-            downstream: None,
-            idle_timeout: Duration::from_secs(600),
-            write_attempts: 8,
-            conditional_writes: strict,
-            shutting_down: Arc::default(),
-        };
-        let router = ConversationRouter::new(
-            deps,
-            RouterSettings {
-                max_live: 10_000,
+            write_statuses: Arc::new(DashMap::new()),
+            router: RouterSettings {
+                max_live: settings.max_live,
                 tombstone_capacity: 10_000,
                 tombstone_ttl: Duration::from_secs(3600),
                 finished_views: 10_000,
+                idle_timeout: settings.idle_timeout,
+                reread_concurrency: 2,
             },
-        )
-        .start();
+            writer: WriterSettings {
+                max_in_flight: 4,
+                conditional_writes: strict,
+            },
+            write_back: true,
+            store: settings.store.clone(),
+            downstream: None,
+            census: Some(Arc::clone(&census)),
+        });
         let mut harness = Harness {
             emulator,
             router,
+            writer,
+            census,
             views,
             http,
             integrations: Vec::new(),
@@ -199,7 +231,7 @@ async fn reconciliation_discovers_missed_conversations_and_converges_to_the_trut
         })
         .await;
         assert!(gone, "the actor of finished conversation {id} did not stop");
-        assert_eq!(h.views.get(&id).unwrap()["finished"], true);
+        assert_eq!(h.views.get(&id).unwrap().to_json(None)["finished"], true);
     }
     h.emulator.stop().await;
 }

@@ -14,26 +14,23 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use convoy::ids::ConversationId;
-use dashmap::DashMap;
 use serde_json::json;
 
 pub use health::{
     Check, FrameCheck, HealthBoard, Readiness, ReadinessChecks, RejectedTopic, SubscriptionsCheck,
 };
 
+use crate::conversation::view::describe;
 use crate::telemetry::Telemetry;
 
-/// What Convoy believes about each live (and recently finished) conversation: conversation
-/// actors insert `convoy::inspect::describe_state(&state)` plus `"version"`, the router
-/// removes entries, the admin server reads. Never hold an entry guard across an `.await`
-/// (dashmap deadlocks, anchors.md §3 #17).
-pub type ConversationViews = Arc<DashMap<ConversationId, serde_json::Value>>;
+pub use crate::conversation::view::{ConversationViews, WriteStatuses};
 
 /// Everything a request handler reads.
 #[derive(Clone)]
 struct AdminState {
     board: Arc<HealthBoard>,
     views: ConversationViews,
+    write_statuses: WriteStatuses,
     telemetry: Telemetry,
 }
 
@@ -52,6 +49,7 @@ impl AdminServer {
         listen: SocketAddr,
         board: Arc<HealthBoard>,
         views: ConversationViews,
+        write_statuses: WriteStatuses,
         telemetry: Telemetry,
     ) -> std::io::Result<AdminServer> {
         if actix::System::try_current().is_none() {
@@ -62,6 +60,7 @@ impl AdminServer {
         let state = web::Data::new(AdminState {
             board,
             views,
+            write_statuses,
             telemetry,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
@@ -130,22 +129,20 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 /// Every view, sorted by conversation id so two reads of an unchanged map are equal.
+/// Serialised here, on request: conversations keep typed state only.
 async fn conversations(state: web::Data<AdminState>) -> HttpResponse {
-    // Clone each value out under its shard lock and release it at once.
-    let mut views: Vec<(ConversationId, serde_json::Value)> = state
-        .views
+    let mut ids: Vec<ConversationId> = state.views.iter().map(|entry| entry.key().clone()).collect();
+    ids.sort();
+    let views: Vec<serde_json::Value> = ids
         .iter()
-        .map(|entry| (entry.key().clone(), entry.value().clone()))
+        .filter_map(|id| describe(&state.views, &state.write_statuses, id))
         .collect();
-    views.sort_by(|a, b| a.0.cmp(&b.0));
-    let views: Vec<serde_json::Value> = views.into_iter().map(|(_, view)| view).collect();
     HttpResponse::Ok().json(json!({ "count": views.len(), "conversations": views }))
 }
 
 async fn conversation(state: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
     let id = ConversationId::from(id.into_inner());
-    let view = state.views.get(&id).map(|entry| entry.value().clone());
-    match view {
+    match describe(&state.views, &state.write_statuses, &id) {
         Some(view) => HttpResponse::Ok().json(view),
         None => HttpResponse::NotFound()
             .json(json!({ "error": "unknown conversation", "conversationId": id })),

@@ -1,56 +1,119 @@
-//! ConversationActor: the joined state of one conversation and the effects it causes.
+//! ConversationActor: the joined state of one conversation and what it causes.
 //!
-//! Every input (stream snapshot, REST re-read) is handled as one `AtomicResponse`: join,
-//! derive effects, perform the attribute writes with their conflict loop, publish the
-//! view. actix would otherwise interleave the next event of this conversation in the middle
-//! of the read-modify-write (actix#308), and a write could be computed from a state that
-//! is no longer current. The actor never panics on Genesys data; if it dies anyway, the
-//! router rebuilds it from REST on the next event.
+//! Apply first, write later: every input (stream snapshot, transcription, REST re-read) is
+//! joined at once, in the handler, with no `.await`: transitions, domain events, the admin
+//! view. What the new state owes Genesys (Convoy's participant attributes) is handed to the
+//! [`AttributeWriter`](super::writer::AttributeWriter), which writes it when the token
+//! bucket allows. So a rate-limited or failing write never holds a conversation's inputs
+//! back, and nothing of a conversation waits on REST.
+//!
+//! The actor never panics on Genesys data; if it dies anyway, the router rebuilds it from
+//! REST on the next event. It has no timers: the router retires it when it finishes, sits
+//! idle, or must make room at the cap.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use convoy::conversation::effects::{effects_for, reapply, DomainEvent, Effect};
+use convoy::conversation::effects::{domain_events, owed_writes, DomainEvent, Transition};
 use convoy::conversation::registry::Generation;
-use convoy::conversation::{ApplyOutcome, Conversation};
+use convoy::conversation::{Conversation, Medium};
 use convoy::ids::ConversationId;
-use convoy::parse::read_conversation_body;
-use dashmap::DashMap;
-use serde_json::json;
 
 use super::messages::ConversationInput;
-use super::router::{ConversationRouter, ConversationStopped, ReadyToStop, StopReason};
-use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
-use crate::retry_schedule::RetrySchedule;
+use super::router::{ConversationRouter, ReadyToStop};
+use super::view::{ConversationView, ConversationViews, Residence};
+use super::writer::OweWrites;
+use crate::stream::WatchTranscription;
 use crate::supervision::PanicGuard;
 use crate::telemetry::{names, ActorMetrics};
+
+/// One conversation's state, shared by its actor (the only writer) and the admin view
+/// (readers): one copy in memory. Locks are held only to apply or to serialise, never
+/// across an `.await`; a poisoned lock (a panic mid-apply) still holds a joined state.
+#[derive(Debug, Clone)]
+pub struct SharedConversation(Arc<RwLock<Conversation>>);
+
+impl SharedConversation {
+    pub fn new(conversation: Conversation) -> Self {
+        SharedConversation(Arc::new(RwLock::new(conversation)))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Conversation> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Conversation> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy of the state now.
+    pub fn snapshot(&self) -> Conversation {
+        self.read().clone()
+    }
+}
+
+/// Counts the conversation actors alive per conversation, for tests that prove there is
+/// never more than one (an input racing a retirement). Decremented on drop, so an actor
+/// that dies in a panic is counted out too.
+#[derive(Debug, Default)]
+pub struct ActorCensus {
+    alive: dashmap::DashMap<ConversationId, usize>,
+    most_at_once: std::sync::atomic::AtomicUsize,
+}
+
+impl ActorCensus {
+    /// The most actors ever alive at once for one conversation.
+    pub fn most_at_once(&self) -> usize {
+        self.most_at_once.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn enter(&self, id: &ConversationId) {
+        let mut alive = self.alive.entry(id.clone()).or_insert(0);
+        *alive += 1;
+        self.most_at_once
+            .fetch_max(*alive, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn leave(&self, id: &ConversationId) {
+        if let Some(mut alive) = self.alive.get_mut(id) {
+            *alive = alive.saturating_sub(1);
+        }
+        self.alive.remove_if(id, |_, alive| *alive == 0);
+    }
+}
+
+/// Holds an actor's place in the census until the actor is dropped.
+struct CensusEntry {
+    census: Arc<ActorCensus>,
+    id: ConversationId,
+}
+
+impl Drop for CensusEntry {
+    fn drop(&mut self) {
+        self.census.leave(&self.id);
+    }
+}
 
 /// What every conversation actor is given at spawn; cheap to clone.
 #[derive(Clone)]
 pub struct ConversationDeps {
-    pub rest: RestContext,
-    /// What Convoy believes, per conversation, for `/conversations` (written here, read by
-    /// the admin server on other threads; no guard is ever held across an await).
-    pub views: Arc<DashMap<ConversationId, serde_json::Value>>,
+    /// What Convoy believes, per conversation, for `/conversations`.
+    pub views: ConversationViews,
     /// Downstream consumers of domain events (SLA, CRM); tests plug a probe in.
     pub downstream: Option<Recipient<DomainEvents>>,
-    pub idle_timeout: Duration,
-    /// Attempts of one attribute write through conflicts before giving up.
-    pub write_attempts: u32,
-    /// `genesys.if_match = "etag"`: re-read the ETag before writing when none is known.
-    pub conditional_writes: bool,
-    /// Raised by the router at shutdown: inputs still queued are not applied (Genesys
-    /// keeps the truth; the next start reconciles), only the work in flight finishes.
-    pub shutting_down: Arc<AtomicBool>,
+    /// Where attribute debts go; `None` with `genesys.write_back = "off"`.
+    pub writer: Option<Recipient<OweWrites>>,
+    /// Where voice calls ask for their transcription topic; `None` in tests without a stream.
+    pub transcription: Option<Recipient<WatchTranscription>>,
+    /// Tests only: counts actors per conversation.
+    pub census: Option<Arc<ActorCensus>>,
 }
 
 /// The domain events of one applied input, in order.
 ///
-/// Edge: conversation → downstream with `send().await` under a timeout (data path with
-/// back-pressure); a timeout is counted and logged, never retried forever.
+/// Edge: conversation → downstream with `do_send`: the conversation never waits (it
+/// applies inputs at once), and the downstream actors bound their own work.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct DomainEvents {
@@ -60,7 +123,7 @@ pub struct DomainEvents {
     pub observed_at: DateTime<Utc>,
 }
 
-/// Apply one input. Sent by the router with `try_send` (its mailbox is bounded).
+/// Apply one input. Sent by the router.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Apply {
@@ -68,18 +131,12 @@ pub struct Apply {
     pub observed_at: DateTime<Utc>,
 }
 
-/// Re-read the conversation through REST and join it (reconciliation after a gap).
+/// Stop after the inputs already queued and hand the final state back. Sent by the
+/// router (retirement, eviction, shutdown) with `send`: it holds any new input for this
+/// conversation until the answer, so there is never a second actor for one conversation.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Reread;
-
-/// Stop after the inputs already queued (graceful shutdown, or the router retiring a
-/// finished or idle conversation).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopConversation {
-    pub reason: StopReason,
-}
+#[rtype(result = "Conversation")]
+pub struct StopConversation;
 
 /// Fault injection for resilience tests: the actor panics in its handler, as a bug would.
 /// Reachable only through the Rust API (no HTTP route).
@@ -87,422 +144,199 @@ pub struct StopConversation {
 #[rtype(result = "()")]
 pub struct InjectPanic;
 
-/// Bounded mailbox: the router back-pressures the stream when a conversation falls behind.
-pub const MAILBOX_CAPACITY: usize = 64;
-
 pub struct ConversationActor {
     id: ConversationId,
     generation: Generation,
-    conversation: Conversation,
-    /// ETag of the last re-read, when the server sends one (the emulator in strict mode;
-    /// real Genesys sends none and ignores If-Match on conversations).
-    etag: Option<String>,
-    /// Built after a crash or for a conversation discovered by reconciliation: the first
-    /// input starts with a REST re-read so no state is lost.
-    rebuild_from_rest: bool,
+    shared: SharedConversation,
     deps: ConversationDeps,
     router: Addr<ConversationRouter>,
-    rest: Option<GenesysRest>,
-    idle_timer: Option<SpawnHandle>,
-    stop_reason: StopReason,
-    stop_requested: bool,
-    /// Attribute writes that failed transiently; retried (via a re-read) with backoff.
-    /// A conversation with writes outstanding does not retire.
-    deferred_writes: Vec<Effect>,
-    write_retry: RetrySchedule,
+    /// The transcription topic of this (voice) conversation is followed.
+    watching_transcription: bool,
+    retirement_requested: bool,
+    _census: Option<CensusEntry>,
     /// Counts a panic; not essential: the router rebuilds the conversation from REST.
     _panic_guard: PanicGuard,
 }
 
 impl ConversationActor {
-    /// `known` is the state a previous incarnation finished with (a late receipt brings
-    /// a finished conversation back); `rebuild_from_rest` starts from a REST re-read
-    /// instead (crash recovery, discovery).
+    /// `known` is the state to start from: the final state of a finished conversation a
+    /// late receipt brings back, or an empty one carrying the version floor of an evicted,
+    /// crashed or restarted one.
     pub fn new(
         id: ConversationId,
         generation: Generation,
-        known: Option<Conversation>,
-        rebuild_from_rest: bool,
+        known: Conversation,
         deps: ConversationDeps,
         router: Addr<ConversationRouter>,
     ) -> Self {
+        let shared = SharedConversation::new(known);
+        deps.views.insert(
+            id.clone(),
+            ConversationView {
+                conversation: shared.clone(),
+                residence: Residence::Live,
+            },
+        );
+        let census = deps.census.clone().map(|census| {
+            census.enter(&id);
+            CensusEntry {
+                census,
+                id: id.clone(),
+            }
+        });
         ConversationActor {
-            conversation: known.unwrap_or_else(|| Conversation::new(id.clone())),
+            _census: census,
             id,
             generation,
-            etag: None,
-            rebuild_from_rest,
+            shared,
             deps,
             router,
-            rest: None,
-            idle_timer: None,
-            stop_reason: StopReason::Idle,
-            stop_requested: false,
-            deferred_writes: Vec::new(),
-            write_retry: RetrySchedule::new(Duration::from_secs(1), Duration::from_secs(60)),
+            watching_transcription: false,
+            retirement_requested: false,
             _panic_guard: PanicGuard::counted("conversation"),
         }
     }
 
-    fn arm_idle_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.idle_timer.take() {
-            ctx.cancel_future(handle);
-        }
-        // An actor with a live timer never stops on its own when its addresses drop
-        // (actix#285): the idle timeout is the explicit stop for conversations that never
-        // send a final snapshot.
-        self.idle_timer = Some(ctx.run_later(self.deps.idle_timeout, |actor, _| {
-            actor.request_stop(StopReason::Idle);
-        }));
-    }
-
-    /// Shares the caller's REST client (same arbiter thread: the router's).
-    pub fn with_rest(mut self, rest: GenesysRest) -> Self {
-        self.rest = Some(rest);
-        self
-    }
-
-    /// Asks the router to retire this actor. Stopping directly would lose inputs the
-    /// router queued meanwhile (actix drops a stopping actor's mailbox); the router first
-    /// removes the entry, so new inputs go elsewhere, then sends `StopConversation`,
-    /// which queues behind everything already delivered here.
-    fn request_stop(&mut self, reason: StopReason) {
-        if self.stop_requested {
-            return;
-        }
-        self.stop_requested = true;
-        self.router.do_send(ReadyToStop {
-            id: self.id.clone(),
-            generation: self.generation,
-            version: self.conversation.version,
-            reason,
-        });
-    }
-
-    fn publish_view(&self) {
-        let mut view = convoy::inspect::describe_state(&self.conversation.state);
-        if let serde_json::Value::Object(map) = &mut view {
-            map.insert("version".to_owned(), json!(self.conversation.version));
-        }
-        self.deps.views.insert(self.id.clone(), view);
-    }
-
-    /// Runs one unit of work atomically. The join of an input happens at once (so
-    /// `/conversations` shows it even while writes wait for the rate limit); the re-read
-    /// (rebuild, reconciliation) and the writes with their conflict loop run in the
-    /// atomic future, so the next input of this conversation waits for them.
-    fn run_atomically(
-        &mut self,
-        input: Option<ConversationInput>,
-        observed_at: DateTime<Utc>,
-        force_reread: bool,
-    ) -> AtomicResponse<Self, ()> {
-        let Some(rest) = self.rest.clone() else {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+    fn apply(&mut self, input: &ConversationInput, observed_at: DateTime<Utc>) {
+        let mut conversation = self.shared.write();
+        let outcome = match input {
+            ConversationInput::Snapshot(snapshot) => conversation.apply_snapshot(snapshot),
+            ConversationInput::Transcription(event) => conversation.apply_transcription(event),
         };
-        if self.deps.shutting_down.load(Ordering::Relaxed) {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
-        }
-        let mut work = Work {
-            conversation: self.conversation.clone(),
-            etag: self.etag.clone(),
-            events: Vec::new(),
-            pending: std::mem::take(&mut self.deferred_writes),
-            deferred: Vec::new(),
-            write_attempts: self.deps.write_attempts,
-            conditional_writes: self.deps.conditional_writes,
-            shutting_down: Arc::clone(&self.deps.shutting_down),
-        };
-        let reread = force_reread || self.rebuild_from_rest;
-        self.rebuild_from_rest = false;
-        if !reread {
-            if let Some(input) = &input {
-                work.apply_input(input);
-                self.conversation = work.conversation.clone();
-                self.publish_view();
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            // The router only delivers inputs of this conversation; a mismatch is a bug
+            // upstream, reported rather than applied.
+            Err(error) => {
+                ActorMetrics::handler_error("conversation");
+                tracing::error!(%error, "Input for another conversation ignored.");
+                return;
             }
-        }
-        let future = async move {
-            if reread {
-                work.reread_and_join(&rest).await;
-                if let Some(input) = input {
-                    work.apply_input(&input);
-                }
-                // Writes carried over from an earlier attempt are recomputed against
-                // what Genesys shows now (some may have landed after all).
-                let version = work.conversation.version;
-                work.pending = reapply(&work.pending, &work.conversation.state, version)
-                    .into_iter()
-                    .filter(Effect::is_write)
-                    .collect();
-            }
-            work.perform_writes(&rest).await;
-            work
         };
-        AtomicResponse::new(Box::pin(future.into_actor(self).then(
-            move |work, actor, ctx| {
-                actor.conversation = work.conversation;
-                actor.etag = work.etag;
-                actor.publish_view();
-                let events = work.events;
-                let downstream = actor.deps.downstream.clone();
-                if actor.deferred_writes.is_empty() {
-                    actor.write_retry.reset();
-                    if actor.conversation.state.is_finished() {
-                        actor.request_stop(StopReason::Finished);
-                    }
-                } else {
-                    // Try again later through a re-read, which recomputes the writes.
-                    let delay = actor.write_retry.next_delay();
-                    ctx.run_later(delay, |_, ctx| ctx.notify(Reread));
-                }
-                async move {
-                    if let (Some(downstream), false) = (downstream, events.is_empty()) {
-                        let sent = downstream
-                            .send(DomainEvents {
-                                events,
-                                observed_at,
-                            })
-                            .timeout(Duration::from_secs(10))
-                            .await;
-                        if sent.is_err() {
-                            metrics::counter!(names::ACTOR_SEND_TIMEOUTS, "actor" => "conversation")
-                            .increment(1);
-                            tracing::warn!("Downstream did not accept domain events in time.");
-                        }
-                    }
-                }
-                .into_actor(actor)
-            },
-        )))
-    }
-}
-
-/// The state a unit of work operates on: a copy of the actor's, written back at the end.
-/// Safe because the work is atomic: nothing else touches the actor meanwhile.
-struct Work {
-    conversation: Conversation,
-    etag: Option<String>,
-    events: Vec<DomainEvent>,
-    pending: Vec<Effect>,
-    /// Writes that could not be made now (retries exhausted, conflicts persisting): kept
-    /// by the actor and retried later, never dropped silently.
-    deferred: Vec<Effect>,
-    write_attempts: u32,
-    conditional_writes: bool,
-    shutting_down: Arc<AtomicBool>,
-}
-
-impl Work {
-    fn record(&mut self, outcome: &ApplyOutcome) {
         if !outcome.stale.is_empty() {
             metrics::counter!(names::CONVERSATION_STALE_INPUTS)
                 .increment(outcome.stale.len() as u64);
         }
-        for effect in effects_for(&self.conversation.state, outcome) {
-            match effect {
-                Effect::Notify(event) => self.events.push(event),
-                write @ Effect::PatchAttributes { .. } => self.pending.push(write),
-            }
+        if outcome.own_attributes_changed {
+            metrics::counter!(names::CONVERSATION_ECHOES).increment(1);
+        }
+        if !outcome.changed && !outcome.own_attributes_changed {
+            return;
+        }
+        // What Genesys shows was written at some version: never continue below it (a
+        // conversation rebuilt after an eviction, a crash or a restart).
+        let floor = conversation.written_version();
+        conversation.raise_version_to(floor);
+        let lifecycle_moves = outcome
+            .transitions
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t,
+                    Transition::ParticipantJoined { .. }
+                        | Transition::ParticipantBecameActive { .. }
+                        | Transition::ParticipantLeft { .. }
+                        | Transition::ParticipantFailed { .. }
+                        | Transition::ParticipantAdded { .. }
+                )
+            })
+            .count();
+        if lifecycle_moves > 0 {
+            metrics::counter!(names::PARTICIPANT_TRANSITIONS).increment(lifecycle_moves as u64);
+        }
+        if let Some(writer) = &self.deps.writer {
+            // The whole debt, every time the state moved: it replaces the last statement,
+            // so only the latest state is ever written.
+            writer.do_send(OweWrites {
+                conversation_id: self.id.clone(),
+                writes: owed_writes(&conversation.state, conversation.version),
+            });
+        }
+        let events = domain_events(&conversation.state, &outcome);
+        let finished = conversation.state.is_finished();
+        let live_call = is_live_call(&conversation);
+        drop(conversation);
+        if let (Some(downstream), false) = (&self.deps.downstream, events.is_empty()) {
+            downstream.do_send(DomainEvents {
+                events,
+                observed_at,
+            });
+        }
+        self.follow_transcription(live_call);
+        if finished {
+            self.request_retirement();
         }
     }
 
-    fn apply_input(&mut self, input: &ConversationInput) {
-        let outcome = match input {
-            ConversationInput::Snapshot(snapshot) => self.conversation.apply_snapshot(snapshot),
-            ConversationInput::Transcription(event) => self.conversation.apply_transcription(event),
-        };
-        match outcome {
-            Ok(outcome) => self.record(&outcome),
-            // The router only delivers inputs of this conversation; a mismatch is a bug
-            // upstream, reported rather than applied.
-            Err(error) => tracing::error!(%error, "Input for another conversation ignored."),
+    /// Voice calls carry their transcript on a topic of their own: follow it while the
+    /// call is live.
+    fn follow_transcription(&mut self, live_call: bool) {
+        if live_call == self.watching_transcription {
+            return;
+        }
+        if let Some(stream) = &self.deps.transcription {
+            self.watching_transcription = live_call;
+            stream.do_send(WatchTranscription {
+                conversation_id: self.id.clone(),
+                watch: live_call,
+            });
         }
     }
 
-    /// GET the conversation and join it like a snapshot; remembers the ETag if any.
-    async fn reread_and_join(&mut self, rest: &GenesysRest) -> bool {
-        let id = self.conversation.id().clone();
-        let route = "GET /api/v2/conversations/{id}";
-        let response = match rest
-            .call(RestRequest::get(
-                format!("/api/v2/conversations/{id}"),
-                route,
-            ))
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::warn!(conversation_id = %id, %error, "Could not re-read the conversation.");
-                return false;
-            }
-        };
-        let value: serde_json::Value = match response.json(route) {
-            Ok(value) => value,
-            Err(error) => {
-                tracing::warn!(conversation_id = %id, %error, "Unreadable conversation body.");
-                return false;
-            }
-        };
-        match read_conversation_body(value, "") {
-            Ok(snapshot) => {
-                self.etag = response.etag;
-                match self.conversation.apply_snapshot(&snapshot) {
-                    Ok(outcome) => {
-                        self.record(&outcome);
-                        true
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "REST returned another conversation.");
-                        false
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::warn!(conversation_id = %id, %error, "Malformed conversation body.");
-                false
-            }
+    /// Asks the router to retire this actor. Stopping directly would lose inputs the
+    /// router queued meanwhile (actix drops a stopping actor's mailbox); the router holds
+    /// new inputs, then sends `StopConversation`, which queues behind every input
+    /// already delivered here.
+    fn request_retirement(&mut self) {
+        if self.retirement_requested {
+            return;
         }
+        self.retirement_requested = true;
+        self.router.do_send(ReadyToStop {
+            id: self.id.clone(),
+            generation: self.generation,
+        });
     }
+}
 
-    /// Performs the pending attribute writes. On 409/412: re-read, re-join, recompute
-    /// the writes against the fresh state (`reapply`), retry with backoff, bounded.
-    async fn perform_writes(&mut self, rest: &GenesysRest) {
-        let mut schedule = RetrySchedule::new(Duration::from_millis(50), Duration::from_secs(2));
-        let mut attempt = 0;
-        if self.conditional_writes && self.etag.is_none() && !self.pending.is_empty() {
-            // If-Match needs a version to match: learn it (and join what it shows).
-            self.reread_and_join(rest).await;
-        }
-        while !self.pending.is_empty() {
-            attempt += 1;
-            let writes = std::mem::take(&mut self.pending);
-            let mut conflicted = Vec::new();
-            for write in writes {
-                // At shutdown only the request already under way finishes; the rest is
-                // rewritten by the next start's reconciliation (Genesys keeps the truth).
-                if self.shutting_down.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Effect::PatchAttributes {
-                    conversation_id,
-                    participant_id,
-                    attributes,
-                } = &write
-                else {
-                    continue;
-                };
-                let route = "PATCH /api/v2/conversations/{id}/participants/{id}/attributes";
-                let mut request = RestRequest::patch(
-                    format!("/api/v2/conversations/{conversation_id}/participants/{participant_id}/attributes"),
-                    route,
-                    json!({ "attributes": attributes }),
-                );
-                if let Some(etag) = &self.etag {
-                    request = request.header("If-Match", etag.clone());
-                }
-                match rest.call(request).await {
-                    Ok(_) => {}
-                    Err(RestError::Conflict { .. }) => conflicted.push(write),
-                    // 400/403/404: retrying the same write cannot succeed; an operator
-                    // must look (permissions, a deleted conversation).
-                    Err(error @ RestError::Rejected { .. }) => {
-                        ActorMetrics::handler_error("conversation");
-                        tracing::error!(conversation_id = %conversation_id, %error, "Genesys refused an attribute write.");
-                    }
-                    Err(error) => {
-                        tracing::warn!(conversation_id = %conversation_id, %error, "Attribute write failed; it will be retried.");
-                        self.deferred.push(write);
-                    }
-                }
-            }
-            if conflicted.is_empty() {
-                return;
-            }
-            metrics::counter!(names::REST_CONFLICT_RETRIES).increment(conflicted.len() as u64);
-            if self.shutting_down.load(Ordering::Relaxed) {
-                return;
-            }
-            if attempt >= self.write_attempts {
-                tracing::warn!(
-                    conversation_id = %self.conversation.id(),
-                    attempts = attempt,
-                    "Attribute writes still conflicting; retrying later."
-                );
-                self.deferred.extend(conflicted);
-                return;
-            }
-            actix_rt::time::sleep(schedule.next_delay()).await;
-            if self.reread_and_join(rest).await {
-                let version = self.conversation.version;
-                // The re-read may itself have queued writes (new transitions); merge them
-                // with the conflicted ones, recomputed against the fresh state.
-                let mut recomputed = std::mem::take(&mut self.pending);
-                recomputed.extend(conflicted);
-                self.pending = reapply(&recomputed, &self.conversation.state, version)
-                    .into_iter()
-                    .filter(Effect::is_write)
-                    .collect();
-            } else {
-                self.pending = conflicted;
-            }
-        }
-    }
+/// A voice leg that has not ended.
+fn is_live_call(conversation: &Conversation) -> bool {
+    !conversation.state.is_ended()
+        && conversation.state.participants.values().any(|participant| {
+            participant.communications.values().any(|leg| {
+                leg.medium == Medium::Calls && !leg.lifecycle().is_ended()
+            })
+        })
 }
 
 impl Actor for ConversationActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        if self.rest.is_none() {
-            self.rest = Some(GenesysRest::new(self.deps.rest.clone()));
-        }
-        self.arm_idle_timer(ctx);
+    fn started(&mut self, _: &mut Self::Context) {
         metrics::counter!(names::CONVERSATIONS_STARTED).increment(1);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        if std::thread::panicking() {
-            // Dying from a panic: the router must rebuild this conversation from REST.
-            self.stop_reason = StopReason::Crashed;
-        }
-        let final_state =
-            (self.stop_reason == StopReason::Finished).then(|| self.conversation.clone());
-        self.router.do_send(ConversationStopped {
-            id: self.id.clone(),
-            generation: self.generation,
-            version: self.conversation.version,
-            reason: self.stop_reason,
-            final_state,
-        });
+        self.follow_transcription(false);
     }
 }
 
 impl Handler<Apply> for ConversationActor {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ();
 
-    fn handle(&mut self, message: Apply, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: Apply, _: &mut Self::Context) {
         ActorMetrics::handled("conversation");
-        self.arm_idle_timer(ctx);
-        self.run_atomically(Some(message.input), message.observed_at, false)
-    }
-}
-
-impl Handler<Reread> for ConversationActor {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, _: Reread, _: &mut Self::Context) -> Self::Result {
-        self.run_atomically(None, Utc::now(), true)
+        self.apply(&message.input, message.observed_at);
     }
 }
 
 impl Handler<StopConversation> for ConversationActor {
-    type Result = ();
+    type Result = MessageResult<StopConversation>;
 
-    fn handle(&mut self, stop: StopConversation, ctx: &mut Self::Context) {
-        self.stop_reason = stop.reason;
+    fn handle(&mut self, _: StopConversation, ctx: &mut Self::Context) -> Self::Result {
+        self.follow_transcription(false);
         ctx.stop();
+        MessageResult(self.shared.snapshot())
     }
 }
 

@@ -1,26 +1,52 @@
-//! ConversationRouter: the single owner of the map from conversation id to actor.
+//! ConversationRouter: the single owner of the map from conversation id to actor, and of
+//! the reconciliation set.
 //!
-//! All actors run on one arbiter, so a plain `HashMap` owned here is enough (anchors.md
-//! §2.5). The routing decisions (cap, generations, tombstones) are the pure
-//! `ConversationRegistry`; this actor holds the addresses and does the I/O of the
-//! reconciliation sweep. It never waits for a conversation to *process* an event — only
-//! for the event to be queued — so one slow conversation cannot stall the stream.
+//! All actors run on one arbiter, so plain maps owned here are enough. The routing
+//! decisions (cap and eviction order, generations, tombstones) are the pure
+//! `ConversationRegistry`; this actor holds the addresses and does the I/O of re-reads.
+//! It never waits for a conversation to *process* an input, and conversations never wait
+//! on REST, so one slow conversation cannot stall the stream.
+//!
+//! Decisions:
+//! - **One actor per conversation, always.** A conversation being retired (finished, idle,
+//!   evicted) stays in the map as `Retiring` until its actor answers `StopConversation`
+//!   with its final state; inputs for it meanwhile are held here and delivered to the
+//!   next incarnation (or joined against the final state). No input can start a second
+//!   actor in between.
+//! - **The cap never turns a conversation away.** At `conversations.max_live` the least
+//!   recently active conversation is retired to make room; its version is remembered (and
+//!   Genesys shows it in `convoy.version`), and its next event rebuilds it.
+//! - **Reconciliation is a de-duplicated set** of conversations to re-read, worked off in
+//!   the background at background priority in the token bucket, a few at a time. A re-read
+//!   is one more input for its conversation: it never blocks live inputs, and a
+//!   conversation already in the set is not queued twice however many gaps come.
+//! - **Shutdown persists what is owed** (live conversations, queued re-reads, conversations
+//!   still owing writes) in the durable store, so the next start re-reads them whatever
+//!   their age.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use convoy::conversation::registry::{ConversationRegistry, Generation, Route};
-use convoy::conversation::Conversation;
+use convoy::conversation::registry::{ConversationRegistry, Generation, Recency, Route};
+use convoy::conversation::{Conversation, ConversationSnapshot};
 use convoy::ids::ConversationId;
-use dashmap::DashMap;
+use convoy::parse::read_conversation_body;
 use serde_json::json;
 
-use super::actor::{Apply, ConversationActor, ConversationDeps, Reread, StopConversation};
+use super::actor::{
+    Apply, ConversationActor, ConversationDeps, SharedConversation, StopConversation,
+};
 use super::messages::{ConversationInput, Reconcile, RouteError, RouteEvent};
-use crate::genesys::rest::{GenesysRest, RestRequest};
+use super::view::{ConversationViews, Residence};
+use super::writer::ConversationRetired;
+use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
+use crate::retry_schedule::nth_delay;
+use crate::store::DurableStore;
+use crate::stream::WatchTranscription;
+use crate::supervision::PanicGuard;
 use crate::telemetry::{names, ActorMetrics};
 
 /// Router knobs from `conversations.*`.
@@ -29,27 +55,21 @@ pub struct RouterSettings {
     pub max_live: usize,
     pub tombstone_capacity: usize,
     pub tombstone_ttl: Duration,
-    /// How many finished conversations stay visible on `/conversations`.
+    /// How many conversations that are no longer live stay visible on `/conversations`.
     pub finished_views: usize,
-}
-
-/// Sent by a conversation actor from `stopped()`.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct ConversationStopped {
-    pub id: ConversationId,
-    pub generation: Generation,
-    pub version: u64,
-    pub reason: StopReason,
-    /// The joined state of a finished conversation, kept with its tombstone.
-    pub final_state: Option<Conversation>,
+    /// A live conversation with no input for this long is retired (its next event
+    /// rebuilds it).
+    pub idle_timeout: Duration,
+    /// Background re-reads in flight at once.
+    pub reread_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
     Finished,
     Idle,
-    Crashed,
+    /// Made room at the `max_live` cap.
+    Capacity,
     Shutdown,
 }
 
@@ -58,80 +78,206 @@ impl StopReason {
         match self {
             StopReason::Finished => "finished",
             StopReason::Idle => "idle",
-            StopReason::Crashed => "crashed",
+            StopReason::Capacity => "capacity",
             StopReason::Shutdown => "shutdown",
         }
     }
 }
 
-/// A conversation actor is done (finished, or idle): retire it. Sent with `do_send`.
+/// A conversation actor's state is finished: retire it. Sent with `do_send`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ReadyToStop {
     pub id: ConversationId,
     pub generation: Generation,
-    pub version: u64,
-    pub reason: StopReason,
 }
 
-/// Graceful shutdown: take no more events, let every conversation finish the work in
-/// progress, answer when all have stopped (or the caller's timeout fires).
+/// Graceful shutdown: take no more inputs and persist every conversation something is
+/// still owed for (`also_owed`: the writer's conversations with writes outstanding).
+/// Answers how many conversations were persisted.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
-pub struct ShutdownConversations;
+pub struct ShutdownConversations {
+    pub also_owed: Vec<ConversationId>,
+}
 
 /// Test and admin access: the address of a live conversation actor.
 #[derive(Debug, Message)]
 #[rtype(result = "Option<Addr<ConversationActor>>")]
 pub struct LookupConversation(pub ConversationId);
 
+/// Where voice conversations ask for their transcription topics (the stream, which is
+/// started after the router because it needs the router's address).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectTranscription(pub Recipient<WatchTranscription>);
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "RouterStats")]
+pub struct GetRouterStats;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MessageResponse)]
+pub struct RouterStats {
+    pub live: usize,
+    pub retiring: usize,
+    pub rereads_owed: usize,
+    pub rereads_in_flight: usize,
+    /// Actors started since boot.
+    pub spawned: u64,
+}
+
+enum Slot {
+    Live {
+        generation: Generation,
+        addr: Addr<ConversationActor>,
+    },
+    /// Asked to stop; inputs that arrive meanwhile wait here for the next incarnation.
+    Retiring {
+        generation: Generation,
+        held: Vec<(ConversationInput, DateTime<Utc>)>,
+    },
+}
+
+/// Conversations to re-read, each once, in the order they were owed.
+#[derive(Debug, Default)]
+struct RereadSet {
+    order: VecDeque<ConversationId>,
+    members: HashSet<ConversationId>,
+}
+
+impl RereadSet {
+    fn insert(&mut self, id: ConversationId) {
+        if self.members.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+    }
+
+    fn pop(&mut self) -> Option<ConversationId> {
+        let id = self.order.pop_front()?;
+        self.members.remove(&id);
+        Some(id)
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
+/// A bounded map in least-recently-touched order.
+struct Bounded<V> {
+    capacity: usize,
+    values: HashMap<ConversationId, V>,
+    order: Recency,
+}
+
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Self {
+        Bounded {
+            capacity,
+            values: HashMap::new(),
+            order: Recency::default(),
+        }
+    }
+
+    /// Inserts; returns the entries pushed out by the bound.
+    fn insert(&mut self, id: ConversationId, value: V, now: Duration) -> Vec<ConversationId> {
+        self.order.touch(&id, now);
+        self.values.insert(id, value);
+        let mut evicted = Vec::new();
+        while self.values.len() > self.capacity {
+            let Some(oldest) = self.order.least_recent().cloned() else {
+                break;
+            };
+            self.order.remove(&oldest);
+            self.values.remove(&oldest);
+            evicted.push(oldest);
+        }
+        evicted
+    }
+
+    fn get(&self, id: &ConversationId) -> Option<&V> {
+        self.values.get(id)
+    }
+
+    fn remove(&mut self, id: &ConversationId) -> Option<V> {
+        self.order.remove(id);
+        self.values.remove(id)
+    }
+}
+
 pub struct ConversationRouter {
     registry: ConversationRegistry,
-    actors: HashMap<ConversationId, (Generation, Addr<ConversationActor>)>,
+    slots: HashMap<ConversationId, Slot>,
     deps: ConversationDeps,
     settings: RouterSettings,
+    rest_context: RestContext,
+    rest: Option<GenesysRest>,
+    writer: Option<Recipient<ConversationRetired>>,
+    store: Option<Arc<DurableStore>>,
     origin: Instant,
     shutting_down: bool,
-    /// Finished conversations whose views are kept, oldest first.
-    finished: VecDeque<ConversationId>,
-    /// The final state of finished conversations (bounded like the tombstones, oldest
-    /// first). A late input is joined against it: a duplicate changes nothing and is
-    /// dropped; a real change (a read receipt after wrap-up) brings the conversation back
-    /// from this state, without a REST re-read.
-    final_states: HashMap<ConversationId, Conversation>,
-    final_order: VecDeque<ConversationId>,
-    rest: Option<GenesysRest>,
-    reconciling: bool,
-    /// Conversations whose actor died: the next incarnation starts from a REST re-read.
-    crashed: std::collections::HashSet<ConversationId>,
-    /// The start of the earliest gap not yet swept.
-    pending_reconcile: Option<DateTime<Utc>>,
+    /// Final states of finished conversations (shared with their views): a late input is
+    /// joined against it; a real change (a read receipt after wrap-up) brings the
+    /// conversation back from it, without a REST re-read.
+    final_states: Bounded<SharedConversation>,
+    /// Versions of evicted or crashed conversations, so their next incarnation continues
+    /// above them.
+    version_floors: Bounded<u64>,
+    /// Views of conversations no longer live, oldest first, bounded by `finished_views`.
+    resting_views: Bounded<()>,
+    rereads: RereadSet,
+    rereads_in_flight: HashSet<ConversationId>,
+    reread_failures: u32,
+    reread_paused_until: Option<Instant>,
+    /// Ids loaded from the durable store: settled there once their re-read succeeded.
+    stored_owed: HashSet<ConversationId>,
+    /// The start of the earliest gap not yet swept by discovery.
+    pending_discovery: Option<DateTime<Utc>>,
+    discovering: bool,
+    spawned: u64,
+    _panic_guard: PanicGuard,
 }
 
 impl ConversationRouter {
-    pub fn new(deps: ConversationDeps, settings: RouterSettings) -> Self {
+    pub fn new(
+        deps: ConversationDeps,
+        settings: RouterSettings,
+        rest_context: RestContext,
+        writer: Option<Recipient<ConversationRetired>>,
+        store: Option<Arc<DurableStore>>,
+    ) -> Self {
         ConversationRouter {
             registry: ConversationRegistry::new(
                 settings.max_live,
                 settings.tombstone_capacity,
                 settings.tombstone_ttl,
             ),
-            actors: HashMap::new(),
+            slots: HashMap::new(),
+            final_states: Bounded::new(settings.tombstone_capacity),
+            version_floors: Bounded::new(settings.tombstone_capacity.max(settings.max_live)),
+            resting_views: Bounded::new(settings.finished_views),
             deps,
             settings,
+            rest_context,
+            rest: None,
+            writer,
+            store,
             origin: Instant::now(),
             shutting_down: false,
-            finished: VecDeque::new(),
-            final_states: HashMap::new(),
-            final_order: VecDeque::new(),
-            rest: None,
-            reconciling: false,
-            pending_reconcile: None,
-            crashed: std::collections::HashSet::new(),
+            rereads: RereadSet::default(),
+            rereads_in_flight: HashSet::new(),
+            reread_failures: 0,
+            reread_paused_until: None,
+            stored_owed: HashSet::new(),
+            pending_discovery: None,
+            discovering: false,
+            spawned: 0,
+            _panic_guard: PanicGuard::essential("router"),
         }
     }
 
-    pub fn views(&self) -> Arc<DashMap<ConversationId, serde_json::Value>> {
+    pub fn views(&self) -> ConversationViews {
         Arc::clone(&self.deps.views)
     }
 
@@ -139,132 +285,153 @@ impl ConversationRouter {
         self.origin.elapsed()
     }
 
+    fn live_count(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|slot| matches!(slot, Slot::Live { .. }))
+            .count()
+    }
+
+    fn publish_gauges(&self) {
+        metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.registry.live().len() as f64);
+        metrics::gauge!(names::REREADS_OWED).set(self.rereads.len() as f64);
+    }
+
+    /// Starts an actor for `id` from what is known of it: its final state (a finished
+    /// conversation coming back), or an empty state above its version floor.
     fn spawn(
         &mut self,
         id: &ConversationId,
         generation: Generation,
-        rebuild: bool,
         ctx: &mut Context<Self>,
     ) -> Addr<ConversationActor> {
-        // A conversation coming back after it finished starts from its final state.
-        let known = self.final_states.get(id).cloned();
-        let rebuild = self.crashed.remove(id) || rebuild;
-        let actor = ConversationActor::new(
-            id.clone(),
-            generation,
-            known,
-            rebuild,
-            self.deps.clone(),
-            ctx.address(),
-        );
-        // One awc client (and its connection pool) for every conversation on this
-        // arbiter: a client per actor opened a TCP connection per conversation.
-        let actor = match &self.rest {
-            Some(rest) => actor.with_rest(rest.clone()),
-            None => actor,
+        let known = match self.final_states.get(id) {
+            Some(final_state) => final_state.snapshot(),
+            None => {
+                let mut fresh = Conversation::new(id.clone());
+                if let Some(floor) = self.version_floors.remove(id) {
+                    fresh.raise_version_to(floor);
+                }
+                fresh
+            }
         };
-        let addr = actor.start();
-        self.actors.insert(id.clone(), (generation, addr.clone()));
-        metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.actors.len() as f64);
+        self.resting_views.remove(id);
+        let addr =
+            ConversationActor::new(id.clone(), generation, known, self.deps.clone(), ctx.address())
+                .start();
+        self.slots.insert(
+            id.clone(),
+            Slot::Live {
+                generation,
+                addr: addr.clone(),
+            },
+        );
+        self.spawned += 1;
+        self.publish_gauges();
         addr
     }
 
-    /// Finds or spawns the actor for `id`. `rebuild` makes a new actor start from REST
-    /// (crash recovery, discovery). Returns `None` when the event must be dropped
-    /// (tombstoned) and `Err` for back-pressure.
-    fn actor_for(
-        &mut self,
-        input: &ConversationInput,
-        rebuild: bool,
-        ctx: &mut Context<Self>,
-    ) -> Result<Option<Addr<ConversationActor>>, RouteError> {
-        let id = input.conversation_id();
-        let now = self.now();
-        match self.registry.route(id, now) {
-            Route::Tombstoned { .. } => {
-                // Reconciliation re-reads finished conversations too: a receipt missed
-                // during the gap changes a finished conversation's messages.
-                if !rebuild && !self.changes_finished(input) {
-                    tracing::debug!(conversation_id = %id, known = self.final_states.contains_key(id), "Input for a finished conversation changes nothing; dropped.");
-                    metrics::counter!(names::CONVERSATION_TOMBSTONED_EVENTS).increment(1);
-                    return Ok(None);
-                }
-                // New information about a finished conversation: bring it back.
-                self.registry.lift(id);
-                match self.registry.route(id, now) {
-                    Route::Spawn(generation) => Ok(Some(self.spawn(id, generation, rebuild, ctx))),
-                    Route::AtCapacity => Err(RouteError::AtCapacity {
-                        max_live: self.settings.max_live,
-                    }),
-                    Route::Deliver(_) | Route::Tombstoned { .. } => Ok(None),
-                }
-            }
-            Route::AtCapacity => Err(RouteError::AtCapacity {
-                max_live: self.settings.max_live,
-            }),
-            Route::Spawn(generation) => Ok(Some(self.spawn(id, generation, rebuild, ctx))),
-            Route::Deliver(generation) => {
-                let live = self
-                    .actors
-                    .get(id)
-                    .filter(|(stored, addr)| *stored == generation && addr.connected())
-                    .map(|(_, addr)| addr.clone());
-                if let Some(addr) = live {
-                    return Ok(Some(addr));
-                }
-                // The actor died (a panic kills it silently) or its entry is gone: count it
-                // and rebuild from the source of truth under a new generation.
-                metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
-                metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => "crashed").increment(1);
-                tracing::warn!(conversation_id = %id, "Conversation actor was dead; rebuilding it from REST.");
-                match self.registry.replace(id) {
-                    Some(generation) => Ok(Some(self.spawn(id, generation, true, ctx))),
-                    None => Err(RouteError::Timeout(id.clone())),
-                }
-            }
-        }
-    }
-
+    /// Routes one input: to the live actor, held for a retiring one, dropped by a
+    /// tombstone when it changes nothing, or to a new actor (evicting at the cap).
     fn deliver(
         &mut self,
         input: ConversationInput,
         observed_at: DateTime<Utc>,
-        rebuild: bool,
         ctx: &mut Context<Self>,
     ) -> Result<(), RouteError> {
         if self.shutting_down {
             return Err(RouteError::ShuttingDown);
         }
         let id = input.conversation_id().clone();
-        let Some(addr) = self.actor_for(&input, rebuild, ctx)? else {
+        if let Some(Slot::Retiring { held, .. }) = self.slots.get_mut(&id) {
+            held.push((input, observed_at));
             return Ok(());
-        };
-        match addr.try_send(Apply {
-            input: input.clone(),
-            observed_at,
-        }) {
-            Ok(()) => {
-                ActorMetrics::sent("conversation");
-                Ok(())
-            }
-            // Full: this conversation is behind; the stream retries after a pause.
-            Err(SendError::Full(_)) => {
-                metrics::counter!(names::ACTOR_SEND_TIMEOUTS, "actor" => "conversation")
-                    .increment(1);
-                Err(RouteError::Timeout(id))
-            }
-            // Died between the liveness check and the send: rebuild and try once more.
-            Err(SendError::Closed(_)) => {
-                metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
-                tracing::warn!(conversation_id = %id, "Conversation actor was dead; rebuilding it from REST.");
-                let addr = match self.registry.replace(&id) {
-                    Some(generation) => self.spawn(&id, generation, true, ctx),
-                    None => return Err(RouteError::Timeout(id)),
-                };
-                addr.try_send(Apply { input, observed_at })
-                    .map_err(|_| RouteError::Timeout(id))
-            }
         }
+        let now = self.now();
+        let mut route = self.registry.route(&id, now);
+        if let Route::Tombstoned { .. } = route {
+            if !self.changes_finished(&input) {
+                tracing::debug!(conversation_id = %id, "Input for a finished conversation changes nothing; dropped.");
+                metrics::counter!(names::CONVERSATION_TOMBSTONED_EVENTS).increment(1);
+                return Ok(());
+            }
+            // New information about a finished conversation: bring it back.
+            self.registry.lift(&id);
+            route = self.registry.route(&id, now);
+        }
+        let addr = match route {
+            Route::Deliver(generation) => match self.slots.get(&id) {
+                Some(Slot::Live {
+                    generation: stored,
+                    addr,
+                }) if *stored == generation && addr.connected() => addr.clone(),
+                _ => self.rebuild_crashed(&id, &input, ctx),
+            },
+            Route::Spawn(generation) => self.spawn(&id, generation, ctx),
+            Route::SpawnEvicting {
+                generation,
+                evict,
+                evicted_generation,
+            } => {
+                tracing::debug!(conversation_id = %evict, max_live = self.settings.max_live, "At the live cap: retiring the least recently active conversation.");
+                metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => StopReason::Capacity.as_str())
+                    .increment(1);
+                self.retire(evict, evicted_generation, StopReason::Capacity, ctx);
+                self.spawn(&id, generation, ctx)
+            }
+            Route::Tombstoned { .. } => return Ok(()),
+        };
+        ActorMetrics::sent("conversation");
+        // `do_send`: the actor applies inputs without waiting on anything and runs on this
+        // arbiter, so its queue drains as fast as this router fills it; the stream's wait
+        // on this router's bounded mailbox is the back-pressure.
+        addr.do_send(Apply { input, observed_at });
+        Ok(())
+    }
+
+    /// The live actor is dead (a panic kills it silently): count it and start a new
+    /// incarnation above the last version seen, rebuilt from REST.
+    fn rebuild_crashed(
+        &mut self,
+        id: &ConversationId,
+        input: &ConversationInput,
+        ctx: &mut Context<Self>,
+    ) -> Addr<ConversationActor> {
+        metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
+        metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => "crashed").increment(1);
+        tracing::warn!(conversation_id = %id, "Conversation actor was dead; rebuilding it from REST.");
+        let last_version = self
+            .deps
+            .views
+            .get(id)
+            .map(|view| view.conversation.read().version);
+        if let Some(version) = last_version {
+            self.version_floors.insert(id.clone(), version, self.now());
+        }
+        let generation = match self.registry.replace(id) {
+            Some(generation) => generation,
+            // Not live any more: admit it like a new one.
+            None => match self.registry.route(id, self.now()) {
+                Route::Deliver(generation) | Route::Spawn(generation) => generation,
+                Route::SpawnEvicting {
+                    generation,
+                    evict,
+                    evicted_generation,
+                } => {
+                    self.retire(evict, evicted_generation, StopReason::Capacity, ctx);
+                    generation
+                }
+                Route::Tombstoned { .. } => match self.registry.replace(id) {
+                    Some(generation) => generation,
+                    None => Generation(0),
+                },
+            },
+        };
+        let addr = self.spawn(id, generation, ctx);
+        if !matches!(input, ConversationInput::Snapshot(_)) {
+            self.owe_reread(id.clone(), ctx);
+        }
+        addr
     }
 
     /// Whether `input` would change the final state of a finished conversation (without
@@ -273,7 +440,7 @@ impl ConversationRouter {
         let Some(known) = self.final_states.get(input.conversation_id()) else {
             return true;
         };
-        let mut probe = known.clone();
+        let mut probe = known.snapshot();
         let outcome = match input {
             ConversationInput::Snapshot(snapshot) => probe.apply_snapshot(snapshot),
             ConversationInput::Transcription(event) => probe.apply_transcription(event),
@@ -281,27 +448,292 @@ impl ConversationRouter {
         outcome.is_ok_and(|outcome| outcome.changed)
     }
 
-    fn keep_final_state(&mut self, id: ConversationId, state: Conversation) {
-        if self.final_states.insert(id.clone(), state).is_none() {
-            self.final_order.push_back(id);
+    /// Asks a live actor to stop; holds its inputs until it answers with its final state.
+    /// The registry must already have released the slot.
+    fn retire(
+        &mut self,
+        id: ConversationId,
+        generation: Generation,
+        reason: StopReason,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(Slot::Live { addr, .. }) = self.slots.get(&id) else {
+            return;
+        };
+        let addr = addr.clone();
+        self.slots.insert(
+            id.clone(),
+            Slot::Retiring {
+                generation,
+                held: Vec::new(),
+            },
+        );
+        ctx.spawn(
+            addr.send(StopConversation)
+                .into_actor(self)
+                .map(move |answer, router, ctx| {
+                    router.retired(id, generation, reason, answer.ok(), ctx);
+                }),
+        );
+    }
+
+    /// A retirement completed (`final_state` is `None` when the actor had died).
+    fn retired(
+        &mut self,
+        id: ConversationId,
+        generation: Generation,
+        reason: StopReason,
+        final_state: Option<Conversation>,
+        ctx: &mut Context<Self>,
+    ) {
+        let held = match self.slots.get(&id) {
+            Some(Slot::Retiring {
+                generation: stored, ..
+            }) if *stored == generation => match self.slots.remove(&id) {
+                Some(Slot::Retiring { held, .. }) => held,
+                _ => Vec::new(),
+            },
+            _ => return,
+        };
+        let now = self.now();
+        let view = self.deps.views.get(&id).map(|view| view.conversation.clone());
+        let residence = match (reason, &final_state) {
+            (StopReason::Finished, Some(state)) => {
+                self.registry.tombstone(&id, state.version, now);
+                if let Some(shared) = view {
+                    self.final_states.insert(id.clone(), shared, now);
+                }
+                Residence::Finished
+            }
+            (_, Some(state)) => {
+                self.version_floors.insert(id.clone(), state.version, now);
+                Residence::Evicted
+            }
+            (_, None) => {
+                metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
+                tracing::warn!(conversation_id = %id, "Conversation actor died while retiring; its next event rebuilds it.");
+                if let Some(shared) = view {
+                    self.version_floors.insert(id.clone(), shared.read().version, now);
+                }
+                Residence::Crashed
+            }
+        };
+        if reason != StopReason::Capacity {
+            metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => reason.as_str())
+                .increment(1);
         }
-        while self.final_order.len() > self.settings.tombstone_capacity {
-            if let Some(oldest) = self.final_order.pop_front() {
-                self.final_states.remove(&oldest);
+        if let Some(mut entry) = self.deps.views.get_mut(&id) {
+            entry.residence = residence;
+        }
+        for pushed_out in self.resting_views.insert(id.clone(), (), now) {
+            let resting = self
+                .deps
+                .views
+                .get(&pushed_out)
+                .is_some_and(|view| view.residence != Residence::Live);
+            if resting {
+                self.deps.views.remove(&pushed_out);
+            }
+        }
+        if reason == StopReason::Finished {
+            if let Some(writer) = &self.writer {
+                writer.do_send(ConversationRetired(id.clone()));
+            }
+        }
+        self.publish_gauges();
+        for (input, observed_at) in held {
+            if let Err(error) = self.deliver(input, observed_at, ctx) {
+                tracing::debug!(conversation_id = %id, %error, "Held input not delivered.");
             }
         }
     }
 
-    fn keep_finished_view(&mut self, id: ConversationId) {
-        self.finished.push_back(id);
-        while self.finished.len() > self.settings.finished_views {
-            if let Some(oldest) = self.finished.pop_front() {
-                if !self.actors.contains_key(&oldest) {
-                    self.deps.views.remove(&oldest);
-                }
+    fn sweep_idle(&mut self, ctx: &mut Context<Self>) {
+        let Some(cutoff) = self.now().checked_sub(self.settings.idle_timeout) else {
+            return;
+        };
+        for (id, generation) in self.registry.idle_since(cutoff) {
+            if self.registry.retire(&id, generation) {
+                tracing::debug!(conversation_id = %id, "Idle conversation retired.");
+                self.retire(id, generation, StopReason::Idle, ctx);
             }
         }
     }
+
+    fn owe_reread(&mut self, id: ConversationId, ctx: &mut Context<Self>) {
+        if !self.rereads_in_flight.contains(&id) {
+            self.rereads.insert(id);
+        }
+        self.pump_rereads(ctx);
+    }
+
+    /// Starts background re-reads up to the concurrency budget. Each waits in the token
+    /// bucket at background priority, so live writes go first.
+    fn pump_rereads(&mut self, ctx: &mut Context<Self>) {
+        self.publish_gauges();
+        if self.shutting_down {
+            return;
+        }
+        if let Some(until) = self.reread_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.reread_paused_until = None;
+        }
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        while self.rereads_in_flight.len() < self.settings.reread_concurrency.max(1) {
+            let Some(id) = self.rereads.pop() else {
+                break;
+            };
+            self.rereads_in_flight.insert(id.clone());
+            let rest = rest.clone();
+            let fetch = async move {
+                let result = fetch_conversation(&rest, &id).await;
+                (id, result)
+            };
+            ctx.spawn(fetch.into_actor(self).map(|(id, result), router, ctx| {
+                router.rereads_in_flight.remove(&id);
+                router.reread_done(id, result, ctx);
+                router.pump_rereads(ctx);
+            }));
+        }
+        self.publish_gauges();
+    }
+
+    fn reread_done(
+        &mut self,
+        id: ConversationId,
+        result: Result<ConversationSnapshot, RestError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match result {
+            Ok(snapshot) => {
+                metrics::counter!(names::REREADS, "outcome" => "ok").increment(1);
+                self.reread_failures = 0;
+                self.settle_stored(&id);
+                if let Err(error) =
+                    self.deliver(ConversationInput::Snapshot(snapshot), Utc::now(), ctx)
+                {
+                    tracing::debug!(conversation_id = %id, %error, "Re-read not delivered.");
+                }
+            }
+            // Gone (or never visible to this client): nothing more can be learnt.
+            Err(error @ RestError::Rejected { .. }) => {
+                metrics::counter!(names::REREADS, "outcome" => "failed").increment(1);
+                tracing::warn!(conversation_id = %id, %error, "Could not re-read a conversation; giving it up.");
+                self.settle_stored(&id);
+            }
+            Err(error) => {
+                metrics::counter!(names::REREADS, "outcome" => "failed").increment(1);
+                self.reread_failures = self.reread_failures.saturating_add(1);
+                let pause = nth_delay(
+                    Duration::from_secs(1),
+                    Duration::from_secs(60),
+                    self.reread_failures,
+                );
+                tracing::warn!(conversation_id = %id, %error, pause_ms = pause.as_millis() as u64, "Re-read failed; it stays owed.");
+                self.rereads.insert(id);
+                self.reread_paused_until = Some(Instant::now() + pause);
+                ctx.run_later(pause, |router, ctx| router.pump_rereads(ctx));
+            }
+        }
+    }
+
+    fn settle_stored(&mut self, id: &ConversationId) {
+        if !self.stored_owed.remove(id) {
+            return;
+        }
+        if let Some(store) = &self.store {
+            if let Err(error) = store.settle_reread(id) {
+                tracing::error!(%error, conversation_id = %id, "Could not settle an owed re-read in the durable store.");
+            }
+        }
+    }
+
+    /// Runs the discovery for the pending gap: conversations started during it (analytics)
+    /// join the re-read set, with finished conversations still waiting for receipts (a
+    /// receipt missed during the gap changed them, and analytics lists conversations by
+    /// their start only).
+    fn start_discovery(&mut self, ctx: &mut Context<Self>) {
+        if self.discovering {
+            return;
+        }
+        let (Some(since), Some(rest)) = (self.pending_discovery.take(), self.rest.clone()) else {
+            return;
+        };
+        self.discovering = true;
+        // The gap is dated by when Convoy *received* its last frame; a backlog on the
+        // socket means that frame was produced earlier. Looking further back costs one
+        // analytics page and re-reads only for conversations Convoy does not track.
+        let since = since - DISCOVERY_MARGIN;
+        let discovery = async move { discover(&rest, since, Utc::now()).await };
+        ctx.spawn(discovery.into_actor(self).map(|found, router, ctx| {
+            router.discovering = false;
+            let awaiting: Vec<ConversationId> = router
+                .final_states
+                .values
+                .iter()
+                .filter(|(_, state)| state.read().state.awaits_receipts())
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut count = 0;
+            for id in found.into_iter().chain(awaiting) {
+                if matches!(router.slots.get(&id), Some(Slot::Live { .. })) {
+                    continue;
+                }
+                count += 1;
+                router.rereads.insert(id);
+            }
+            tracing::info!(conversations = count, "Discovery finished.");
+            router.pump_rereads(ctx);
+            if router.pending_discovery.is_some() {
+                router.start_discovery(ctx);
+            }
+        }));
+    }
+
+    /// Everything something is still owed for, with the best version known.
+    fn owed_now(&self, also_owed: Vec<ConversationId>) -> Vec<(ConversationId, u64)> {
+        let version = |id: &ConversationId| {
+            self.deps
+                .views
+                .get(id)
+                .map_or(0, |view| view.conversation.read().version)
+                .max(self.version_floors.get(id).copied().unwrap_or(0))
+        };
+        let mut ids: HashSet<ConversationId> = self.slots.keys().cloned().collect();
+        ids.extend(self.rereads.members.iter().cloned());
+        ids.extend(self.rereads_in_flight.iter().cloned());
+        ids.extend(self.stored_owed.iter().cloned());
+        ids.extend(also_owed);
+        let mut owed: Vec<(ConversationId, u64)> = ids
+            .into_iter()
+            .map(|id| {
+                let v = version(&id);
+                (id, v)
+            })
+            .collect();
+        owed.sort();
+        owed
+    }
+}
+
+/// GETs one conversation and reads it as a snapshot.
+async fn fetch_conversation(
+    rest: &GenesysRest,
+    id: &ConversationId,
+) -> Result<ConversationSnapshot, RestError> {
+    let route = "GET /api/v2/conversations/{id}";
+    let response = rest
+        .call(RestRequest::get(format!("/api/v2/conversations/{id}"), route).background())
+        .await?;
+    let value: serde_json::Value = response.json(route)?;
+    read_conversation_body(value, "").map_err(|error| RestError::Malformed {
+        route,
+        detail: error.to_string(),
+    })
 }
 
 impl Actor for ConversationRouter {
@@ -310,7 +742,30 @@ impl Actor for ConversationRouter {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The stream waits on this mailbox (back-pressure); keep it roomy but bounded.
         ctx.set_mailbox_capacity(1024);
-        self.rest = Some(GenesysRest::new(self.deps.rest.clone()));
+        self.rest = Some(GenesysRest::new(self.rest_context.clone()));
+        let sweep_every = (self.settings.idle_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        ctx.run_interval(sweep_every, |router, ctx| router.sweep_idle(ctx));
+        // Work owed by an earlier run (shutdown or crash), whatever its age.
+        if let Some(store) = &self.store {
+            match store.owed_rereads() {
+                Ok(owed) => {
+                    if !owed.is_empty() {
+                        tracing::info!(conversations = owed.len(), store = %store.path().display(), "Re-reading conversations owed by the last run.");
+                    }
+                    let now = self.now();
+                    for (id, version) in owed {
+                        self.version_floors.insert(id.clone(), version, now);
+                        self.stored_owed.insert(id.clone());
+                        self.rereads.insert(id);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Could not read the re-reads owed by the last run.")
+                }
+            }
+        }
+        self.pump_rereads(ctx);
     }
 }
 
@@ -319,7 +774,7 @@ impl Handler<RouteEvent> for ConversationRouter {
 
     fn handle(&mut self, event: RouteEvent, ctx: &mut Self::Context) -> Self::Result {
         ActorMetrics::handled("router");
-        let result = self.deliver(event.input, event.observed_at, false, ctx);
+        let result = self.deliver(event.input, event.observed_at, ctx);
         if result.is_err() {
             ActorMetrics::handler_error("router");
         }
@@ -330,65 +785,13 @@ impl Handler<RouteEvent> for ConversationRouter {
 impl Handler<ReadyToStop> for ConversationRouter {
     type Result = ();
 
-    fn handle(&mut self, ready: ReadyToStop, _: &mut Self::Context) {
-        let Some((generation, addr)) = self.actors.get(&ready.id).cloned() else {
-            return;
-        };
-        if generation != ready.generation {
-            return;
-        }
-        // Remove first: inputs from now on go to a new incarnation (or the tombstone);
-        // the stop queues behind every input already delivered to this one.
-        let now = self.now();
-        let removed = match ready.reason {
-            StopReason::Finished => {
-                self.registry
-                    .finished(&ready.id, generation, ready.version, now)
-            }
-            StopReason::Idle | StopReason::Crashed | StopReason::Shutdown => {
-                self.registry.stopped(&ready.id, generation)
-            }
-        };
-        if removed {
-            self.actors.remove(&ready.id);
-            metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => ready.reason.as_str())
-                .increment(1);
-            metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.actors.len() as f64);
-            if ready.reason == StopReason::Idle {
-                // Nothing more will be learnt; the view is rebuilt from REST if the
-                // conversation shows up again.
-                self.deps.views.remove(&ready.id);
-            }
-        }
-        addr.do_send(StopConversation {
-            reason: ready.reason,
-        });
-    }
-}
-
-impl Handler<ConversationStopped> for ConversationRouter {
-    type Result = ();
-
-    fn handle(&mut self, stopped: ConversationStopped, _: &mut Self::Context) {
-        if let (StopReason::Finished, Some(state)) = (stopped.reason, stopped.final_state) {
-            self.keep_final_state(stopped.id.clone(), state);
-            self.keep_finished_view(stopped.id.clone());
-        }
-        // A stop the router did not ask for (shutdown, or anything else): free the slot
-        // if this incarnation still holds it.
-        let is_current = self
-            .actors
-            .get(&stopped.id)
-            .is_some_and(|(generation, _)| *generation == stopped.generation);
-        if is_current && self.registry.stopped(&stopped.id, stopped.generation) {
-            self.actors.remove(&stopped.id);
-            metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.actors.len() as f64);
-            if stopped.reason == StopReason::Crashed {
-                metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
-                metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => "crashed").increment(1);
-                tracing::warn!(conversation_id = %stopped.id, "Conversation actor died; the next event rebuilds it from REST.");
-                self.crashed.insert(stopped.id);
-            }
+    fn handle(&mut self, ready: ReadyToStop, ctx: &mut Self::Context) {
+        let is_current = matches!(
+            self.slots.get(&ready.id),
+            Some(Slot::Live { generation, .. }) if *generation == ready.generation
+        );
+        if is_current && self.registry.retire(&ready.id, ready.generation) {
+            self.retire(ready.id, ready.generation, StopReason::Finished, ctx);
         }
     }
 }
@@ -397,38 +800,65 @@ impl Handler<LookupConversation> for ConversationRouter {
     type Result = Option<Addr<ConversationActor>>;
 
     fn handle(&mut self, lookup: LookupConversation, _: &mut Self::Context) -> Self::Result {
-        self.actors.get(&lookup.0).map(|(_, addr)| addr.clone())
+        match self.slots.get(&lookup.0) {
+            Some(Slot::Live { addr, .. }) => Some(addr.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Handler<ConnectTranscription> for ConversationRouter {
+    type Result = ();
+
+    fn handle(&mut self, connect: ConnectTranscription, _: &mut Self::Context) {
+        self.deps.transcription = Some(connect.0);
+    }
+}
+
+impl Handler<GetRouterStats> for ConversationRouter {
+    type Result = RouterStats;
+
+    fn handle(&mut self, _: GetRouterStats, _: &mut Self::Context) -> RouterStats {
+        RouterStats {
+            live: self.live_count(),
+            retiring: self.slots.len() - self.live_count(),
+            rereads_owed: self.rereads.len(),
+            rereads_in_flight: self.rereads_in_flight.len(),
+            spawned: self.spawned,
+        }
     }
 }
 
 impl Handler<ShutdownConversations> for ConversationRouter {
-    type Result = ResponseFuture<usize>;
+    type Result = usize;
 
-    fn handle(&mut self, _: ShutdownConversations, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, shutdown: ShutdownConversations, _: &mut Self::Context) -> usize {
         self.shutting_down = true;
-        self.deps
-            .shutting_down
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let addresses: Vec<_> = self.actors.values().map(|(_, addr)| addr.clone()).collect();
-        let count = addresses.len();
-        Box::pin(async move {
-            // `send` queues behind the input in progress, so each actor finishes its
-            // atomic read-modify-write before it stops.
-            let stops = addresses.into_iter().map(|addr| {
-                addr.send(StopConversation {
-                    reason: StopReason::Shutdown,
-                })
-            });
-            futures_util::future::join_all(stops).await;
-            count
-        })
+        let owed = self.owed_now(shutdown.also_owed);
+        let count = owed.len();
+        match &self.store {
+            Some(store) => match store.owe_rereads(&owed) {
+                Ok(()) => tracing::info!(
+                    conversations = count,
+                    store = %store.path().display(),
+                    "Persisted the conversations still owed work; the next start re-reads them."
+                ),
+                Err(error) => tracing::error!(
+                    %error,
+                    conversations = count,
+                    "Could not persist the conversations still owed work; the next start only discovers the last hour."
+                ),
+            },
+            None => tracing::info!(conversations = count, "No durable store: conversations still owed work are left to the next start's discovery."),
+        }
+        count
     }
 }
 
 /// How much earlier than the reported gap start a discovery sweep looks.
 const DISCOVERY_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
-/// Pages of the analytics details query per discovery sweep, at most.
-const DISCOVERY_MAX_PAGES: u32 = 100;
+/// The details query serves at most 100 000 results per query (API.md §6.1): 1 000 pages.
+const DISCOVERY_MAX_PAGES: u32 = 1_000;
 const DISCOVERY_PAGE_SIZE: u32 = 100;
 
 impl Handler<Reconcile> for ConversationRouter {
@@ -437,72 +867,26 @@ impl Handler<Reconcile> for ConversationRouter {
     fn handle(&mut self, reconcile: Reconcile, ctx: &mut Self::Context) {
         metrics::counter!(names::STREAM_RECONCILIATIONS, "reason" => reconcile.reason).increment(1);
         tracing::info!(reason = reconcile.reason, since = %reconcile.gap_started_at, "Reconciling after a stream gap.");
-        // Every tracked conversation re-reads itself, behind its live events. `do_send`:
-        // a rare control message that must not be lost to a full mailbox.
-        for (_, addr) in self.actors.values() {
-            addr.do_send(Reread);
+        // Every tracked conversation may have changed during the gap: re-read each, once,
+        // in the background.
+        let live: Vec<ConversationId> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Live { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in live {
+            if !self.rereads_in_flight.contains(&id) {
+                self.rereads.insert(id);
+            }
         }
-        // A sweep already running covers only its own gap: widen the next one to cover
-        // this gap too, and run it when the current one ends.
-        let since = match self.pending_reconcile {
+        // A sweep already running covers only its own gap: widen the next one.
+        self.pending_discovery = Some(match self.pending_discovery {
             Some(pending) => pending.min(reconcile.gap_started_at),
             None => reconcile.gap_started_at,
-        };
-        self.pending_reconcile = Some(since);
-        if !self.reconciling {
-            self.start_discovery(ctx);
-        }
-    }
-}
-
-impl ConversationRouter {
-    /// Runs the discovery for the pending gap: conversations started during it (analytics)
-    /// plus finished conversations still waiting for receipts (a receipt missed during the
-    /// gap changed them, and analytics only lists conversations by their start).
-    fn start_discovery(&mut self, ctx: &mut Context<Self>) {
-        let (Some(since), Some(rest)) = (self.pending_reconcile.take(), self.rest.clone()) else {
-            return;
-        };
-        self.reconciling = true;
-        // The gap is dated by when Convoy *received* its last frame; a backlog on the
-        // socket means that frame was produced earlier, and conversations that started in
-        // between were lost with the backlog. Looking further back costs one analytics
-        // page and GETs only for conversations Convoy does not track.
-        let since = since - DISCOVERY_MARGIN;
-        let discovery = async move { discover(&rest, since, Utc::now()).await };
-        ctx.spawn(discovery.into_actor(self).map(|mut found, router, ctx| {
-            router.reconciling = false;
-            found.extend(
-                router
-                    .final_states
-                    .iter()
-                    .filter(|(_, state)| state.state.awaits_receipts())
-                    .map(|(id, _)| id.clone()),
-            );
-            found.sort();
-            found.dedup();
-            tracing::info!(conversations = found.len(), "Discovery finished.");
-            let observed_at = Utc::now();
-            for id in found {
-                if router.actors.contains_key(&id) {
-                    continue;
-                }
-                // Start from REST: the empty snapshot carries nothing, the rebuild's
-                // re-read does the work (joined into the final state, if one is known).
-                let input = ConversationInput::Snapshot(convoy::conversation::ConversationSnapshot {
-                    conversation_id: id.clone(),
-                    start_time: None,
-                    end_time: None,
-                    participants: Vec::new(),
-                });
-                if let Err(error) = router.deliver(input, observed_at, true, ctx) {
-                    tracing::warn!(conversation_id = %id, %error, "Could not re-read a conversation after a gap.");
-                }
-            }
-            if router.pending_reconcile.is_some() {
-                router.start_discovery(ctx);
-            }
-        }));
+        });
+        self.start_discovery(ctx);
+        self.pump_rereads(ctx);
     }
 }
 
@@ -533,14 +917,14 @@ async fn discover(
         let response = match rest.call(request).await {
             Ok(response) => response,
             Err(error) => {
-                tracing::warn!(%error, "Discovery query failed; conversations started during the gap may be missed until their next event.");
+                tracing::warn!(%error, page, "Discovery query failed; conversations started during the gap may be missed until their next event.");
                 break;
             }
         };
         let page_body: serde_json::Value = match response.json(route) {
             Ok(value) => value,
             Err(error) => {
-                tracing::warn!(%error, "Unreadable discovery page.");
+                tracing::warn!(%error, page, "Unreadable discovery page.");
                 break;
             }
         };
@@ -550,7 +934,6 @@ async fn discover(
             .cloned()
             .unwrap_or_default();
         let count = conversations.len();
-        tracing::debug!(page, count, "Discovery page read.");
         found.extend(
             conversations
                 .iter()
@@ -559,6 +942,13 @@ async fn discover(
         );
         if count < DISCOVERY_PAGE_SIZE as usize {
             break;
+        }
+        if page == DISCOVERY_MAX_PAGES {
+            tracing::warn!(
+                %interval,
+                conversations = found.len(),
+                "Discovery reached the details query's 100 000-result cap; conversations past it are learnt only from their next event."
+            );
         }
     }
     // Paging an active interval can repeat rows (API.md §6.1): dedupe.

@@ -259,19 +259,23 @@ fn attributes_patch(
     req: &HttpRequest,
     path: web::Path<(String, String)>,
     body: &web::Bytes,
-) -> Result<Applied<serde_json::Value>, OrgError> {
+) -> Result<(Applied<serde_json::Value>, Option<String>), OrgError> {
     let (id, participant_id) = path.into_inner();
     let if_match = if_match(req);
     let body = parse_json_body(body)?;
     with_org(shared, |org, now| {
-        org.patch_participant_attributes(
+        let applied = org.patch_participant_attributes(
             family,
             &id,
             &participant_id,
             &body,
             if_match.as_deref(),
             now,
-        )
+        )?;
+        // Strict mode answers a write with the conversation's new version as its ETag,
+        // as ETag-aware APIs do, so a client can chain writes without re-reading.
+        let etag = org.get_conversation(&id).ok().and_then(|v| v.etag);
+        Ok((applied, etag))
     })
 }
 
@@ -282,8 +286,24 @@ async fn patch_participant_attributes(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let result = attributes_patch(&shared, PathFamily::Any, &req, path, &body);
-    accepted(&shared, result)
+    let (result, etag) = split_etag(attributes_patch(&shared, PathFamily::Any, &req, path, &body));
+    with_etag(accepted(&shared, result), etag)
+}
+
+fn split_etag<T>(
+    result: Result<(Applied<T>, Option<String>), OrgError>,
+) -> (Result<Applied<T>, OrgError>, Option<String>) {
+    match result {
+        Ok((applied, etag)) => (Ok(applied), etag),
+        Err(error) => (Err(error), None),
+    }
+}
+
+fn with_etag(mut response: HttpResponse, etag: Option<String>) -> HttpResponse {
+    if let Some(value) = etag.and_then(|etag| header::HeaderValue::from_str(&etag).ok()) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
 /// 202 with the `ParticipantAttributes` (the messages variant).
@@ -293,8 +313,9 @@ async fn patch_message_participant_attributes(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let result = attributes_patch(&shared, PathFamily::Messages, &req, path, &body);
-    applied_response(&shared, result, StatusCode::ACCEPTED)
+    let (result, etag) =
+        split_etag(attributes_patch(&shared, PathFamily::Messages, &req, path, &body));
+    with_etag(applied_response(&shared, result, StatusCode::ACCEPTED), etag)
 }
 
 async fn disconnect_message_conversation(

@@ -43,6 +43,22 @@ pub const CONVERSATIONS_EVICTED: &str = "convoy_conversations_evicted_total";
 pub const CONVERSATIONS_LIVE: &str = "convoy_conversations_live";
 pub const CONVERSATION_STALE_INPUTS: &str = "convoy_conversation_stale_inputs_total";
 pub const CONVERSATION_TOMBSTONED_EVENTS: &str = "convoy_conversation_tombstoned_events_total";
+/// Echo snapshots (only Convoy's own attributes changed): applied, cost nothing else.
+pub const CONVERSATION_ECHOES: &str = "convoy_conversation_echoes_total";
+/// Gauge: conversations waiting in the reconciliation set (background re-reads owed).
+pub const REREADS_OWED: &str = "convoy_conversation_rereads_owed";
+/// Label `outcome`: ok, failed.
+pub const REREADS: &str = "convoy_conversation_rereads_total";
+
+// Attribute write-back.
+/// Gauge: participant writes owed now (at most one per participant).
+pub const WRITE_BACK_OWED: &str = "convoy_write_back_owed";
+/// Gauge: conversations owing at least one write.
+pub const WRITE_BACK_CONVERSATIONS: &str = "convoy_write_back_conversations";
+/// Label `outcome`: landed, conflict, transient, refused.
+pub const WRITE_BACK_WRITES: &str = "convoy_write_back_writes_total";
+/// Lifecycle transitions of participants (what a write per transition would have cost).
+pub const PARTICIPANT_TRANSITIONS: &str = "convoy_participant_transitions_total";
 
 // Genesys REST. Labels `route` (a template such as `GET /api/v2/conversations/{id}`) and
 // `class` (2xx, 3xx, 4xx, 5xx, transport).
@@ -63,7 +79,7 @@ pub const PANICS: &str = "convoy_panics_total";
 // Label values known before the first occurrence. `/metrics` shows these series at zero
 // from start-up, so dashboards and alerts see a family (and a rate of 0) before anything
 // has happened. Add an actor type here when its actor lands.
-pub const ACTOR_TYPES: &[&str] = &["token", "stream", "router", "conversation"];
+pub const ACTOR_TYPES: &[&str] = &["token", "stream", "router", "conversation", "writer"];
 pub const RECONNECT_REASONS: &[&str] = &[
     "dropped",
     "silence",
@@ -80,5 +96,6 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "restart",
 ];
 pub const ROTATION_REASONS: &[&str] = &["socket_closing", "channel_expiry", "token_expiry"];
-pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "crashed", "shutdown"];
+pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "capacity", "crashed", "shutdown"];
+pub const WRITE_OUTCOMES: &[&str] = &["landed", "conflict", "transient", "refused"];
 pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect", "rotation"];
