@@ -206,7 +206,10 @@ impl Daemon {
                 .send(ShutdownConversations { also_owed })
                 .await
                 .unwrap_or(0);
-            tracing::info!(conversations = persisted, "Conversations persisted for the next start.");
+            tracing::info!(
+                conversations = persisted,
+                "Conversations persisted for the next start."
+            );
         })
         .await
         .is_ok();

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
+use crate::conversation::ConversationViews;
 use convoy::ids::ConversationId;
 use convoy::simulator::Scenario;
-use crate::conversation::ConversationViews;
 use serde_json::Value;
 
 use crate::app::{Daemon, RunOptions};
@@ -183,11 +183,16 @@ pub fn config_for(
     let text = format!(
         "# Written for an in-process emulator.\n\
          [genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
-         client_secret = \"{secret}\"\nrequests_per_minute = 60000\nqueues = {queues}\n{genesys_extra}\n{outbox}{extra_toml}",
+         client_secret = \"{secret}\"\n{budget}queues = {queues}\n{genesys_extra}\n{outbox}{extra_toml}",
         base = emulator.base_url(),
         id = emulator.client_id(),
         secret = emulator.client_secret(),
         queues = serde_json::to_string(&queues).unwrap_or_else(|_| "[]".to_owned()),
+        budget = if genesys_extra.contains("requests_per_minute") {
+            ""
+        } else {
+            "requests_per_minute = 60000\n"
+        },
         // Each in-process daemon gets a durable store of its own (a second daemon cannot
         // open the same redb file).
         outbox = if extra_toml.contains("[outbox]") {

@@ -148,9 +148,7 @@ mod tests {
         let path = folder.path().join("nested").join("outbox.redb");
         {
             let store = DurableStore::open(&path).unwrap();
-            store
-                .owe_rereads(&[(id("b"), 3), (id("a"), 7)])
-                .unwrap();
+            store.owe_rereads(&[(id("b"), 3), (id("a"), 7)]).unwrap();
             store.owe_rereads(&[(id("a"), 2)]).unwrap();
         }
         let store = DurableStore::open(&path).unwrap();

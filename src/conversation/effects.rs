@@ -178,10 +178,9 @@ mod tests {
             .iter()
             .all(|event| event.conversation_id == ConversationId::from("c1")
                 && event.version == outcome.version));
-        assert!(events.iter().any(|event| matches!(
-            event.transition,
-            Transition::ParticipantBecameActive { .. }
-        )));
+        assert!(events
+            .iter()
+            .any(|event| matches!(event.transition, Transition::ParticipantBecameActive { .. })));
         assert_eq!(
             owed_writes(&conversation.state, conversation.version),
             vec![write("agent", Lifecycle::Active, 1)]
@@ -252,14 +251,20 @@ mod tests {
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",
                 CommunicationState::Disconnected,
-                &[(PARTICIPANT_STATE_ATTRIBUTE, "active"), (VERSION_ATTRIBUTE, "2")],
+                &[
+                    (PARTICIPANT_STATE_ATTRIBUTE, "active"),
+                    (VERSION_ATTRIBUTE, "2"),
+                ],
             )]))
             .unwrap();
         let again = conversation
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",
                 CommunicationState::Disconnected,
-                &[(PARTICIPANT_STATE_ATTRIBUTE, "active"), (VERSION_ATTRIBUTE, "2")],
+                &[
+                    (PARTICIPANT_STATE_ATTRIBUTE, "active"),
+                    (VERSION_ATTRIBUTE, "2"),
+                ],
             )]))
             .unwrap();
         assert!(again.transitions.is_empty());
@@ -301,8 +306,14 @@ mod tests {
     fn an_older_echo_arriving_late_does_not_hide_a_newer_write() {
         // Genesys publishes one snapshot per write; they may arrive in any order.
         let mut conversation = Conversation::new(ConversationId::from("c1"));
-        let newer = [(PARTICIPANT_STATE_ATTRIBUTE, "left"), (VERSION_ATTRIBUTE, "4")];
-        let older = [(PARTICIPANT_STATE_ATTRIBUTE, "pending"), (VERSION_ATTRIBUTE, "1")];
+        let newer = [
+            (PARTICIPANT_STATE_ATTRIBUTE, "left"),
+            (VERSION_ATTRIBUTE, "4"),
+        ];
+        let older = [
+            (PARTICIPANT_STATE_ATTRIBUTE, "pending"),
+            (VERSION_ATTRIBUTE, "1"),
+        ];
         conversation
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",
@@ -327,7 +338,10 @@ mod tests {
     #[test]
     fn message_transitions_notify_and_owe_no_new_write() {
         let mut conversation = Conversation::new(ConversationId::from("c1"));
-        let shown = [(PARTICIPANT_STATE_ATTRIBUTE, "active"), (VERSION_ATTRIBUTE, "1")];
+        let shown = [
+            (PARTICIPANT_STATE_ATTRIBUTE, "active"),
+            (VERSION_ATTRIBUTE, "1"),
+        ];
         conversation
             .apply_snapshot(&snapshot(vec![participant(
                 "agent",

@@ -271,9 +271,7 @@ impl Recency {
 
     /// Ids last active before `cutoff`, least recent first.
     pub fn older_than(&self, cutoff: Duration) -> impl Iterator<Item = &ConversationId> {
-        self.by_time
-            .range(..(cutoff, 0))
-            .map(|(_, id)| id)
+        self.by_time.range(..(cutoff, 0)).map(|(_, id)| id)
     }
 
     pub fn len(&self) -> usize {

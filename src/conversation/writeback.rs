@@ -121,7 +121,8 @@ impl WriteBackQueue {
             .map(|write| (write.participant_id.clone(), write))
             .collect();
         // A landed write the state does not list any more is shown now: forget it.
-        debt.landed.retain(|participant, _| wanted.contains_key(participant));
+        debt.landed
+            .retain(|participant, _| wanted.contains_key(participant));
         let mut owed = BTreeMap::new();
         for (participant, write) in wanted {
             if debt.landed.get(&participant) == Some(&write.lifecycle) {

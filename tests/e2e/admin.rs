@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convoy::ids::ConversationId;
 use convoy::conversation::Conversation;
+use convoy::ids::ConversationId;
 use convoy_actors::admin::{AdminServer, ConversationViews, HealthBoard, WriteStatuses};
 use convoy_actors::conversation::actor::SharedConversation;
 use convoy_actors::conversation::view::{ConversationView, Residence};

@@ -10,16 +10,16 @@ use actix::{Actor, Addr};
 use chrono::Utc;
 use convoy::config::Secret;
 use convoy::ids::ConversationId;
-use convoy_actors::conversation::router::LookupConversation;
 use convoy_actors::conversation::actor::ActorCensus;
+use convoy_actors::conversation::router::LookupConversation;
 use convoy_actors::conversation::{
-    start_conversations, AttributeWriter, ConversationRouter, ConversationViews,
-    ConversationsSetup, Reconcile, RouterSettings, WriterSettings,
+    start_conversations, ConversationRouter, ConversationViews, ConversationsSetup, Reconcile,
+    RouterSettings, WriterSettings,
 };
-use convoy_actors::store::DurableStore;
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::genesys::oauth::TokenEndpoint;
 use convoy_actors::genesys::rest::{RestContext, SharedBucket};
+use convoy_actors::store::DurableStore;
 use convoy_actors::token::{TokenActor, TokenStats};
 use dashmap::DashMap;
 use serde_json::{json, Value};
@@ -49,7 +49,6 @@ impl Default for HarnessSettings {
 pub struct Harness {
     pub emulator: Emulator,
     pub router: Addr<ConversationRouter>,
-    pub writer: Addr<AttributeWriter>,
     pub census: Arc<ActorCensus>,
     pub views: ConversationViews,
     pub http: awc::Client,
@@ -86,7 +85,7 @@ impl Harness {
         };
         let views: ConversationViews = Arc::new(DashMap::new());
         let census = Arc::new(ActorCensus::default());
-        let (router, writer) = start_conversations(ConversationsSetup {
+        let (router, _writer) = start_conversations(ConversationsSetup {
             rest,
             views: views.clone(),
             write_statuses: Arc::new(DashMap::new()),
@@ -110,7 +109,6 @@ impl Harness {
         let mut harness = Harness {
             emulator,
             router,
-            writer,
             census,
             views,
             http,

@@ -21,19 +21,27 @@ use crate::support::{self, client, eventually};
 
 const FAST: &str = include_str!("../../config/examples/scenario-fast.toml");
 
-struct Run {
-    emulator: Emulator,
-    daemon: Daemon,
-    http: awc::Client,
+pub struct Run {
+    pub emulator: Emulator,
+    pub daemon: Daemon,
+    pub http: awc::Client,
 }
 
 impl Run {
-    async fn start(options: EmulatorOptions, extra_toml: &str) -> Run {
-        let genesys_extra = if options.strict_if_match {
-            "if_match = \"etag\""
-        } else {
-            ""
-        };
+    pub async fn start(options: EmulatorOptions, extra_toml: &str) -> Run {
+        Run::start_with(options, "", extra_toml).await
+    }
+
+    /// `genesys_extra`: lines of the `[genesys]` section (e.g. `requests_per_minute = 300`).
+    pub async fn start_with(
+        options: EmulatorOptions,
+        genesys_extra: &str,
+        extra_toml: &str,
+    ) -> Run {
+        let mut genesys_extra = genesys_extra.to_owned();
+        if options.strict_if_match {
+            genesys_extra.push_str("\nif_match = \"etag\"");
+        }
         let http = client();
         let emulator = Emulator::start(EmulatorOptions {
             rate_limit_per_minute: 0,
@@ -43,7 +51,7 @@ impl Run {
         .unwrap();
         let config = config_for(
             &emulator,
-            genesys_extra,
+            &genesys_extra,
             &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{extra_toml}"),
         )
         .unwrap();
@@ -60,15 +68,15 @@ impl Run {
         }
     }
 
-    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         support::control(&self.http, &self.emulator, method, path, body).await
     }
 
-    async fn truth(&self) -> Vec<Value> {
+    pub async fn truth(&self) -> Vec<Value> {
         support::truth(&self.http, &self.emulator).await
     }
 
-    async fn simulate(&self, conversations: usize, seed: u64) -> SimulationReport {
+    pub async fn simulate(&self, conversations: usize, seed: u64) -> SimulationReport {
         let mut options = SimulatorOptions::new(
             &self.emulator.base_url(),
             self.emulator.client_id(),
@@ -86,7 +94,7 @@ impl Run {
     }
 
     /// Waits for Convoy to equal the truth; panics with what still differs.
-    async fn assert_converges(&self) {
+    pub async fn assert_converges(&self) {
         let converged = eventually(Duration::from_secs(180), || async {
             let truth = self.truth().await;
             differences(&self.daemon.views, &truth).is_empty()
@@ -106,7 +114,7 @@ impl Run {
     }
 
     /// The sum of every series of a metric on the admin server's `/metrics`.
-    async fn metric(&self, name: &str) -> f64 {
+    pub async fn metric(&self, name: &str) -> f64 {
         let mut response = self
             .http
             .get(format!("http://{}/metrics", self.daemon.admin.local_addr()))
@@ -124,7 +132,7 @@ impl Run {
             .sum()
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         assert!(self.daemon.shutdown().await, "shutdown missed its deadline");
         self.emulator.stop().await;
     }

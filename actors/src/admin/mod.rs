@@ -131,7 +131,11 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
 /// Every view, sorted by conversation id so two reads of an unchanged map are equal.
 /// Serialised here, on request: conversations keep typed state only.
 async fn conversations(state: web::Data<AdminState>) -> HttpResponse {
-    let mut ids: Vec<ConversationId> = state.views.iter().map(|entry| entry.key().clone()).collect();
+    let mut ids: Vec<ConversationId> = state
+        .views
+        .iter()
+        .map(|entry| entry.key().clone())
+        .collect();
     ids.sort();
     let views: Vec<serde_json::Value> = ids
         .iter()

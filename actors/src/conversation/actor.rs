@@ -303,9 +303,10 @@ impl ConversationActor {
 fn is_live_call(conversation: &Conversation) -> bool {
     !conversation.state.is_ended()
         && conversation.state.participants.values().any(|participant| {
-            participant.communications.values().any(|leg| {
-                leg.medium == Medium::Calls && !leg.lifecycle().is_ended()
-            })
+            participant
+                .communications
+                .values()
+                .any(|leg| leg.medium == Medium::Calls && !leg.lifecycle().is_ended())
         })
 }
 

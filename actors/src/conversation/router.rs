@@ -316,9 +316,14 @@ impl ConversationRouter {
             }
         };
         self.resting_views.remove(id);
-        let addr =
-            ConversationActor::new(id.clone(), generation, known, self.deps.clone(), ctx.address())
-                .start();
+        let addr = ConversationActor::new(
+            id.clone(),
+            generation,
+            known,
+            self.deps.clone(),
+            ctx.address(),
+        )
+        .start();
         self.slots.insert(
             id.clone(),
             Slot::Live {
@@ -496,7 +501,11 @@ impl ConversationRouter {
             _ => return,
         };
         let now = self.now();
-        let view = self.deps.views.get(&id).map(|view| view.conversation.clone());
+        let view = self
+            .deps
+            .views
+            .get(&id)
+            .map(|view| view.conversation.clone());
         let residence = match (reason, &final_state) {
             (StopReason::Finished, Some(state)) => {
                 self.registry.tombstone(&id, state.version, now);
@@ -513,7 +522,8 @@ impl ConversationRouter {
                 metrics::counter!(names::ACTOR_RESTARTS, "actor" => "conversation").increment(1);
                 tracing::warn!(conversation_id = %id, "Conversation actor died while retiring; its next event rebuilds it.");
                 if let Some(shared) = view {
-                    self.version_floors.insert(id.clone(), shared.read().version, now);
+                    self.version_floors
+                        .insert(id.clone(), shared.read().version, now);
                 }
                 Residence::Crashed
             }

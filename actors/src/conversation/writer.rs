@@ -170,37 +170,49 @@ impl AttributeWriter {
             let result = write_once(&rest, &job, etag, conditional, &inputs).await;
             (job, result)
         };
-        ctx.spawn(work.into_actor(self).map(move |(job, result), writer, ctx| {
-            writer.in_flight = writer.in_flight.saturating_sub(1);
-            let now = writer.now();
-            let outcome = match result.outcome {
-                Attempt::Landed => WriteOutcome::Landed,
-                Attempt::Conflict => WriteOutcome::Conflict {
-                    // The re-read is already on its way to the conversation; a short pause
-                    // lets it re-state the debt first.
-                    retry_at: now + nth_delay(Duration::from_millis(100), Duration::from_secs(30), failures),
-                },
-                Attempt::Transient { retry_after } => WriteOutcome::Transient {
-                    retry_at: now
-                        + nth_delay(Duration::from_secs(1), Duration::from_secs(60), failures)
-                            .max(retry_after.unwrap_or_default()),
-                },
-                Attempt::Refused { reason } => WriteOutcome::Refused { reason },
-            };
-            match result.etag {
-                EtagUpdate::Keep => {}
-                EtagUpdate::Set(etag) => {
-                    writer.etags.insert(job.conversation_id.clone(), etag);
-                }
-                EtagUpdate::Forget => {
-                    writer.etags.remove(&job.conversation_id);
-                }
-            }
-            record_outcome(&job, &outcome);
-            writer.queue.finish(&job, outcome);
-            writer.publish_status(&job.conversation_id);
-            writer.pump(ctx);
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |(job, result), writer, ctx| {
+                    writer.in_flight = writer.in_flight.saturating_sub(1);
+                    let now = writer.now();
+                    let outcome = match result.outcome {
+                        Attempt::Landed => WriteOutcome::Landed,
+                        Attempt::Conflict => WriteOutcome::Conflict {
+                            // The re-read is already on its way to the conversation; a short pause
+                            // lets it re-state the debt first.
+                            retry_at: now
+                                + nth_delay(
+                                    Duration::from_millis(100),
+                                    Duration::from_secs(30),
+                                    failures,
+                                ),
+                        },
+                        Attempt::Transient { retry_after } => WriteOutcome::Transient {
+                            retry_at: now
+                                + nth_delay(
+                                    Duration::from_secs(1),
+                                    Duration::from_secs(60),
+                                    failures,
+                                )
+                                .max(retry_after.unwrap_or_default()),
+                        },
+                        Attempt::Refused { reason } => WriteOutcome::Refused { reason },
+                    };
+                    match result.etag {
+                        EtagUpdate::Keep => {}
+                        EtagUpdate::Set(etag) => {
+                            writer.etags.insert(job.conversation_id.clone(), etag);
+                        }
+                        EtagUpdate::Forget => {
+                            writer.etags.remove(&job.conversation_id);
+                        }
+                    }
+                    record_outcome(&job, &outcome);
+                    writer.queue.finish(&job, outcome);
+                    writer.publish_status(&job.conversation_id);
+                    writer.pump(ctx);
+                }),
+        );
     }
 
     fn publish_status(&self, id: &ConversationId) {
@@ -341,7 +353,10 @@ async fn reread(
 ) -> Result<Option<String>, Attempt> {
     let route = "GET /api/v2/conversations/{id}";
     let response = rest
-        .call(RestRequest::get(format!("/api/v2/conversations/{id}"), route))
+        .call(RestRequest::get(
+            format!("/api/v2/conversations/{id}"),
+            route,
+        ))
         .await
         .map_err(|error| match error {
             RestError::Rejected { .. } => Attempt::Refused {

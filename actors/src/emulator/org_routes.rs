@@ -286,7 +286,13 @@ async fn patch_participant_attributes(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (result, etag) = split_etag(attributes_patch(&shared, PathFamily::Any, &req, path, &body));
+    let (result, etag) = split_etag(attributes_patch(
+        &shared,
+        PathFamily::Any,
+        &req,
+        path,
+        &body,
+    ));
     with_etag(accepted(&shared, result), etag)
 }
 
@@ -313,9 +319,17 @@ async fn patch_message_participant_attributes(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (result, etag) =
-        split_etag(attributes_patch(&shared, PathFamily::Messages, &req, path, &body));
-    with_etag(applied_response(&shared, result, StatusCode::ACCEPTED), etag)
+    let (result, etag) = split_etag(attributes_patch(
+        &shared,
+        PathFamily::Messages,
+        &req,
+        path,
+        &body,
+    ));
+    with_etag(
+        applied_response(&shared, result, StatusCode::ACCEPTED),
+        etag,
+    )
 }
 
 async fn disconnect_message_conversation(
