@@ -50,6 +50,11 @@ pub const REST_REQUESTS: &str = "convoy_genesys_requests_total";
 pub const REST_RATE_LIMITED: &str = "convoy_genesys_rate_limited_total";
 pub const REST_RETRIES: &str = "convoy_genesys_retries_total";
 pub const REST_CONFLICT_RETRIES: &str = "convoy_genesys_conflict_retries_total";
+/// Label `source`: retry_after, ratelimit_reset, backoff. Every pause of the shared bucket
+/// the server asked for (429 or a used-up `inin-ratelimit-*` window).
+pub const REST_SERVER_PAUSES: &str = "convoy_genesys_server_pauses_total";
+/// Label `source`: the pauses cut to the maximum (`Retry-After` far beyond 5 minutes).
+pub const REST_SERVER_PAUSES_CLAMPED: &str = "convoy_genesys_server_pauses_clamped_total";
 
 // Token.
 pub const TOKEN_REFRESHES: &str = "convoy_token_refreshes_total";
