@@ -27,6 +27,13 @@ use crate::telemetry::{names, ActorMetrics};
 /// The exit code of a process stopped by an escalation (restart budget exceeded or an
 /// essential actor panicked).
 pub const ESCALATION_EXIT_CODE: i32 = 1;
+/// The exit code when Genesys keeps refusing the OAuth client (400/401/403 from the token
+/// endpoint: unknown client id, wrong secret, grant not allowed). Restarting cannot help;
+/// fix `genesys.client_id` / the client secret.
+pub const EXIT_CREDENTIALS_REFUSED: i32 = 4;
+/// The exit code when the login host could not be reached (or kept failing) for longer
+/// than `genesys.login_unreachable_exit_after` while Convoy had no valid token.
+pub const EXIT_LOGIN_UNREACHABLE: i32 = 5;
 
 /// At most `max_restarts` restarts within any `window`; one more gives up (Erlang's
 /// intensity and period).
@@ -79,6 +86,15 @@ pub enum EscalationCause {
     EssentialActorPanicked {
         actor: &'static str,
     },
+    /// The token endpoint refused the OAuth client this many times in a row.
+    CredentialsRefused {
+        attempts: u32,
+        status: u16,
+    },
+    /// No token could be obtained for this long (transport errors, 5xx, 429).
+    LoginUnreachable {
+        failing_for: Duration,
+    },
 }
 
 impl EscalationCause {
@@ -86,6 +102,18 @@ impl EscalationCause {
         match self {
             EscalationCause::RestartBudgetExceeded { actor, .. }
             | EscalationCause::EssentialActorPanicked { actor } => actor,
+            EscalationCause::CredentialsRefused { .. }
+            | EscalationCause::LoginUnreachable { .. } => "token",
+        }
+    }
+
+    /// The process exit code this cause stops the System with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EscalationCause::RestartBudgetExceeded { .. }
+            | EscalationCause::EssentialActorPanicked { .. } => ESCALATION_EXIT_CODE,
+            EscalationCause::CredentialsRefused { .. } => EXIT_CREDENTIALS_REFUSED,
+            EscalationCause::LoginUnreachable { .. } => EXIT_LOGIN_UNREACHABLE,
         }
     }
 }
@@ -99,7 +127,8 @@ pub struct Escalation {
 }
 
 impl Escalation {
-    /// Stop the actix System of the calling thread with [`ESCALATION_EXIT_CODE`].
+    /// Stop the actix System of the calling thread with the cause's exit code
+    /// ([`EscalationCause::exit_code`]).
     pub fn stop_system() -> Self {
         Escalation::new(stop_system)
     }
@@ -130,17 +159,18 @@ impl fmt::Debug for Escalation {
 }
 
 fn stop_system(cause: &EscalationCause) {
+    let code = cause.exit_code();
     // `System::current()` panics without a System; `try_current` cannot.
     match actix::System::try_current() {
         Some(system) => {
-            tracing::error!(actor = cause.actor(), cause = ?cause, code = ESCALATION_EXIT_CODE, "Stopping the process.");
-            system.stop_with_code(ESCALATION_EXIT_CODE);
+            tracing::error!(actor = cause.actor(), cause = ?cause, code, "Stopping the process.");
+            system.stop_with_code(code);
         }
         None => {
             // Only reachable from a thread outside any actix System; exiting is still
             // better than running on without a singleton.
-            tracing::error!(actor = cause.actor(), cause = ?cause, code = ESCALATION_EXIT_CODE, "No actix System on this thread; exiting the process.");
-            std::process::exit(ESCALATION_EXIT_CODE);
+            tracing::error!(actor = cause.actor(), cause = ?cause, code, "No actix System on this thread; exiting the process.");
+            std::process::exit(code);
         }
     }
 }

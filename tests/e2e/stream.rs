@@ -985,6 +985,8 @@ async fn a_refused_oauth_client_restarts_the_stream_with_backoff_instead_of_spin
         },
         Arc::new(TokenStats::default()),
     )
+    // This test is about the stream: the token actor's own exit is tested in token.rs.
+    .with_escalation(convoy_actors::supervision::Escalation::new(|_| {}))
     .start();
     let rest = RestContext {
         api_base: emulator.base_url(),
