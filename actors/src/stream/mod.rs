@@ -38,6 +38,7 @@ pub mod ws;
 
 use std::cell::Cell;
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -103,6 +104,15 @@ pub struct StreamActor {
     /// channel's `404`, `token_revoked`) cover a dying token.
     token_expiry: Option<TokenExpirySource>,
     counters: StreamCounters,
+    /// Conversations whose stream event the router did not take: re-read through REST
+    /// (background priority) and handed to the router as a snapshot.
+    owed: BTreeSet<convoy::ids::ConversationId>,
+    /// A re-read batch is running.
+    rereading: bool,
+    /// No re-read before this (after a batch with failures).
+    reread_retry_at: Option<Instant>,
+    /// `stream.rotate_before_expiry` did not fit a granted lifetime (warned once).
+    warned_margin: bool,
     /// Counts a panic and stops the System: a dead stream would silently stop all input.
     _panic_guard: PanicGuard,
 }
@@ -147,6 +157,21 @@ struct Link {
     /// end them too.
     retiring: Vec<SocketHandle>,
     counters: StreamCounters,
+    /// `v2.conversations.{id}.transcription` topics of live voice calls placed on this
+    /// link ([`WatchTranscription`]), subscribed next to `topics`.
+    transcriptions: BTreeSet<String>,
+    /// Bumped on every change of `transcriptions`.
+    subs_version: u64,
+    /// The version the channel's subscriptions on the server correspond to.
+    synced_version: u64,
+    /// The version the attempt running now subscribes (a new channel).
+    attempt_version: u64,
+    /// A subscription PUT is in flight.
+    syncing: bool,
+    /// A topic was added since the last sync (removals alone can wait: an ended call's
+    /// topic carries nothing).
+    additions_pending: bool,
+    last_sync_at: Option<Instant>,
 }
 
 struct ChannelState {
@@ -175,8 +200,6 @@ pub enum GapReason {
     TokenRevoked,
     /// Any other `v2.system.*` frame.
     System,
-    /// The router did not take an event for too long; it was dropped and is reconciled.
-    Backpressure,
 }
 
 impl GapReason {
@@ -192,7 +215,6 @@ impl GapReason {
             GapReason::NoLongerSubscribed => "no_longer_subscribed",
             GapReason::TokenRevoked => "token_revoked",
             GapReason::System => "system",
-            GapReason::Backpressure => "backpressure",
         }
     }
 }
@@ -288,6 +310,8 @@ pub struct LinkStatus {
     pub rejected: Vec<RejectedTopic>,
     pub last_frame_at: Option<DateTime<Utc>>,
     pub counters: StreamCounters,
+    /// Transcription topics placed on this channel (subscribed or about to be).
+    pub transcriptions: usize,
 }
 
 /// A connection task's report to the actor (internal edge, `do_send`: rare control).
@@ -314,6 +338,11 @@ pub enum SocketSignal {
     ChannelGone { message: Option<String> },
     /// The connection's task has ended.
     Ended(SocketEnd),
+    /// The router did not take an event of this conversation (other than for shutdown):
+    /// the actor re-reads it through REST.
+    Undelivered {
+        conversation_id: convoy::ids::ConversationId,
+    },
 }
 
 /// Why a connection ended.
@@ -335,10 +364,6 @@ pub enum SocketEnd {
     ProtocolError(String),
     /// Continuation reassembly refused a frame (label of the error).
     Reassembly(&'static str),
-    /// The router did not take an event in time (label of the drop).
-    Backpressure {
-        dropped: &'static str,
-    },
 }
 
 impl SocketEnd {
@@ -348,7 +373,6 @@ impl SocketEnd {
             SocketEnd::Dropped => GapReason::Dropped,
             SocketEnd::Silence { .. } => GapReason::Silence,
             SocketEnd::ProtocolError(_) | SocketEnd::Reassembly(_) => GapReason::Error,
-            SocketEnd::Backpressure { .. } => GapReason::Backpressure,
         }
     }
 }

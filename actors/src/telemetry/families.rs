@@ -157,14 +157,29 @@ fn families() -> Vec<Family> {
             reasons(names::RECONCILE_REASONS),
         ),
         counter(
-            names::STREAM_ROUTE_RETRIES,
-            "Conversation events the stream retried handing to the router, by reason.",
-            None,
+            names::STREAM_ROUTE_DROPPED,
+            "Conversation events the router did not take, by reason (their conversations are re-read).",
+            reasons(names::ROUTE_DROP_REASONS),
         ),
         counter(
-            names::STREAM_ROUTE_DROPPED,
-            "Conversation events the stream could not hand to the router (each followed by a reconciliation), by reason.",
-            None,
+            names::STREAM_REREADS,
+            "Conversations re-read through REST after the router did not take one of their events.",
+            Unlabeled,
+        ),
+        counter(
+            names::STREAM_OVERSIZED_FRAMES,
+            "WebSocket messages refused by stream.max_frame_bytes or the fragment cap (each ends its socket), by reason.",
+            reasons(&[
+                "too_large",
+                "too_many_fragments",
+                "unexpected_continuation",
+                "interleaved_data_frame",
+            ]),
+        ),
+        gauge(
+            names::STREAM_TRANSCRIPTION_TOPICS,
+            "Transcription topics subscribed for live voice calls.",
+            Unlabeled,
         ),
         gauge(
             names::STREAM_CHANNELS_CONNECTED,
@@ -222,6 +237,16 @@ fn families() -> Vec<Family> {
             names::REST_CONFLICT_RETRIES,
             "Writes retried after a 409/412 version conflict.",
             Unlabeled,
+        ),
+        counter(
+            names::REST_SERVER_PAUSES,
+            "Pauses of every Genesys REST call asked by the server (429, used-up window), by source.",
+            Seed::Each("source", names::SERVER_PAUSE_SOURCES.to_vec()),
+        ),
+        counter(
+            names::REST_SERVER_PAUSES_CLAMPED,
+            "Server-asked pauses cut to the maximum (5 min by default), by source.",
+            Seed::Each("source", names::SERVER_PAUSE_SOURCES.to_vec()),
         ),
         // Token.
         counter(

@@ -104,6 +104,12 @@ impl ActorMetrics {
         metrics::gauge!(names::ACTOR_QUEUE_DEPTH, "actor" => actor).decrement(1.0);
     }
 
+    /// A message counted as [`Self::sent`] never reached `actor`'s mailbox (closed): it will
+    /// never be handled, so it leaves the queue depth.
+    pub fn undelivered(actor: &'static str) {
+        metrics::gauge!(names::ACTOR_QUEUE_DEPTH, "actor" => actor).decrement(1.0);
+    }
+
     /// `actor`'s handler returned an error (count `handled` as well).
     pub fn handler_error(actor: &'static str) {
         metrics::counter!(names::ACTOR_HANDLER_ERRORS, "actor" => actor).increment(1);

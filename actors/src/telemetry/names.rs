@@ -25,11 +25,17 @@ pub const STREAM_HEARTBEAT_AGE: &str = "convoy_stream_heartbeat_age_seconds";
 /// Gauge: topics rejected by the last subscription.
 pub const STREAM_REJECTED_TOPICS: &str = "convoy_stream_rejected_topics";
 pub const STREAM_RECONCILIATIONS: &str = "convoy_stream_reconciliations_total";
-/// Label `reason`: at_capacity, timeout, send_timeout (the router asked the stream to wait).
-pub const STREAM_ROUTE_RETRIES: &str = "convoy_stream_route_retries_total";
-/// Label `reason`: router_gone, shutting_down, patience_exhausted. Each one is followed
-/// by a reconciliation (or is the shutdown itself).
+/// Label `reason`: at_capacity, timeout, send_timeout (each one's conversation is re-read
+/// through REST), router_gone, shutting_down.
 pub const STREAM_ROUTE_DROPPED: &str = "convoy_stream_route_dropped_total";
+/// Conversations re-read through REST because the router did not take one of their
+/// stream events.
+pub const STREAM_REREADS: &str = "convoy_stream_rereads_total";
+/// Messages refused by the reassembly caps (`stream.max_frame_bytes`, fragment count);
+/// each one ends its socket. Label `reason`: too_large, too_many_fragments, …
+pub const STREAM_OVERSIZED_FRAMES: &str = "convoy_stream_refused_messages_total";
+/// Gauge: `v2.conversations.{id}.transcription` topics subscribed (live voice calls).
+pub const STREAM_TRANSCRIPTION_TOPICS: &str = "convoy_stream_transcription_topics";
 /// Gauge: channels with a connected socket.
 pub const STREAM_CHANNELS_CONNECTED: &str = "convoy_stream_channels_connected";
 /// `--record` capture file open or write failures.
@@ -81,9 +87,16 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "channel_gone",
     "token_revoked",
     "system",
-    "backpressure",
     "restart",
 ];
 pub const ROTATION_REASONS: &[&str] = &["socket_closing", "channel_expiry", "token_expiry"];
 pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "crashed", "shutdown"];
-pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect", "rotation"];
+pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect"];
+pub const ROUTE_DROP_REASONS: &[&str] = &[
+    "at_capacity",
+    "timeout",
+    "send_timeout",
+    "router_gone",
+    "shutting_down",
+];
+pub const SERVER_PAUSE_SOURCES: &[&str] = &["retry_after", "ratelimit_reset", "backoff"];

@@ -121,7 +121,8 @@ pub struct TokenActor {
     failing_since: Option<Instant>,
     /// Backoff between failed refreshes, across refreshes (reset by a token).
     backoff: RetrySchedule,
-    gave_up: bool,
+    /// Set when the process is being stopped: the error every asker gets from then on.
+    gave_up: Option<TokenError>,
     /// Every REST and socket path depends on this actor: if it dies, the process stops
     /// loudly rather than every caller silently waiting.
     _panic_guard: PanicGuard,
@@ -143,7 +144,7 @@ impl TokenActor {
             refusals: 0,
             failing_since: None,
             backoff: RetrySchedule::new(policy.retry_initial, MAX_RETRY_DELAY),
-            gave_up: false,
+            gave_up: None,
             _panic_guard: PanicGuard::essential("token"),
         }
     }
@@ -174,7 +175,7 @@ impl TokenActor {
     /// ([`Self::finish_refresh`]), never sooner than [`MIN_REFRESH_INTERVAL`] after the
     /// last request.
     fn start_refresh(&mut self, ctx: &mut Context<Self>) {
-        if self.refreshing || self.gave_up {
+        if self.refreshing || self.gave_up.is_some() {
             return;
         }
         let Some(http) = self.http.clone() else {
@@ -288,7 +289,7 @@ impl TokenActor {
             }
         };
         if let Some(cause) = cause {
-            self.gave_up = true;
+            self.gave_up = Some(error.clone());
             match &cause {
                 EscalationCause::CredentialsRefused { attempts, .. } => tracing::error!(
                     %error,
@@ -339,8 +340,8 @@ impl Handler<GetToken> for TokenActor {
         if let Some(token) = self.valid_token(Instant::now()) {
             return Box::pin(async move { Ok(token) });
         }
-        if self.gave_up {
-            return Box::pin(async { Err(TokenError::ActorGone) });
+        if let Some(error) = self.gave_up.clone() {
+            return Box::pin(async move { Err(error) });
         }
         let (sender, receiver) = oneshot::channel();
         self.waiters.push(sender);
