@@ -5,6 +5,7 @@ mod daemon;
 mod emulator_load;
 mod emulator_org;
 mod emulator_platform;
+mod metrics;
 mod ratelimit;
 mod simulator;
 mod stream;

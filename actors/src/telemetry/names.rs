@@ -99,4 +99,16 @@ pub const ROUTE_DROP_REASONS: &[&str] = &[
     "router_gone",
     "shutting_down",
 ];
+/// Every Genesys REST route template Convoy calls (the `route` label), so the REST
+/// families exist from start-up.
+pub const GENESYS_ROUTES: &[&str] = &[
+    "POST /api/v2/notifications/channels",
+    "HEAD /api/v2/notifications/channels/{id}",
+    "PUT /api/v2/notifications/channels/{id}/subscriptions",
+    "GET /api/v2/conversations/{id}",
+    "PATCH /api/v2/conversations/{id}/participants/{id}/attributes",
+    "POST /api/v2/analytics/conversations/details/query",
+];
+/// The `class` label of `REST_REQUESTS`.
+pub const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "5xx", "transport"];
 pub const SERVER_PAUSE_SOURCES: &[&str] = &["retry_after", "ratelimit_reset", "backoff"];
