@@ -9,7 +9,10 @@
 //!   otherwise to a new one — after a backoff that resets once a connection proved stable;
 //! - an attempt in flight: wait for it (at most one per link).
 //!
-//! Every successful connect ends a gap and sends `Reconcile` to the router.
+//! Every successful connect after a gap sends `Reconcile` to the router (counted here, in
+//! `convoy_stream_reconciliations_total`, once); a rotation has no gap and sends nothing.
+//! Transcription topics ([`super::WatchTranscription`]) ride on the links with room and are
+//! synced by one subscription PUT per link per change batch.
 
 use std::cell::RefCell;
 use std::rc::Rc;

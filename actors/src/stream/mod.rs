@@ -2,8 +2,11 @@
 //! configured topics into Genesys Notifications channels (at most 1 000 topics each),
 //! subscribes them, keeps one WebSocket per channel alive (watchdog, ping, reconnect with
 //! backoff), rotates each channel make-before-break before it dies (`socket_closing`,
-//! channel expiry, token expiry), hands conversation data to the router in order, and
-//! after every gap asks the router to reconcile, because Genesys replays nothing.
+//! channel expiry, token expiry; margins checked against the granted lifetimes), hands
+//! conversation data to the router in order, after every real gap (not a rotation) asks
+//! the router to reconcile, because Genesys replays nothing, re-reads the conversations of
+//! events the router did not take, and follows the transcription topic of every live voice
+//! call the router names ([`WatchTranscription`]).
 //!
 //! Layout (witnet style): this file holds the state and the messages, [`actor`] the
 //! lifecycle and the link state machine, [`handlers`] the message handlers, [`ws`] the
@@ -11,8 +14,8 @@
 //!
 //! What it must never do: decide anything about a conversation (the router and the
 //! conversation actors do), drop a conversation event silently (every drop is counted and
-//! followed by a reconciliation), block on the router without bound, or end the process
-//! on bad input from the wire.
+//! its conversation re-read), block on the router without bound, or end the process on
+//! bad input from the wire.
 //!
 //! Decisions:
 //! - **One actor, several links.** A link is one planned slice of the topics
@@ -29,7 +32,8 @@
 //!   paces the restart and enforces the restart budget (exit non-zero when exceeded).
 //! - **Ordered delivery by construction.** Each connection's task awaits the router for
 //!   one event before it reads the next frame ([`ws`]), so frames are never reordered and
-//!   a slow router back-pressures the socket, not this actor's mailbox.
+//!   a slow router back-pressures the socket (for at most one send timeout per event), not
+//!   this actor's mailbox.
 
 mod actor;
 mod handlers;

@@ -27,16 +27,24 @@ pub struct FaultSettings {
     /// (or released after a short hold if no next event comes).
     pub reorder_ratio: f64,
     /// The next this-many `/api/v2` calls are answered 429, before any ratio is drawn
-    /// (counts down; `GET /faults` shows what is left).
+    /// (counts down; `GET /faults` shows what is left, nothing once it is 0).
+    #[serde(skip_serializing_if = "is_zero")]
     pub rate_limit_next: u32,
     /// `Retry-After` (seconds) of injected 429s; 1 when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
     /// When set, injected 429s also carry `inin-ratelimit-reset` (seconds) with a used-up
     /// window (`inin-ratelimit-count` = `-allowed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ratelimit_reset_s: Option<u64>,
     /// `expires_in` reported by `/oauth/token` instead of the token's real lifetime (the
     /// token still dies at its real expiry): probes a client's arithmetic on extreme values.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_expires_in_s: Option<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a fault setting was refused.
