@@ -259,6 +259,11 @@ impl SharedBucket {
 
     /// Sleeps `delay` between attempts, cut short by [`Self::close`].
     async fn sleep_unless_closed(&self, delay: Duration) -> Result<(), RestError> {
+        self.unless_closed(actix_rt::time::sleep(delay)).await
+    }
+
+    /// Runs `work` unless [`Self::close`] comes first (then `ShuttingDown`).
+    async fn unless_closed<F: std::future::Future>(&self, work: F) -> Result<F::Output, RestError> {
         let closing = {
             let state = self.lock();
             if state.closed {
@@ -274,7 +279,7 @@ impl SharedBucket {
             return Err(RestError::ShuttingDown);
         }
         tokio::select! {
-            () = actix_rt::time::sleep(delay) => Ok(()),
+            output = work => Ok(output),
             () = notified => Err(RestError::ShuttingDown),
         }
     }
@@ -519,12 +524,17 @@ impl GenesysRest {
             attempt += 1;
             self.context.bucket.acquire(request.priority).await?;
             ActorMetrics::sent("token");
+            // A token refresh may wait on an unreachable login host: shutdown cuts it short.
             let token = self
                 .context
-                .tokens
-                .send(GetToken)
-                .await
-                .map_err(|_| RestError::Token(TokenError::ActorGone))??;
+                .bucket
+                .unless_closed(self.context.tokens.send(GetToken))
+                .await?
+                .map_err(|_| {
+                    // Never enqueued: it will never be handled.
+                    ActorMetrics::undelivered("token");
+                    RestError::Token(TokenError::ActorGone)
+                })??;
             let mut builder = self
                 .http
                 .request(request.method.clone(), &url)

@@ -197,6 +197,22 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_never_reached_the_mailbox_leaves_the_queue_depth() {
+        let telemetry = Telemetry::install().unwrap();
+        let actor = "test_undelivered";
+        ActorMetrics::sent(actor);
+        ActorMetrics::sent(actor);
+        ActorMetrics::handled(actor);
+        // The second send found the mailbox closed.
+        ActorMetrics::undelivered(actor);
+        let labels = [("actor", actor)];
+        assert_eq!(
+            value(&telemetry, names::ACTOR_QUEUE_DEPTH, &labels),
+            Some(0.0)
+        );
+    }
+
+    #[test]
     fn queue_depth_is_sent_minus_handled() {
         let telemetry = Telemetry::install().unwrap();
         let actor = "test_queue_depth";
