@@ -11,7 +11,14 @@
 //!   ([`TokenBucket::observe_headers`]);
 //! - low-priority work (reconciliation re-reads) leaves a reserve of tokens to live writes,
 //!   so a catch-up sweep after a gap never delays the writes of conversations happening
-//!   now ([`TokenBucket::try_acquire_low_priority`]).
+//!   now ([`TokenBucket::try_acquire_low_priority`]);
+//! - a pause the server asks for is clamped to [`MAX_SERVER_PAUSE`] (configurable per
+//!   bucket): one absurd `Retry-After` (a year, a decade) must not freeze the daemon. The
+//!   caller learns both the asked and the applied pause ([`ServerPause`]) to log and count.
+//!
+//! Callers that find no token queue in a [`WaitQueue`]: live before background, first come
+//! first served within a priority, and only the head of the queue needs a timer — a new
+//! token is handed to exactly the waiter whose turn it is ([`WaitQueue::dispatch`]).
 //!
 //! Owns the arithmetic only: never sleeps, never reads the clock. Time is a monotonic
 //! offset (`Duration` since an arbitrary origin the shell picks, e.g. its start `Instant`),
@@ -24,6 +31,32 @@ use std::time::Duration;
 pub const THROTTLE_BACKOFF_START: Duration = Duration::from_secs(3);
 /// The fallback pause never exceeds this.
 pub const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The longest pause a server may impose through `Retry-After` or `inin-ratelimit-reset`.
+/// Genesys' windows are a minute; anything far beyond a few minutes is a bug or a hostile
+/// proxy, and obeying it would stop every conversation write for that long.
+pub const MAX_SERVER_PAUSE: Duration = Duration::from_secs(5 * 60);
+
+/// Who is asking for a token. Live work (conversation writes, rebuilds) is served before
+/// background work (reconciliation, discovery), which also leaves a reserve of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    Live,
+    Background,
+}
+
+/// A pause the server asked for and the one applied after clamping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerPause {
+    pub asked: Duration,
+    pub applied: Duration,
+}
+
+impl ServerPause {
+    /// Whether the server asked for more than the clamp allows.
+    pub fn clamped(&self) -> bool {
+        self.applied < self.asked
+    }
+}
 
 /// No token now; try again after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,6 +76,8 @@ pub struct TokenBucket {
     refilled_at: Option<Duration>,
     paused_until: Option<Duration>,
     consecutive_throttles: u32,
+    /// Server-requested pauses are cut to this ([`MAX_SERVER_PAUSE`] by default).
+    max_server_pause: Duration,
 }
 
 impl TokenBucket {
@@ -60,6 +95,24 @@ impl TokenBucket {
             refilled_at: None,
             paused_until: None,
             consecutive_throttles: 0,
+            max_server_pause: MAX_SERVER_PAUSE,
+        }
+    }
+
+    /// Sets the longest pause a server may impose (at least one token interval).
+    pub fn with_max_server_pause(mut self, max: Duration) -> Self {
+        self.max_server_pause = max.max(self.interval);
+        self
+    }
+
+    pub fn max_server_pause(&self) -> Duration {
+        self.max_server_pause
+    }
+
+    fn clamp_server_pause(&self, asked: Duration) -> ServerPause {
+        ServerPause {
+            asked,
+            applied: asked.min(self.max_server_pause),
         }
     }
 
@@ -111,24 +164,24 @@ impl TokenBucket {
         self.refilled_at = Some(until.saturating_sub(self.interval));
     }
 
-    /// A 429 arrived: pause everyone for `Retry-After`, else `inin-ratelimit-reset`, else
-    /// the fallback backoff (3 s, doubling per consecutive 429, at most 60 s). Returns the
-    /// pause chosen.
+    /// A 429 arrived: pause everyone for `Retry-After`, else `inin-ratelimit-reset` (both
+    /// clamped to the bucket's maximum server pause), else the fallback backoff (3 s,
+    /// doubling per consecutive 429, at most 60 s). Returns the pause asked and applied.
     pub fn throttled(
         &mut self,
         retry_after: Option<Duration>,
         ratelimit_reset: Option<Duration>,
         now: Duration,
-    ) -> Duration {
+    ) -> ServerPause {
         let fallback = THROTTLE_BACKOFF_START
             .saturating_mul(
                 1u32.checked_shl(self.consecutive_throttles)
                     .unwrap_or(u32::MAX),
             )
             .min(THROTTLE_BACKOFF_MAX);
-        let pause = retry_after.or(ratelimit_reset).unwrap_or(fallback);
+        let pause = self.clamp_server_pause(retry_after.or(ratelimit_reset).unwrap_or(fallback));
         self.consecutive_throttles = self.consecutive_throttles.saturating_add(1);
-        self.pause_until(now.saturating_add(pause));
+        self.pause_until(now.saturating_add(pause.applied));
         pause
     }
 
@@ -138,29 +191,38 @@ impl TokenBucket {
     }
 
     /// Reads `inin-ratelimit-count`, `-allowed` and `-reset` (seconds until the server's
-    /// window resets) from any response. A used-up window pauses until the reset; a nearly
-    /// used-up one caps the local tokens at what the server still allows, so a burst cannot
-    /// overrun it.
+    /// window resets) from any response. A used-up window pauses until the reset (clamped;
+    /// the pause is returned); a nearly used-up one caps the local tokens at what the server
+    /// still allows, so a burst cannot overrun it.
     pub fn observe_headers(
         &mut self,
         count: Option<u32>,
         allowed: Option<u32>,
         reset: Option<Duration>,
         now: Duration,
-    ) {
+    ) -> Option<ServerPause> {
         let (Some(count), Some(allowed)) = (count, allowed) else {
-            return;
+            return None;
         };
         let remaining = allowed.saturating_sub(count);
         if remaining == 0 {
-            if let Some(reset) = reset {
-                self.pause_until(now.saturating_add(reset));
-            }
-            return;
+            let pause = self.clamp_server_pause(reset?);
+            self.pause_until(now.saturating_add(pause.applied));
+            return Some(pause);
         }
         let (tokens, refilled_at) = self.refilled(now);
         self.tokens = tokens.min(remaining);
         self.refilled_at = Some(refilled_at);
+        None
+    }
+
+    /// Takes a token for `priority` (see [`Self::try_acquire`] and
+    /// [`Self::try_acquire_low_priority`]).
+    pub fn try_acquire_for(&mut self, priority: Priority, now: Duration) -> Result<(), Wait> {
+        match priority {
+            Priority::Live => self.try_acquire(now),
+            Priority::Background => self.try_acquire_low_priority(now),
+        }
     }
 
     fn acquire_leaving(&mut self, reserve: u32, now: Duration) -> Result<(), Wait> {
@@ -204,6 +266,108 @@ impl TokenBucket {
                 anchor.saturating_add(self.interval.saturating_mul(earned)),
             )
         }
+    }
+}
+
+/// A place in the [`WaitQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// What one [`WaitQueue::dispatch`] decided.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dispatch {
+    /// Waiters that now hold a token, in the order they were served.
+    pub granted: Vec<Ticket>,
+    /// The waiter at the head of the queue and how long until its token (or the end of a
+    /// pause). Only it needs a timer: every other waiter is behind it.
+    pub head: Option<(Ticket, Duration)>,
+}
+
+/// Callers waiting for a token: all live waiters before any background one, first come
+/// first served within a priority. Tokens go to the head only, so a burst of waiters costs
+/// one timer, not one poll per waiter per token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WaitQueue {
+    live: std::collections::VecDeque<Ticket>,
+    background: std::collections::VecDeque<Ticket>,
+    next: u64,
+}
+
+impl WaitQueue {
+    pub fn new() -> Self {
+        WaitQueue::default()
+    }
+
+    /// Joins the end of the queue of `priority`.
+    pub fn push(&mut self, priority: Priority) -> Ticket {
+        let ticket = Ticket(self.next);
+        self.next = self.next.wrapping_add(1);
+        match priority {
+            Priority::Live => self.live.push_back(ticket),
+            Priority::Background => self.background.push_back(ticket),
+        }
+        ticket
+    }
+
+    /// Leaves the queue (the caller gave up). Returns whether it was waiting.
+    pub fn remove(&mut self, ticket: Ticket) -> bool {
+        for queue in [&mut self.live, &mut self.background] {
+            if let Some(position) = queue.iter().position(|t| *t == ticket) {
+                queue.remove(position);
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len() + self.background.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Everyone waiting, in serving order (the queue is emptied).
+    pub fn drain(&mut self) -> Vec<Ticket> {
+        self.live
+            .drain(..)
+            .chain(self.background.drain(..))
+            .collect()
+    }
+
+    fn head_of_line(&self) -> Option<(Ticket, Priority)> {
+        self.live
+            .front()
+            .map(|ticket| (*ticket, Priority::Live))
+            .or_else(|| {
+                self.background
+                    .front()
+                    .map(|ticket| (*ticket, Priority::Background))
+            })
+    }
+
+    /// Serves the head of the queue from `bucket` while it has tokens for it. Stops at the
+    /// first waiter that must wait: a background waiter never overtakes a live one, and a
+    /// later waiter never overtakes an earlier one of its priority.
+    pub fn dispatch(&mut self, bucket: &mut TokenBucket, now: Duration) -> Dispatch {
+        let mut dispatch = Dispatch::default();
+        while let Some((ticket, priority)) = self.head_of_line() {
+            match bucket.try_acquire_for(priority, now) {
+                Ok(()) => {
+                    match priority {
+                        Priority::Live => self.live.pop_front(),
+                        Priority::Background => self.background.pop_front(),
+                    };
+                    dispatch.granted.push(ticket);
+                }
+                Err(Wait(wait)) => {
+                    dispatch.head = Some((ticket, wait));
+                    break;
+                }
+            }
+        }
+        dispatch
     }
 }
 
@@ -309,13 +473,19 @@ mod tests {
         let mut bucket = TokenBucket::new(300, 10);
         assert_eq!(
             bucket.throttled(Some(secs(7)), Some(secs(40)), secs(0)),
-            secs(7)
+            ServerPause {
+                asked: secs(7),
+                applied: secs(7)
+            }
         );
-        assert_eq!(bucket.throttled(None, Some(secs(40)), secs(0)), secs(40));
+        assert_eq!(
+            bucket.throttled(None, Some(secs(40)), secs(0)).applied,
+            secs(40)
+        );
         assert_eq!(bucket.paused_until(secs(0)), Some(secs(40)));
         bucket.not_throttled();
         let fallbacks: Vec<u64> = (0..7)
-            .map(|_| bucket.throttled(None, None, secs(0)).as_secs())
+            .map(|_| bucket.throttled(None, None, secs(0)).applied.as_secs())
             .collect();
         assert_eq!(fallbacks, [3, 6, 12, 24, 48, 60, 60]);
     }
@@ -338,7 +508,132 @@ mod tests {
         assert_eq!(bucket.available(secs(100)), 2);
     }
 
+    #[test]
+    fn an_absurd_retry_after_is_clamped_and_reported() {
+        let mut bucket = TokenBucket::new(300, 10);
+        let decade = secs(315_360_000);
+        let pause = bucket.throttled(Some(decade), None, secs(100));
+        assert_eq!(
+            pause,
+            ServerPause {
+                asked: decade,
+                applied: MAX_SERVER_PAUSE
+            }
+        );
+        assert!(pause.clamped());
+        assert_eq!(
+            bucket.paused_until(secs(100)),
+            Some(secs(100) + MAX_SERVER_PAUSE)
+        );
+        assert_eq!(bucket.try_acquire(secs(100) + MAX_SERVER_PAUSE), Ok(()));
+    }
+
+    #[test]
+    fn an_absurd_ratelimit_reset_is_clamped_too() {
+        let mut bucket = TokenBucket::new(300, 10).with_max_server_pause(secs(2));
+        let pause = bucket.observe_headers(Some(5), Some(5), Some(secs(u64::MAX / 4)), secs(1));
+        assert_eq!(pause.map(|p| p.applied), Some(secs(2)));
+        assert_eq!(bucket.try_acquire(secs(3)), Ok(()));
+        let pause = bucket.throttled(None, Some(secs(86_400)), secs(10));
+        assert_eq!(pause.applied, secs(2));
+        assert!(!bucket.throttled(Some(secs(1)), None, secs(20)).clamped());
+    }
+
+    #[test]
+    fn waiters_are_served_live_first_then_in_arrival_order() {
+        // 60/min, burst 1, no reserve: one token a second.
+        let mut bucket = TokenBucket::new(60, 1).with_low_priority_reserve(0);
+        let mut queue = WaitQueue::new();
+        let b1 = queue.push(Priority::Background);
+        let l1 = queue.push(Priority::Live);
+        let b2 = queue.push(Priority::Background);
+        let l2 = queue.push(Priority::Live);
+        let mut served = Vec::new();
+        let first = queue.dispatch(&mut bucket, secs(0));
+        served.extend(first.granted);
+        assert_eq!(
+            first.head,
+            Some((l2, secs(1))),
+            "only the head waits on a timer"
+        );
+        let mut now = secs(0);
+        while !queue.is_empty() {
+            now += secs(1);
+            let dispatch = queue.dispatch(&mut bucket, now);
+            assert_eq!(dispatch.granted.len(), 1, "one token, one waiter woken");
+            served.extend(dispatch.granted);
+        }
+        assert_eq!(served, [l1, l2, b1, b2]);
+    }
+
+    #[test]
+    fn a_live_arrival_overtakes_waiting_background_work() {
+        let mut bucket = TokenBucket::new(60, 1).with_low_priority_reserve(0);
+        let mut queue = WaitQueue::new();
+        bucket.try_acquire(secs(0)).unwrap();
+        let background = queue.push(Priority::Background);
+        assert_eq!(
+            queue.dispatch(&mut bucket, secs(0)).head,
+            Some((background, secs(1)))
+        );
+        let live = queue.push(Priority::Live);
+        let dispatch = queue.dispatch(&mut bucket, secs(1));
+        assert_eq!(dispatch.granted, [live]);
+        assert_eq!(dispatch.head, Some((background, secs(1))));
+    }
+
+    #[test]
+    fn a_waiter_that_leaves_hands_the_head_to_the_next() {
+        let mut bucket = TokenBucket::new(60, 1);
+        bucket.try_acquire(secs(0)).unwrap();
+        let mut queue = WaitQueue::new();
+        let first = queue.push(Priority::Live);
+        let second = queue.push(Priority::Live);
+        assert!(queue.remove(first));
+        assert!(!queue.remove(first));
+        assert_eq!(
+            queue.dispatch(&mut bucket, secs(0)).head,
+            Some((second, secs(1)))
+        );
+        assert_eq!(queue.drain(), [second]);
+        assert!(queue.is_empty());
+    }
+
     proptest! {
+        #[test]
+        fn dispatch_serves_in_priority_then_arrival_order(
+            arrivals in prop::collection::vec(any::<bool>(), 1..40),
+            per_minute in 1u32..600,
+        ) {
+            let mut bucket = TokenBucket::new(per_minute, 1).with_low_priority_reserve(0);
+            let mut queue = WaitQueue::new();
+            let tickets: Vec<(Ticket, Priority)> = arrivals
+                .iter()
+                .map(|live| {
+                    let priority = if *live { Priority::Live } else { Priority::Background };
+                    (queue.push(priority), priority)
+                })
+                .collect();
+            let mut served = Vec::new();
+            let mut now = Duration::ZERO;
+            for _ in 0..1_000 {
+                let dispatch = queue.dispatch(&mut bucket, now);
+                served.extend(dispatch.granted);
+                match dispatch.head {
+                    Some((_, wait)) => now += wait,
+                    None => break,
+                }
+            }
+            let expected: Vec<Ticket> = tickets
+                .iter()
+                .filter(|(_, p)| *p == Priority::Live)
+                .chain(tickets.iter().filter(|(_, p)| *p == Priority::Background))
+                .map(|(t, _)| *t)
+                .collect();
+            prop_assert_eq!(served, expected);
+        }
+
+
         #[test]
         fn never_more_than_burst_plus_rate_in_any_window(
             per_minute in 1u32..600,

@@ -23,7 +23,7 @@ use convoy::config::{ClientSecret, Config};
 use dashmap::DashMap;
 
 use crate::admin::{AdminServer, HealthBoard};
-use crate::conversation::router::ShutdownConversations;
+use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
 use crate::conversation::{
     start_conversations, AttributeWriter, ConversationRouter, ConversationViews,
@@ -35,7 +35,7 @@ use crate::store::{DurableStore, StoreError};
 use crate::stream::{StopStream, StreamActor, StreamSettings};
 use crate::supervision::install_panic_hook;
 use crate::telemetry::{Telemetry, TelemetryError};
-use crate::token::{TokenActor, TokenStats};
+use crate::token::{TokenActor, TokenPolicy, TokenStats};
 
 /// Process-level options that are not configuration (one-off flags).
 #[derive(Debug, Clone, Default)]
@@ -76,6 +76,7 @@ pub struct Daemon {
     pub stream: Addr<StreamActor>,
     pub tokens: Addr<TokenActor>,
     pub writer: Addr<AttributeWriter>,
+    pub bucket: Arc<SharedBucket>,
     pub board: Arc<HealthBoard>,
     pub views: ConversationViews,
     pub write_statuses: WriteStatuses,
@@ -92,6 +93,24 @@ impl Daemon {
         let ClientSecret::Value(secret) = &config.genesys.client_secret else {
             return Err(BootError::SecretNotLoaded);
         };
+        // The board and the admin server come first: /healthz answers and a taken admin
+        // port fails the start before anything talks to Genesys.
+        let board = Arc::new(HealthBoard::new(config.stream.reconnect_after_silence));
+        let views: ConversationViews = Arc::new(DashMap::new());
+        let write_statuses: WriteStatuses = Arc::new(DashMap::new());
+        let admin = AdminServer::start(
+            config.admin.listen,
+            Arc::clone(&board),
+            Arc::clone(&views),
+            Arc::clone(&write_statuses),
+            telemetry.clone(),
+        )
+        .map_err(|source| BootError::Admin {
+            listen: config.admin.listen,
+            source,
+        })?;
+        let store = Arc::new(DurableStore::open(&config.outbox.path)?);
+
         let token_stats = Arc::new(TokenStats::default());
         let tokens = TokenActor::new(
             TokenEndpoint {
@@ -101,41 +120,42 @@ impl Daemon {
             },
             Arc::clone(&token_stats),
         )
+        .with_policy(TokenPolicy {
+            unreachable_exit_after: config.genesys.login_unreachable_exit_after,
+            ..TokenPolicy::default()
+        })
         .start();
+        let bucket = Arc::new(
+            SharedBucket::new(config.genesys.requests_per_minute).with_health(Arc::clone(&board)),
+        );
         let rest = RestContext {
             api_base: config.genesys.endpoints.api_base.clone(),
             tokens: tokens.clone(),
-            bucket: Arc::new(SharedBucket::new(config.genesys.requests_per_minute)),
+            bucket: Arc::clone(&bucket),
         };
 
-        let store = Arc::new(DurableStore::open(&config.outbox.path)?);
-        let views: ConversationViews = Arc::new(DashMap::new());
-        let write_statuses: WriteStatuses = Arc::new(DashMap::new());
-        let writer_settings = WriterSettings {
-            max_in_flight: WRITES_IN_FLIGHT,
-            conditional_writes: config.genesys.conditional_writes,
-        };
-        let router_settings = RouterSettings {
-            max_live: config.conversations.max_live,
-            tombstone_capacity: config.conversations.max_live,
-            tombstone_ttl: Duration::from_secs(24 * 3600),
-            finished_views: FINISHED_VIEWS,
-            idle_timeout: config.conversations.idle_timeout,
-            reread_concurrency: REREADS_IN_FLIGHT,
-        };
         let (router, writer) = start_conversations(ConversationsSetup {
             rest: rest.clone(),
             views: Arc::clone(&views),
             write_statuses: Arc::clone(&write_statuses),
-            router: router_settings,
-            writer: writer_settings,
+            router: RouterSettings {
+                max_live: config.conversations.max_live,
+                tombstone_capacity: config.conversations.max_live.max(FINISHED_VIEWS),
+                tombstone_ttl: Duration::from_secs(24 * 3600),
+                finished_views: FINISHED_VIEWS,
+                idle_timeout: config.conversations.idle_timeout,
+                reread_concurrency: REREADS_IN_FLIGHT,
+            },
+            writer: WriterSettings {
+                max_in_flight: WRITES_IN_FLIGHT,
+                conditional_writes: config.genesys.conditional_writes,
+            },
             write_back: config.genesys.write_back,
             store: Some(store),
             downstream: None,
             census: None,
         });
 
-        let board = Arc::new(HealthBoard::new(config.stream.reconnect_after_silence));
         let expiry_stats = Arc::clone(&token_stats);
         let stream_actor = StreamActor::new(
             StreamSettings {
@@ -153,6 +173,9 @@ impl Daemon {
         // Supervised: a stopped stream (dead socket it could not recover in place) is
         // restarted with backoff; its restart budget escalates to a process exit.
         let stream = Supervisor::start(move |_| stream_actor);
+        // Voice calls ask the stream for their transcription topics (the stream needs the
+        // router's address, so this edge is connected once both exist).
+        router.do_send(ConnectTranscription(stream.clone().recipient()));
 
         // The board's token check follows the TokenActor's bookkeeping.
         let board_for_token = Arc::clone(&board);
@@ -164,24 +187,13 @@ impl Daemon {
             }
         });
 
-        let admin = AdminServer::start(
-            config.admin.listen,
-            Arc::clone(&board),
-            Arc::clone(&views),
-            Arc::clone(&write_statuses),
-            telemetry.clone(),
-        )
-        .map_err(|source| BootError::Admin {
-            listen: config.admin.listen,
-            source,
-        })?;
-
         Ok(Daemon {
             admin,
             router,
             stream,
             tokens,
             writer,
+            bucket,
             board,
             views,
             write_statuses,
@@ -210,6 +222,9 @@ impl Daemon {
                 conversations = persisted,
                 "Conversations persisted for the next start."
             );
+            // 4. Requests still waiting for a token give up at once instead of holding the
+            //    shutdown (what they were for is persisted above).
+            self.bucket.close();
         })
         .await
         .is_ok();

@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success, 1 a failure at run time (restart budget exceeded, an essential
 //! actor died, shutdown deadline passed), 2 invalid configuration or usage, 3 `run` could
-//! not start.
+//! not start, 4 Genesys refused the OAuth client, 5 no token for
+//! `genesys.login_unreachable_exit_after` (see `convoy_actors::supervision`).
 
 mod inspect_cmd;
 

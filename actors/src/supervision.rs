@@ -27,13 +27,26 @@ use crate::telemetry::{names, ActorMetrics};
 /// The exit code of a process stopped by an escalation (restart budget exceeded or an
 /// essential actor panicked).
 pub const ESCALATION_EXIT_CODE: i32 = 1;
+/// The exit code when Genesys keeps refusing the OAuth client (400/401/403 from the token
+/// endpoint: unknown client id, wrong secret, grant not allowed). Restarting cannot help;
+/// fix `genesys.client_id` / the client secret.
+pub const EXIT_CREDENTIALS_REFUSED: i32 = 4;
+/// The exit code when the login host could not be reached (or kept failing) for longer
+/// than `genesys.login_unreachable_exit_after` while Convoy had no valid token.
+pub const EXIT_LOGIN_UNREACHABLE: i32 = 5;
 
-/// At most `max_restarts` restarts within any `window`; one more gives up (Erlang's
-/// intensity and period).
+/// At most `max_restarts` restarts within any `window` (Erlang's intensity and period),
+/// and at most `max_unrecovered` restarts in a row without the actor recovering in between
+/// ([`RestartState::recovered`]); one more gives up.
+///
+/// The second bound is what makes the budget reachable: the backoff between restarts grows
+/// to 30 s, so an actor that can never recover (a refused OAuth client) restarts only a
+/// couple of times a minute and would never exceed a per-window intensity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartBudget {
     pub max_restarts: usize,
     pub window: Duration,
+    pub max_unrecovered: usize,
 }
 
 impl Default for RestartBudget {
@@ -44,6 +57,8 @@ impl Default for RestartBudget {
         RestartBudget {
             max_restarts: 20,
             window: Duration::from_secs(60),
+            // With the 100 ms … 30 s backoff: about two minutes of failing restarts.
+            max_unrecovered: 10,
         }
     }
 }
@@ -71,6 +86,7 @@ pub enum StartPlan {
 /// Why the process is being stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EscalationCause {
+    /// `restarts` within `window`, or (when `window` is zero) in a row without recovering.
     RestartBudgetExceeded {
         actor: &'static str,
         restarts: usize,
@@ -79,6 +95,15 @@ pub enum EscalationCause {
     EssentialActorPanicked {
         actor: &'static str,
     },
+    /// The token endpoint refused the OAuth client this many times in a row.
+    CredentialsRefused {
+        attempts: u32,
+        status: u16,
+    },
+    /// No token could be obtained for this long (transport errors, 5xx, 429).
+    LoginUnreachable {
+        failing_for: Duration,
+    },
 }
 
 impl EscalationCause {
@@ -86,6 +111,18 @@ impl EscalationCause {
         match self {
             EscalationCause::RestartBudgetExceeded { actor, .. }
             | EscalationCause::EssentialActorPanicked { actor } => actor,
+            EscalationCause::CredentialsRefused { .. }
+            | EscalationCause::LoginUnreachable { .. } => "token",
+        }
+    }
+
+    /// The process exit code this cause stops the System with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EscalationCause::RestartBudgetExceeded { .. }
+            | EscalationCause::EssentialActorPanicked { .. } => ESCALATION_EXIT_CODE,
+            EscalationCause::CredentialsRefused { .. } => EXIT_CREDENTIALS_REFUSED,
+            EscalationCause::LoginUnreachable { .. } => EXIT_LOGIN_UNREACHABLE,
         }
     }
 }
@@ -99,7 +136,8 @@ pub struct Escalation {
 }
 
 impl Escalation {
-    /// Stop the actix System of the calling thread with [`ESCALATION_EXIT_CODE`].
+    /// Stop the actix System of the calling thread with the cause's exit code
+    /// ([`EscalationCause::exit_code`]).
     pub fn stop_system() -> Self {
         Escalation::new(stop_system)
     }
@@ -130,17 +168,18 @@ impl fmt::Debug for Escalation {
 }
 
 fn stop_system(cause: &EscalationCause) {
+    let code = cause.exit_code();
     // `System::current()` panics without a System; `try_current` cannot.
     match actix::System::try_current() {
         Some(system) => {
-            tracing::error!(actor = cause.actor(), cause = ?cause, code = ESCALATION_EXIT_CODE, "Stopping the process.");
-            system.stop_with_code(ESCALATION_EXIT_CODE);
+            tracing::error!(actor = cause.actor(), cause = ?cause, code, "Stopping the process.");
+            system.stop_with_code(code);
         }
         None => {
             // Only reachable from a thread outside any actix System; exiting is still
             // better than running on without a singleton.
-            tracing::error!(actor = cause.actor(), cause = ?cause, code = ESCALATION_EXIT_CODE, "No actix System on this thread; exiting the process.");
-            std::process::exit(ESCALATION_EXIT_CODE);
+            tracing::error!(actor = cause.actor(), cause = ?cause, code, "No actix System on this thread; exiting the process.");
+            std::process::exit(code);
         }
     }
 }
@@ -174,6 +213,8 @@ pub struct RestartState {
     escalation: Escalation,
     /// What the last `restarting` decided, consumed by the next `started()`.
     pending: Option<RestartDecision>,
+    /// Restarts since the last [`RestartState::recovered`].
+    unrecovered: usize,
     gave_up: bool,
 }
 
@@ -197,6 +238,7 @@ impl RestartState {
             budget,
             escalation: Escalation::default(),
             pending: None,
+            unrecovered: 0,
             gave_up: false,
         }
     }
@@ -239,20 +281,29 @@ impl RestartState {
             }
         }
         self.recent_restarts.push_back(now);
+        self.unrecovered += 1;
         let restarts = self.recent_restarts.len();
-        if restarts > self.budget.max_restarts {
+        let exceeded = if restarts > self.budget.max_restarts {
+            Some((restarts, self.budget.window))
+        } else if self.unrecovered > self.budget.max_unrecovered {
+            Some((self.unrecovered, Duration::ZERO))
+        } else {
+            None
+        };
+        if let Some((restarts, window)) = exceeded {
             self.gave_up = true;
             tracing::error!(
                 actor,
                 restarts,
-                window_secs = self.budget.window.as_secs_f64(),
+                window_secs = window.as_secs_f64(),
+                unrecovered = self.unrecovered,
                 "Restart budget exceeded; giving up on the actor."
             );
             self.escalation
                 .escalate(&EscalationCause::RestartBudgetExceeded {
                     actor,
                     restarts,
-                    window: self.budget.window,
+                    window,
                 });
             return RestartDecision::GiveUp;
         }
@@ -271,6 +322,7 @@ impl RestartState {
     /// fail at once, repeat) must still exhaust it.
     pub fn recovered(&mut self) {
         self.backoff.reset();
+        self.unrecovered = 0;
     }
 
     /// Call from `started()`: how to begin the actor's work this time.
@@ -429,7 +481,59 @@ mod tests {
         RestartBudget {
             max_restarts,
             window: Duration::from_secs(60),
+            max_unrecovered: 1_000,
         }
+    }
+
+    /// An actor that never recovers, restarted with the real backoff (delays summed as
+    /// the clock), exceeds the default budget: a wrong secret cannot restart forever.
+    #[test]
+    fn the_default_budget_is_exceeded_by_an_actor_that_never_recovers() {
+        let (escalation, causes) = recording();
+        let mut state = RestartState::new(RestartBudget::default()).with_escalation(escalation);
+        let mut now = Instant::now();
+        let mut restarts = 0;
+        let gave_up = loop {
+            match state.restarting_at("test_unit_unrecovered", now) {
+                RestartDecision::RestartAfter(delay) => now += delay,
+                RestartDecision::GiveUp => break true,
+            }
+            restarts += 1;
+            if restarts > 1_000 {
+                break false;
+            }
+        };
+        assert!(gave_up, "the budget was never exceeded");
+        assert_eq!(restarts, RestartBudget::default().max_unrecovered);
+        assert_eq!(
+            *causes.lock().unwrap(),
+            vec![EscalationCause::RestartBudgetExceeded {
+                actor: "test_unit_unrecovered",
+                restarts: 11,
+                window: Duration::ZERO,
+            }]
+        );
+    }
+
+    #[test]
+    fn recovering_between_restarts_keeps_the_in_a_row_bound_away() {
+        let (escalation, causes) = recording();
+        let mut state = RestartState::new(RestartBudget {
+            max_restarts: 1_000,
+            window: Duration::from_secs(60),
+            max_unrecovered: 2,
+        })
+        .with_escalation(escalation);
+        let mut now = Instant::now();
+        for _ in 0..10 {
+            now += Duration::from_secs(120);
+            assert!(matches!(
+                state.restarting_at("test_unit_recovering", now),
+                RestartDecision::RestartAfter(_)
+            ));
+            state.recovered();
+        }
+        assert!(causes.lock().unwrap().is_empty());
     }
 
     #[test]

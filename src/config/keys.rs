@@ -36,6 +36,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("genesys.client_secret", KeyKind::Secret),
     spec("genesys.client_secret_file", KeyKind::Text),
     spec("genesys.requests_per_minute", KeyKind::Integer),
+    spec("genesys.login_unreachable_exit_after", KeyKind::Text),
     spec("genesys.if_match", KeyKind::Text),
     spec("genesys.write_back", KeyKind::Text),
     spec("genesys.queues", KeyKind::IdList),

@@ -44,6 +44,7 @@ pub mod defaults {
     pub const ADMIN_LISTEN: SocketAddr =
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
     pub const LOG_FILTER: &str = "info";
+    pub const LOGIN_UNREACHABLE_EXIT_AFTER: Duration = Duration::from_secs(5 * 60);
     pub const STREAM_MAX_FRAME_BYTES: usize = 1024 * 1024;
     pub const STREAM_PING_AFTER_IDLE: Duration = Duration::from_secs(35);
     pub const STREAM_RECONNECT_AFTER_SILENCE: Duration = Duration::from_secs(60);
@@ -96,6 +97,10 @@ pub struct GenesysConfig {
     /// its `convoy.participant_state` / `convoy.version` attributes. `"off"`: follow only,
     /// never write to Genesys.
     pub write_back: bool,
+    /// Without a valid token, how long the login host may stay unreachable (transport
+    /// errors, 5xx, 429 from `/oauth/token`) before the process exits with code 5 so the
+    /// service manager reports it.
+    pub login_unreachable_exit_after: Duration,
     /// Queue ids to follow (UUIDs, duplicates removed, order kept).
     pub queues: Vec<String>,
     /// User ids to follow (UUIDs, duplicates removed, order kept).

@@ -134,6 +134,12 @@ pub fn validate(
         .integer("genesys.requests_per_minute", 1, 100_000)
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(defaults::REQUESTS_PER_MINUTE);
+    let login_unreachable_exit_after = check.duration_or(
+        "genesys.login_unreachable_exit_after",
+        ONE_SECOND,
+        Duration::from_secs(24 * 3_600),
+        defaults::LOGIN_UNREACHABLE_EXIT_AFTER,
+    );
     let conditional_writes = match check.text("genesys.if_match") {
         None | Some("off") => false,
         Some("etag") => true,
@@ -227,6 +233,7 @@ pub fn validate(
             requests_per_minute,
             conditional_writes,
             write_back,
+            login_unreachable_exit_after,
             queues,
             users,
         },

@@ -530,7 +530,10 @@ impl Platform {
         Ok(TokenResponse {
             access_token,
             token_type: "bearer".to_owned(),
-            expires_in: self.options.token_ttl.num_seconds().max(0) as u64,
+            expires_in: self
+                .faults
+                .token_expires_in_s
+                .unwrap_or(self.options.token_ttl.num_seconds().max(0) as u64),
         })
     }
 
@@ -593,7 +596,7 @@ impl Platform {
 
     /// Whether this `/api/v2` call is answered by an injected fault instead.
     pub fn draw_request_fault(&mut self) -> Option<RequestFault> {
-        faults::draw_request_fault(&self.faults, &mut self.fault_draws)
+        faults::draw_request_fault(&mut self.faults, &mut self.fault_draws)
     }
 
     // ---- channels ----------------------------------------------------------------------

@@ -15,7 +15,11 @@ pub mod topics;
 
 pub use liveness::{Liveness, LivenessDecision, LivenessPolicy, LivenessPolicyError};
 pub use reassembly::{DataKind, FramePart, Reassembled, Reassembler, ReassemblyError};
-pub use rotation::{ChannelLease, PlannedRotation, RotationReason, RotationSchedule};
+pub use rotation::{
+    rotation_margin, ChannelLease, PlannedRotation, RotationMargin, RotationReason,
+    RotationSchedule,
+};
 pub use topics::{
-    plan_channels, subscription_verdict, RejectedTopic, SubscriptionVerdict, MAX_TOPICS_PER_CHANNEL,
+    place_topic, plan_channels, subscription_verdict, RejectedTopic, SubscriptionVerdict,
+    MAX_TOPICS_PER_CHANNEL,
 };

@@ -83,10 +83,39 @@ pub struct PlannedRotation {
     pub reason: RotationReason,
 }
 
+/// The margin to rotate with before an expiry that is `lifetime` away when it is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationMargin {
+    pub margin: Duration,
+    /// The configured margin did not fit the lifetime and was replaced by a quarter of it.
+    pub fell_back: bool,
+}
+
+/// Checks `stream.rotate_before_expiry` against a lifetime the server actually granted. A
+/// margin of half the lifetime or more would rotate at once, again and again (each rotation
+/// costs a channel, a subscription and a socket): such a margin falls back to a quarter of
+/// the lifetime, which leaves three quarters of it between rotations.
+pub fn rotation_margin(configured: Duration, lifetime: Duration) -> RotationMargin {
+    if configured.saturating_mul(2) < lifetime {
+        RotationMargin {
+            margin: configured,
+            fell_back: false,
+        }
+    } else {
+        RotationMargin {
+            margin: lifetime / 4,
+            fell_back: true,
+        }
+    }
+}
+
 /// The rotation schedule of one stream (one channel at a time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationSchedule {
     margin: TimeDelta,
+    /// Before the token's expiry (its own margin: tokens may live far shorter than
+    /// channels).
+    token_margin: TimeDelta,
     lease: ChannelLease,
     socket_closing_at: Option<DateTime<Utc>>,
     in_progress: Option<RotationReason>,
@@ -96,8 +125,19 @@ impl RotationSchedule {
     /// `rotate_before_expiry`: how long before an expiry the rotation starts; it must cover
     /// creating a channel, subscribing and connecting, with room for a retry.
     pub fn new(rotate_before_expiry: Duration, lease: ChannelLease) -> Self {
+        Self::with_margins(rotate_before_expiry, rotate_before_expiry, lease)
+    }
+
+    /// A schedule rotating `channel_margin` before the channel's expiry and `token_margin`
+    /// before the token's (each checked with [`rotation_margin`] by the caller).
+    pub fn with_margins(
+        channel_margin: Duration,
+        token_margin: Duration,
+        lease: ChannelLease,
+    ) -> Self {
         RotationSchedule {
-            margin: to_time_delta(rotate_before_expiry),
+            margin: to_time_delta(channel_margin),
+            token_margin: to_time_delta(token_margin),
             lease,
             socket_closing_at: None,
             in_progress: None,
@@ -170,10 +210,12 @@ impl RotationSchedule {
             reason: RotationReason::ChannelExpiry,
         };
         match self.lease.token_expires {
-            Some(token_expires) if self.before(token_expires) < channel.at => PlannedRotation {
-                at: self.before(token_expires),
-                reason: RotationReason::TokenExpiry,
-            },
+            Some(token_expires) if self.before_token(token_expires) < channel.at => {
+                PlannedRotation {
+                    at: self.before_token(token_expires),
+                    reason: RotationReason::TokenExpiry,
+                }
+            }
             _ => channel,
         }
     }
@@ -181,6 +223,12 @@ impl RotationSchedule {
     fn before(&self, expiry: DateTime<Utc>) -> DateTime<Utc> {
         expiry
             .checked_sub_signed(self.margin)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    fn before_token(&self, expiry: DateTime<Utc>) -> DateTime<Utc> {
+        expiry
+            .checked_sub_signed(self.token_margin)
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 }
@@ -334,5 +382,46 @@ mod tests {
             schedule.start_due(at(1)),
             Some(RotationReason::ChannelExpiry)
         );
+    }
+
+    #[test]
+    fn a_margin_that_fits_the_granted_lifetime_is_kept() {
+        let check = rotation_margin(Duration::from_secs(600), Duration::from_secs(86_400));
+        assert_eq!(
+            check,
+            RotationMargin {
+                margin: Duration::from_secs(600),
+                fell_back: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_margin_too_long_for_the_lifetime_falls_back_to_a_quarter_of_it() {
+        // A 5-minute token with the 10-minute default margin.
+        let check = rotation_margin(Duration::from_secs(600), Duration::from_secs(300));
+        assert_eq!(
+            check,
+            RotationMargin {
+                margin: Duration::from_secs(75),
+                fell_back: true
+            }
+        );
+        // Exactly half would rotate every half-life: also refused.
+        assert!(rotation_margin(Duration::from_secs(5), Duration::from_secs(10)).fell_back);
+    }
+
+    #[test]
+    fn a_short_token_still_gets_a_token_expiry_rotation_well_before_it_dies() {
+        let now = at(0);
+        let token_life = Duration::from_secs(300);
+        let token_margin = rotation_margin(Duration::from_secs(600), token_life).margin;
+        let lease = ChannelLease::new(now, None, Some(now + TimeDelta::seconds(300)));
+        let mut schedule =
+            RotationSchedule::with_margins(Duration::from_secs(600), token_margin, lease);
+        let planned = schedule.next_rotation_at(now).unwrap();
+        assert_eq!(planned.reason, RotationReason::TokenExpiry);
+        assert_eq!(planned.at, now + TimeDelta::seconds(225));
+        assert_eq!(schedule.start_due(now), None, "not due at once");
     }
 }

@@ -47,6 +47,14 @@ pub fn plan_channels(topics: &[String], per_channel_limit: usize) -> Vec<Vec<Str
     plan
 }
 
+/// Which channel takes one more topic, given how many each holds now: the first with room,
+/// so channels fill up before a new one is opened; `None` when all are full (open one).
+pub fn place_topic(loads: &[usize], per_channel_limit: usize) -> Option<usize> {
+    loads
+        .iter()
+        .position(|load| *load < per_channel_limit.max(1))
+}
+
 /// One topic Genesys did not subscribe, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RejectedTopic {
@@ -283,5 +291,20 @@ mod tests {
             reversed.reverse();
             prop_assert_eq!(plan_channels(&input, limit), plan_channels(&reversed, limit));
         }
+    }
+
+    #[test]
+    fn a_topic_goes_to_the_first_channel_with_room_or_to_a_new_one() {
+        assert_eq!(place_topic(&[], MAX_TOPICS_PER_CHANNEL), None);
+        assert_eq!(
+            place_topic(&[1_000, 999, 10], MAX_TOPICS_PER_CHANNEL),
+            Some(1)
+        );
+        assert_eq!(place_topic(&[1_000, 1_000], MAX_TOPICS_PER_CHANNEL), None);
+        assert_eq!(
+            place_topic(&[0], 0),
+            Some(0),
+            "a limit of 0 is treated as 1"
+        );
     }
 }

@@ -5,6 +5,8 @@ mod daemon;
 mod emulator_load;
 mod emulator_org;
 mod emulator_platform;
+mod metrics;
+mod ratelimit;
 mod scale;
 mod simulator;
 mod stream;

@@ -35,7 +35,7 @@ use convoy_actors::genesys::rest::{RestContext, SharedBucket};
 use convoy_actors::stream::ws::{self, SocketSpec, SocketWiring, PING_FRAME};
 use convoy_actors::stream::{
     GetStreamStatus, LinkActivity, SocketEnd, SocketEvent, SocketSignal, StopStream, StreamActor,
-    StreamSettings, StreamStatus,
+    StreamSettings, StreamStatus, WatchTranscription,
 };
 use convoy_actors::telemetry::{names, sample, Telemetry};
 use convoy_actors::token::{TokenActor, TokenStats};
@@ -476,7 +476,6 @@ async fn socket_closing_rotates_to_a_new_channel_before_the_old_socket_closes() 
                 && s.links[0].channel_id != before.links[0].channel_id
         })
         .await;
-    harness.wait_reconciles("rotation", 1).await;
     // Make-before-break: the old socket was closed by us after the new one connected,
     // so the link never had a gap.
     assert_eq!(after.totals.reconnects, 0, "{after:#?}");
@@ -484,6 +483,17 @@ async fn socket_closing_rotates_to_a_new_channel_before_the_old_socket_closes() 
     actix_rt::time::sleep(Duration::from_millis(2500)).await;
     let later = harness.status().await;
     assert_eq!(later.totals.reconnects, 0, "{later:#?}");
+    // No gap, nothing to reconcile: the start-up reconciliation is the only one.
+    let reasons: Vec<&str> = harness
+        .log
+        .lock()
+        .unwrap()
+        .reconciles
+        .iter()
+        .map(|r| r.reason)
+        .collect();
+    assert_eq!(reasons, ["startup"], "a rotation must not sweep");
+    assert_eq!(later.totals.reconciliations, 1);
     assert!(later.links[0].connected);
     assert!(harness.metric(names::STREAM_ROTATIONS, &[("reason", "socket_closing")]) >= 1.0);
 
@@ -933,17 +943,17 @@ async fn a_message_over_the_byte_cap_ends_the_connection() {
 }
 
 #[actix_rt::test]
-async fn a_router_at_capacity_is_retried_and_events_stay_in_order() {
+async fn a_router_refusal_never_stalls_the_socket_and_is_reported_for_a_reread() {
     let telemetry = Telemetry::install().unwrap();
-    let retries = |t: &Telemetry| {
+    let dropped = |t: &Telemetry| {
         sample::value(
             &t.render(),
-            names::STREAM_ROUTE_RETRIES,
+            names::STREAM_ROUTE_DROPPED,
             &[("reason", "at_capacity")],
         )
         .unwrap_or(0.0)
     };
-    let before = retries(&telemetry);
+    let before = dropped(&telemetry);
     let frames = vec![
         Frame::Text(snapshot_frame("conv-a").into()),
         Frame::Text(snapshot_frame("conv-b").into()),
@@ -951,19 +961,28 @@ async fn a_router_at_capacity_is_retried_and_events_stay_in_order() {
         Frame::Close(None),
     ];
     let policy = LivenessPolicy::new(Duration::from_secs(5), Duration::from_secs(10)).unwrap();
-    let (log, _sent, _handle) = spawn_scripted(frames, policy, 64 * 1024, 4);
+    let (log, _sent, _handle) = spawn_scripted(frames, policy, 64 * 1024, 1);
     let end = wait_for(&log, "the close", ended_with).await;
     assert!(matches!(end, SocketEnd::PeerClosed { .. }), "{end:?}");
-    let routed: Vec<String> = log
-        .lock()
-        .unwrap()
+    let log = log.lock().unwrap();
+    let routed: Vec<&str> = log
         .events
         .iter()
-        .map(|e| e.input.conversation_id().as_str().to_owned())
+        .map(|e| e.input.conversation_id().as_str())
         .collect();
-    // Nothing dropped, nothing reordered, though the first event was refused four times.
-    assert_eq!(routed, vec!["conv-a", "conv-b", "conv-c"]);
-    assert!(retries(&telemetry) - before >= 4.0);
+    // The refused event is not retried in place (the socket read on, in order) ...
+    assert_eq!(routed, vec!["conv-b", "conv-c"]);
+    // ... its conversation is handed to the actor to re-read, and the drop is counted.
+    let owed: Vec<&str> = log
+        .sockets
+        .iter()
+        .filter_map(|event| match &event.signal {
+            SocketSignal::Undelivered { conversation_id } => Some(conversation_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(owed, vec!["conv-a"]);
+    assert!(dropped(&telemetry) - before >= 1.0);
 }
 
 #[actix_rt::test]
@@ -985,6 +1004,8 @@ async fn a_refused_oauth_client_restarts_the_stream_with_backoff_instead_of_spin
         },
         Arc::new(TokenStats::default()),
     )
+    // This test is about the stream: the token actor's own exit is tested in token.rs.
+    .with_escalation(convoy_actors::supervision::Escalation::new(|_| {}))
     .start();
     let rest = RestContext {
         api_base: emulator.base_url(),
@@ -1026,4 +1047,138 @@ async fn a_refused_oauth_client_restarts_the_stream_with_backoff_instead_of_spin
     assert!(log.lock().unwrap().reconciles.is_empty());
     stream.send(StopStream).await.unwrap();
     emulator.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_channel_lifetime_shorter_than_the_margin_does_not_rotate_in_a_loop() {
+    // 3 s channels, but rotate_before_expiry is 10 s: the margin falls back to a quarter
+    // of the lifetime instead of making every new channel due at once.
+    let harness = Harness::start(Setup {
+        emulator: EmulatorOptions {
+            channel_ttl: Duration::from_secs(3),
+            ..emulator_options()
+        },
+        stream: StreamConfig {
+            rotate_before_expiry: Duration::from_secs(10),
+            ..stream_config()
+        },
+        ..Setup::default()
+    })
+    .await;
+    harness.connected().await;
+    let start = Instant::now();
+    let status = harness
+        .wait_status("rotated", |s| {
+            s.totals.rotations >= 3 && s.links[0].connected
+        })
+        .await;
+    // Each channel lives about 2.25 s before its rotation; a loop would take a fraction
+    // of a second for three. (A lower bound only: a slow machine makes it longer.)
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(status.totals.rotations >= 3);
+    harness.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_token_shorter_than_the_margin_still_rotates_before_it_expires() {
+    // Tokens of 2.5 s with the 10 s margin: before, token-expiry rotation was silently
+    // dropped; now its margin falls back to a quarter of the token's life.
+    let source: convoy_actors::stream::TokenExpirySource =
+        Arc::new(|| Some(Instant::now() + Duration::from_millis(2500)));
+    let harness = Harness::start(Setup {
+        token_expiry: Some(source),
+        stream: StreamConfig {
+            rotate_before_expiry: Duration::from_secs(10),
+            ..stream_config()
+        },
+        ..Setup::default()
+    })
+    .await;
+    harness.connected().await;
+    harness
+        .wait_status("rotated before the token expired", |s| {
+            s.totals.rotations >= 2 && s.links[0].connected
+        })
+        .await;
+    assert!(harness.metric(names::STREAM_ROTATIONS, &[("reason", "token_expiry")]) >= 2.0);
+    harness.stop().await;
+}
+
+/// Transcriptions of one conversation the probe received.
+fn transcriptions_of(log: &Log, id: &str) -> usize {
+    log.lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|event| {
+            matches!(&event.input, ConversationInput::Transcription(t) if t.conversation_id.as_str() == id)
+        })
+        .count()
+}
+
+#[actix_rt::test]
+async fn watching_a_voice_call_delivers_its_transcription_through_a_rotation() {
+    let harness = Harness::start(Setup::default()).await;
+    harness.connected().await;
+    // A slow call: ten turns a second apart, two utterances each.
+    let created = harness
+        .control(
+            "POST",
+            "/conversations/voice",
+            Some(json!({
+                "queueId": harness.queue,
+                "answer_after_ms": 200,
+                "reply_after_ms": 1000,
+                "agent_replies": 10,
+                "wrapup_after_ms": 500,
+            })),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    harness.stream.do_send(WatchTranscription {
+        conversation_id: convoy::ids::ConversationId::from(id.as_str()),
+        watch: true,
+    });
+    let first = eventually(DEADLINE, || async {
+        transcriptions_of(&harness.log, &id) > 0
+    })
+    .await;
+    assert!(
+        first,
+        "no transcription of the watched call reached the router"
+    );
+    assert_eq!(harness.status().await.links[0].transcriptions, 1);
+
+    // A rotation re-subscribes the topic on the new channel.
+    let before = harness.status().await;
+    harness
+        .control("POST", "/sockets/closing?grace_ms=300", None)
+        .await;
+    harness
+        .wait_status("rotated", |s| {
+            s.totals.rotations >= 1
+                && s.links[0].connected
+                && s.links[0].channel_id != before.links[0].channel_id
+        })
+        .await;
+    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    let seen = transcriptions_of(&harness.log, &id);
+    let more = eventually(DEADLINE, || async {
+        transcriptions_of(&harness.log, &id) > seen
+    })
+    .await;
+    assert!(more, "no transcription after the rotation ({seen} before)");
+
+    harness.stream.do_send(WatchTranscription {
+        conversation_id: convoy::ids::ConversationId::from(id.as_str()),
+        watch: false,
+    });
+    harness
+        .wait_status("unwatched", |s| s.links[0].transcriptions == 0)
+        .await;
+    harness.stop().await;
 }

@@ -23,6 +23,9 @@ pub struct HealthBoard {
     subscriptions: Mutex<Option<Subscriptions>>,
     last_frame_at: Mutex<Option<Instant>>,
     shutting_down: AtomicBool,
+    /// Until when Genesys paused every REST call (429 / used-up window), and what it
+    /// asked for before clamping.
+    rest_paused: Mutex<Option<(Instant, Duration)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +60,7 @@ impl HealthBoard {
             subscriptions: Mutex::new(None),
             last_frame_at: Mutex::new(None),
             shutting_down: AtomicBool::new(false),
+            rest_paused: Mutex::new(None),
         }
     }
 
@@ -99,6 +103,15 @@ impl HealthBoard {
         }
     }
 
+    /// Genesys paused every REST call until `until` (clamped); it asked for `asked`. A
+    /// later pause replaces an earlier one only if it ends later.
+    pub fn set_rest_paused(&self, until: Instant, asked: Duration) {
+        let mut paused = lock(&self.rest_paused);
+        if paused.is_none_or(|(current, _)| until > current) {
+            *paused = Some((until, asked));
+        }
+    }
+
     /// Shutdown began: not ready from now on, so load balancers stop sending traffic.
     pub fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
@@ -125,7 +138,9 @@ impl HealthBoard {
         } else {
             Check::passing()
         };
-        let ready = token.ok && socket.ok && subscriptions.ok && last_frame.ok && shutdown.ok;
+        let rest = rest_check(*lock(&self.rest_paused), now);
+        let ready =
+            token.ok && socket.ok && subscriptions.ok && last_frame.ok && shutdown.ok && rest.ok;
         Readiness {
             ready,
             checks: ReadinessChecks {
@@ -134,6 +149,7 @@ impl HealthBoard {
                 subscriptions,
                 last_frame,
                 shutdown,
+                rest,
             },
         }
     }
@@ -153,6 +169,8 @@ pub struct ReadinessChecks {
     pub subscriptions: SubscriptionsCheck,
     pub last_frame: FrameCheck,
     pub shutdown: Check,
+    /// Failing while Genesys has paused every REST call (writes wait).
+    pub rest: Check,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -257,6 +275,17 @@ fn subscriptions_check(subscriptions: Option<Subscriptions>) -> SubscriptionsChe
     }
 }
 
+fn rest_check(paused: Option<(Instant, Duration)>, now: Instant) -> Check {
+    match paused {
+        Some((until, asked)) if until > now => Check::failing(format!(
+            "Genesys paused REST calls: {} ms left (asked for {} s)",
+            millis(until.saturating_duration_since(now)),
+            asked.as_secs()
+        )),
+        _ => Check::passing(),
+    }
+}
+
 fn frame_check(last: Option<Instant>, now: Instant, max_age: Duration) -> FrameCheck {
     let Some(last) = last else {
         return FrameCheck {
@@ -307,6 +336,7 @@ mod tests {
                     "subscriptions": {"ok": false, "detail": "not subscribed yet", "permitted": 0, "rejected": []},
                     "last_frame": {"ok": false, "detail": "no frame received yet"},
                     "shutdown": {"ok": true},
+                    "rest": {"ok": true},
                 }
             })
         );
@@ -326,6 +356,7 @@ mod tests {
                     "subscriptions": {"ok": true, "permitted": 4, "rejected": []},
                     "last_frame": {"ok": true, "age_ms": 1200},
                     "shutdown": {"ok": true},
+                    "rest": {"ok": true},
                 }
             })
         );
@@ -428,6 +459,34 @@ mod tests {
         assert_eq!(
             readiness.checks.shutdown,
             Check::failing("shutting down".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_paused_rest_bucket_is_not_ready_until_the_pause_ends() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_rest_paused(
+            now + Duration::from_secs(300),
+            Duration::from_secs(315_360_000),
+        );
+        let readiness = board.readiness(now, MAX_AGE);
+        assert!(!readiness.ready);
+        assert_eq!(
+            readiness.checks.rest,
+            Check::failing(
+                "Genesys paused REST calls: 300000 ms left (asked for 315360000 s)".to_owned()
+            )
+        );
+        // A shorter pause reported later does not shorten it.
+        board.set_rest_paused(now + Duration::from_secs(1), Duration::from_secs(1));
+        assert!(!board.readiness(now + Duration::from_secs(2), MAX_AGE).ready);
+        assert!(
+            board
+                .readiness(now + Duration::from_secs(300), MAX_AGE)
+                .checks
+                .rest
+                .ok
         );
     }
 }

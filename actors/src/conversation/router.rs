@@ -875,7 +875,6 @@ impl Handler<Reconcile> for ConversationRouter {
     type Result = ();
 
     fn handle(&mut self, reconcile: Reconcile, ctx: &mut Self::Context) {
-        metrics::counter!(names::STREAM_RECONCILIATIONS, "reason" => reconcile.reason).increment(1);
         tracing::info!(reason = reconcile.reason, since = %reconcile.gap_started_at, "Reconciling after a stream gap.");
         // Every tracked conversation may have changed during the gap: re-read each, once,
         // in the background.

@@ -166,6 +166,8 @@ pub async fn gate(
             Ok(caller) => {
                 let rate = platform.check_rate(caller.token, now);
                 let latency_ms = platform.faults().latency_ms;
+                // An injected 429 that names its own `inin-ratelimit-*` window keeps it.
+                let mut report_rate = true;
                 let verdict = if !rate.allowed {
                     let mut response = error_response(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -180,10 +182,19 @@ pub async fn gate(
                 } else {
                     match platform.draw_request_fault() {
                         None => Verdict::Proceed(caller),
-                        Some(fault) => Verdict::Refuse(fault_response(fault, &correlation_id)),
+                        Some(fault) => {
+                            report_rate = !matches!(
+                                fault,
+                                RequestFault::RateLimited {
+                                    reset_s: Some(_),
+                                    ..
+                                }
+                            );
+                            Verdict::Refuse(fault_response(fault, &correlation_id))
+                        }
                     }
                 };
-                (verdict, Some(rate), latency_ms)
+                (verdict, report_rate.then_some(rate), latency_ms)
             }
         }
     };
@@ -222,12 +233,21 @@ fn fault_response(fault: RequestFault, correlation_id: &str) -> HttpResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             frames::service_unavailable(correlation_id),
         ),
-        RequestFault::RateLimited => {
+        RequestFault::RateLimited {
+            retry_after_s,
+            reset_s,
+        } => {
             let mut response = error_response(
                 StatusCode::TOO_MANY_REQUESTS,
-                frames::too_many_requests(1, correlation_id),
+                frames::too_many_requests(retry_after_s, correlation_id),
             );
-            insert_header(response.headers_mut(), "retry-after", "1");
+            let headers = response.headers_mut();
+            insert_header(headers, "retry-after", &retry_after_s.to_string());
+            if let Some(reset_s) = reset_s {
+                insert_header(headers, "inin-ratelimit-count", "300");
+                insert_header(headers, "inin-ratelimit-allowed", "300");
+                insert_header(headers, "inin-ratelimit-reset", &reset_s.to_string());
+            }
             response
         }
     }

@@ -1,6 +1,9 @@
 //! Every Genesys REST call goes through [`GenesysRest::call`]: bearer token from the
 //! TokenActor, one token bucket shared by all callers (300 requests per minute per OAuth
-//! client by default), `Retry-After` and `inin-ratelimit-*` honoured, 401 → drop the token
+//! client by default) whose waiters queue live-first then in arrival order,
+//! `Retry-After` and `inin-ratelimit-*` honoured but clamped (5 min by default; counted,
+//! logged, shown on `/readyz`), [`SharedBucket::close`] at shutdown ends every wait with
+//! [`RestError::ShuttingDown`], 401 → drop the token
 //! and retry once, 408/429/5xx and transport errors retried with backoff (bounded),
 //! other 4xx returned to the caller as typed errors. Metrics by route template and status
 //! class; never a conversation id in a label.
@@ -8,6 +11,7 @@
 //! `GenesysRest` owns an awc client, which is not `Send`: each actor builds its own in
 //! `started()` from a [`RestContext`], which is `Send` and cheap to clone.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,10 +20,12 @@ use awc::http::{header::HeaderMap, Method};
 use bytes::Bytes;
 use chrono::Utc;
 use convoy::model::ErrorBody;
-use convoy::ratelimit::TokenBucket;
+use convoy::ratelimit::{ServerPause, Ticket, TokenBucket, WaitQueue};
 use convoy::retry::{classify_status, parse_delta_seconds, parse_retry_after, RetryAction};
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
+use crate::admin::HealthBoard;
 use crate::genesys::oauth::TokenError;
 use crate::retry_schedule::RetrySchedule;
 use crate::telemetry::{names, ActorMetrics};
@@ -30,31 +36,303 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Largest response body read (analytics pages are the biggest: 100 conversations).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// The token bucket all callers share, with the monotonic origin its times count from.
+/// The token bucket all callers share, with the monotonic origin its times count from, the
+/// queue of callers waiting for a token, and the shutdown switch.
+///
+/// Waiting is event-driven: a caller without a token joins the [`WaitQueue`] and sleeps on
+/// its own channel. Only the head of the queue holds a timer (the "alarm") for the moment
+/// its token is earned; when it fires, the head dispatches, and each token wakes exactly
+/// the waiter it belongs to. A waiter that gives up (its future is dropped) leaves the
+/// queue and hands the alarm on.
 pub struct SharedBucket {
     origin: Instant,
-    bucket: Mutex<TokenBucket>,
+    state: Mutex<BucketState>,
+    /// Read by `/readyz` (a paused bucket is not ready), when attached.
+    board: Option<Arc<HealthBoard>>,
+}
+
+struct BucketState {
+    bucket: TokenBucket,
+    queue: WaitQueue,
+    waiters: HashMap<Ticket, mpsc::UnboundedSender<Wake>>,
+    /// The waiter holding the timer, and when (monotonic) it fires.
+    alarm: Option<(Ticket, Duration)>,
+    closed: bool,
+    /// Wakes sleeping retries at once when the bucket is closed.
+    closing: Arc<tokio::sync::Notify>,
+}
+
+/// What a waiting caller is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// A token is yours.
+    Granted,
+    /// You are the head of the queue: dispatch again after this long.
+    Alarm(Duration),
+    /// The bucket was closed (shutdown): give up.
+    Closed,
 }
 
 impl SharedBucket {
-    /// `per_minute` requests, bursting to a fifth of a minute's budget (at least 1).
+    /// `per_minute` requests, bursting to a fifth of a minute's budget (at least 1);
+    /// server pauses clamped to [`convoy::ratelimit::MAX_SERVER_PAUSE`].
     pub fn new(per_minute: u32) -> Self {
+        Self::with_bucket(TokenBucket::new(per_minute, (per_minute / 5).max(1)))
+    }
+
+    /// A shared bucket around `bucket` (tests: a short server-pause clamp).
+    pub fn with_bucket(bucket: TokenBucket) -> Self {
         SharedBucket {
             origin: Instant::now(),
-            bucket: Mutex::new(TokenBucket::new(per_minute, (per_minute / 5).max(1))),
+            state: Mutex::new(BucketState {
+                bucket,
+                queue: WaitQueue::new(),
+                waiters: HashMap::new(),
+                alarm: None,
+                closed: false,
+                closing: Arc::new(tokio::sync::Notify::new()),
+            }),
+            board: None,
         }
+    }
+
+    /// Cuts server-requested pauses (`Retry-After`, `inin-ratelimit-reset`) to `max`.
+    pub fn with_max_server_pause(self, max: Duration) -> Self {
+        self.update(|state| {
+            state.bucket = state.bucket.clone().with_max_server_pause(max);
+        });
+        self
+    }
+
+    /// Reports server pauses to `board`, so `/readyz` shows a paused bucket.
+    pub fn with_health(mut self, board: Arc<HealthBoard>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// Shutdown: every caller waiting for a token (and every retry sleeping between
+    /// attempts) returns [`RestError::ShuttingDown`] at once, and so does every later call.
+    /// Idempotent. The daemon calls it when its shutdown begins, so requests in flight do
+    /// not wait out the rate limit past the shutdown deadline.
+    pub fn close(&self) {
+        let (waiters, closing) = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.queue.drain();
+            state.alarm = None;
+            let waiters: Vec<_> = state.waiters.drain().map(|(_, tx)| tx).collect();
+            (waiters, Arc::clone(&state.closing))
+        };
+        for waiter in waiters {
+            let _ = waiter.send(Wake::Closed);
+        }
+        closing.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// How long every caller is still paused by the server, if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let now = self.now();
+        self.lock()
+            .bucket
+            .paused_until(now)
+            .map(|until| until.saturating_sub(now))
+    }
+
+    /// Callers waiting for a token now.
+    pub fn waiting(&self) -> usize {
+        self.lock().queue.len()
     }
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, BucketState> {
+        // A poisoned lock only means another thread panicked mid-update of plain numbers
+        // and queues; the state is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update<T>(&self, f: impl FnOnce(&mut BucketState) -> T) -> T {
+        f(&mut self.lock())
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut TokenBucket, Duration) -> T) -> T {
         let now = self.now();
-        // A poisoned lock only means another thread panicked mid-update of plain numbers;
-        // the bucket is still usable.
-        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut bucket, now)
+        let result = f(&mut self.lock().bucket, now);
+        // Whatever changed (a pause, fewer tokens) may change who waits how long.
+        self.dispatch(None);
+        result
+    }
+
+    /// Serves the queue; re-arms the head's timer. `from_alarm`: the caller whose alarm
+    /// fired (it no longer holds one).
+    fn dispatch(&self, from_alarm: Option<Ticket>) {
+        let now = self.now();
+        let mut wakes = Vec::new();
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            if from_alarm.is_some() && state.alarm.map(|(holder, _)| holder) == from_alarm {
+                state.alarm = None;
+            }
+            let BucketState { bucket, queue, .. } = &mut *state;
+            let dispatch = queue.dispatch(bucket, now);
+            for ticket in dispatch.granted {
+                if state.alarm.is_some_and(|(holder, _)| holder == ticket) {
+                    state.alarm = None;
+                }
+                if let Some(waiter) = state.waiters.remove(&ticket) {
+                    wakes.push((waiter, Wake::Granted));
+                }
+            }
+            if let Some((head, wait)) = dispatch.head {
+                let due = now.saturating_add(wait);
+                // An alarm already set on the head, due no later, covers it.
+                let covered = state
+                    .alarm
+                    .is_some_and(|(holder, at)| holder == head && at <= due);
+                if !covered {
+                    if let Some(waiter) = state.waiters.get(&head).cloned() {
+                        state.alarm = Some((head, due));
+                        wakes.push((waiter, Wake::Alarm(wait)));
+                    }
+                }
+            }
+        }
+        for (waiter, wake) in wakes {
+            let _ = waiter.send(wake);
+        }
+    }
+
+    /// Waits for a token for `priority`, in queue order.
+    pub async fn acquire(&self, priority: Priority) -> Result<(), RestError> {
+        let (ticket, mut wakes) = {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(RestError::ShuttingDown);
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let ticket = state.queue.push(priority);
+            state.waiters.insert(ticket, tx);
+            (ticket, rx)
+        };
+        // Leaves the queue if this future is dropped before its token came.
+        let mut guard = LeaveOnDrop {
+            bucket: self,
+            ticket: Some(ticket),
+        };
+        self.dispatch(None);
+        let mut alarm: Option<Duration> = None;
+        loop {
+            let wake = match alarm.take() {
+                Some(wait) => {
+                    tokio::select! {
+                        wake = wakes.recv() => wake,
+                        () = actix_rt::time::sleep(wait) => {
+                            self.dispatch(Some(ticket));
+                            continue;
+                        }
+                    }
+                }
+                None => wakes.recv().await,
+            };
+            match wake {
+                Some(Wake::Granted) => {
+                    guard.ticket = None;
+                    return Ok(());
+                }
+                Some(Wake::Alarm(wait)) => alarm = Some(wait),
+                Some(Wake::Closed) | None => {
+                    guard.ticket = None;
+                    return Err(RestError::ShuttingDown);
+                }
+            }
+        }
+    }
+
+    /// Sleeps `delay` between attempts, cut short by [`Self::close`].
+    async fn sleep_unless_closed(&self, delay: Duration) -> Result<(), RestError> {
+        self.unless_closed(actix_rt::time::sleep(delay)).await
+    }
+
+    /// Runs `work` unless [`Self::close`] comes first (then `ShuttingDown`).
+    async fn unless_closed<F: std::future::Future>(&self, work: F) -> Result<F::Output, RestError> {
+        let closing = {
+            let state = self.lock();
+            if state.closed {
+                return Err(RestError::ShuttingDown);
+            }
+            Arc::clone(&state.closing)
+        };
+        let notified = closing.notified();
+        tokio::pin!(notified);
+        // Registers interest before re-checking, so a close in between is not missed.
+        notified.as_mut().enable();
+        if self.is_closed() {
+            return Err(RestError::ShuttingDown);
+        }
+        tokio::select! {
+            output = work => Ok(output),
+            () = notified => Err(RestError::ShuttingDown),
+        }
+    }
+
+    /// A server pause was applied: count it, log it (with what was asked when clamped),
+    /// and tell `/readyz`.
+    fn report_pause(&self, pause: ServerPause, source: &'static str, route: &'static str) {
+        metrics::counter!(names::REST_SERVER_PAUSES, "source" => source).increment(1);
+        if pause.clamped() {
+            metrics::counter!(names::REST_SERVER_PAUSES_CLAMPED, "source" => source).increment(1);
+            tracing::warn!(
+                route,
+                source,
+                asked_s = pause.asked.as_secs(),
+                applied_s = pause.applied.as_secs(),
+                "Genesys asked for a longer pause than allowed; pausing every REST call for the clamped time only."
+            );
+        } else {
+            tracing::info!(
+                route,
+                source,
+                asked_s = pause.asked.as_secs(),
+                applied_s = pause.applied.as_secs(),
+                "Genesys asked to pause; every REST call waits."
+            );
+        }
+        if let Some(board) = &self.board {
+            board.set_rest_paused(Instant::now() + pause.applied, pause.asked);
+        }
+    }
+}
+
+/// Takes a waiter out of the queue when its `acquire` is abandoned.
+struct LeaveOnDrop<'a> {
+    bucket: &'a SharedBucket,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket else {
+            return;
+        };
+        {
+            let mut state = self.bucket.lock();
+            state.queue.remove(ticket);
+            state.waiters.remove(&ticket);
+            if state.alarm.is_some_and(|(holder, _)| holder == ticket) {
+                state.alarm = None;
+            }
+        }
+        // The next waiter may be the new head and need the alarm.
+        self.bucket.dispatch(None);
     }
 }
 
@@ -66,13 +344,9 @@ pub struct RestContext {
     pub bucket: Arc<SharedBucket>,
 }
 
-/// Live writes go first; reconciliation and discovery yield (they leave a reserve of
-/// tokens that only live traffic may use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    Live,
-    Background,
-}
+/// Live writes go first; reconciliation and discovery yield (they queue behind every live
+/// waiter and leave a reserve of tokens that only live traffic may use).
+pub use convoy::ratelimit::Priority;
 
 /// One request: method, path under the API base, a route template for metrics.
 #[derive(Debug, Clone)]
@@ -136,6 +410,12 @@ impl RestRequest {
         self.priority = Priority::Background;
         self
     }
+
+    /// Sets the request's priority in the token bucket's queue.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
 }
 
 /// A response the caller gets to read: 2xx only (errors are [`RestError`]s).
@@ -186,6 +466,10 @@ pub enum RestError {
     },
     #[error("{route}: unreadable response: {detail}")]
     Malformed { route: &'static str, detail: String },
+    /// The daemon is shutting down ([`SharedBucket::close`]): the call was not (or no
+    /// longer) attempted.
+    #[error("not sent: shutting down")]
+    ShuttingDown,
 }
 
 impl RestError {
@@ -225,20 +509,6 @@ impl GenesysRest {
         GenesysRest { http, context }
     }
 
-    /// Waits for a token from the shared bucket; background calls leave the reserve alone.
-    async fn acquire(&self, priority: Priority) {
-        loop {
-            let verdict = self.context.bucket.with(|bucket, now| match priority {
-                Priority::Live => bucket.try_acquire(now),
-                Priority::Background => bucket.try_acquire_low_priority(now),
-            });
-            match verdict {
-                Ok(()) => return,
-                Err(wait) => actix_rt::time::sleep(wait.0.max(Duration::from_millis(5))).await,
-            }
-        }
-    }
-
     /// Sends `request` with retries; see the module docs for the policy.
     pub async fn call(&self, request: RestRequest) -> Result<RestResponse, RestError> {
         let route = request.route;
@@ -252,14 +522,19 @@ impl GenesysRest {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.acquire(request.priority).await;
+            self.context.bucket.acquire(request.priority).await?;
             ActorMetrics::sent("token");
+            // A token refresh may wait on an unreachable login host: shutdown cuts it short.
             let token = self
                 .context
-                .tokens
-                .send(GetToken)
-                .await
-                .map_err(|_| RestError::Token(TokenError::ActorGone))??;
+                .bucket
+                .unless_closed(self.context.tokens.send(GetToken))
+                .await?
+                .map_err(|_| {
+                    // Never enqueued: it will never be handled.
+                    ActorMetrics::undelivered("token");
+                    RestError::Token(TokenError::ActorGone)
+                })??;
             let mut builder = self
                 .http
                 .request(request.method.clone(), &url)
@@ -284,14 +559,17 @@ impl GenesysRest {
                         });
                     }
                     metrics::counter!(names::REST_RETRIES, "route" => route).increment(1);
-                    actix_rt::time::sleep(schedule.next_delay()).await;
+                    self.context
+                        .bucket
+                        .sleep_unless_closed(schedule.next_delay())
+                        .await?;
                     continue;
                 }
             };
             let status = response.status().as_u16();
             count_request(route, status_class(status));
             let headers = response.headers().clone();
-            self.observe_rate_headers(&headers);
+            self.observe_rate_headers(&headers, route);
             let body = match response.body().limit(MAX_BODY_BYTES).await {
                 Ok(body) => body,
                 Err(error) => {
@@ -303,7 +581,10 @@ impl GenesysRest {
                             last,
                         });
                     }
-                    actix_rt::time::sleep(schedule.next_delay()).await;
+                    self.context
+                        .bucket
+                        .sleep_unless_closed(schedule.next_delay())
+                        .await?;
                     continue;
                 }
             };
@@ -339,9 +620,18 @@ impl GenesysRest {
                         let reset = header_text(&headers, "inin-ratelimit-reset")
                             .and_then(parse_delta_seconds);
                         // Pause every caller, not just this one: the limit is per client.
-                        self.context
+                        let pause = self
+                            .context
                             .bucket
                             .with(|bucket, now| bucket.throttled(after, reset, now));
+                        let source = if after.is_some() {
+                            "retry_after"
+                        } else if reset.is_some() {
+                            "ratelimit_reset"
+                        } else {
+                            "backoff"
+                        };
+                        self.context.bucket.report_pause(pause, source, route);
                     }
                     if attempt >= MAX_ATTEMPTS {
                         return Err(RestError::Exhausted {
@@ -351,14 +641,24 @@ impl GenesysRest {
                         });
                     }
                     metrics::counter!(names::REST_RETRIES, "route" => route).increment(1);
-                    let delay = after.unwrap_or_else(|| schedule.next_delay());
+                    // A 429's wait is the bucket's pause (clamped), which the next
+                    // `acquire` honours; any other status' Retry-After is clamped alike.
+                    let delay = match after {
+                        _ if status == 429 => schedule.next_delay(),
+                        Some(after) => after.min(
+                            self.context
+                                .bucket
+                                .with(|bucket, _| bucket.max_server_pause()),
+                        ),
+                        None => schedule.next_delay(),
+                    };
                     tracing::debug!(
                         route,
                         status,
                         delay_ms = delay.as_millis() as u64,
                         "Retrying a Genesys call."
                     );
-                    actix_rt::time::sleep(delay).await;
+                    self.context.bucket.sleep_unless_closed(delay).await?;
                 }
                 RetryAction::RefreshTokenAndRetryOnce | RetryAction::DontRetry { .. } => {
                     let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
@@ -374,13 +674,119 @@ impl GenesysRest {
         }
     }
 
-    fn observe_rate_headers(&self, headers: &HeaderMap) {
+    fn observe_rate_headers(&self, headers: &HeaderMap, route: &'static str) {
         let number = |name| header_text(headers, name).and_then(|v| v.trim().parse::<u32>().ok());
         let count = number("inin-ratelimit-count");
         let allowed = number("inin-ratelimit-allowed");
         let reset = header_text(headers, "inin-ratelimit-reset").and_then(parse_delta_seconds);
-        self.context
+        let pause = self
+            .context
             .bucket
             .with(|bucket, now| bucket.observe_headers(count, allowed, reset, now));
+        if let Some(pause) = pause {
+            self.context
+                .bucket
+                .report_pause(pause, "ratelimit_reset", route);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Waits (bounded) until `bucket` has `n` callers queued.
+    async fn until_waiting(bucket: &SharedBucket, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bucket.waiting() < n {
+            assert!(Instant::now() < deadline, "{n} waiters never queued");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn waiters_get_tokens_live_first_then_in_arrival_order() {
+        // 1 200/min with a burst of 1: a token every 50 ms, no reserve.
+        let bucket = Arc::new(SharedBucket::with_bucket(TokenBucket::new(1_200, 1)));
+        bucket.acquire(Priority::Live).await.unwrap();
+        let served = Rc::new(RefCell::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (n, (name, priority)) in [
+            ("b1", Priority::Background),
+            ("l1", Priority::Live),
+            ("b2", Priority::Background),
+            ("l2", Priority::Live),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (bucket2, served2) = (Arc::clone(&bucket), Rc::clone(&served));
+            tasks.push(actix_rt::spawn(async move {
+                bucket2.acquire(priority).await.unwrap();
+                served2.borrow_mut().push(name);
+            }));
+            until_waiting(&bucket, n + 1).await;
+        }
+        for task in tasks {
+            actix_rt::time::timeout(Duration::from_secs(30), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(*served.borrow(), ["l1", "l2", "b1", "b2"]);
+    }
+
+    #[actix_rt::test]
+    async fn closing_the_bucket_releases_every_waiter_at_once() {
+        // One token a minute: without the close, the waiters would wait minutes.
+        let bucket = Arc::new(SharedBucket::with_bucket(TokenBucket::new(1, 1)));
+        bucket.acquire(Priority::Live).await.unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|n| {
+                let bucket = Arc::clone(&bucket);
+                let priority = if n % 2 == 0 {
+                    Priority::Live
+                } else {
+                    Priority::Background
+                };
+                actix_rt::spawn(async move { bucket.acquire(priority).await })
+            })
+            .collect();
+        until_waiting(&bucket, 3).await;
+        bucket.close();
+        for waiter in waiters {
+            let outcome = actix_rt::time::timeout(Duration::from_secs(20), waiter)
+                .await
+                .expect("a closed bucket releases its waiters")
+                .unwrap();
+            assert_eq!(outcome, Err(RestError::ShuttingDown));
+        }
+        assert_eq!(
+            bucket.acquire(Priority::Live).await,
+            Err(RestError::ShuttingDown)
+        );
+        assert_eq!(
+            bucket.sleep_unless_closed(Duration::from_secs(600)).await,
+            Err(RestError::ShuttingDown)
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_waiter_that_gives_up_leaves_the_queue_and_the_next_is_served() {
+        let bucket = Arc::new(SharedBucket::with_bucket(TokenBucket::new(1_200, 1)));
+        bucket.acquire(Priority::Live).await.unwrap();
+        let impatient =
+            actix_rt::time::timeout(Duration::from_millis(1), bucket.acquire(Priority::Live)).await;
+        assert!(impatient.is_err(), "no token within 1 ms at 50 ms a token");
+        assert_eq!(bucket.waiting(), 0);
+        actix_rt::time::timeout(Duration::from_secs(30), bucket.acquire(Priority::Live))
+            .await
+            .expect("the next waiter is served")
+            .unwrap();
     }
 }

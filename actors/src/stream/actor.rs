@@ -9,7 +9,10 @@
 //!   otherwise to a new one — after a backoff that resets once a connection proved stable;
 //! - an attempt in flight: wait for it (at most one per link).
 //!
-//! Every successful connect ends a gap and sends `Reconcile` to the router.
+//! Every successful connect after a gap sends `Reconcile` to the router (counted here, in
+//! `convoy_stream_reconciliations_total`, once); a rotation has no gap and sends nothing.
+//! Transcription topics ([`super::WatchTranscription`]) ride on the links with room and are
+//! synced by one subscription PUT per link per change batch.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,10 +21,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, TimeDelta, Utc};
+use convoy::ids::ConversationId;
 use convoy::model::Channel;
+use convoy::stream::rotation::CHANNEL_LIFETIME;
 use convoy::stream::{
-    plan_channels, subscription_verdict, ChannelLease, LivenessPolicy, RotationReason,
-    RotationSchedule, SubscriptionVerdict, MAX_TOPICS_PER_CHANNEL,
+    plan_channels, rotation_margin, subscription_verdict, ChannelLease, LivenessPolicy,
+    RotationReason, RotationSchedule, SubscriptionVerdict, MAX_TOPICS_PER_CHANNEL,
 };
 
 use super::recorder::Recorder;
@@ -31,10 +36,10 @@ use super::{
     StreamCounters, StreamSettings, StreamStatus, TokenExpirySource,
 };
 use crate::admin::HealthBoard;
-use crate::conversation::messages::{Reconcile, RouteEvent};
+use crate::conversation::messages::{ConversationInput, Reconcile, RouteEvent};
 use crate::genesys::notifications;
 use crate::genesys::oauth::TokenError;
-use crate::genesys::rest::{GenesysRest, RestContext, RestError};
+use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::RetrySchedule;
 use crate::supervision::{PanicGuard, RestartBudget, RestartDecision, RestartState, StartPlan};
 use crate::telemetry::{names, ActorMetrics};
@@ -53,6 +58,18 @@ const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long `StopStream` waits for the sockets to finish their close handshakes.
 pub(super) const STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// Transcription topics added are subscribed at most this often per channel (one PUT
+/// carries every change since the last one).
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Transcription topics removed (calls ended) are unsubscribed with the next addition, or
+/// after this long.
+const REMOVAL_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// Conversations re-read per batch after the router did not take their events.
+const REREAD_BATCH: usize = 50;
+/// After a batch with failures, the next waits this long.
+const REREAD_RETRY: Duration = Duration::from_secs(5);
+/// More owed re-reads than this fall back to one full reconciliation.
+const MAX_OWED: usize = 10_000;
 
 /// What a successful attempt hands back.
 struct Opened {
@@ -127,6 +144,10 @@ impl StreamActor {
             restart: RestartState::new(RestartBudget::default()),
             token_expiry: None,
             counters: StreamCounters::default(),
+            owed: std::collections::BTreeSet::new(),
+            rereading: false,
+            reread_retry_at: None,
+            warned_margin: false,
             _panic_guard: PanicGuard::essential(ACTOR),
         }
     }
@@ -151,6 +172,7 @@ impl StreamActor {
                 link.retiring.retain(|socket| !socket.is_finished());
             }
         }
+        self.start_rereads(ctx);
         self.publish_health();
     }
 
@@ -182,7 +204,10 @@ impl StreamActor {
                 .and_then(|state| state.schedule.start_due(Utc::now()));
             match due {
                 Some(reason) => Attempt::Rotate(reason),
-                None => return,
+                None => {
+                    self.sync_subscriptions(index, ctx);
+                    return;
+                }
             }
         } else {
             return;
@@ -217,6 +242,8 @@ impl StreamActor {
             "Stream link attempt."
         );
         let topics = link.topics.clone();
+        let transcriptions: Vec<String> = link.transcriptions.iter().cloned().collect();
+        let version = link.subs_version;
         let tokens = self.rest_context.tokens.clone();
         let max_frame_bytes = self.settings.stream.max_frame_bytes;
         let work = async move {
@@ -227,7 +254,9 @@ impl StreamActor {
                 Some(channel) => {
                     reconnect_channel(&rest, &ws_client, channel, max_frame_bytes).await
                 }
-                None => open_channel(&rest, &ws_client, topics, max_frame_bytes).await,
+                None => {
+                    open_channel(&rest, &ws_client, topics, transcriptions, max_frame_bytes).await
+                }
             }
         };
         let handle = ctx.spawn(
@@ -236,6 +265,7 @@ impl StreamActor {
         );
         if let Some(link) = self.links.get_mut(index) {
             link.pending = Some((handle, attempt));
+            link.attempt_version = version;
         }
     }
 
@@ -294,20 +324,51 @@ impl StreamActor {
         };
 
         if let Some(verdict) = opened.verdict {
-            // A new channel: new lease, new schedule.
+            // A new channel: new lease, new schedule, subscribed to the transcription
+            // topics as they were when the attempt began.
+            link.synced_version = link.attempt_version;
             let previous_token_expiry = link
                 .channel
                 .as_ref()
                 .and_then(|state| state.schedule.lease().token_expires);
+            // The margins are checked against the lifetimes actually granted: a margin as
+            // long as a lifetime would make every rotation due at once, in a loop.
+            let now = Utc::now();
+            let channel_life = opened
+                .channel
+                .expires
+                .and_then(|expires| (expires - opened.opened_at).to_std().ok())
+                .unwrap_or(CHANNEL_LIFETIME);
+            let channel_margin = rotation_margin(rotate_before_expiry, channel_life);
+            let token_margin = token_expires
+                .and_then(|expires| (expires - now).to_std().ok())
+                .map(|life| (life, rotation_margin(rotate_before_expiry, life)));
+            let fallbacks = [("channel", channel_life, channel_margin)]
+                .into_iter()
+                .chain(token_margin.map(|(life, margin)| ("token", life, margin)))
+                .filter(|(_, _, margin)| margin.fell_back);
+            for (what, life, margin) in fallbacks {
+                if !self.warned_margin {
+                    tracing::warn!(
+                        link = index,
+                        lifetime_ms = life.as_millis() as u64,
+                        rotate_before_expiry_ms = rotate_before_expiry.as_millis() as u64,
+                        using_ms = margin.margin.as_millis() as u64,
+                        what,
+                        "stream.rotate_before_expiry is too long for the {what} lifetime Genesys granted; rotating a quarter of the lifetime before expiry instead. Lower stream.rotate_before_expiry."
+                    );
+                }
+                self.warned_margin = true;
+            }
+            let token_margin = token_margin.map_or(rotate_before_expiry, |(_, m)| m.margin);
             let token_expires = token_expires.filter(|&expires| {
-                // A token that does not outlive the margin (or did not get any younger
-                // through a token-expiry rotation) would make the next token-expiry
-                // rotation due at once, in a loop. Channel expiry and the channel's 404
-                // reply still cover this channel.
-                let margin = TimeDelta::from_std(rotate_before_expiry).unwrap_or(TimeDelta::MAX);
+                // A token that did not get any younger through a token-expiry rotation
+                // would make the next token-expiry rotation due at once, in a loop.
+                // Channel expiry and the channel's 404 reply still cover this channel.
+                let margin = TimeDelta::from_std(token_margin).unwrap_or(TimeDelta::MAX);
                 let due_at_once = expires
                     .checked_sub_signed(margin)
-                    .is_none_or(|due| due <= Utc::now());
+                    .is_none_or(|due| due <= now);
                 let not_younger = attempt == Attempt::Rotate(RotationReason::TokenExpiry)
                     && previous_token_expiry.is_some_and(|old| expires <= old);
                 if due_at_once || not_younger {
@@ -322,7 +383,11 @@ impl StreamActor {
             let lease = ChannelLease::new(opened.opened_at, opened.channel.expires, token_expires);
             link.channel = Some(ChannelState {
                 channel: opened.channel,
-                schedule: RotationSchedule::new(rotate_before_expiry, lease),
+                schedule: RotationSchedule::with_margins(
+                    channel_margin.margin,
+                    token_margin,
+                    lease,
+                ),
             });
             log_verdict(index, &verdict);
             link.verdict = Some(verdict);
@@ -358,7 +423,9 @@ impl StreamActor {
                     reason = reason.as_str(),
                     "Rotated to a new notification channel."
                 );
-                "rotation"
+                // Make-before-break: the old socket kept reading until the new one was
+                // connected, so nothing was missed and there is nothing to reconcile.
+                None
             }
             Attempt::Connect(need) => {
                 tracing::info!(
@@ -366,24 +433,33 @@ impl StreamActor {
                     channel = %channel_id,
                     after = need.reason.as_str(),
                     topics = link.topics.len(),
+                    transcriptions = link.transcriptions.len(),
                     "Notification socket connected."
                 );
-                if need.reason == GapReason::Startup {
-                    "startup"
+                if link.topics.is_empty() {
+                    // A channel of transcription topics only: a re-read recovers no
+                    // transcript line, so a gap there has nothing to reconcile.
+                    None
+                } else if need.reason == GapReason::Startup {
+                    Some("startup")
                 } else {
-                    "reconnect"
+                    Some("reconnect")
                 }
             }
         };
         // Genesys replays nothing: whatever happened since the last frame before the gap
-        // (or, without a gap, since the last frame at all) must be re-read.
+        // must be re-read.
         let gap_started_at = link
             .gap_started_at
             .take()
             .or_else(|| link.activity.last_frame_at())
             .unwrap_or_else(Utc::now);
-        self.send_reconcile(gap_started_at, reconcile_reason);
+        if let Some(reason) = reconcile_reason {
+            self.send_reconcile(gap_started_at, reason);
+        }
         self.publish_health();
+        // Transcription topics that changed while the attempt ran.
+        self.sync_subscriptions(index, ctx);
     }
 
     fn attempt_failed(
@@ -477,6 +553,219 @@ impl StreamActor {
         self.publish_health();
     }
 
+    /// Follows or stops following one voice call's transcription topic. A new topic goes to
+    /// the first channel with room (configured topics plus transcriptions under 1 000), or
+    /// to a new channel when all are full; the change is subscribed within
+    /// [`SYNC_INTERVAL`] (one PUT per channel for every change since the last).
+    pub(super) fn watch_transcription(
+        &mut self,
+        conversation_id: &ConversationId,
+        watch: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let topic = format!(
+            "v2.conversations.{}.transcription",
+            conversation_id.as_str()
+        );
+        let placed = self
+            .links
+            .iter()
+            .position(|link| link.transcriptions.contains(&topic));
+        match (watch, placed) {
+            (true, Some(_)) | (false, None) => return,
+            (false, Some(index)) => {
+                if let Some(link) = self.links.get_mut(index) {
+                    link.transcriptions.remove(&topic);
+                    link.subs_version += 1;
+                }
+            }
+            (true, None) => {
+                let loads: Vec<usize> = self
+                    .links
+                    .iter()
+                    .map(|link| link.topics.len() + link.transcriptions.len())
+                    .collect();
+                let index = match convoy::stream::place_topic(&loads, MAX_TOPICS_PER_CHANNEL) {
+                    Some(index) => index,
+                    None => {
+                        // Every channel is full: one more, connected by the usual path.
+                        let mut link = Link::new(Vec::new());
+                        link.need = Some(Need {
+                            reason: GapReason::Startup,
+                            fresh_channel: true,
+                            renew_token: false,
+                        });
+                        self.links.push(link);
+                        tracing::info!(
+                            channels = self.links.len(),
+                            "Every notification channel is full; adding one for transcription topics."
+                        );
+                        self.links.len() - 1
+                    }
+                };
+                if let Some(link) = self.links.get_mut(index) {
+                    link.transcriptions.insert(topic);
+                    link.subs_version += 1;
+                    link.additions_pending = true;
+                }
+                self.drive(index, ctx);
+            }
+        }
+        let total: usize = self
+            .links
+            .iter()
+            .map(|link| link.transcriptions.len())
+            .sum();
+        metrics::gauge!(names::STREAM_TRANSCRIPTION_TOPICS).set(total as f64);
+    }
+
+    /// Replaces link `index`'s subscriptions with its configured plus transcription topics
+    /// when they changed, at most once per [`SYNC_INTERVAL`], only on a connected channel
+    /// with no attempt running (an attempt subscribes a new channel with the whole set).
+    fn sync_subscriptions(&mut self, index: usize, ctx: &mut Context<Self>) {
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        let Some(link) = self.links.get_mut(index) else {
+            return;
+        };
+        if link.synced_version == link.subs_version
+            || link.syncing
+            || link.pending.is_some()
+            || link.current.is_none()
+            || self.stopping
+        {
+            return;
+        }
+        let Some(channel_id) = link.channel.as_ref().map(|state| state.channel.id.clone()) else {
+            return;
+        };
+        let since_last = link.last_sync_at.map(|at| at.elapsed());
+        let wait = if link.additions_pending {
+            SYNC_INTERVAL
+        } else {
+            REMOVAL_SYNC_INTERVAL
+        };
+        if since_last.is_some_and(|elapsed| elapsed < wait) {
+            return;
+        }
+        link.syncing = true;
+        link.additions_pending = false;
+        link.last_sync_at = Some(Instant::now());
+        let version = link.subs_version;
+        let transcriptions: Vec<String> = link.transcriptions.iter().cloned().collect();
+        let desired: Vec<String> = link
+            .topics
+            .iter()
+            .chain(link.transcriptions.iter())
+            .cloned()
+            .collect();
+        let work =
+            async move { notifications::replace_subscriptions(&rest, &channel_id, &desired).await };
+        ctx.spawn(work.into_actor(self).map(move |result, actor, ctx| {
+            let Some(link) = actor.links.get_mut(index) else {
+                return;
+            };
+            link.syncing = false;
+            match result {
+                Ok(listing) => {
+                    link.synced_version = link.synced_version.max(version);
+                    let verdict = subscription_verdict(&transcriptions, &listing);
+                    tracing::debug!(
+                        link = index,
+                        transcriptions = verdict.permitted.len(),
+                        rejected = verdict.rejected.len(),
+                        "Transcription topics subscribed."
+                    );
+                    for rejected in &verdict.rejected {
+                        tracing::info!(link = index, topic = %rejected.topic, reason = %rejected.reason, "Genesys refused a transcription topic.");
+                    }
+                }
+                Err(error) => {
+                    // Retried by the next drive: the versions still differ.
+                    link.additions_pending = true;
+                    tracing::warn!(link = index, %error, "Could not update the transcription subscriptions; retrying.");
+                }
+            }
+            actor.sync_subscriptions(index, ctx);
+        }));
+    }
+
+    /// The router did not take an event of `conversation_id`: re-read it later.
+    pub(super) fn owe_reread(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
+        if self.owed.len() >= MAX_OWED {
+            // Too many to re-read one by one: a full reconciliation covers them all.
+            tracing::warn!(
+                owed = self.owed.len(),
+                "Too many conversations to re-read one by one; reconciling everything."
+            );
+            self.owed.clear();
+            let since = Utc::now() - TimeDelta::minutes(10);
+            self.send_reconcile(since, "reconnect");
+            return;
+        }
+        self.owed.insert(conversation_id);
+        self.start_rereads(ctx);
+    }
+
+    /// Re-reads owed conversations through REST (background priority, one batch at a
+    /// time) and hands each to the router as a snapshot of its current state.
+    fn start_rereads(&mut self, ctx: &mut Context<Self>) {
+        if self.rereading
+            || self.owed.is_empty()
+            || self.stopping
+            || self.reread_retry_at.is_some_and(|at| Instant::now() < at)
+        {
+            return;
+        }
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        let mut batch = Vec::new();
+        while batch.len() < REREAD_BATCH {
+            let Some(id) = self.owed.pop_first() else {
+                break;
+            };
+            batch.push(id);
+        }
+        self.rereading = true;
+        let router = self.router.clone();
+        let work = async move {
+            let mut failed = Vec::new();
+            for id in batch {
+                match reread(&rest, &id).await {
+                    Ok(Some(snapshot)) => {
+                        let event = RouteEvent {
+                            input: ConversationInput::Snapshot(snapshot),
+                            observed_at: Utc::now(),
+                        };
+                        match ws::deliver(&router, event).await {
+                            ws::Delivery::Delivered => {
+                                metrics::counter!(names::STREAM_REREADS).increment(1);
+                            }
+                            ws::Delivery::Dropped("shutting_down" | "router_gone") => break,
+                            ws::Delivery::Dropped(_) => failed.push(id),
+                        }
+                    }
+                    // Gone from Genesys: nothing left to follow.
+                    Ok(None) => {}
+                    Err(RestError::ShuttingDown) => break,
+                    Err(error) => {
+                        tracing::warn!(conversation_id = %id, %error, "Could not re-read a conversation the router missed; retrying later.");
+                        failed.push(id);
+                    }
+                }
+            }
+            failed
+        };
+        ctx.spawn(work.into_actor(self).map(|failed, actor, ctx| {
+            actor.rereading = false;
+            actor.reread_retry_at = (!failed.is_empty()).then(|| Instant::now() + REREAD_RETRY);
+            actor.owed.extend(failed);
+            actor.start_rereads(ctx);
+        }));
+    }
+
     fn send_reconcile(&mut self, gap_started_at: DateTime<Utc>, reason: &'static str) {
         self.counters.reconciliations += 1;
         metrics::counter!(names::STREAM_RECONCILIATIONS, "reason" => reason).increment(1);
@@ -565,6 +854,13 @@ impl StreamActor {
 impl Link {
     fn new(topics: Vec<String>) -> Self {
         Link {
+            transcriptions: std::collections::BTreeSet::new(),
+            subs_version: 0,
+            synced_version: 0,
+            attempt_version: 0,
+            syncing: false,
+            additions_pending: false,
+            last_sync_at: None,
             topics,
             activity: Rc::new(LinkActivity::default()),
             current: None,
@@ -601,6 +897,7 @@ impl Link {
                 .unwrap_or_default(),
             last_frame_at: self.activity.last_frame_at(),
             counters: self.counters,
+            transcriptions: self.transcriptions.len(),
         }
     }
 }
@@ -728,21 +1025,52 @@ fn log_verdict(index: usize, verdict: &SubscriptionVerdict) {
 /// Drops the cached token so the next call fetches a fresh one. The TokenActor only drops
 /// it if it is still the cached one, so a token refreshed meanwhile survives.
 async fn renew_cached_token(tokens: &Addr<TokenActor>) {
-    if let Ok(Ok(token)) = tokens.send(GetToken).await {
-        tokens.do_send(InvalidateToken { token });
+    ActorMetrics::sent("token");
+    match tokens.send(GetToken).await {
+        Ok(Ok(token)) => tokens.do_send(InvalidateToken { token }),
+        Ok(Err(_)) => {}
+        // Never enqueued: it will never be handled.
+        Err(_) => ActorMetrics::undelivered("token"),
     }
 }
 
-/// New channel, its subscriptions, its socket.
+/// `GET /api/v2/conversations/{id}` at background priority, as a snapshot; `None` when
+/// Genesys no longer knows the conversation.
+async fn reread(
+    rest: &GenesysRest,
+    id: &ConversationId,
+) -> Result<Option<convoy::conversation::ConversationSnapshot>, RestError> {
+    let route = "GET /api/v2/conversations/{id}";
+    let request =
+        RestRequest::get(format!("/api/v2/conversations/{}", id.as_str()), route).background();
+    let response = match rest.call(request).await {
+        Ok(response) => response,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let value: serde_json::Value = response.json(route)?;
+    convoy::parse::read_conversation_body(value, "")
+        .map(Some)
+        .map_err(|error| RestError::Malformed {
+            route,
+            detail: error.to_string(),
+        })
+}
+
+/// New channel, its subscriptions (configured topics and transcription topics), its
+/// socket. The verdict is about the configured topics: a refused transcription topic (a
+/// call that just ended) is no reason to be unready.
 async fn open_channel(
     rest: &GenesysRest,
     ws_client: &awc::Client,
     topics: Vec<String>,
+    transcriptions: Vec<String>,
     max_frame_bytes: usize,
 ) -> Result<Opened, AttemptError> {
     let opened_at = Utc::now();
     let channel = notifications::create_channel(rest).await?;
-    let listing = notifications::replace_subscriptions(rest, &channel.id, &topics).await?;
+    let desired: Vec<String> = topics.iter().chain(&transcriptions).cloned().collect();
+    let listing = notifications::replace_subscriptions(rest, &channel.id, &desired).await?;
     let verdict = subscription_verdict(&topics, &listing);
     let socket = ws::connect(
         ws_client,

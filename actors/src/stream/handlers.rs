@@ -1,5 +1,5 @@
 //! The StreamActor's message handlers: reports from its connection tasks, the shutdown
-//! step, and the status query. Each one only updates link state and lets
+//! step, the status query, and the router's transcription watch requests. Each one only updates link state and lets
 //! `StreamActor::drive` act; none of them waits on the network.
 
 use actix::prelude::*;
@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::actor::{ACTOR, STOP_DEADLINE};
 use super::{
     GapReason, GetStreamStatus, Need, SocketEvent, SocketSignal, StopStream, StreamActor,
-    StreamStatus,
+    StreamStatus, WatchTranscription,
 };
 use crate::telemetry::ActorMetrics;
 
@@ -19,6 +19,11 @@ impl Handler<SocketEvent> for StreamActor {
         // The socket task counted the send.
         ActorMetrics::handled(ACTOR);
         let index = event.link;
+        if let SocketSignal::Undelivered { conversation_id } = event.signal {
+            // Whichever socket it came from (a retiring one drains too), it is owed.
+            self.owe_reread(conversation_id, ctx);
+            return;
+        }
         let Some(link) = self.links.get_mut(index) else {
             return;
         };
@@ -96,6 +101,7 @@ impl Handler<SocketEvent> for StreamActor {
                     ctx,
                 );
             }
+            SocketSignal::Undelivered { .. } => {}
             SocketSignal::Ended(end) => {
                 tracing::debug!(link = index, ?end, "Current notification socket ended.");
                 self.lose_connection(
@@ -152,5 +158,13 @@ impl Handler<GetStreamStatus> for StreamActor {
 
     fn handle(&mut self, _: GetStreamStatus, _: &mut Self::Context) -> StreamStatus {
         self.status()
+    }
+}
+
+impl Handler<WatchTranscription> for StreamActor {
+    type Result = ();
+
+    fn handle(&mut self, message: WatchTranscription, ctx: &mut Self::Context) {
+        self.watch_transcription(&message.conversation_id, message.watch, ctx);
     }
 }

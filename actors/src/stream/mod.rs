@@ -2,8 +2,11 @@
 //! configured topics into Genesys Notifications channels (at most 1 000 topics each),
 //! subscribes them, keeps one WebSocket per channel alive (watchdog, ping, reconnect with
 //! backoff), rotates each channel make-before-break before it dies (`socket_closing`,
-//! channel expiry, token expiry), hands conversation data to the router in order, and
-//! after every gap asks the router to reconcile, because Genesys replays nothing.
+//! channel expiry, token expiry; margins checked against the granted lifetimes), hands
+//! conversation data to the router in order, after every real gap (not a rotation) asks
+//! the router to reconcile, because Genesys replays nothing, re-reads the conversations of
+//! events the router did not take, and follows the transcription topic of every live voice
+//! call the router names ([`WatchTranscription`]).
 //!
 //! Layout (witnet style): this file holds the state and the messages, [`actor`] the
 //! lifecycle and the link state machine, [`handlers`] the message handlers, [`ws`] the
@@ -11,8 +14,8 @@
 //!
 //! What it must never do: decide anything about a conversation (the router and the
 //! conversation actors do), drop a conversation event silently (every drop is counted and
-//! followed by a reconciliation), block on the router without bound, or end the process
-//! on bad input from the wire.
+//! its conversation re-read), block on the router without bound, or end the process on
+//! bad input from the wire.
 //!
 //! Decisions:
 //! - **One actor, several links.** A link is one planned slice of the topics
@@ -29,7 +32,8 @@
 //!   paces the restart and enforces the restart budget (exit non-zero when exceeded).
 //! - **Ordered delivery by construction.** Each connection's task awaits the router for
 //!   one event before it reads the next frame ([`ws`]), so frames are never reordered and
-//!   a slow router back-pressures the socket, not this actor's mailbox.
+//!   a slow router back-pressures the socket (for at most one send timeout per event), not
+//!   this actor's mailbox.
 
 mod actor;
 mod handlers;
@@ -38,6 +42,7 @@ pub mod ws;
 
 use std::cell::Cell;
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -103,6 +108,15 @@ pub struct StreamActor {
     /// channel's `404`, `token_revoked`) cover a dying token.
     token_expiry: Option<TokenExpirySource>,
     counters: StreamCounters,
+    /// Conversations whose stream event the router did not take: re-read through REST
+    /// (background priority) and handed to the router as a snapshot.
+    owed: BTreeSet<convoy::ids::ConversationId>,
+    /// A re-read batch is running.
+    rereading: bool,
+    /// No re-read before this (after a batch with failures).
+    reread_retry_at: Option<Instant>,
+    /// `stream.rotate_before_expiry` did not fit a granted lifetime (warned once).
+    warned_margin: bool,
     /// Counts a panic and stops the System: a dead stream would silently stop all input.
     _panic_guard: PanicGuard,
 }
@@ -147,6 +161,21 @@ struct Link {
     /// end them too.
     retiring: Vec<SocketHandle>,
     counters: StreamCounters,
+    /// `v2.conversations.{id}.transcription` topics of live voice calls placed on this
+    /// link ([`WatchTranscription`]), subscribed next to `topics`.
+    transcriptions: BTreeSet<String>,
+    /// Bumped on every change of `transcriptions`.
+    subs_version: u64,
+    /// The version the channel's subscriptions on the server correspond to.
+    synced_version: u64,
+    /// The version the attempt running now subscribes (a new channel).
+    attempt_version: u64,
+    /// A subscription PUT is in flight.
+    syncing: bool,
+    /// A topic was added since the last sync (removals alone can wait: an ended call's
+    /// topic carries nothing).
+    additions_pending: bool,
+    last_sync_at: Option<Instant>,
 }
 
 struct ChannelState {
@@ -175,8 +204,6 @@ pub enum GapReason {
     TokenRevoked,
     /// Any other `v2.system.*` frame.
     System,
-    /// The router did not take an event for too long; it was dropped and is reconciled.
-    Backpressure,
 }
 
 impl GapReason {
@@ -192,7 +219,6 @@ impl GapReason {
             GapReason::NoLongerSubscribed => "no_longer_subscribed",
             GapReason::TokenRevoked => "token_revoked",
             GapReason::System => "system",
-            GapReason::Backpressure => "backpressure",
         }
     }
 }
@@ -288,6 +314,8 @@ pub struct LinkStatus {
     pub rejected: Vec<RejectedTopic>,
     pub last_frame_at: Option<DateTime<Utc>>,
     pub counters: StreamCounters,
+    /// Transcription topics placed on this channel (subscribed or about to be).
+    pub transcriptions: usize,
 }
 
 /// A connection task's report to the actor (internal edge, `do_send`: rare control).
@@ -314,6 +342,11 @@ pub enum SocketSignal {
     ChannelGone { message: Option<String> },
     /// The connection's task has ended.
     Ended(SocketEnd),
+    /// The router did not take an event of this conversation (other than for shutdown):
+    /// the actor re-reads it through REST.
+    Undelivered {
+        conversation_id: convoy::ids::ConversationId,
+    },
 }
 
 /// Why a connection ended.
@@ -335,10 +368,6 @@ pub enum SocketEnd {
     ProtocolError(String),
     /// Continuation reassembly refused a frame (label of the error).
     Reassembly(&'static str),
-    /// The router did not take an event in time (label of the drop).
-    Backpressure {
-        dropped: &'static str,
-    },
 }
 
 impl SocketEnd {
@@ -348,7 +377,6 @@ impl SocketEnd {
             SocketEnd::Dropped => GapReason::Dropped,
             SocketEnd::Silence { .. } => GapReason::Silence,
             SocketEnd::ProtocolError(_) | SocketEnd::Reassembly(_) => GapReason::Error,
-            SocketEnd::Backpressure { .. } => GapReason::Backpressure,
         }
     }
 }

@@ -12,7 +12,9 @@
 //! - records each text frame (`--record`), classifies it, counts it by kind, and hands
 //!   conversation data to the router **in order**: it awaits each delivery before reading
 //!   the next frame, so a slow router back-pressures this socket (TCP) instead of growing
-//!   a queue, and frames of one socket can never overtake each other;
+//!   a queue, and frames of one socket can never overtake each other. An event the router
+//!   refuses (other than for shutdown) is counted, logged and reported, so the actor
+//!   re-reads that conversation later; the socket reads on;
 //! - reports what only the actor can decide (socket_closing, other `v2.system.*`, a
 //!   `404` channel reply, the end of the connection) as [`SocketEvent`]s.
 //!
@@ -39,7 +41,6 @@ use super::recorder::Recorder;
 use super::{LinkActivity, SocketEnd, SocketEvent, SocketSignal};
 use crate::admin::HealthBoard;
 use crate::conversation::messages::{ConversationInput, RouteError, RouteEvent};
-use crate::retry_schedule::RetrySchedule;
 use crate::telemetry::{names, ActorMetrics};
 
 /// actix-http's continuation item (`Frame::Continuation`). awc does not re-export it;
@@ -51,13 +52,10 @@ const STREAM_ACTOR: &str = "stream";
 
 /// The application-level ping Genesys answers with a pong (API.md §3.3).
 pub const PING_FRAME: &str = r#"{"message":"ping"}"#;
-/// One `send` to the router may wait this long for its mailbox and its answer.
+/// One `send` to the router may wait this long for its mailbox and its answer. A router
+/// that does not take an event in time never stalls the socket: the event is counted,
+/// logged and its conversation re-read later ([`SocketSignal::Undelivered`]).
 const ROUTE_SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one event may wait for a router that keeps saying "at capacity" or "timeout"
-/// before the connection gives up. Past this the event is dropped (counted, WARN) and the
-/// connection ends with [`SocketEnd::Backpressure`], so the reconnect's reconciliation
-/// re-reads what was missed: no conversation is lost, only delayed.
-const ROUTE_PATIENCE: Duration = Duration::from_secs(120);
 /// Bound on writing one frame (pong, ping, close) to a peer that does not read.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// After our Close, how long to wait for the peer's Close (and, when draining, keep
@@ -299,6 +297,11 @@ impl SocketTask {
                 },
                 frame = self.socket.next() => match frame {
                     None => return SocketEnd::Dropped,
+                    Some(Err(WsProtocolError::Overflow)) => {
+                        // awc refused one frame over `max_frame_size`, before reassembly.
+                        self.refused_message("too_large", None);
+                        return SocketEnd::Reassembly("too_large");
+                    }
                     Some(Err(error)) => return SocketEnd::ProtocolError(error.to_string()),
                     Some(Ok(frame)) => {
                         if let Step::End(end) = self.on_frame(frame, true).await {
@@ -363,13 +366,11 @@ impl SocketTask {
             Ok(Some(message)) => self.on_message(message, route).await,
             Err(error) => {
                 metrics::counter!(names::STREAM_FRAMES, "kind" => "malformed").increment(1);
-                tracing::warn!(
-                    connection = self.spec.connection,
-                    channel = %self.spec.channel_id,
-                    reason = error.as_str(),
-                    %error,
-                    "WebSocket message refused; the framing can no longer be trusted, reconnecting."
-                );
+                let size = match error {
+                    convoy::stream::ReassemblyError::TooLarge { size, .. } => Some(size),
+                    _ => None,
+                };
+                self.refused_message(error.as_str(), size);
                 // 1009 for a message too big, 1002 for broken framing; best effort.
                 let code = match error {
                     convoy::stream::ReassemblyError::TooLarge { .. }
@@ -385,6 +386,21 @@ impl SocketTask {
                 Step::End(SocketEnd::Reassembly(error.as_str()))
             }
         }
+    }
+
+    /// A message the caps refused ends this socket and costs a reconnect plus a full
+    /// reconciliation: say so loudly, naming the setting, every time.
+    fn refused_message(&self, reason: &'static str, size: Option<usize>) {
+        metrics::counter!(names::STREAM_OVERSIZED_FRAMES, "reason" => reason).increment(1);
+        tracing::warn!(
+            connection = self.spec.connection,
+            channel = %self.spec.channel_id,
+            reason,
+            size_bytes = size,
+            max_frame_bytes = self.spec.max_frame_bytes,
+            max_fragments = MAX_FRAGMENTS,
+            "A WebSocket message exceeded stream.max_frame_bytes (or the fragment cap); the socket is closed and the stream reconnects and reconciles. Raise stream.max_frame_bytes if this repeats."
+        );
     }
 
     /// A complete message: record, classify, count, act.
@@ -476,20 +492,20 @@ impl SocketTask {
     }
 
     /// Hands one event to the router and waits for it to be taken (in-order delivery).
+    /// Never ends the connection: an event the router did not take is re-read later.
     async fn route(&mut self, input: ConversationInput, observed_at: DateTime<Utc>) -> Step {
+        let conversation_id = input.conversation_id().clone();
         let event = RouteEvent { input, observed_at };
         let outcome = deliver(&self.wiring.router, event).await;
         // The socket was not read while the router held us up; that quiet is ours, not
         // the peer's, so the watchdog starts a fresh window instead of declaring silence.
         self.liveness.frame_received(self.now());
-        match outcome {
-            Delivery::Delivered | Delivery::Dropped("shutting_down") => Step::Continue,
-            Delivery::Dropped(reason) => {
-                // The event is gone; end the connection so the reconnect reconciles the
-                // gap (re-reads every tracked conversation, discovers new ones).
-                Step::End(SocketEnd::Backpressure { dropped: reason })
+        if let Delivery::Dropped(reason) = outcome {
+            if reason != "shutting_down" && reason != "router_gone" {
+                self.report(SocketSignal::Undelivered { conversation_id });
             }
         }
+        Step::Continue
     }
 
     /// After our Close: wait for the peer's Close (bounded), routing data frames meanwhile
@@ -541,58 +557,42 @@ pub enum Delivery {
     Dropped(&'static str),
 }
 
-/// `send().await` under a timeout; `AtCapacity`, `Timeout` and a full mailbox are retried
-/// with backoff for up to [`ROUTE_PATIENCE`] (the router asked us to slow down), a router
-/// that is gone or shutting down is not.
+/// `send().await` under [`ROUTE_SEND_TIMEOUT`], once. A refusal other than shutdown
+/// (`AtCapacity`, `Timeout`, no answer in time) is counted in
+/// `convoy_stream_route_dropped_total{reason}` and logged; the caller has the conversation
+/// re-read. The socket is never held up beyond the timeout.
 pub async fn deliver(router: &Recipient<RouteEvent>, event: RouteEvent) -> Delivery {
-    deliver_with(router, event, ROUTE_PATIENCE).await
-}
-
-async fn deliver_with(
-    router: &Recipient<RouteEvent>,
-    event: RouteEvent,
-    patience: Duration,
-) -> Delivery {
-    let started = Instant::now();
-    let mut schedule = RetrySchedule::new(Duration::from_millis(20), Duration::from_secs(2));
-    loop {
-        ActorMetrics::sent("router");
-        let retry_reason = match router.send(event.clone()).timeout(ROUTE_SEND_TIMEOUT).await {
-            Ok(Ok(())) => return Delivery::Delivered,
-            Ok(Err(RouteError::AtCapacity { .. })) => "at_capacity",
-            Ok(Err(RouteError::Timeout(_))) => "timeout",
-            Ok(Err(RouteError::ShuttingDown)) => {
-                metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "shutting_down")
-                    .increment(1);
-                tracing::debug!("The router is shutting down; a stream event was not delivered.");
-                return Delivery::Dropped("shutting_down");
-            }
-            Err(MailboxError::Closed) => {
-                metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "router_gone")
-                    .increment(1);
-                tracing::error!(
-                    conversation = %event.input.conversation_id(),
-                    "The router is gone; a stream event could not be delivered."
-                );
-                return Delivery::Dropped("router_gone");
-            }
-            Err(MailboxError::Timeout) => {
-                ActorMetrics::send_timeout("router");
-                "send_timeout"
-            }
-        };
-        metrics::counter!(names::STREAM_ROUTE_RETRIES, "reason" => retry_reason).increment(1);
-        if started.elapsed() >= patience {
-            metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "patience_exhausted")
+    ActorMetrics::sent("router");
+    let reason = match router.send(event.clone()).timeout(ROUTE_SEND_TIMEOUT).await {
+        Ok(Ok(())) => return Delivery::Delivered,
+        Ok(Err(RouteError::ShuttingDown)) => {
+            metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "shutting_down")
                 .increment(1);
-            tracing::warn!(
-                conversation = %event.input.conversation_id(),
-                waited_s = started.elapsed().as_secs(),
-                last = retry_reason,
-                "The router did not take a stream event in time; dropping it and reconnecting so reconciliation re-reads it."
-            );
-            return Delivery::Dropped("patience_exhausted");
+            tracing::debug!("The router is shutting down; a stream event was not delivered.");
+            return Delivery::Dropped("shutting_down");
         }
-        actix_rt::time::sleep(schedule.next_delay()).await;
-    }
+        Err(MailboxError::Closed) => {
+            // Never enqueued: it will never be handled.
+            ActorMetrics::undelivered("router");
+            metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "router_gone").increment(1);
+            tracing::error!(
+                conversation = %event.input.conversation_id(),
+                "The router is gone; a stream event could not be delivered."
+            );
+            return Delivery::Dropped("router_gone");
+        }
+        Ok(Err(RouteError::AtCapacity { .. })) => "at_capacity",
+        Ok(Err(RouteError::Timeout(_))) => "timeout",
+        Err(MailboxError::Timeout) => {
+            ActorMetrics::send_timeout("router");
+            "send_timeout"
+        }
+    };
+    metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => reason).increment(1);
+    tracing::warn!(
+        conversation = %event.input.conversation_id(),
+        reason,
+        "The router did not take a stream event; its conversation will be re-read."
+    );
+    Delivery::Dropped(reason)
 }

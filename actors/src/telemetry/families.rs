@@ -2,10 +2,11 @@
 //! which series exist before anything happened. It only describes and seeds; it never
 //! counts a real occurrence.
 //!
-//! The Prometheus exporter renders a family only once a series of it exists, so families
-//! whose label values are known in advance are seeded at zero. That keeps dashboards and
-//! alerts (`rate(...) > 0`, `absent(...)`) meaningful from start-up. Families labelled by
-//! a value only their caller knows (a REST route template) appear with their first use.
+//! The Prometheus exporter renders a family only once a series of it exists, so every
+//! family is seeded: counters and gauges at zero for each label value known in advance
+//! (REST families for every route template Convoy calls), the heartbeat age as `NaN`
+//! (no heartbeat yet: 0 would claim one just arrived). That keeps dashboards and alerts
+//! (`rate(...) > 0`, `absent(...)`) meaningful from start-up.
 
 use convoy::parse::FrameKind;
 
@@ -20,12 +21,14 @@ enum Kind {
 /// Which series of a family exist from start-up.
 #[derive(Debug, Clone)]
 enum Seed {
-    /// Label values are only known to the caller; the family appears with its first use.
-    None,
+    /// One unlabelled gauge holding `NaN` (no value known yet).
+    Unknown,
     /// One series without labels.
     Unlabeled,
     /// One series per value of one label.
     Each(&'static str, Vec<&'static str>),
+    /// One series per route template and status class.
+    RoutesAndClasses,
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +84,8 @@ fn frame_kinds() -> Seed {
 }
 
 fn families() -> Vec<Family> {
-    use Seed::{None, Unlabeled};
+    use Seed::Unlabeled;
+    let per_route = || Seed::Each("route", names::GENESYS_ROUTES.to_vec());
     vec![
         // Per actor type.
         counter(
@@ -143,8 +147,8 @@ fn families() -> Vec<Family> {
         // Seeding 0 would claim a heartbeat just arrived.
         gauge(
             names::STREAM_HEARTBEAT_AGE,
-            "Seconds since the last heartbeat frame.",
-            None,
+            "Seconds since the last heartbeat frame (NaN before the first).",
+            Seed::Unknown,
         ),
         gauge(
             names::STREAM_REJECTED_TOPICS,
@@ -157,14 +161,29 @@ fn families() -> Vec<Family> {
             reasons(names::RECONCILE_REASONS),
         ),
         counter(
-            names::STREAM_ROUTE_RETRIES,
-            "Conversation events the stream retried handing to the router, by reason.",
-            None,
+            names::STREAM_ROUTE_DROPPED,
+            "Conversation events the router did not take, by reason (their conversations are re-read).",
+            reasons(names::ROUTE_DROP_REASONS),
         ),
         counter(
-            names::STREAM_ROUTE_DROPPED,
-            "Conversation events the stream could not hand to the router (each followed by a reconciliation), by reason.",
-            None,
+            names::STREAM_REREADS,
+            "Conversations re-read through REST after the router did not take one of their events.",
+            Unlabeled,
+        ),
+        counter(
+            names::STREAM_OVERSIZED_FRAMES,
+            "WebSocket messages refused by stream.max_frame_bytes or the fragment cap (each ends its socket), by reason.",
+            reasons(&[
+                "too_large",
+                "too_many_fragments",
+                "unexpected_continuation",
+                "interleaved_data_frame",
+            ]),
+        ),
+        gauge(
+            names::STREAM_TRANSCRIPTION_TOPICS,
+            "Transcription topics subscribed for live voice calls.",
+            Unlabeled,
         ),
         gauge(
             names::STREAM_CHANNELS_CONNECTED,
@@ -206,22 +225,32 @@ fn families() -> Vec<Family> {
         counter(
             names::REST_REQUESTS,
             "Genesys REST responses, by route template and status class.",
-            None,
+            Seed::RoutesAndClasses,
         ),
         counter(
             names::REST_RATE_LIMITED,
             "Genesys REST 429 responses, by route template.",
-            None,
+            per_route(),
         ),
         counter(
             names::REST_RETRIES,
             "Genesys REST retries (429, 5xx, transport), by route template.",
-            None,
+            per_route(),
         ),
         counter(
             names::REST_CONFLICT_RETRIES,
             "Writes retried after a 409/412 version conflict.",
             Unlabeled,
+        ),
+        counter(
+            names::REST_SERVER_PAUSES,
+            "Pauses of every Genesys REST call asked by the server (429, used-up window), by source.",
+            Seed::Each("source", names::SERVER_PAUSE_SOURCES.to_vec()),
+        ),
+        counter(
+            names::REST_SERVER_PAUSES_CLAMPED,
+            "Server-asked pauses cut to the maximum (5 min by default), by source.",
+            Seed::Each("source", names::SERVER_PAUSE_SOURCES.to_vec()),
         ),
         // Token.
         counter(
@@ -253,7 +282,15 @@ pub(super) fn describe_and_seed() {
             Kind::Gauge => metrics::describe_gauge!(family.name, family.help),
         }
         match (&family.seed, family.kind) {
-            (Seed::None, _) => {}
+            (Seed::Unknown, _) => metrics::gauge!(family.name).set(f64::NAN),
+            (Seed::RoutesAndClasses, _) => {
+                for route in names::GENESYS_ROUTES {
+                    for class in names::STATUS_CLASSES {
+                        metrics::counter!(family.name, "route" => *route, "class" => *class)
+                            .increment(0);
+                    }
+                }
+            }
             (Seed::Unlabeled, Kind::Counter) => metrics::counter!(family.name).increment(0),
             (Seed::Unlabeled, Kind::Gauge) => metrics::gauge!(family.name).increment(0.0),
             (Seed::Each(key, values), Kind::Counter) => {
@@ -321,6 +358,17 @@ mod tests {
                 "{}",
                 family.name
             );
+        }
+    }
+
+    #[test]
+    fn every_family_exists_from_start_up() {
+        for family in families() {
+            let seeded = match &family.seed {
+                Seed::Unknown | Seed::Unlabeled | Seed::RoutesAndClasses => true,
+                Seed::Each(_, values) => !values.is_empty(),
+            };
+            assert!(seeded, "{} has no series before its first use", family.name);
         }
     }
 }

@@ -104,6 +104,12 @@ impl ActorMetrics {
         metrics::gauge!(names::ACTOR_QUEUE_DEPTH, "actor" => actor).decrement(1.0);
     }
 
+    /// A message counted as [`Self::sent`] never reached `actor`'s mailbox (closed): it will
+    /// never be handled, so it leaves the queue depth.
+    pub fn undelivered(actor: &'static str) {
+        metrics::gauge!(names::ACTOR_QUEUE_DEPTH, "actor" => actor).decrement(1.0);
+    }
+
     /// `actor`'s handler returned an error (count `handled` as well).
     pub fn handler_error(actor: &'static str) {
         metrics::counter!(names::ACTOR_HANDLER_ERRORS, "actor" => actor).increment(1);
@@ -188,6 +194,22 @@ mod tests {
         assert!(text.contains(&format!("# HELP {} ", names::ACTOR_RESTARTS)));
         assert!(text.contains(&format!("# TYPE {} counter", names::ACTOR_RESTARTS)));
         assert!(text.contains(&format!("# TYPE {} gauge", names::CONVERSATIONS_LIVE)));
+    }
+
+    #[test]
+    fn a_message_that_never_reached_the_mailbox_leaves_the_queue_depth() {
+        let telemetry = Telemetry::install().unwrap();
+        let actor = "test_undelivered";
+        ActorMetrics::sent(actor);
+        ActorMetrics::sent(actor);
+        ActorMetrics::handled(actor);
+        // The second send found the mailbox closed.
+        ActorMetrics::undelivered(actor);
+        let labels = [("actor", actor)];
+        assert_eq!(
+            value(&telemetry, names::ACTOR_QUEUE_DEPTH, &labels),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -25,11 +25,17 @@ pub const STREAM_HEARTBEAT_AGE: &str = "convoy_stream_heartbeat_age_seconds";
 /// Gauge: topics rejected by the last subscription.
 pub const STREAM_REJECTED_TOPICS: &str = "convoy_stream_rejected_topics";
 pub const STREAM_RECONCILIATIONS: &str = "convoy_stream_reconciliations_total";
-/// Label `reason`: at_capacity, timeout, send_timeout (the router asked the stream to wait).
-pub const STREAM_ROUTE_RETRIES: &str = "convoy_stream_route_retries_total";
-/// Label `reason`: router_gone, shutting_down, patience_exhausted. Each one is followed
-/// by a reconciliation (or is the shutdown itself).
+/// Label `reason`: at_capacity, timeout, send_timeout (each one's conversation is re-read
+/// through REST), router_gone, shutting_down.
 pub const STREAM_ROUTE_DROPPED: &str = "convoy_stream_route_dropped_total";
+/// Conversations re-read through REST because the router did not take one of their
+/// stream events.
+pub const STREAM_REREADS: &str = "convoy_stream_rereads_total";
+/// Messages refused by the reassembly caps (`stream.max_frame_bytes`, fragment count);
+/// each one ends its socket. Label `reason`: too_large, too_many_fragments, …
+pub const STREAM_OVERSIZED_FRAMES: &str = "convoy_stream_refused_messages_total";
+/// Gauge: `v2.conversations.{id}.transcription` topics subscribed (live voice calls).
+pub const STREAM_TRANSCRIPTION_TOPICS: &str = "convoy_stream_transcription_topics";
 /// Gauge: channels with a connected socket.
 pub const STREAM_CHANNELS_CONNECTED: &str = "convoy_stream_channels_connected";
 /// `--record` capture file open or write failures.
@@ -66,6 +72,11 @@ pub const REST_REQUESTS: &str = "convoy_genesys_requests_total";
 pub const REST_RATE_LIMITED: &str = "convoy_genesys_rate_limited_total";
 pub const REST_RETRIES: &str = "convoy_genesys_retries_total";
 pub const REST_CONFLICT_RETRIES: &str = "convoy_genesys_conflict_retries_total";
+/// Label `source`: retry_after, ratelimit_reset, backoff. Every pause of the shared bucket
+/// the server asked for (429 or a used-up `inin-ratelimit-*` window).
+pub const REST_SERVER_PAUSES: &str = "convoy_genesys_server_pauses_total";
+/// Label `source`: the pauses cut to the maximum (`Retry-After` far beyond 5 minutes).
+pub const REST_SERVER_PAUSES_CLAMPED: &str = "convoy_genesys_server_pauses_clamped_total";
 
 // Token.
 pub const TOKEN_REFRESHES: &str = "convoy_token_refreshes_total";
@@ -92,10 +103,29 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "channel_gone",
     "token_revoked",
     "system",
-    "backpressure",
     "restart",
 ];
 pub const ROTATION_REASONS: &[&str] = &["socket_closing", "channel_expiry", "token_expiry"];
 pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "capacity", "crashed", "shutdown"];
 pub const WRITE_OUTCOMES: &[&str] = &["landed", "conflict", "transient", "refused"];
-pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect", "rotation"];
+pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect"];
+pub const ROUTE_DROP_REASONS: &[&str] = &[
+    "at_capacity",
+    "timeout",
+    "send_timeout",
+    "router_gone",
+    "shutting_down",
+];
+/// Every Genesys REST route template Convoy calls (the `route` label), so the REST
+/// families exist from start-up.
+pub const GENESYS_ROUTES: &[&str] = &[
+    "POST /api/v2/notifications/channels",
+    "HEAD /api/v2/notifications/channels/{id}",
+    "PUT /api/v2/notifications/channels/{id}/subscriptions",
+    "GET /api/v2/conversations/{id}",
+    "PATCH /api/v2/conversations/{id}/participants/{id}/attributes",
+    "POST /api/v2/analytics/conversations/details/query",
+];
+/// The `class` label of `REST_REQUESTS`.
+pub const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "5xx", "transport"];
+pub const SERVER_PAUSE_SOURCES: &[&str] = &["retry_after", "ratelimit_reset", "backoff"];

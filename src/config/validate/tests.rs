@@ -60,6 +60,10 @@ fn a_region_derives_both_hosts_and_defaults_fill_the_rest() {
     assert_eq!(endpoints.api_base, "https://api.mypurecloud.ie");
     assert_eq!(endpoints.login_base, "https://login.mypurecloud.ie");
     assert_eq!(config.genesys.requests_per_minute, 300);
+    assert_eq!(
+        config.genesys.login_unreachable_exit_after,
+        Duration::from_secs(300)
+    );
     assert_eq!(config.crm, None, "no crm.endpoint means CRM sync is off");
     assert_eq!(config.stream.max_frame_bytes, 1024 * 1024);
     assert_eq!(config.stream.ping_after_idle, Duration::from_secs(35));
@@ -447,6 +451,31 @@ fn the_watchdog_must_wait_longer_than_the_ping() {
     assert_eq!(
         keys_of(&problems(&tree)),
         vec!["stream.reconnect_after_silence"]
+    );
+}
+
+#[test]
+fn the_login_unreachable_bound_is_a_duration_of_at_least_a_second() {
+    let tree = with(
+        minimal(),
+        "genesys.login_unreachable_exit_after",
+        json!("90s"),
+    );
+    assert_eq!(
+        validate(&tree, &no_origin)
+            .unwrap()
+            .genesys
+            .login_unreachable_exit_after,
+        Duration::from_secs(90)
+    );
+    let tree = with(
+        minimal(),
+        "genesys.login_unreachable_exit_after",
+        json!("0s"),
+    );
+    assert_eq!(
+        keys_of(&problems(&tree)),
+        vec!["genesys.login_unreachable_exit_after"]
     );
 }
 

@@ -1,6 +1,7 @@
 //! Fault-injection settings of the emulator (`PUT /emulator/v1/faults`) and the seeded draws
-//! that apply them: REST calls answered 500/503/429, added latency, duplicated and
-//! reordered publication. Deterministic: the same seed and the same sequence of calls give
+//! that apply them: REST calls answered 500/503/429 (with a chosen `Retry-After` and
+//! `inin-ratelimit-reset`), added latency, duplicated and reordered publication, and the
+//! `expires_in` the token endpoint reports. Deterministic: the same seed and the same sequence of calls give
 //! the same faults.
 
 use rand::rngs::StdRng;
@@ -25,6 +26,25 @@ pub struct FaultSettings {
     /// Share of published events held back and sent after the next event on that channel
     /// (or released after a short hold if no next event comes).
     pub reorder_ratio: f64,
+    /// The next this-many `/api/v2` calls are answered 429, before any ratio is drawn
+    /// (counts down; `GET /faults` shows what is left, nothing once it is 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rate_limit_next: u32,
+    /// `Retry-After` (seconds) of injected 429s; 1 when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
+    /// When set, injected 429s also carry `inin-ratelimit-reset` (seconds) with a used-up
+    /// window (`inin-ratelimit-count` = `-allowed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimit_reset_s: Option<u64>,
+    /// `expires_in` reported by `/oauth/token` instead of the token's real lifetime (the
+    /// token still dies at its real expiry): probes a client's arithmetic on extreme values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires_in_s: Option<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a fault setting was refused.
@@ -63,16 +83,29 @@ pub enum RequestFault {
     InternalServerError,
     /// 503 `service.unavailable`.
     ServiceUnavailable,
-    /// 429 `too.many.requests.retry.after` with `Retry-After: 1`.
-    RateLimited,
+    /// 429 `too.many.requests.retry.after` with `Retry-After: retry_after_s` and, when set,
+    /// a used-up `inin-ratelimit-*` window resetting in `reset_s`.
+    RateLimited {
+        retry_after_s: u64,
+        reset_s: Option<u64>,
+    },
 }
 
 /// Draws whether a request gets a fault. No draw is made while both ratios are zero, so
-/// turning faults on later does not depend on how many calls came before.
+/// turning faults on later does not depend on how many calls came before. A pending
+/// `rate_limit_next` is served first and counted down.
 pub(crate) fn draw_request_fault(
-    settings: &FaultSettings,
+    settings: &mut FaultSettings,
     rng: &mut StdRng,
 ) -> Option<RequestFault> {
+    let rate_limited = RequestFault::RateLimited {
+        retry_after_s: settings.retry_after_s.unwrap_or(1),
+        reset_s: settings.ratelimit_reset_s,
+    };
+    if settings.rate_limit_next > 0 {
+        settings.rate_limit_next -= 1;
+        return Some(rate_limited);
+    }
     if settings.error_ratio <= 0.0 && settings.rate_limit_ratio <= 0.0 {
         return None;
     }
@@ -84,7 +117,7 @@ pub(crate) fn draw_request_fault(
             Some(RequestFault::ServiceUnavailable)
         }
     } else if roll < settings.error_ratio + settings.rate_limit_ratio {
-        Some(RequestFault::RateLimited)
+        Some(rate_limited)
     } else {
         None
     }
@@ -142,8 +175,9 @@ mod tests {
         };
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
+            let mut settings = settings.clone();
             (0..1000)
-                .map(|_| draw_request_fault(&settings, &mut rng))
+                .map(|_| draw_request_fault(&mut settings, &mut rng))
                 .collect::<Vec<_>>()
         };
         let first = run(7);
@@ -159,7 +193,7 @@ mod tests {
             .count();
         let limited = first
             .iter()
-            .filter(|f| matches!(f, Some(RequestFault::RateLimited)))
+            .filter(|f| matches!(f, Some(RequestFault::RateLimited { .. })))
             .count();
         assert!((150..250).contains(&errors), "{errors}");
         assert!((60..140).contains(&limited), "{limited}");
@@ -168,9 +202,26 @@ mod tests {
     #[test]
     fn zero_ratios_never_fault() {
         let mut rng = StdRng::seed_from_u64(1);
-        let settings = FaultSettings::default();
-        assert!((0..100).all(|_| draw_request_fault(&settings, &mut rng).is_none()));
+        let mut settings = FaultSettings::default();
+        assert!((0..100).all(|_| draw_request_fault(&mut settings, &mut rng).is_none()));
         assert!((0..100).all(|_| !draw(0.0, &mut rng)));
         assert!((0..100).all(|_| draw(1.0, &mut rng)));
+    }
+
+    #[test]
+    fn the_next_calls_are_rate_limited_with_the_chosen_headers_then_no_more() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut settings: FaultSettings = serde_json::from_str(
+            r#"{"rate_limit_next":2,"retry_after_s":315360000,"ratelimit_reset_s":86400}"#,
+        )
+        .unwrap();
+        let limited = RequestFault::RateLimited {
+            retry_after_s: 315_360_000,
+            reset_s: Some(86_400),
+        };
+        assert_eq!(draw_request_fault(&mut settings, &mut rng), Some(limited));
+        assert_eq!(draw_request_fault(&mut settings, &mut rng), Some(limited));
+        assert_eq!(settings.rate_limit_next, 0);
+        assert_eq!(draw_request_fault(&mut settings, &mut rng), None);
     }
 }
