@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the process is alive),
-//! `/readyz` (the live path works end to end), `/conversations` and
-//! `/conversations/{id}` (what Convoy currently believes about each conversation).
+//! `/readyz` (the live path works end to end), `/conversations` (paged, filterable) and
+//! `/conversations/{id}` (what Convoy currently believes about each conversation). The
+//! probes answer `HEAD` too, as load balancers and `curl -I` send it.
 //!
 //! It only reads shared snapshots: the [`HealthBoard`], the [`ConversationViews`] map and
 //! the metrics registry. It must never send a message to an actor or wait on one, so a
@@ -15,6 +16,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use convoy::ids::ConversationId;
 use dashmap::DashMap;
+use serde::Deserialize;
 use serde_json::json;
 
 pub use health::{
@@ -103,7 +105,9 @@ impl AdminServer {
 fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::head().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/readyz", web::head().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/conversations", web::get().to(conversations))
         .route("/conversations/{id}", web::get().to(conversation));
@@ -129,17 +133,76 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
         .body(state.telemetry.render())
 }
 
-/// Every view, sorted by conversation id so two reads of an unchanged map are equal.
-async fn conversations(state: web::Data<AdminState>) -> HttpResponse {
-    // Clone each value out under its shard lock and release it at once.
-    let mut views: Vec<(ConversationId, serde_json::Value)> = state
+/// `GET /conversations?limit=N&after=ID&finished=BOOL&ended=BOOL`: views sorted by
+/// conversation id, at most `limit` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]) after
+/// the id `after`; `next` names the cursor of the following page when there is one.
+async fn conversations(
+    state: web::Data<AdminState>,
+    query: web::Query<ConversationsQuery>,
+) -> HttpResponse {
+    let query = query.into_inner();
+    // Clone the matching values out under their shard locks and release them at once.
+    let views: Vec<(ConversationId, serde_json::Value)> = state
         .views
         .iter()
+        .filter(|entry| query.admits(entry.key(), entry.value()))
         .map(|entry| (entry.key().clone(), entry.value().clone()))
         .collect();
-    views.sort_by(|a, b| a.0.cmp(&b.0));
-    let views: Vec<serde_json::Value> = views.into_iter().map(|(_, view)| view).collect();
-    HttpResponse::Ok().json(json!({ "count": views.len(), "conversations": views }))
+    let page = query.page(views);
+    let mut body = json!({ "count": page.views.len(), "conversations": page.views });
+    if let Some(next) = page.next {
+        body["next"] = json!(next);
+    }
+    HttpResponse::Ok().json(body)
+}
+
+/// Conversations per page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 1_000;
+/// The largest page `limit` may ask for.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The query of `GET /conversations`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConversationsQuery {
+    pub limit: Option<usize>,
+    /// Only ids sorting after this one (the previous page's `next`).
+    pub after: Option<String>,
+    pub finished: Option<bool>,
+    pub ended: Option<bool>,
+}
+
+/// One page of views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub views: Vec<serde_json::Value>,
+    /// The `after` of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+impl ConversationsQuery {
+    /// Whether a view passes the cursor and the filters.
+    pub fn admits(&self, id: &ConversationId, view: &serde_json::Value) -> bool {
+        let after = self
+            .after
+            .as_deref()
+            .is_none_or(|after| id.as_str() > after);
+        let flag = |name: &str, wanted: Option<bool>| {
+            wanted.is_none_or(|wanted| view[name].as_bool().unwrap_or(false) == wanted)
+        };
+        after && flag("finished", self.finished) && flag("ended", self.ended)
+    }
+
+    /// Sorts the admitted views by id and cuts the page.
+    pub fn page(&self, mut views: Vec<(ConversationId, serde_json::Value)>) -> Page {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        let next = (views.len() > limit).then(|| views[limit - 1].0.as_str().to_owned());
+        views.truncate(limit);
+        Page {
+            views: views.into_iter().map(|(_, view)| view).collect(),
+            next,
+        }
+    }
 }
 
 async fn conversation(state: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
@@ -149,5 +212,78 @@ async fn conversation(state: web::Data<AdminState>, id: web::Path<String>) -> Ht
         Some(view) => HttpResponse::Ok().json(view),
         None => HttpResponse::NotFound()
             .json(json!({ "error": "unknown conversation", "conversationId": id })),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn views(n: usize) -> Vec<(ConversationId, serde_json::Value)> {
+        (0..n)
+            .rev()
+            .map(|i| {
+                let id = format!("c-{i:03}");
+                let view = json!({"conversationId": id, "finished": i % 2 == 0, "ended": i % 2 == 0});
+                (ConversationId::from(id.as_str()), view)
+            })
+            .collect()
+    }
+
+    fn ids(page: &Page) -> Vec<&str> {
+        page.views
+            .iter()
+            .filter_map(|view| view["conversationId"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn pages_are_sorted_and_the_cursor_leads_to_the_rest() {
+        let query = ConversationsQuery {
+            limit: Some(2),
+            ..ConversationsQuery::default()
+        };
+        let first = query.page(views(5));
+        assert_eq!(ids(&first), vec!["c-000", "c-001"]);
+        assert_eq!(first.next.as_deref(), Some("c-001"));
+
+        let query = ConversationsQuery {
+            limit: Some(2),
+            after: first.next.clone(),
+            ..ConversationsQuery::default()
+        };
+        let admitted: Vec<_> = views(5)
+            .into_iter()
+            .filter(|(id, view)| query.admits(id, view))
+            .collect();
+        let second = query.page(admitted);
+        assert_eq!(ids(&second), vec!["c-002", "c-003"]);
+
+        let everything = ConversationsQuery::default().page(views(5));
+        assert_eq!(everything.views.len(), 5);
+        assert_eq!(everything.next, None);
+    }
+
+    #[test]
+    fn filters_keep_only_matching_views() {
+        let query = ConversationsQuery {
+            finished: Some(false),
+            ..ConversationsQuery::default()
+        };
+        let admitted: Vec<_> = views(5)
+            .into_iter()
+            .filter(|(id, view)| query.admits(id, view))
+            .collect();
+        assert_eq!(ids(&query.page(admitted)), vec!["c-001", "c-003"]);
+    }
+
+    #[test]
+    fn a_limit_is_kept_within_one_and_the_maximum() {
+        let zero = ConversationsQuery {
+            limit: Some(0),
+            ..ConversationsQuery::default()
+        };
+        assert_eq!(zero.page(views(3)).views.len(), 1);
     }
 }
