@@ -192,12 +192,14 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Config(ConfigCommand::Show { file, format }) => show_config(file, format),
         Command::Config(ConfigCommand::Check { file }) => check_config(file),
-        Command::Inspect { path } => inspect_cmd::run(&path).map_err(anyhow::Error::from),
+        Command::Inspect { path } => {
+            inspect_cmd::run(&path).context("cannot write to standard output")
+        }
         Command::Demo(args) => demo(args),
         Command::Emulate(args) => serve(convoy_actors::emulator::cli::run(args)),
         Command::CrmSink(args) => match args.check() {
             Ok(()) => serve(convoy_actors::crm_sink::cli::run(args)),
-            Err(problem) => usage_error(&problem),
+            Err(problem) => usage_error("crm-sink", &problem),
         },
         Command::Simulate(args) => serve(convoy_actors::simulator::cli::run(args)),
         Command::Completions { shell } => completions(shell),
@@ -214,8 +216,13 @@ fn main() -> ExitCode {
 
 /// Reports a command-line problem clap could not see, the way clap reports its own
 /// (usage, exit code 2).
-fn usage_error(problem: &str) -> ! {
-    Cli::command()
+fn usage_error(subcommand: &str, problem: &str) -> ! {
+    let mut cli = Cli::command();
+    let mut command = cli
+        .find_subcommand_mut(subcommand)
+        .map(|command| command.clone().bin_name(format!("convoy {subcommand}")))
+        .unwrap_or(cli);
+    command
         .error(clap::error::ErrorKind::ValueValidation, problem)
         .exit()
 }
@@ -266,10 +273,12 @@ fn completions(shell: CompletionShell) -> anyhow::Result<ExitCode> {
 
 /// Writes `bytes` to stdout and flushes; errors (a closed pipe, a full disk) are returned
 /// rather than panicking as `println!` would.
-fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(bytes)?;
-    stdout.flush()
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
 }
 
 /// Runs an async command on an actix System (awc and actix-web need its local set) and
