@@ -36,8 +36,7 @@ pub fn split_frames(input: &[u8]) -> Vec<FrameText<'_>> {
     let is_document = first
         .and_then(|line| std::str::from_utf8(line).ok())
         .is_some_and(|line| {
-            serde_json::from_str::<serde::de::IgnoredAny>(line)
-                .is_err_and(|error| error.is_eof())
+            serde_json::from_str::<serde::de::IgnoredAny>(line).is_err_and(|error| error.is_eof())
         });
     if is_document {
         split_documents(input)
@@ -77,8 +76,7 @@ fn split_documents(input: &[u8]) -> Vec<FrameText<'_>> {
         }
     };
     let mut frames = Vec::new();
-    let mut stream =
-        serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
     let mut start = 0;
     while let Some(next) = stream.next() {
         let end = stream.byte_offset();
@@ -374,10 +372,8 @@ mod tests {
 
     #[test]
     fn a_pretty_printed_document_is_one_frame_and_a_truncated_one_is_one_error() {
-        let pretty = serde_json::to_string_pretty(
-            &serde_json::from_str::<Value>(PONG).unwrap(),
-        )
-        .unwrap();
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(PONG).unwrap()).unwrap();
         let two = format!("{pretty}\n{pretty}\n");
         let frames = split_frames(two.as_bytes());
         assert_eq!(frames.len(), 2);

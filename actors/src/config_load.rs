@@ -723,7 +723,10 @@ mod tests {
             layers.ignore_environment = true;
             let merged = merge(&layers).map_err(fail)?;
             let config = merged.validate().map_err(fail)?;
-            assert_eq!(config.genesys.endpoints.api_base, "https://api.mypurecloud.ie");
+            assert_eq!(
+                config.genesys.endpoints.api_base,
+                "https://api.mypurecloud.ie"
+            );
             Ok(())
         });
     }

@@ -107,8 +107,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         seed: options.seed,
         ..EmulatorOptions::default()
     })
-        .await
-        .map_err(|error| DemoError::Emulator(error.to_string()))?;
+    .await
+    .map_err(|error| DemoError::Emulator(error.to_string()))?;
     let result = run_against(&emulator, &options, scenario).await;
     emulator.stop().await;
     result
@@ -182,8 +182,9 @@ async fn run_against(
         .finish();
     let truth_url = format!("{}/emulator/v1/truth", emulator.base_url());
     let mut truth = read_truth(&http, &truth_url).await?;
-    let remaining =
-        |truth: &[Value]| differences(&daemon.views, truth).len() + unwritten_attributes(truth).len();
+    let remaining = |truth: &[Value]| {
+        differences(&daemon.views, truth).len() + unwritten_attributes(truth).len()
+    };
     let mut least = remaining(&truth);
     let mut deadline = Instant::now() + options.settle;
     while least > 0 && Instant::now() < deadline {

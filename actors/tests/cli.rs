@@ -25,7 +25,11 @@ fn convoy(args: &[&str]) -> Command {
     let mut command = Command::new(CONVOY);
     command.args(args).stdin(Stdio::null());
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().to_ascii_uppercase().starts_with("CONVOY_") {
+        if name
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with("CONVOY_")
+        {
             command.env_remove(name);
         }
     }
@@ -82,12 +86,20 @@ impl Running {
     fn wait_for_stderr<T>(&mut self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
         let until = Instant::now() + DEADLINE;
         loop {
-            let found = self.stderr.lock().unwrap().iter().find_map(|line| find(line));
+            let found = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|line| find(line));
             if let Some(found) = found {
                 return found;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("exited ({status}) before {what}; stderr:\n{}", self.stderr());
+                panic!(
+                    "exited ({status}) before {what}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             assert!(
                 Instant::now() < until,
@@ -114,7 +126,10 @@ impl Running {
             }
             if Instant::now() > until {
                 let _ = self.child.kill();
-                panic!("did not exit within {DEADLINE:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "did not exit within {DEADLINE:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -212,13 +227,25 @@ fn emulate_writes_a_config_that_runs_and_is_ready_before_any_heartbeat() {
     let (_emulator, started, config) = emulate_with_config(dir.path());
     assert_eq!(started["config_file"], config.to_str().unwrap());
 
-    let check = output(convoy(&["config", "check", "--config", config.to_str().unwrap()]));
+    let check = output(convoy(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
     assert!(check.status.success(), "{}", text(&check.stderr));
     let shown = text(&check.stdout);
     assert!(shown.starts_with("configuration OK"), "{shown}");
-    assert!(shown.contains(started["base_url"].as_str().unwrap()), "{shown}");
+    assert!(
+        shown.contains(started["base_url"].as_str().unwrap()),
+        "{shown}"
+    );
     // The written secret file is private, so no warning about it.
-    assert!(!text(&check.stderr).contains("warning"), "{}", text(&check.stderr));
+    assert!(
+        !text(&check.stderr).contains("warning"),
+        "{}",
+        text(&check.stderr)
+    );
 
     let (daemon, admin) = run_daemon(&config);
     wait_until_ready(admin, &daemon);
@@ -240,7 +267,12 @@ fn sighup_shuts_down_gracefully_with_exit_zero() {
     wait_until_ready(admin, &daemon);
     daemon.signal("HUP");
     let status = daemon.wait_exit();
-    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{}", daemon.stderr());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        daemon.stderr()
+    );
     assert!(
         daemon.stderr().contains("SIGHUP"),
         "no log line names the signal:\n{}",
@@ -255,7 +287,10 @@ fn the_shipped_emulator_example_connects_to_emulate_at_its_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let (_emulator, started, _config) = emulate_with_config(dir.path());
     let example = std::fs::read_to_string(repo("config/examples/emulator.toml")).unwrap();
-    let example = example.replace("http://127.0.0.1:18080", started["base_url"].as_str().unwrap());
+    let example = example.replace(
+        "http://127.0.0.1:18080",
+        started["base_url"].as_str().unwrap(),
+    );
     let config = dir.path().join("example.toml");
     std::fs::write(&config, example).unwrap();
     let (daemon, admin) = run_daemon(&config);
@@ -288,7 +323,10 @@ fn environment_problems_name_the_variable_as_set() {
     let stderr = text(&check.stderr);
     assert!(stderr.contains("(from env CONVOY_SLAA__READ)"), "{stderr}");
     assert!(stderr.contains("(from env convoy_sla__read)"), "{stderr}");
-    assert!(stderr.contains("did you mean CONVOY_SLA__READ?"), "{stderr}");
+    assert!(
+        stderr.contains("did you mean CONVOY_SLA__READ?"),
+        "{stderr}"
+    );
 }
 
 /// Finding 12: a plain string for a list in a file is refused.
@@ -305,9 +343,18 @@ fn a_string_for_a_list_in_a_file_is_refused() {
     );
     let config = dir.path().join("convoy.toml");
     std::fs::write(&config, broken).unwrap();
-    let check = output(convoy(&["config", "check", "--config", config.to_str().unwrap()]));
+    let check = output(convoy(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
     assert_eq!(check.status.code(), Some(2));
-    assert!(text(&check.stderr).contains("genesys.queues"), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stderr).contains("genesys.queues"),
+        "{}",
+        text(&check.stderr)
+    );
 }
 
 /// Finding 13: a secret file others can read is a warning, not silence.
@@ -325,10 +372,18 @@ fn a_secret_file_others_can_read_is_warned_about() {
          client_secret_file = \"secret\"\nqueues = [\"4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b\"]\n",
     )
     .unwrap();
-    let check = output(convoy(&["config", "check", "--config", config.to_str().unwrap()]));
+    let check = output(convoy(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
     assert!(check.status.success(), "{}", text(&check.stderr));
     let stderr = text(&check.stderr);
-    assert!(stderr.contains("warning") && stderr.contains("0644"), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("0644"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("emulator-secret"));
 }
 
@@ -349,8 +404,14 @@ fn a_taken_admin_port_is_one_clear_error_without_colour_in_a_pipe() {
     assert_eq!(run.status.code(), Some(3));
     let stderr = text(&run.stderr);
     assert!(stderr.contains(&address), "{stderr}");
-    assert!(!stderr.contains("Starting the notification stream"), "{stderr}");
-    assert!(!stderr.contains('\u{1b}'), "colour codes in a pipe: {stderr:?}");
+    assert!(
+        !stderr.contains("Starting the notification stream"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
 }
 
 /// Finding 12: the emulator and the CRM sink name the address they could not listen on.
@@ -374,7 +435,11 @@ fn usage_problems_exit_two() {
     let inspect = output(convoy(&["inspect", "/nonexistent/capture.jsonl"]));
     assert_eq!(inspect.status.code(), Some(2), "{}", text(&inspect.stderr));
     assert!(text(&inspect.stderr).contains("/nonexistent/capture.jsonl"));
-    let demo = output(convoy(&["demo", "--scenario", "/nonexistent/scenario.toml"]));
+    let demo = output(convoy(&[
+        "demo",
+        "--scenario",
+        "/nonexistent/scenario.toml",
+    ]));
     assert_eq!(demo.status.code(), Some(2), "{}", text(&demo.stderr));
     assert!(text(&demo.stderr).contains("/nonexistent/scenario.toml"));
 }
@@ -436,7 +501,10 @@ fn inspect_output_is_camel_case() {
     let result = output(convoy(&["inspect", fixture.to_str().unwrap()]));
     assert!(result.status.success(), "{}", text(&result.stderr));
     let stdout = text(&result.stdout);
-    assert!(stdout.contains("\"mimeType\"") && stdout.contains("\"sizeBytes\""), "{stdout}");
+    assert!(
+        stdout.contains("\"mimeType\"") && stdout.contains("\"sizeBytes\""),
+        "{stdout}"
+    );
     assert!(!stdout.contains("mime_type") && !stdout.contains("size_bytes"));
 }
 
@@ -468,16 +536,17 @@ fn config_check_into_a_closed_pipe_or_a_full_disk_does_not_panic() {
     let example = repo("config/examples/emulator.toml");
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let closed = output(
-        convoy(&["config", "check", "--config", example.to_str().unwrap()]).stdout(writer),
-    );
+    let closed =
+        output(convoy(&["config", "check", "--config", example.to_str().unwrap()]).stdout(writer));
     assert_eq!(closed.status.code(), Some(0), "{}", text(&closed.stderr));
     assert_eq!(text(&closed.stderr), "");
 
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let result = output(
-        convoy(&["config", "check", "--config", example.to_str().unwrap()]).stdout(full),
-    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let result =
+        output(convoy(&["config", "check", "--config", example.to_str().unwrap()]).stdout(full));
     assert_eq!(result.status.code(), Some(1), "{}", text(&result.stderr));
     let stderr = text(&result.stderr);
     assert!(stderr.contains("standard output"), "{stderr}");
@@ -492,7 +561,9 @@ fn version_and_completions() {
     assert!(version.status.success());
     let version = text(&version.stdout);
     assert!(
-        version.starts_with("convoy ") && version.contains("(commit ") && version.contains(" build)"),
+        version.starts_with("convoy ")
+            && version.contains("(commit ")
+            && version.contains(" build)"),
         "{version}"
     );
     for shell in ["bash", "zsh", "fish"] {
@@ -508,10 +579,16 @@ fn version_and_completions() {
 fn help_tells_the_demo_changes_and_the_emulator_credentials() {
     let demo = text(&output(convoy(&["demo", "--help"])).stdout);
     assert!(demo.contains("admin.listen = 127.0.0.1:0"), "{demo}");
-    assert!(demo.contains("CONVOY_* environment variables are ignored"), "{demo}");
+    assert!(
+        demo.contains("CONVOY_* environment variables are ignored"),
+        "{demo}"
+    );
     let emulate = text(&output(convoy(&["emulate", "--help"])).stdout);
     assert!(emulate.contains("convoy-emulator-secret"), "{emulate}");
-    assert!(emulate.contains("0c6f3f4e-6a3e-4c1e-9a35-2d2f1b7c9e01"), "{emulate}");
+    assert!(
+        emulate.contains("0c6f3f4e-6a3e-4c1e-9a35-2d2f1b7c9e01"),
+        "{emulate}"
+    );
 }
 
 /// Finding 4: the caller's `CONVOY_*` variables do not reach the demo's Convoy.

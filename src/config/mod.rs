@@ -84,8 +84,7 @@ impl Config {
         // The endpoint itself is not repeated: a URL can carry credentials.
         if self.crm.is_some() {
             warnings.push(
-                "crm.endpoint is set, but CRM sync is not built yet: no record is sent"
-                    .to_owned(),
+                "crm.endpoint is set, but CRM sync is not built yet: no record is sent".to_owned(),
             );
         }
         warnings

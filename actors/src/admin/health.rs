@@ -304,10 +304,7 @@ fn frame_check(
     let detail = if !ok {
         Some(match last {
             Some(_) => format!("no frame for more than {} ms", millis(max_age)),
-            None => format!(
-                "no frame within {} ms of connecting",
-                millis(max_age)
-            ),
+            None => format!("no frame within {} ms of connecting", millis(max_age)),
         })
     } else if last.is_none() {
         Some("connected; no frame yet, none due".to_owned())
@@ -481,14 +478,22 @@ mod tests {
         let start = Instant::now();
         let board = healthy(start);
         board.set_channels_at(1, 0, start + Duration::from_secs(100));
-        assert!(!board.readiness(start + Duration::from_secs(100), MAX_AGE).ready);
+        assert!(
+            !board
+                .readiness(start + Duration::from_secs(100), MAX_AGE)
+                .ready
+        );
         board.set_channels_at(1, 1, start + Duration::from_secs(101));
         // The last frame is 101 s old, but the socket is 1 s old.
         let readiness = board.readiness(start + Duration::from_secs(102), MAX_AGE);
         assert!(readiness.ready, "{readiness:?}");
         // Staying connected does not move the connection time.
         board.set_channels_at(1, 1, start + Duration::from_secs(150));
-        assert!(!board.readiness(start + Duration::from_secs(170), MAX_AGE).ready);
+        assert!(
+            !board
+                .readiness(start + Duration::from_secs(170), MAX_AGE)
+                .ready
+        );
     }
 
     #[test]

@@ -225,7 +225,8 @@ mod tests {
             .rev()
             .map(|i| {
                 let id = format!("c-{i:03}");
-                let view = json!({"conversationId": id, "finished": i % 2 == 0, "ended": i % 2 == 0});
+                let view =
+                    json!({"conversationId": id, "finished": i % 2 == 0, "ended": i % 2 == 0});
                 (ConversationId::from(id.as_str()), view)
             })
             .collect()

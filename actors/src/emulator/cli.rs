@@ -300,9 +300,18 @@ mod tests {
             &queues,
         );
         let tree: toml::Value = toml::from_str(&text).unwrap();
-        assert_eq!(tree["genesys"]["api_base"].as_str(), Some("http://127.0.0.1:5"));
-        assert_eq!(tree["genesys"]["login_base"].as_str(), Some("http://127.0.0.1:5"));
-        assert_eq!(tree["genesys"]["client_id"].as_str(), Some(DEFAULT_CLIENT_ID));
+        assert_eq!(
+            tree["genesys"]["api_base"].as_str(),
+            Some("http://127.0.0.1:5")
+        );
+        assert_eq!(
+            tree["genesys"]["login_base"].as_str(),
+            Some("http://127.0.0.1:5")
+        );
+        assert_eq!(
+            tree["genesys"]["client_id"].as_str(),
+            Some(DEFAULT_CLIENT_ID)
+        );
         assert_eq!(
             tree["genesys"]["client_secret_file"].as_str(),
             Some("convoy.toml.client-secret")
@@ -323,7 +332,10 @@ mod tests {
             toml::from_str(include_str!("../../../config/examples/emulator.toml")).unwrap();
         let genesys = &example["genesys"];
         assert_eq!(genesys["client_id"].as_str(), Some(DEFAULT_CLIENT_ID));
-        assert_eq!(genesys["client_secret"].as_str(), Some(DEFAULT_CLIENT_SECRET));
+        assert_eq!(
+            genesys["client_secret"].as_str(),
+            Some(DEFAULT_CLIENT_SECRET)
+        );
         let args = Command::try_parse_from(["emulate"]).unwrap().args;
         let emulator = Emulator::start(args.options()).await.unwrap();
         let org_queues = emulator.queue_ids();

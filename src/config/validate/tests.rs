@@ -331,12 +331,24 @@ fn id_lists_from_the_environment_accept_comma_separated_text_and_drop_duplicates
 #[test]
 fn a_string_for_a_list_in_a_file_is_refused() {
     let from_file = |_: &str| Some("file convoy.toml".to_owned());
-    let tree = with(minimal(), "genesys.queues", json!(format!("{QUEUE},{USER}")));
+    let tree = with(
+        minimal(),
+        "genesys.queues",
+        json!(format!("{QUEUE},{USER}")),
+    );
     let found = validate(&tree, &from_file).unwrap_err().into_problems();
     assert_eq!(keys_of(&found), vec!["genesys.queues"]);
-    assert!(found[0].reason.contains("found a string"), "{}", found[0].reason);
+    assert!(
+        found[0].reason.contains("found a string"),
+        "{}",
+        found[0].reason
+    );
     // Nor may one item of a list hold several ids.
-    let tree = with(minimal(), "genesys.queues", json!([format!("{QUEUE},{USER}")]));
+    let tree = with(
+        minimal(),
+        "genesys.queues",
+        json!([format!("{QUEUE},{USER}")]),
+    );
     let found = validate(&tree, &from_file).unwrap_err().into_problems();
     assert!(found[0].reason.contains("not UUIDs"), "{}", found[0].reason);
 }
