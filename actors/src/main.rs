@@ -30,9 +30,9 @@ const EXIT_BOOT: u8 = 3;
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("CONVOY_GIT_COMMIT"),
+    env!("VERSION_GIT_COMMIT"),
     ", ",
-    env!("CONVOY_BUILD_PROFILE"),
+    env!("VERSION_BUILD_PROFILE"),
     " build)"
 );
 
