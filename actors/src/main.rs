@@ -395,7 +395,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The daemon: an actix System running `app::run_until_signal`. The System's exit code
-/// is the process's: 0 after a clean SIGTERM/SIGINT shutdown, non-zero when a restart
+/// is the process's: 0 after a clean SIGTERM/SIGINT/SIGHUP shutdown, non-zero when a restart
 /// budget is exceeded or an essential actor panics (they stop the System with a code).
 fn run_daemon(config: Config, record: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let endpoints = &config.genesys.endpoints;
