@@ -534,8 +534,10 @@ fn inspect_into_a_closed_pipe_ends_quietly() {
 #[test]
 fn config_check_into_a_closed_pipe_or_a_full_disk_does_not_panic() {
     let example = repo("config/examples/emulator.toml");
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+    // A pipe whose reader is gone: the stdin of a process that has already exited.
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = reader.stdin.take().unwrap();
+    assert!(reader.wait().unwrap().success());
     let closed =
         output(convoy(&["config", "check", "--config", example.to_str().unwrap()]).stdout(writer));
     assert_eq!(closed.status.code(), Some(0), "{}", text(&closed.stderr));
