@@ -9,7 +9,7 @@
 //! HealthBoard, views ──────┴─ AdminServer (/metrics /healthz /readyz /conversations)
 //! ```
 //!
-//! Shutdown (SIGTERM/SIGINT): readiness goes 503, the stream stops taking frames,
+//! Shutdown (SIGTERM/SIGINT/SIGHUP): readiness goes 503, the stream stops taking frames,
 //! every conversation finishes the read-modify-write in progress and stops, the admin
 //! server stops; all under `shutdown.deadline`. Exit 0 on a clean stop; a restart budget
 //! exceeded or an essential actor panicking stops the System with a non-zero code.
@@ -248,33 +248,41 @@ pub async fn run_until_signal(config: Config, options: RunOptions) -> Result<i32
         api_base = %config.genesys.endpoints.api_base,
         "Convoy is running."
     );
-    wait_for_signal().await;
-    tracing::info!("Shutting down.");
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "Shutting down.");
     let clean = daemon.shutdown().await;
     Ok(if clean { 0 } else { 1 })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM, SIGINT or SIGHUP and names it. SIGHUP (a closed terminal, or a
+/// reload request from a service manager) shuts down gracefully like SIGTERM: nothing in
+/// the configuration is reloaded in place, and restarting re-reads all of it (and
+/// reconciles every conversation) — far better than the default of dying on the spot.
+async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) {
-            (Ok(mut terminate), Ok(mut interrupt)) => {
+            (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) => {
                 tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => "SIGTERM",
+                    _ = interrupt.recv() => "SIGINT",
+                    _ = hangup.recv() => "SIGHUP",
                 }
             }
             _ => {
                 let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }

@@ -4,17 +4,20 @@
 //!
 //! Layers, lowest first: the compiled-in `config/default.toml`, the file from `--config` /
 //! `CONVOY_CONFIG`, `CONVOY_*` environment variables (`__` nests:
-//! `CONVOY_GENESYS__REGION`), then command-line flags. Every value keeps a note of its
-//! layer so problems and `convoy config show` can say where it came from. This module never
-//! prints a secret: `entries` redacts them, and `Config` redacts itself.
+//! `CONVOY_GENESYS__REGION`; the tools' own `CONVOY_SIM_*`, `CONVOY_CRM_SINK_*`, … are not
+//! read), then command-line flags. Every value keeps a note of its layer (for the
+//! environment, the exact variable) so problems and `convoy config show` can say where it
+//! came from. This module never prints a secret: `entries` redacts them, and `Config`
+//! redacts itself.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use convoy::config::{
-    env_value_is_text, env_var_name, is_secret_key, validate, ClientSecret, Config, ConfigErrors,
-    ConfigProblem, Secret, REDACTED,
+    env_name, env_value_is_text, env_var_name, is_secret_key, validate, ClientSecret, Config,
+    ConfigErrors, ConfigProblem, EnvName, Secret, REDACTED,
 };
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value as FigmentValue};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde_json::Value;
@@ -35,6 +38,9 @@ pub struct Layers {
     pub file: Option<PathBuf>,
     /// Command-line flags that set a key, highest layer.
     pub flags: Vec<FlagOverride>,
+    /// Leave out the `CONVOY_*` environment layer (`convoy demo` runs a configuration of
+    /// its own, whatever the caller's shell exports).
+    pub ignore_environment: bool,
 }
 
 /// A command-line flag that sets one configuration key, e.g. `--log-format json`.
@@ -90,6 +96,11 @@ pub struct Merged {
     /// `convoy.toml` and its secret side by side whatever the working directory.
     file_dir: Option<PathBuf>,
     file_source: Option<String>,
+    /// Dotted key → the environment variable that set it.
+    env_names: BTreeMap<String, String>,
+    /// Environment variables refused by name (`convoy_sla__read`), reported with the
+    /// validation problems.
+    env_problems: Vec<ConfigProblem>,
 }
 
 /// Merges the layers. Fails only when the file cannot be read or is not TOML; every
@@ -117,7 +128,17 @@ pub fn merge(layers: &Layers) -> Result<Merged, LoadError> {
         file_source = Some(label);
     }
 
-    figment = figment.merge(EnvLayer);
+    let environment = if layers.ignore_environment {
+        EnvLayer::default()
+    } else {
+        EnvLayer::from_vars(std::env::vars_os().filter_map(|(name, value)| {
+            // A variable that is not Unicode cannot be one of ours; leave it alone.
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }))
+    };
+    let env_names = environment.names.clone();
+    let env_problems = environment.problems.clone();
+    figment = figment.merge(environment);
 
     for flag in &layers.flags {
         figment = figment.merge(Labeled::new(
@@ -134,6 +155,8 @@ pub fn merge(layers: &Layers) -> Result<Merged, LoadError> {
         tree,
         file_dir,
         file_source,
+        env_names,
+        env_problems,
     })
 }
 
@@ -148,14 +171,49 @@ impl Merged {
         &self.tree
     }
 
-    /// Where the value at `key` came from, e.g. `env CONVOY_SLA__READ`.
+    /// Where the value at `key` came from, e.g. `env CONVOY_SLA__READ`. For a table set
+    /// from the environment (an unknown section such as `slaa`), the variable that
+    /// created it.
     pub fn source_of(&self, key: &str) -> Option<String> {
         let metadata = self.figment.find_metadata(key)?;
-        if metadata.name == ENV_SOURCE {
-            Some(format!("env {}", env_var_name(key)))
-        } else {
-            Some(metadata.name.to_string())
+        if metadata.name != ENV_SOURCE {
+            return Some(metadata.name.to_string());
         }
+        let nested = format!("{key}.");
+        let variable = self.env_names.get(key).cloned().or_else(|| {
+            self.env_names
+                .iter()
+                .find(|(set, _)| set.starts_with(&nested))
+                .map(|(_, name)| name.clone())
+        });
+        Some(format!(
+            "env {}",
+            variable.unwrap_or_else(|| env_var_name(key))
+        ))
+    }
+
+    /// Valid settings that will not do what they suggest: the core's warnings, plus a
+    /// client secret file that others can read. For `config check` to print and `run` to
+    /// log; never fatal.
+    pub fn warnings(&self, config: &Config) -> Vec<String> {
+        let mut warnings = config.warnings();
+        let secret_file = self
+            .tree
+            .pointer("/genesys/client_secret_file")
+            .and_then(Value::as_str)
+            .filter(|path| !path.trim().is_empty());
+        if let Some(path) = secret_file {
+            let resolved = self.resolve_secret_path(Path::new(path));
+            if let Some(mode) = readable_by_others(&resolved) {
+                warnings.push(format!(
+                    "genesys.client_secret_file {} can be read by other users (mode {mode:04o}); \
+                     restrict it with `chmod 0400 {}`",
+                    resolved.display(),
+                    resolved.display()
+                ));
+            }
+        }
+        warnings
     }
 
     /// Validates the tree (core), then checks what only the shell can: that the log
@@ -164,7 +222,7 @@ impl Merged {
         let origin = |key: &str| self.source_of(key);
         let validated = validate(&self.tree, &origin);
 
-        let mut shell_problems = Vec::new();
+        let mut shell_problems = self.env_problems.clone();
         if let Some(problem) = self.check_log_filter() {
             shell_problems.push(problem);
         }
@@ -260,15 +318,10 @@ impl Merged {
     /// Reads the secret file; surrounding whitespace (the trailing newline every editor
     /// adds) is not part of the secret.
     fn read_client_secret(&self, path: &Path) -> Result<Secret<String>, ConfigProblem> {
-        const KEY: &str = "genesys.client_secret_file";
-        let source = self.source_of(KEY);
-        let written_in_file = source.is_some() && source == self.file_source;
-        let resolved = match &self.file_dir {
-            Some(dir) if written_in_file && path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        };
+        let source = self.source_of(SECRET_FILE_KEY);
+        let resolved = self.resolve_secret_path(path);
         let problem = |reason: String| ConfigProblem {
-            key: KEY.to_owned(),
+            key: SECRET_FILE_KEY.to_owned(),
             value: Some(Value::String(path.display().to_string()).to_string()),
             source: source.clone(),
             reason,
@@ -284,6 +337,37 @@ impl Merged {
             return Err(problem(format!("{} is empty", resolved.display())));
         }
         Ok(Secret::new(secret.to_owned()))
+    }
+}
+
+impl Merged {
+    /// A relative `genesys.client_secret_file` written in the config file is relative to
+    /// that file's directory; from any other layer, to the working directory.
+    fn resolve_secret_path(&self, path: &Path) -> PathBuf {
+        let source = self.source_of(SECRET_FILE_KEY);
+        let written_in_file = source.is_some() && source == self.file_source;
+        match &self.file_dir {
+            Some(dir) if written_in_file && path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+const SECRET_FILE_KEY: &str = "genesys.client_secret_file";
+
+/// The permission bits of a file that its group or others may read, or `None` (not
+/// readable by them, unreadable metadata, or not Unix).
+fn readable_by_others(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -331,17 +415,55 @@ impl<P: Provider> Provider for Labeled<P> {
     }
 }
 
-/// `CONVOY_*` variables. Figment's `Env` parses every value ("0123" becomes the number
-/// 123, "true" a boolean), which would silently corrupt a numeric-looking secret or id.
-/// So keys are mapped by `Env` (prefix, `__` → `.`, lowercase), but values of text keys
-/// stay the exact text; numbers and lists (`[a,b]`) are still parsed for the keys that
-/// hold them.
-struct EnvLayer;
+/// `CONVOY_*` variables, taken from a list of `(name, value)` so tests need not touch the
+/// process environment. Names map to keys by [`convoy::config::env_name`] (`__` nests;
+/// `CONVOY_CONFIG` and the tools' variables are skipped; a lower-case name is a problem).
+/// Values of text keys stay the exact text ("0123" stays "0123", not the number 123, so a
+/// numeric-looking secret or id survives); numbers and lists (`[a,b]`) are parsed for the
+/// keys that hold them.
+#[derive(Debug, Default)]
+struct EnvLayer {
+    dict: Dict,
+    /// Dotted key → variable name, for [`Merged::source_of`].
+    names: BTreeMap<String, String>,
+    problems: Vec<ConfigProblem>,
+}
 
 impl EnvLayer {
-    fn env() -> Env {
-        // CONVOY_CONFIG names the file layer; it is not a key.
-        Env::prefixed("CONVOY_").split("__").ignore(&["config"])
+    fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut layer = EnvLayer::default();
+        // Sorted, so a run is reproducible whatever order the OS lists variables in.
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        for (name, raw) in vars {
+            match env_name(&name) {
+                EnvName::Ignored => {}
+                EnvName::NotUpperCase { suggestion } => layer.problems.push(ConfigProblem {
+                    key: match env_name(&suggestion) {
+                        EnvName::Key(key) => key,
+                        _ => name.clone(),
+                    },
+                    value: None,
+                    source: Some(format!("env {name}")),
+                    reason: format!(
+                        "environment variable names are upper case; did you mean {suggestion}?"
+                    ),
+                }),
+                EnvName::Key(key) => {
+                    let value = if env_value_is_text(&key) {
+                        FigmentValue::from(raw)
+                    } else {
+                        match raw.parse::<FigmentValue>() {
+                            Ok(value) => value,
+                            Err(never) => match never {},
+                        }
+                    };
+                    let path: Vec<&str> = key.split('.').collect();
+                    insert_path(&mut layer.dict, &path, value);
+                    layer.names.insert(key, name);
+                }
+            }
+        }
+        layer
     }
 }
 
@@ -351,22 +473,8 @@ impl Provider for EnvLayer {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut dict = Dict::new();
-        for (key, raw) in Self::env().iter() {
-            let key = key.as_str();
-            let value = if env_value_is_text(key) {
-                FigmentValue::from(raw)
-            } else {
-                match raw.parse::<FigmentValue>() {
-                    Ok(value) => value,
-                    Err(never) => match never {},
-                }
-            };
-            let path: Vec<&str> = key.split('.').collect();
-            insert_path(&mut dict, &path, value);
-        }
         let mut data = Map::new();
-        data.insert(Profile::Default, dict);
+        data.insert(Profile::Default, self.dict.clone());
         Ok(data)
     }
 }
@@ -430,7 +538,7 @@ mod tests {
     fn layers(file: PathBuf) -> Layers {
         Layers {
             file: Some(file),
-            flags: Vec::new(),
+            ..Layers::default()
         }
     }
 
@@ -569,6 +677,86 @@ mod tests {
                 }
                 other => panic!("expected basic auth, got {other:?}"),
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_tools_variables_are_not_configuration() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_SIM_CLIENT_SECRET", "x");
+            jail.set_env("CONVOY_SIM_CLIENT_ID", "y");
+            jail.set_env("CONVOY_CRM_SINK_AUTH", "bearer:t");
+            jail.set_env("CONVOY_EMULATE_SEED", "3");
+            let config = load(&layers(file)).map_err(fail)?;
+            assert!(config.crm.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_environment_problem_names_the_variable_that_was_set() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_SLAA__READ", "10m");
+            jail.set_env("convoy_sla__delivery", "10m");
+            let errors = load(&layers(file)).unwrap_err().to_string();
+            assert!(
+                errors.contains("slaa (from env CONVOY_SLAA__READ): unknown key"),
+                "{errors}"
+            );
+            assert!(
+                errors.contains("sla.delivery (from env convoy_sla__delivery): environment variable names are upper case; did you mean CONVOY_SLA__DELIVERY?"),
+                "{errors}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ignore_environment_leaves_the_caller_s_variables_out() {
+        Jail::expect_with(|jail| {
+            let file = minimal_file(jail);
+            jail.set_env("CONVOY_GENESYS__REGION", "nowhere.example");
+            let mut layers = layers(file);
+            layers.ignore_environment = true;
+            let merged = merge(&layers).map_err(fail)?;
+            let config = merged.validate().map_err(fail)?;
+            assert_eq!(
+                config.genesys.endpoints.api_base,
+                "https://api.mypurecloud.ie"
+            );
+            Ok(())
+        });
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_others_can_read_is_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            jail.create_file("secret", "s3cr3t\n")?;
+            let secret = jail.directory().join("secret");
+            jail.create_file(
+                "convoy.toml",
+                &format!(
+                    "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
+                     client_secret_file = \"secret\"\nqueues = [\"{QUEUE}\"]\n"
+                ),
+            )?;
+            let merged = merge(&layers(jail.directory().join("convoy.toml"))).map_err(fail)?;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644))
+                .map_err(fail)?;
+            let config = merged.validate().map_err(fail)?;
+            let warnings = merged.warnings(&config);
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(warnings[0].contains("mode 0644"), "{warnings:?}");
+            assert!(!warnings[0].contains("s3cr3t"));
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o400))
+                .map_err(fail)?;
+            assert!(merged.warnings(&config).is_empty());
             Ok(())
         });
     }

@@ -4,6 +4,11 @@
 //! checks that what Convoy believes equals the emulator's ground truth, with Convoy's
 //! participant attributes written back.
 //!
+//! It runs Convoy as users run it: `config/default.toml` and `convoy emulate`'s defaults
+//! (300 requests a minute per token, 30 s heartbeats), except what [`CHANGES`] lists —
+//! and the caller's `CONVOY_*` variables are ignored, so a shell set up for a real org
+//! cannot break it.
+//!
 //! [`differences`] and [`unwritten_attributes`] are the comparison the end-to-end tests
 //! use too.
 
@@ -25,12 +30,29 @@ use crate::simulator::{Simulator, SimulatorOptions};
 /// The scenario the demo plays unless told otherwise: every conversation shape, fast.
 pub const DEMO_SCENARIO: &str = include_str!("../../config/examples/scenario-fast.toml");
 
+/// Everything the demo sets differently from `config/default.toml` and `convoy emulate`,
+/// as `demo --help` and the README list it.
+pub const CHANGES: &[&str] = &[
+    "the emulator runs in-process on a free port of 127.0.0.1, seeded with --seed (emulate: 0)",
+    "genesys.api_base and genesys.login_base: that emulator; genesys.client_id and \
+     genesys.client_secret: its default client; genesys.queues: every queue of its org",
+    "admin.listen = 127.0.0.1:0 (a free port, printed), so a daemon on 9464 is no obstacle",
+    "logs: warnings and errors only, so the demo's own lines stay readable",
+    "CONVOY_* environment variables are ignored (config/default.toml plus the lines above)",
+];
+
+/// How long the demo waits without any progress towards the ground truth before it
+/// reports the differences.
+pub const SETTLE_WITHOUT_PROGRESS: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub conversations: usize,
     pub seed: u64,
     pub scenario: Option<PathBuf>,
-    /// How long to wait for Convoy to converge after the simulation.
+    /// How long to wait, after the simulation, without Convoy getting any closer to the
+    /// ground truth (Convoy's writes are paced by the rate limit, so a long run may need
+    /// minutes; a stuck one is given up after this).
     pub settle: Duration,
 }
 
@@ -50,48 +72,85 @@ impl DemoReport {
     }
 }
 
-/// Why the demo could not run.
+/// Why the demo could not run. Each variant's text carries its cause (none is chained as
+/// a `source`, so a printer walking the chain does not repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("emulator: {0}")]
-    Emulator(std::io::Error),
+    Emulator(String),
     #[error("demo configuration: {0}")]
     Config(String),
+    #[error("scenario {0}")]
+    Scenario(String),
     #[error("daemon: {0}")]
-    Boot(#[from] crate::app::BootError),
+    Boot(String),
     #[error("simulator: {0}")]
     Simulator(String),
     #[error("reading the emulator's truth: {0}")]
     Truth(String),
 }
 
+impl DemoError {
+    /// A problem with what the caller gave (the scenario file): exit code 2, not 1.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, DemoError::Config(_) | DemoError::Scenario(_))
+    }
+}
+
 /// Runs the demo. Must run inside an actix System.
 pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
+    // Read the scenario first: a mistake in it is the caller's, reported before anything
+    // starts.
+    let scenario = read_scenario(options.scenario.as_deref())?;
+    // `convoy emulate`'s defaults (the org is seeded with the emulator's seed).
     let emulator = Emulator::start(EmulatorOptions {
-        // The demo shows behaviour, not Genesys' 300 requests per minute: no limit here,
-        // and Convoy's own bucket is opened up to match.
-        rate_limit_per_minute: 0,
-        heartbeat: Duration::from_secs(5),
         seed: options.seed,
         ..EmulatorOptions::default()
     })
     .await
-    .map_err(DemoError::Emulator)?;
-    let result = run_against(&emulator, &options).await;
+    .map_err(|error| DemoError::Emulator(error.to_string()))?;
+    let result = run_against(&emulator, &options, scenario).await;
     emulator.stop().await;
     result
 }
 
-async fn run_against(emulator: &Emulator, options: &DemoOptions) -> Result<DemoReport, DemoError> {
-    let config = config_for(
-        emulator,
-        "",
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [stream]\nping_after_idle = \"10s\"\nreconnect_after_silence = \"30s\"\n\
-         [shutdown]\ndeadline = \"10s\"\n",
-    )?;
+fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| DemoError::Scenario(format!("{}: {error}", path.display())))?;
+            Scenario::from_toml(&text)
+                .map_err(|error| DemoError::Scenario(format!("{}: {error}", path.display())))
+        }
+        None => Scenario::from_toml(DEMO_SCENARIO)
+            .map_err(|error| DemoError::Scenario(format!("(built in): {error}"))),
+    }
+}
 
-    let daemon = Daemon::start(&config, RunOptions::default()).await?;
+/// The daemon's configuration: `config/default.toml` and exactly the lines [`CHANGES`]
+/// names, through the real loader, without the caller's environment.
+fn demo_config(emulator: &Emulator) -> Result<convoy::config::Config, DemoError> {
+    let text = format!(
+        "[genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
+         client_secret = \"{secret}\"\nqueues = {queues}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        base = emulator.base_url(),
+        id = emulator.client_id(),
+        secret = emulator.client_secret(),
+        queues = serde_json::to_string(&emulator.queue_ids()).unwrap_or_else(|_| "[]".to_owned()),
+    );
+    load_from_text(&text, true)
+}
+
+async fn run_against(
+    emulator: &Emulator,
+    options: &DemoOptions,
+    scenario: Scenario,
+) -> Result<DemoReport, DemoError> {
+    let config = demo_config(emulator)?;
+
+    let daemon = Daemon::start(&config, RunOptions::default())
+        .await
+        .map_err(|error| DemoError::Boot(error.to_string()))?;
     let ready = wait_until(Duration::from_secs(30), || async {
         daemon.board.readiness_now().ready
     })
@@ -100,15 +159,7 @@ async fn run_against(emulator: &Emulator, options: &DemoOptions) -> Result<DemoR
         tracing::warn!("Convoy did not report ready within 30 s; simulating anyway.");
     }
 
-    let scenario = match &options.scenario {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|error| DemoError::Simulator(format!("{}: {error}", path.display())))
-            .and_then(|text| {
-                Scenario::from_toml(&text).map_err(|error| DemoError::Simulator(error.to_string()))
-            })?,
-        None => Scenario::from_toml(DEMO_SCENARIO)
-            .map_err(|error| DemoError::Simulator(error.to_string()))?,
-    };
+    // The simulator at its own defaults but for what the demo's flags choose.
     let mut simulation = SimulatorOptions::new(
         &emulator.base_url(),
         emulator.client_id(),
@@ -116,9 +167,7 @@ async fn run_against(emulator: &Emulator, options: &DemoOptions) -> Result<DemoR
     );
     simulation.scenario = scenario;
     simulation.conversations = options.conversations;
-    simulation.concurrency = options.conversations.clamp(1, 20);
     simulation.seed = options.seed;
-    simulation.poll_interval = Duration::from_millis(100);
     let report = Simulator::new(simulation)
         .run()
         .await
@@ -133,13 +182,20 @@ async fn run_against(emulator: &Emulator, options: &DemoOptions) -> Result<DemoR
         .finish();
     let truth_url = format!("{}/emulator/v1/truth", emulator.base_url());
     let mut truth = read_truth(&http, &truth_url).await?;
-    let deadline = Instant::now() + options.settle;
-    while Instant::now() < deadline
-        && !(differences(&daemon.views, &truth).is_empty()
-            && unwritten_attributes(&truth).is_empty())
-    {
-        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let remaining = |truth: &[Value]| {
+        differences(&daemon.views, truth).len() + unwritten_attributes(truth).len()
+    };
+    let mut least = remaining(&truth);
+    let mut deadline = Instant::now() + options.settle;
+    while least > 0 && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
         truth = read_truth(&http, &truth_url).await?;
+        let now = remaining(&truth);
+        if now < least {
+            // Progress (writes drain at the rate limit's pace): wait on.
+            least = now;
+            deadline = Instant::now() + options.settle;
+        }
     }
     let rendered = daemon.telemetry.render();
     let metrics = rendered
@@ -175,11 +231,6 @@ pub fn config_for(
     extra_toml: &str,
 ) -> Result<convoy::config::Config, DemoError> {
     let queues = emulator.queue_ids();
-    let path = std::env::temp_dir().join(format!(
-        "convoy-{}-{}.toml",
-        std::process::id(),
-        CONFIG_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
     let text = format!(
         "# Written for an in-process emulator.\n\
          [genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
@@ -208,12 +259,27 @@ pub fn config_for(
             )
         },
     );
+    load_from_text(&text, false)
+}
+
+/// Loads `text` as the file layer over the built-in defaults (through a temporary file,
+/// as the loader reads files), with or without the environment layer.
+fn load_from_text(
+    text: &str,
+    ignore_environment: bool,
+) -> Result<convoy::config::Config, DemoError> {
+    let path = std::env::temp_dir().join(format!(
+        "convoy-{}-{}.toml",
+        std::process::id(),
+        CONFIG_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::File::create(&path)
         .and_then(|mut file| file.write_all(text.as_bytes()))
         .map_err(|error| DemoError::Config(format!("{}: {error}", path.display())))?;
     let loaded = config_load::load(&Layers {
         file: Some(path.clone()),
         flags: Vec::new(),
+        ignore_environment,
     });
     let _ = std::fs::remove_file(&path);
     loaded.map_err(|error| DemoError::Config(error.to_string()))

@@ -2,7 +2,12 @@
 //!
 //! The filter comes from `log.filter`; a non-empty `RUST_LOG` overrides it, so an operator
 //! can turn on `debug` for one run without editing the deployment's config. Stdout stays
-//! free for command output (`config show`, `inspect`).
+//! free for command output (`config show`, `inspect`). Text logs are coloured only on a
+//! terminal and never when `NO_COLOR` is set: escape codes in a file, a pipe or journald
+//! are noise.
+
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 
 use convoy::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -28,12 +33,20 @@ pub enum LoggingError {
     AlreadyInstalled(String),
 }
 
+/// The environment variable that turns colour off (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
 /// Installs the global subscriber. Call once, after the configuration loaded.
 pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
     let rust_log = std::env::var(RUST_LOG).ok();
     let filter = choose_filter(rust_log.as_deref(), &config.filter)?;
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os(NO_COLOR).as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let installed = match config.format {
         LogFormat::Text => builder.try_init(),
@@ -41,6 +54,11 @@ pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     installed.map_err(|error| LoggingError::AlreadyInstalled(error.to_string()))
+}
+
+/// Colour only on a terminal, and not when `NO_COLOR` is set to anything non-empty.
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 /// `RUST_LOG` when set and non-empty, else the configured filter.
@@ -79,6 +97,14 @@ mod tests {
         // EnvFilter prints the most specific directives first.
         assert_eq!(filter.to_string(), "convoy=debug,warn");
         assert_eq!(choose_filter(None, "info").unwrap().to_string(), "info");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Exit codes: 0 success, 1 a failure at run time (restart budget exceeded, an essential
 //! actor died, shutdown deadline passed), 2 invalid configuration or usage, 3 `run` could
 //! not start, 4 Genesys refused the OAuth client, 5 no token for
-//! `genesys.login_unreachable_exit_after` (see `convoy_actors::supervision`).
+//! `genesys.login_unreachable_exit_after` (see `convoy_actors::supervision`). A closed stdout (`convoy inspect … | head -1`) ends a command quietly with
+//! 0, as Unix tools do; any other failed write is an error (1).
 
 mod inspect_cmd;
 
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use convoy::config::{Config, ConfigErrors};
 use convoy_actors::app::RunOptions;
 use convoy_actors::config_load::{self, Entry, FlagOverride, Layers, LoadError};
@@ -25,10 +26,21 @@ const EXIT_CONFIG: u8 = 2;
 /// `run` could not start (admin address taken, metrics recorder unavailable, …).
 const EXIT_BOOT: u8 = 3;
 
+/// `convoy --version`: the crate version, the commit and the build profile (stamped by
+/// `build.rs`), so a bug report names exactly what ran.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("VERSION_GIT_COMMIT"),
+    ", ",
+    env!("VERSION_BUILD_PROFILE"),
+    " build)"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "convoy",
-    version,
+    version = VERSION,
     about = "Follows Genesys Cloud conversations in real time and keeps a CRM and QA snapshots correct.",
     long_about = "Follows Genesys Cloud conversations in real time and keeps a CRM and QA \
                   snapshots correct.\n\nConfiguration layers, lowest first: built-in defaults, \
@@ -60,6 +72,7 @@ enum Command {
     /// Run the whole pipeline offline: an in-process emulator, the daemon against it,
     /// simulated conversations, then a check that Convoy's state equals the emulator's
     /// ground truth (exit 1 if not).
+    #[command(after_help = demo_changes())]
     Demo(DemoArgs),
     /// Run the Genesys Cloud emulator: OAuth, Notifications (channels, subscriptions,
     /// WebSocket), conversations, routing with synthetic agents, analytics, fault injection.
@@ -69,6 +82,34 @@ enum Command {
     /// Drive simulated conversations through the emulator (or an open-messaging
     /// integration of a real org) and report the expected outcomes.
     Simulate(convoy_actors::simulator::cli::SimulateArgs),
+    /// Print a shell completion script, e.g. `convoy completions bash >
+    /// ~/.local/share/bash-completion/completions/convoy`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `demo --help`'s list of what the demo runs differently from the defaults.
+fn demo_changes() -> String {
+    let mut text = String::from(
+        "Convoy runs with config/default.toml and the emulator with `convoy emulate`'s \
+         defaults (300 requests a minute per token, 30 s heartbeats), except:\n",
+    );
+    for change in convoy_actors::demo::CHANGES {
+        text.push_str("  - ");
+        text.push_str(change);
+        text.push('\n');
+    }
+    text
 }
 
 #[derive(Debug, Args)]
@@ -152,19 +193,93 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Config(ConfigCommand::Show { file, format }) => show_config(file, format),
         Command::Config(ConfigCommand::Check { file }) => check_config(file),
-        Command::Inspect { path } => inspect_cmd::run(&path),
+        Command::Inspect { path } => {
+            inspect_cmd::run(&path).context("cannot write to standard output")
+        }
         Command::Demo(args) => demo(args),
         Command::Emulate(args) => serve(convoy_actors::emulator::cli::run(args)),
-        Command::CrmSink(args) => serve(convoy_actors::crm_sink::cli::run(args)),
+        Command::CrmSink(args) => match args.check() {
+            Ok(()) => serve(convoy_actors::crm_sink::cli::run(args)),
+            Err(problem) => usage_error("crm-sink", &problem),
+        },
         Command::Simulate(args) => serve(convoy_actors::simulator::cli::run(args)),
+        Command::Completions { shell } => completions(shell),
     };
     match outcome {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("convoy: {error:#}");
+            eprintln!("convoy: {}", render_chain(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a command-line problem clap could not see, the way clap reports its own
+/// (usage, exit code 2).
+fn usage_error(subcommand: &str, problem: &str) -> ! {
+    let mut cli = Cli::command();
+    let mut command = cli
+        .find_subcommand_mut(subcommand)
+        .map(|command| command.clone().bin_name(format!("convoy {subcommand}")))
+        .unwrap_or(cli);
+    command
+        .error(clap::error::ErrorKind::ValueValidation, problem)
+        .exit()
+}
+
+/// Whether the error is a write to a closed pipe (the reader went away: `| head`).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message
+/// before it already contains (many errors print their source too; saying it twice helps
+/// nobody).
+fn render_chain(error: &anyhow::Error) -> String {
+    let mut rendered = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !previous.is_empty() && previous.contains(&text) {
+            continue;
+        }
+        if !rendered.is_empty() {
+            rendered.push_str(": ");
+        }
+        rendered.push_str(&text);
+        previous = text;
+    }
+    rendered
+}
+
+/// Writes a shell completion script for `convoy` to stdout.
+fn completions(shell: CompletionShell) -> anyhow::Result<ExitCode> {
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    // clap_complete writes in small pieces and cannot report a failed write, so render
+    // into memory first and write once, where a closed pipe is seen.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "convoy", &mut script);
+    write_stdout(&script)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to stdout and flushes; errors (a closed pipe, a full disk) are returned
+/// rather than panicking as `println!` would.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
 }
 
 /// Runs an async command on an actix System (awc and actix-web need its local set) and
@@ -186,35 +301,52 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         conversations: args.conversations,
         seed: args.seed,
         scenario: args.scenario,
-        settle: std::time::Duration::from_secs(60),
+        settle: convoy_actors::demo::SETTLE_WITHOUT_PROGRESS,
     };
-    println!(
-        "Starting the emulator and Convoy, then simulating {} conversations…",
-        options.conversations
-    );
-    let report = actix_rt::System::new()
-        .block_on(convoy_actors::demo::run(options))
-        .context("the demo could not run")?;
-    println!(
-        "Convoy's admin server was at http://{} (stopped now).",
+    write_stdout(
+        format!(
+            "Starting the emulator and Convoy (defaults but for `convoy demo --help`'s list), \
+             then simulating {} conversations…\n",
+            options.conversations
+        )
+        .as_bytes(),
+    )?;
+    let report = match actix_rt::System::new().block_on(convoy_actors::demo::run(options)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("convoy: the demo could not run: {error}");
+            return Ok(if error.is_usage() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    };
+    let mut out = format!(
+        "Convoy's admin server was at http://{} (stopped now).\n",
         report.admin
     );
     for line in &report.metrics {
-        println!("  {line}");
+        out.push_str(&format!("  {line}\n"));
     }
-    if report.converged() {
-        println!(
-            "OK: all {} conversations Convoy tracked equal the emulator's ground truth, and every participant carries Convoy's convoy.participant_state attribute.",
+    let code = if report.converged() {
+        out.push_str(&format!(
+            "OK: all {} conversations Convoy tracked equal the emulator's ground truth, and every participant carries Convoy's convoy.participant_state attribute.\n",
             report.conversations
-        );
-        Ok(ExitCode::SUCCESS)
+        ));
+        ExitCode::SUCCESS
     } else {
-        println!("MISMATCH after waiting 60 s:");
+        out.push_str(&format!(
+            "MISMATCH after {} s without progress:\n",
+            convoy_actors::demo::SETTLE_WITHOUT_PROGRESS.as_secs()
+        ));
         for line in report.differences.iter().chain(&report.unwritten).take(20) {
-            println!("  {line}");
+            out.push_str(&format!("  {line}\n"));
         }
-        Ok(ExitCode::FAILURE)
-    }
+        ExitCode::FAILURE
+    };
+    write_stdout(out.as_bytes())?;
+    Ok(code)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -237,16 +369,34 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             value: address,
         });
     }
-    let config = match config_load::load(&layers) {
-        Ok(config) => config,
+    let merged = match config_load::merge(&layers) {
+        Ok(merged) => merged,
         Err(error) => return Ok(report_load_error(&error)),
     };
+    let config = match merged.validate() {
+        Ok(config) => config,
+        Err(errors) => return Ok(report_problems(&errors)),
+    };
     logging::init(&config.log).context("cannot start logging")?;
+    for warning in merged.warnings(&config) {
+        tracing::warn!("{warning}");
+    }
+    // Fail on a taken admin address before anything starts, so the one error is the last
+    // line (the daemon binds for real a moment later; losing that race still fails with
+    // exit code 3).
+    if let Err(error) = std::net::TcpListener::bind(config.admin.listen) {
+        tracing::error!(%error, listen = %config.admin.listen, "Convoy could not start.");
+        eprintln!(
+            "convoy: cannot serve admin.listen {}: {error}",
+            config.admin.listen
+        );
+        return Ok(ExitCode::from(EXIT_BOOT));
+    }
     run_daemon(config, args.record)
 }
 
 /// The daemon: an actix System running `app::run_until_signal`. The System's exit code
-/// is the process's: 0 after a clean SIGTERM/SIGINT shutdown, non-zero when a restart
+/// is the process's: 0 after a clean SIGTERM/SIGINT/SIGHUP shutdown, non-zero when a restart
 /// budget is exceeded or an essential actor panics (they stop the System with a code).
 fn run_daemon(config: Config, record: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let endpoints = &config.genesys.endpoints;
@@ -285,9 +435,7 @@ fn show_config(file: ConfigFileArg, format: ShowFormat) -> anyhow::Result<ExitCo
         ShowFormat::Json => render_json(&entries)?,
         ShowFormat::Toml => render_toml(&entries),
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    write_stdout(text.as_bytes())?;
     Ok(match validated {
         Ok(_) => ExitCode::SUCCESS,
         Err(errors) => report_problems(&errors),
@@ -295,25 +443,33 @@ fn show_config(file: ConfigFileArg, format: ShowFormat) -> anyhow::Result<ExitCo
 }
 
 fn check_config(file: ConfigFileArg) -> anyhow::Result<ExitCode> {
-    let config = match config_load::load(&layers(file)) {
-        Ok(config) => config,
+    let merged = match config_load::merge(&layers(file)) {
+        Ok(merged) => merged,
         Err(error) => return Ok(report_load_error(&error)),
     };
-    let endpoints = &config.genesys.endpoints;
-    println!("configuration OK");
-    println!("api base:   {}", endpoints.api_base);
-    println!("login base: {}", endpoints.login_base);
-    println!("topics:");
-    for topic in config.topics() {
-        println!("  {topic}");
+    let config = match merged.validate() {
+        Ok(config) => config,
+        Err(errors) => return Ok(report_problems(&errors)),
+    };
+    for warning in merged.warnings(&config) {
+        eprintln!("convoy: warning: {warning}");
     }
+    let endpoints = &config.genesys.endpoints;
+    let mut out = format!(
+        "configuration OK\napi base:   {}\nlogin base: {}\ntopics:\n",
+        endpoints.api_base, endpoints.login_base
+    );
+    for topic in config.topics() {
+        out.push_str(&format!("  {topic}\n"));
+    }
+    write_stdout(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn layers(file: ConfigFileArg) -> Layers {
     Layers {
         file: file.config,
-        flags: Vec::new(),
+        ..Layers::default()
     }
 }
 

@@ -110,6 +110,57 @@ pub fn env_var_name(key: &str) -> String {
     format!("CONVOY_{}", key.to_ascii_uppercase().replace('.', "__"))
 }
 
+/// The prefix of every environment variable the configuration loader reads.
+pub const ENV_PREFIX: &str = "CONVOY_";
+
+/// Environment variables under [`ENV_PREFIX`] that belong to Convoy's tools (`convoy
+/// simulate`, `convoy crm-sink`, `convoy emulate`, `convoy demo`), not to the daemon's
+/// configuration: the loader leaves them alone, so `CONVOY_SIM_CLIENT_SECRET` set for the
+/// simulator does not break `convoy run` in the same shell. A configuration variable always
+/// has `__` after its section, so no key can collide with these.
+pub const TOOL_ENV_PREFIXES: &[&str] = &[
+    "CONVOY_SIM_",
+    "CONVOY_SIMULATE_",
+    "CONVOY_CRM_SINK_",
+    "CONVOY_EMULATE_",
+    "CONVOY_DEMO_",
+];
+
+/// `CONVOY_CONFIG` names the configuration file; it is not a key.
+pub const CONFIG_FILE_ENV: &str = "CONVOY_CONFIG";
+
+/// What the configuration loader makes of one environment variable name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvName {
+    /// Sets the dotted key (`CONVOY_SLA__READ` → `sla.read`; unknown keys included, so
+    /// validation can report them).
+    Key(String),
+    /// Not the loader's: another program's variable, `CONVOY_CONFIG`, or a tool's.
+    Ignored,
+    /// Meant for Convoy but not upper case (`convoy_sla__read`): refused, because a
+    /// problem report naming `CONVOY_SLA__READ` would send the reader to a variable that
+    /// is not set.
+    NotUpperCase { suggestion: String },
+}
+
+/// Classifies an environment variable name (see [`EnvName`]).
+pub fn env_name(name: &str) -> EnvName {
+    let upper = name.to_ascii_uppercase();
+    let Some(rest) = upper.strip_prefix(ENV_PREFIX) else {
+        return EnvName::Ignored;
+    };
+    let is_tool = TOOL_ENV_PREFIXES
+        .iter()
+        .any(|prefix| upper.starts_with(prefix));
+    if upper == CONFIG_FILE_ENV || is_tool || rest.is_empty() {
+        return EnvName::Ignored;
+    }
+    if name != upper {
+        return EnvName::NotUpperCase { suggestion: upper };
+    }
+    EnvName::Key(rest.to_ascii_lowercase().replace("__", "."))
+}
+
 /// The known key or section closest to an unknown one, when it is close enough to be a typo.
 pub fn closest_key(unknown: &str) -> Option<&'static str> {
     let unknown = unknown.to_ascii_lowercase();
@@ -167,6 +218,47 @@ mod tests {
             Some("sla.first_response")
         );
         assert_eq!(closest_key("completely.different"), None);
+    }
+
+    #[test]
+    fn environment_names_map_to_keys_and_leave_the_tools_alone() {
+        assert_eq!(
+            env_name("CONVOY_SLA__READ"),
+            EnvName::Key("sla.read".to_owned())
+        );
+        assert_eq!(
+            env_name("CONVOY_SLAA__READ"),
+            EnvName::Key("slaa.read".to_owned())
+        );
+        // A single underscore is still read, so the typo can be reported with a hint.
+        assert_eq!(
+            env_name("CONVOY_GENESYS_REGION"),
+            EnvName::Key("genesys_region".to_owned())
+        );
+        for tool in [
+            "CONVOY_SIM_CLIENT_SECRET",
+            "CONVOY_SIM_CLIENT_ID",
+            "CONVOY_CRM_SINK_AUTH",
+            "CONVOY_EMULATE_CLIENT_SECRET",
+            "CONVOY_DEMO_SEED",
+            "CONVOY_CONFIG",
+            "PATH",
+            "CONVOYX",
+        ] {
+            assert_eq!(env_name(tool), EnvName::Ignored, "{tool}");
+        }
+        // The CRM sink's prefix must not swallow the CRM section's keys.
+        assert_eq!(
+            env_name("CONVOY_CRM__AUTH"),
+            EnvName::Key("crm.auth".to_owned())
+        );
+        assert_eq!(
+            env_name("convoy_sla__read"),
+            EnvName::NotUpperCase {
+                suggestion: "CONVOY_SLA__READ".to_owned()
+            }
+        );
+        assert_eq!(env_name("convoy_sim_client_id"), EnvName::Ignored);
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use keys::{
-    closest_key, env_value_is_text, env_var_name, is_secret_key, is_section, key_spec, KeyKind,
-    KeySpec, KEYS,
+    closest_key, env_name, env_value_is_text, env_var_name, is_secret_key, is_section, key_spec,
+    EnvName, KeyKind, KeySpec, CONFIG_FILE_ENV, ENV_PREFIX, KEYS, TOOL_ENV_PREFIXES,
 };
 pub use region::{Region, REGIONS};
 pub use secret::{Secret, REDACTED};
@@ -76,6 +76,19 @@ impl Config {
     /// its conversation topic and its messages topic.
     pub fn topics(&self) -> Vec<String> {
         self.genesys.topics()
+    }
+
+    /// Settings that are valid but will not do what they suggest: printed by `config
+    /// check` and logged at start-up, never fatal.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        // The endpoint itself is not repeated: a URL can carry credentials.
+        if self.crm.is_some() {
+            warnings.push(
+                "crm.endpoint is set, but CRM sync is not built yet: no record is sent".to_owned(),
+            );
+        }
+        warnings
     }
 }
 

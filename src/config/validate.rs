@@ -470,9 +470,20 @@ impl<'t> Checker<'t, '_> {
         let Some(value) = self.lookup(key) else {
             return Some(Vec::new());
         };
+        // Only the environment and flags spell a list as text; in a TOML file a string is
+        // a mistake (`queues = "a,b"` meant `["a", "b"]`) and so is one item holding many.
+        let spelled_as_text = (self.origin)(key)
+            .is_some_and(|source| source.starts_with("env") || source.starts_with("flag"));
         let items: Vec<&Value> = match value {
             Value::Array(items) => items.iter().collect(),
-            Value::String(_) => vec![value],
+            Value::String(_) if spelled_as_text => vec![value],
+            Value::String(_) => {
+                self.report(
+                    key,
+                    "expected a list of ids, found a string; write [\"id1\", \"id2\"]",
+                );
+                return None;
+            }
             other => {
                 self.report(
                     key,
@@ -485,6 +496,7 @@ impl<'t> Checker<'t, '_> {
         let mut bad: Vec<String> = Vec::new();
         for item in items {
             let texts: Vec<&str> = match item.as_str() {
+                Some(text) if !spelled_as_text => vec![text.trim()],
                 Some(text) => text
                     .trim_matches(|c| c == '[' || c == ']')
                     .split(',')

@@ -20,6 +20,11 @@ pub struct HealthBoard {
     token_valid_until: Mutex<Option<Instant>>,
     channels_expected: AtomicUsize,
     channels_connected: AtomicUsize,
+    /// Since when every expected channel has had a connected socket; `None` while one is
+    /// missing. A fresh connection counts as heard from: Genesys sends nothing on a quiet
+    /// org until the first heartbeat (~30 s), and a socket that just connected and
+    /// subscribed is healthy.
+    connected_since: Mutex<Option<Instant>>,
     subscriptions: Mutex<Option<Subscriptions>>,
     last_frame_at: Mutex<Option<Instant>>,
     shutting_down: AtomicBool,
@@ -57,6 +62,7 @@ impl HealthBoard {
             token_valid_until: Mutex::new(None),
             channels_expected: AtomicUsize::new(0),
             channels_connected: AtomicUsize::new(0),
+            connected_since: Mutex::new(None),
             subscriptions: Mutex::new(None),
             last_frame_at: Mutex::new(None),
             shutting_down: AtomicBool::new(false),
@@ -77,8 +83,20 @@ impl HealthBoard {
     /// How many notification channels the stream needs (topics / 1 000, rounded up) and
     /// how many have a connected socket now.
     pub fn set_channels(&self, expected: usize, connected: usize) {
+        self.set_channels_at(expected, connected, Instant::now());
+    }
+
+    /// [`HealthBoard::set_channels`] at a given time (tests).
+    pub fn set_channels_at(&self, expected: usize, connected: usize, at: Instant) {
         self.channels_expected.store(expected, Ordering::Relaxed);
         self.channels_connected.store(connected, Ordering::Relaxed);
+        let all_connected = expected > 0 && connected >= expected;
+        let mut since = lock(&self.connected_since);
+        match (all_connected, *since) {
+            (true, None) => *since = Some(at),
+            (false, Some(_)) => *since = None,
+            _ => {}
+        }
     }
 
     /// The outcome of the last subscription: how many topics Genesys permitted and which
@@ -124,7 +142,8 @@ impl HealthBoard {
 
     /// The readiness verdict at `now`: ready only when the token is valid, every channel
     /// is connected, the subscriptions were accepted without a rejected topic, a frame
-    /// arrived within `max_frame_age`, and shutdown has not begun.
+    /// arrived within `max_frame_age` (or the sockets connected within it: frame age is
+    /// judged only once a heartbeat is due), and shutdown has not begun.
     pub fn readiness(&self, now: Instant, max_frame_age: Duration) -> Readiness {
         let token = token_check(*lock(&self.token_valid_until), now);
         let socket = socket_check(
@@ -132,7 +151,12 @@ impl HealthBoard {
             self.channels_connected.load(Ordering::Relaxed),
         );
         let subscriptions = subscriptions_check(lock(&self.subscriptions).clone());
-        let last_frame = frame_check(*lock(&self.last_frame_at), now, max_frame_age);
+        let last_frame = frame_check(
+            *lock(&self.last_frame_at),
+            *lock(&self.connected_since),
+            now,
+            max_frame_age,
+        );
         let shutdown = if self.shutting_down.load(Ordering::Relaxed) {
             Check::failing("shutting down".to_owned())
         } else {
@@ -286,20 +310,40 @@ fn rest_check(paused: Option<(Instant, Duration)>, now: Instant) -> Check {
     }
 }
 
-fn frame_check(last: Option<Instant>, now: Instant, max_age: Duration) -> FrameCheck {
-    let Some(last) = last else {
+/// Frames must keep arriving; the clock starts at the last frame or, when later, at the
+/// moment every socket was connected.
+fn frame_check(
+    last: Option<Instant>,
+    connected_since: Option<Instant>,
+    now: Instant,
+    max_age: Duration,
+) -> FrameCheck {
+    let heard_from = match (last, connected_since) {
+        (Some(last), Some(since)) => Some(last.max(since)),
+        (last, since) => last.or(since),
+    };
+    let Some(heard_from) = heard_from else {
         return FrameCheck {
             ok: false,
             detail: Some("no frame received yet".to_owned()),
             age_ms: None,
         };
     };
-    let age = now.saturating_duration_since(last);
-    let ok = age <= max_age;
+    let ok = now.saturating_duration_since(heard_from) <= max_age;
+    let detail = if !ok {
+        Some(match last {
+            Some(_) => format!("no frame for more than {} ms", millis(max_age)),
+            None => format!("no frame within {} ms of connecting", millis(max_age)),
+        })
+    } else if last.is_none() {
+        Some("connected; no frame yet, none due".to_owned())
+    } else {
+        None
+    };
     FrameCheck {
         ok,
-        detail: (!ok).then(|| format!("no frame for more than {} ms", millis(max_age))),
-        age_ms: Some(millis(age)),
+        detail,
+        age_ms: last.map(|last| millis(now.saturating_duration_since(last))),
     }
 }
 
@@ -316,7 +360,7 @@ mod tests {
     fn healthy(now: Instant) -> HealthBoard {
         let board = HealthBoard::new(MAX_AGE);
         board.set_token_valid_until(Some(now + Duration::from_secs(3600)));
-        board.set_channels(1, 1);
+        board.set_channels_at(1, 1, now - Duration::from_millis(1200));
         board.set_subscriptions(4, Vec::new());
         board.frame_seen(now - Duration::from_millis(1200));
         board
@@ -436,6 +480,50 @@ mod tests {
         assert_eq!(
             late.checks.last_frame.detail.as_deref(),
             Some("no frame for more than 60000 ms")
+        );
+    }
+
+    #[test]
+    fn a_fresh_connection_is_ready_before_its_first_frame() {
+        let start = Instant::now();
+        let board = HealthBoard::new(MAX_AGE);
+        board.set_token_valid_until(Some(start + Duration::from_secs(3600)));
+        board.set_subscriptions(4, Vec::new());
+        board.set_channels_at(1, 1, start);
+        // Connected and subscribed, no heartbeat due yet: ready at once.
+        let fresh = board.readiness(start + Duration::from_millis(4), MAX_AGE);
+        assert!(fresh.ready, "{fresh:?}");
+        assert_eq!(fresh.checks.last_frame.age_ms, None);
+        assert!(board.readiness(start + MAX_AGE, MAX_AGE).ready);
+        // A heartbeat was due and none came.
+        let silent = board.readiness(start + MAX_AGE + Duration::from_millis(1), MAX_AGE);
+        assert!(!silent.ready);
+        assert_eq!(
+            silent.checks.last_frame.detail.as_deref(),
+            Some("no frame within 60000 ms of connecting")
+        );
+    }
+
+    #[test]
+    fn a_reconnect_restarts_the_frame_clock_and_a_drop_stops_it() {
+        let start = Instant::now();
+        let board = healthy(start);
+        board.set_channels_at(1, 0, start + Duration::from_secs(100));
+        assert!(
+            !board
+                .readiness(start + Duration::from_secs(100), MAX_AGE)
+                .ready
+        );
+        board.set_channels_at(1, 1, start + Duration::from_secs(101));
+        // The last frame is 101 s old, but the socket is 1 s old.
+        let readiness = board.readiness(start + Duration::from_secs(102), MAX_AGE);
+        assert!(readiness.ready, "{readiness:?}");
+        // Staying connected does not move the connection time.
+        board.set_channels_at(1, 1, start + Duration::from_secs(150));
+        assert!(
+            !board
+                .readiness(start + Duration::from_secs(170), MAX_AGE)
+                .ready
         );
     }
 

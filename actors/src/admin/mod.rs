@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the process is alive),
-//! `/readyz` (the live path works end to end), `/conversations` and
-//! `/conversations/{id}` (what Convoy currently believes about each conversation).
+//! `/readyz` (the live path works end to end), `/conversations` (paged, filterable) and
+//! `/conversations/{id}` (what Convoy currently believes about each conversation). The
+//! probes answer `HEAD` too, as load balancers and `curl -I` send it.
 //!
 //! It only reads shared snapshots: the [`HealthBoard`], the [`ConversationViews`] map and
 //! the metrics registry. It must never send a message to an actor or wait on one, so a
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use convoy::ids::ConversationId;
+use serde::Deserialize;
 use serde_json::json;
 
 pub use health::{
@@ -102,7 +104,9 @@ impl AdminServer {
 fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::head().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/readyz", web::head().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/conversations", web::get().to(conversations))
         .route("/conversations/{id}", web::get().to(conversation));
@@ -128,20 +132,84 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
         .body(state.telemetry.render())
 }
 
-/// Every view, sorted by conversation id so two reads of an unchanged map are equal.
+/// `GET /conversations?limit=N&after=ID&finished=BOOL&ended=BOOL`: views sorted by
+/// conversation id, at most `limit` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]) after
+/// the id `after`; `next` names the cursor of the following page when there is one.
 /// Serialised here, on request: conversations keep typed state only.
-async fn conversations(state: web::Data<AdminState>) -> HttpResponse {
-    let mut ids: Vec<ConversationId> = state
+async fn conversations(
+    state: web::Data<AdminState>,
+    query: web::Query<ConversationsQuery>,
+) -> HttpResponse {
+    let query = query.into_inner();
+    // Read each entry's flags under its shard lock and release it at once.
+    let ids: Vec<ConversationId> = state
         .views
         .iter()
+        .filter(|entry| {
+            let conversation = entry.value().conversation.read();
+            query.admits(
+                entry.key(),
+                conversation.state.is_finished(),
+                conversation.state.is_ended(),
+            )
+        })
         .map(|entry| entry.key().clone())
         .collect();
-    ids.sort();
-    let views: Vec<serde_json::Value> = ids
+    let page = query.page(ids);
+    let views: Vec<serde_json::Value> = page
+        .ids
         .iter()
         .filter_map(|id| describe(&state.views, &state.write_statuses, id))
         .collect();
-    HttpResponse::Ok().json(json!({ "count": views.len(), "conversations": views }))
+    let mut body = json!({ "count": views.len(), "conversations": views });
+    if let Some(next) = page.next {
+        body["next"] = json!(next);
+    }
+    HttpResponse::Ok().json(body)
+}
+
+/// Conversations per page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 1_000;
+/// The largest page `limit` may ask for.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The query of `GET /conversations`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConversationsQuery {
+    pub limit: Option<usize>,
+    /// Only ids sorting after this one (the previous page's `next`).
+    pub after: Option<String>,
+    pub finished: Option<bool>,
+    pub ended: Option<bool>,
+}
+
+/// One page of conversation ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub ids: Vec<ConversationId>,
+    /// The `after` of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+impl ConversationsQuery {
+    /// Whether a conversation passes the cursor and the filters.
+    pub fn admits(&self, id: &ConversationId, finished: bool, ended: bool) -> bool {
+        let after = self
+            .after
+            .as_deref()
+            .is_none_or(|after| id.as_str() > after);
+        let flag = |actual: bool, wanted: Option<bool>| wanted.is_none_or(|w| w == actual);
+        after && flag(finished, self.finished) && flag(ended, self.ended)
+    }
+
+    /// Sorts the admitted ids and cuts the page.
+    pub fn page(&self, mut ids: Vec<ConversationId>) -> Page {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        ids.sort();
+        let next = (ids.len() > limit).then(|| ids[limit - 1].as_str().to_owned());
+        ids.truncate(limit);
+        Page { ids, next }
+    }
 }
 
 async fn conversation(state: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
@@ -150,5 +218,81 @@ async fn conversation(state: web::Data<AdminState>, id: web::Path<String>) -> Ht
         Some(view) => HttpResponse::Ok().json(view),
         None => HttpResponse::NotFound()
             .json(json!({ "error": "unknown conversation", "conversationId": id })),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// `n` conversations `c-000`…, newest first; the even ones finished and ended.
+    fn views(n: usize) -> Vec<(ConversationId, bool)> {
+        (0..n)
+            .rev()
+            .map(|i| {
+                (
+                    ConversationId::from(format!("c-{i:03}").as_str()),
+                    i % 2 == 0,
+                )
+            })
+            .collect()
+    }
+
+    fn admitted(query: &ConversationsQuery, n: usize) -> Vec<ConversationId> {
+        views(n)
+            .into_iter()
+            .filter(|(id, done)| query.admits(id, *done, *done))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn ids(page: &Page) -> Vec<&str> {
+        page.ids.iter().map(ConversationId::as_str).collect()
+    }
+
+    #[test]
+    fn pages_are_sorted_and_the_cursor_leads_to_the_rest() {
+        let query = ConversationsQuery {
+            limit: Some(2),
+            ..ConversationsQuery::default()
+        };
+        let first = query.page(admitted(&query, 5));
+        assert_eq!(ids(&first), vec!["c-000", "c-001"]);
+        assert_eq!(first.next.as_deref(), Some("c-001"));
+
+        let query = ConversationsQuery {
+            limit: Some(2),
+            after: first.next.clone(),
+            ..ConversationsQuery::default()
+        };
+        let second = query.page(admitted(&query, 5));
+        assert_eq!(ids(&second), vec!["c-002", "c-003"]);
+
+        let everything = ConversationsQuery::default();
+        let everything = everything.page(admitted(&everything, 5));
+        assert_eq!(everything.ids.len(), 5);
+        assert_eq!(everything.next, None);
+    }
+
+    #[test]
+    fn filters_keep_only_matching_views() {
+        let query = ConversationsQuery {
+            finished: Some(false),
+            ..ConversationsQuery::default()
+        };
+        assert_eq!(
+            ids(&query.page(admitted(&query, 5))),
+            vec!["c-001", "c-003"]
+        );
+    }
+
+    #[test]
+    fn a_limit_is_kept_within_one_and_the_maximum() {
+        let zero = ConversationsQuery {
+            limit: Some(0),
+            ..ConversationsQuery::default()
+        };
+        assert_eq!(zero.page(admitted(&zero, 3)).ids.len(), 1);
     }
 }

@@ -1,6 +1,9 @@
 //! `convoy crm-sink`: flags, start-up line, serve until SIGINT/SIGTERM.
 
+use std::io::Write;
 use std::net::SocketAddr;
+
+use anyhow::Context;
 
 use super::{CrmSink, CrmSinkOptions, FaultSettings, SinkAuth};
 
@@ -46,6 +49,15 @@ pub struct CrmSinkArgs {
 }
 
 impl CrmSinkArgs {
+    /// What is wrong with the flags beyond what clap checks (ratios outside 0..=1 or
+    /// adding up past 1): a usage error, reported before anything starts.
+    pub fn check(&self) -> Result<(), String> {
+        self.options()
+            .faults
+            .validate()
+            .map_err(|problem| problem.to_string())
+    }
+
     pub fn options(&self) -> CrmSinkOptions {
         CrmSinkOptions {
             listen: self.listen,
@@ -67,8 +79,14 @@ impl CrmSinkArgs {
 /// Starts the sink, prints `{"base_url": ...}` as one line on stdout, serves until SIGINT
 /// or SIGTERM.
 pub async fn run(args: CrmSinkArgs) -> anyhow::Result<()> {
-    let sink = CrmSink::start(args.options()).await?;
-    println!("{}", serde_json::json!({ "base_url": sink.base_url() }));
+    let sink = CrmSink::start(args.options())
+        .await
+        .with_context(|| format!("cannot serve the CRM sink on {}", args.listen))?;
+    let line = serde_json::json!({ "base_url": sink.base_url() });
+    // A closed stdout (nobody reads the line) does not stop the sink.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    drop(stdout);
     wait_for_shutdown_signal().await?;
     sink.stop().await;
     Ok(())
@@ -136,6 +154,20 @@ mod tests {
         assert_eq!(options.seed, 9);
         assert!(options.require_precondition);
         assert!(options.auth.permits(Some("Bearer t0ken")));
+    }
+
+    #[test]
+    fn ratios_outside_zero_to_one_are_usage_errors() {
+        let parse = |flags: &[&str]| {
+            let mut argv = vec!["crm-sink"];
+            argv.extend_from_slice(flags);
+            Command::try_parse_from(argv).unwrap().args
+        };
+        assert!(parse(&["--error-ratio", "2"]).check().is_err());
+        assert!(parse(&["--error-ratio", "0.6", "--reset-ratio", "0.6"])
+            .check()
+            .is_err());
+        assert!(parse(&["--error-ratio", "0.5"]).check().is_ok());
     }
 
     #[test]

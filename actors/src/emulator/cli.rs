@@ -1,9 +1,15 @@
 //! `convoy emulate`: flags, the one JSON start-up line on stdout, serve until SIGINT or
 //! SIGTERM. The start-up line deliberately carries the (emulator-only) client secret so a
-//! script can log in; nothing else prints it.
+//! script can log in; nothing else prints it. `--write-config FILE` writes a ready Convoy
+//! configuration for the org being served (its secret in a file beside it), so
+//! `convoy run --config FILE` follows the emulator with nothing to copy by hand.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use anyhow::Context;
 
 use convoy::emulator::org::OrgOptions;
 use convoy::emulator::platform::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
@@ -19,9 +25,14 @@ pub struct EmulateArgs {
     /// The accepted OAuth client id.
     #[arg(long, default_value = DEFAULT_CLIENT_ID)]
     pub client_id: String,
-    /// The accepted OAuth client secret.
-    #[arg(long, default_value = DEFAULT_CLIENT_SECRET, hide_default_value = true)]
+    /// The accepted OAuth client secret (the default is public: it is the emulator's, and
+    /// `config/examples/emulator.toml` uses it).
+    #[arg(long, default_value = DEFAULT_CLIENT_SECRET)]
     pub client_secret: String,
+    /// Write a Convoy configuration for this emulator to FILE (its client secret goes to
+    /// FILE's name + `.client-secret`, mode 0600), then `convoy run --config FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
     /// Access-token lifetime (`expires_in`), e.g. 24h, 10m, 30s.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
@@ -54,6 +65,7 @@ impl std::fmt::Debug for EmulateArgs {
             .field("listen", &self.listen)
             .field("client_id", &self.client_id)
             .field("client_secret", &"***")
+            .field("write_config", &self.write_config)
             .field("token_ttl", &self.token_ttl)
             .field("channel_ttl", &self.channel_ttl)
             .field("heartbeat", &self.heartbeat)
@@ -93,24 +105,119 @@ impl EmulateArgs {
 /// `{"base_url", "client_id", "client_secret", "queues": [...], "users": [...]}` as one
 /// line on stdout, serves until SIGINT or SIGTERM.
 pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
-    let emulator = Emulator::start(args.options()).await?;
+    let emulator = Emulator::start(args.options())
+        .await
+        .with_context(|| format!("cannot serve the emulator on {}", args.listen))?;
     let (queues, users) = {
         let org = lock(&emulator.shared().org);
         (org.queue_ids(), org.user_ids())
     };
-    println!(
-        "{}",
-        serde_json::json!({
-            "base_url": emulator.base_url(),
-            "client_id": emulator.client_id(),
-            "client_secret": emulator.client_secret(),
-            "queues": queues,
-            "users": users,
-        })
-    );
+    if let Some(path) = &args.write_config {
+        let written = write_convoy_config(
+            path,
+            &emulator.base_url(),
+            emulator.client_id(),
+            emulator.client_secret(),
+            &queues,
+        );
+        if let Err(error) = written {
+            emulator.stop().await;
+            return Err(error);
+        }
+    }
+    let line = serde_json::json!({
+        "base_url": emulator.base_url(),
+        "client_id": emulator.client_id(),
+        "client_secret": emulator.client_secret(),
+        "queues": queues,
+        "users": users,
+        "config_file": args.write_config,
+    });
+    // A closed stdout (nobody reads the line) does not stop the emulator.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    drop(stdout);
     wait_for_shutdown_signal().await?;
     emulator.stop().await;
     Ok(())
+}
+
+/// The file beside `config` that holds the client secret: `convoy.toml` →
+/// `convoy.toml.client-secret`.
+pub fn secret_file_for(config: &Path) -> PathBuf {
+    let mut name = config.file_name().unwrap_or_default().to_os_string();
+    name.push(".client-secret");
+    config.with_file_name(name)
+}
+
+/// A Convoy configuration following every queue of the emulated org; everything not
+/// written here keeps `config/default.toml`'s value.
+pub fn convoy_config_toml(
+    base_url: &str,
+    client_id: &str,
+    secret_file_name: &str,
+    queues: &[String],
+) -> String {
+    let quoted = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    let queues: Vec<String> = queues.iter().map(|queue| quoted(queue)).collect();
+    format!(
+        "# Written by `convoy emulate --write-config` for the emulator at {base_url}.\n\
+         # Run Convoy against it (while the emulator runs):\n\
+         #   convoy run --config <this file>\n\
+         # Everything not set here keeps its built-in default (config/default.toml).\n\
+         \n\
+         [genesys]\n\
+         api_base = {base}\n\
+         login_base = {base}\n\
+         client_id = {client_id}\n\
+         # Relative to this file's directory.\n\
+         client_secret_file = {secret}\n\
+         queues = [{queues}]\n",
+        base = quoted(base_url),
+        client_id = quoted(client_id),
+        secret = quoted(secret_file_name),
+        queues = queues.join(", "),
+    )
+}
+
+fn write_convoy_config(
+    path: &Path,
+    base_url: &str,
+    client_id: &str,
+    client_secret: &str,
+    queues: &[String],
+) -> anyhow::Result<()> {
+    let secret_path = secret_file_for(path);
+    let secret_name = secret_path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    write_private(&secret_path, format!("{client_secret}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", secret_path.display()))?;
+    std::fs::write(
+        path,
+        convoy_config_toml(base_url, client_id, &secret_name, queues),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a file only its owner can read (0600 on Unix), also when it existed before.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let mut file = file;
+        file.write_all(bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(bytes)
+    }
 }
 
 /// Resolves on SIGINT or (on Unix) SIGTERM.
@@ -181,6 +288,65 @@ mod tests {
         assert_eq!(options.org.seed, 9);
         assert!(options.org.strict_if_match);
         assert!(Command::try_parse_from(["emulate", "--heartbeat", "soon"]).is_err());
+    }
+
+    #[test]
+    fn the_written_config_follows_every_queue_and_keeps_the_secret_out() {
+        let queues = vec!["q-1".to_owned(), "q-2".to_owned()];
+        let text = convoy_config_toml(
+            "http://127.0.0.1:5",
+            DEFAULT_CLIENT_ID,
+            "convoy.toml.client-secret",
+            &queues,
+        );
+        let tree: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(
+            tree["genesys"]["api_base"].as_str(),
+            Some("http://127.0.0.1:5")
+        );
+        assert_eq!(
+            tree["genesys"]["login_base"].as_str(),
+            Some("http://127.0.0.1:5")
+        );
+        assert_eq!(
+            tree["genesys"]["client_id"].as_str(),
+            Some(DEFAULT_CLIENT_ID)
+        );
+        assert_eq!(
+            tree["genesys"]["client_secret_file"].as_str(),
+            Some("convoy.toml.client-secret")
+        );
+        assert_eq!(tree["genesys"]["queues"].as_array().map(Vec::len), Some(2));
+        assert!(!text.contains(DEFAULT_CLIENT_SECRET));
+        assert_eq!(
+            secret_file_for(Path::new("/etc/convoy/convoy.toml")),
+            Path::new("/etc/convoy/convoy.toml.client-secret")
+        );
+    }
+
+    /// `config/examples/emulator.toml` works against `convoy emulate` at its defaults
+    /// (only the port differs): the same client, the same secret, queues of its org.
+    #[actix_rt::test]
+    async fn the_shipped_example_matches_the_emulator_defaults() {
+        let example: toml::Value =
+            toml::from_str(include_str!("../../../config/examples/emulator.toml")).unwrap();
+        let genesys = &example["genesys"];
+        assert_eq!(genesys["client_id"].as_str(), Some(DEFAULT_CLIENT_ID));
+        assert_eq!(
+            genesys["client_secret"].as_str(),
+            Some(DEFAULT_CLIENT_SECRET)
+        );
+        let args = Command::try_parse_from(["emulate"]).unwrap().args;
+        let emulator = Emulator::start(args.options()).await.unwrap();
+        let org_queues = emulator.queue_ids();
+        emulator.stop().await;
+        let example_queues: Vec<&str> = genesys["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(toml::Value::as_str)
+            .collect();
+        assert_eq!(example_queues, org_queues);
     }
 
     #[test]

@@ -318,17 +318,43 @@ fn something_must_be_followed() {
 }
 
 #[test]
-fn id_lists_accept_comma_separated_text_and_drop_duplicates() {
+fn id_lists_from_the_environment_accept_comma_separated_text_and_drop_duplicates() {
     let tree = with(
         minimal(),
         "genesys.queues",
         json!(format!("{QUEUE}, {USER},{QUEUE}")),
     );
-    let config = validate(&tree, &no_origin).unwrap();
+    let from_env = |key: &str| Some(format!("env {}", crate::config::env_var_name(key)));
+    let config = validate(&tree, &from_env).unwrap();
     assert_eq!(
         config.genesys.queues,
         vec![QUEUE.to_owned(), USER.to_owned()]
     );
+}
+
+#[test]
+fn a_string_for_a_list_in_a_file_is_refused() {
+    let from_file = |_: &str| Some("file convoy.toml".to_owned());
+    let tree = with(
+        minimal(),
+        "genesys.queues",
+        json!(format!("{QUEUE},{USER}")),
+    );
+    let found = validate(&tree, &from_file).unwrap_err().into_problems();
+    assert_eq!(keys_of(&found), vec!["genesys.queues"]);
+    assert!(
+        found[0].reason.contains("found a string"),
+        "{}",
+        found[0].reason
+    );
+    // Nor may one item of a list hold several ids.
+    let tree = with(
+        minimal(),
+        "genesys.queues",
+        json!([format!("{QUEUE},{USER}")]),
+    );
+    let found = validate(&tree, &from_file).unwrap_err().into_problems();
+    assert!(found[0].reason.contains("not UUIDs"), "{}", found[0].reason);
 }
 
 #[test]
