@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Emulate(args) => serve(convoy_actors::emulator::cli::run(args)),
         Command::CrmSink(args) => serve(convoy_actors::crm_sink::cli::run(args)),
-        Command::Simulate(args) => serve(convoy_actors::simulator::cli::run(args)),
+        Command::Simulate(args) => Ok(convoy_actors::simulator::cli::main(args)),
     };
     match outcome {
         Ok(code) => code,
