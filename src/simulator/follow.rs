@@ -204,7 +204,10 @@ mod tests {
         });
         let progress = progress(&snapshot(body));
         assert_eq!(progress.agent_messages, ["out1", "out2", "out3"]);
-        assert!(!progress.ended, "the customer and an agent are still connected");
+        assert!(
+            !progress.ended,
+            "the customer and an agent are still connected"
+        );
     }
 
     #[test]
@@ -272,6 +275,9 @@ mod tests {
         assert_eq!(paced_start_rate(&plan, Some(0.01), Some(300)), Some(0.01));
         assert_eq!(paced_start_rate(&plan, Some(50.0), None), Some(50.0));
         assert_eq!(paced_start_rate(&plan, None, Some(0)), None);
-        assert_eq!(paced_start_rate(&self::plan(0), Some(5.0), Some(300)), Some(5.0));
+        assert_eq!(
+            paced_start_rate(&self::plan(0), Some(5.0), Some(300)),
+            Some(5.0)
+        );
     }
 }

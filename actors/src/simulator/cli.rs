@@ -14,7 +14,7 @@ use convoy::duration::parse_duration;
 use convoy::emulator::platform::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use convoy::simulator::{Scenario, SlaThresholds};
 
-use super::{Simulator, SimulatorOptions, Target};
+use super::{SimulationReport, Simulator, SimulatorOptions, Target};
 
 /// Drive simulated conversations through the emulator (both sides) or a real org (customer
 /// side, agentless sends and receipts only).
@@ -199,15 +199,23 @@ pub async fn run(args: SimulateArgs) -> Result<(), Failure> {
     } else {
         println!("{report}");
     }
-    if report.conversations_failed > 0 || report.error_count > 0 {
-        return Err(Failure::failed(anyhow!(
+    match reported_failure(&report) {
+        Some(error) => Err(Failure::failed(error)),
+        None => Ok(()),
+    }
+}
+
+/// A run that reports any error failed, even when every conversation completed (an agent
+/// reply missing, a customer message that landed in a second conversation).
+fn reported_failure(report: &SimulationReport) -> Option<anyhow::Error> {
+    (report.conversations_failed > 0 || report.error_count > 0).then(|| {
+        anyhow!(
             "{} of {} conversations failed, {} errors reported",
             report.conversations_failed,
             report.conversations_planned,
             report.error_count
-        )));
-    }
-    Ok(())
+        )
+    })
 }
 
 #[cfg(test)]
@@ -273,7 +281,10 @@ mod tests {
     #[test]
     fn a_base_url_must_be_an_http_url() {
         for bad in ["notaurl", "ftp://example.com", "http://", "http://x/?q=1"] {
-            let error = format!("{:#}", parse(&["--base-url", bad]).unwrap().options().unwrap_err());
+            let error = format!(
+                "{:#}",
+                parse(&["--base-url", bad]).unwrap().options().unwrap_err()
+            );
             assert!(error.contains("not an http(s) URL"), "{bad}: {error}");
         }
         assert!(parse(&["--base-url", "https://api.mypurecloud.ie/"])
@@ -287,6 +298,45 @@ mod tests {
         let args = parse(&["--base-url", "http://x", "--concurrency", "0"]).unwrap();
         let error = format!("{:#}", args.options().unwrap_err());
         assert!(error.contains("concurrency"), "{error}");
+    }
+
+    #[test]
+    fn a_run_that_reports_an_error_fails_even_when_every_conversation_completed() {
+        let (_, expected) = Simulator::new(SimulatorOptions::new("http://x", "id", "s"))
+            .plan()
+            .unwrap();
+        let mut report = SimulationReport {
+            target: Target::Emulator,
+            conversations_planned: 20,
+            conversations_started: 20,
+            conversations_completed: 20,
+            conversations_failed: 0,
+            customer_messages_sent: 0,
+            agentless_messages_sent: 0,
+            agent_messages_seen: 0,
+            unplanned_agent_messages: 0,
+            receipts_sent: 0,
+            receipts_withheld: 0,
+            receipts_failed: 0,
+            expected_sla_breaches: 0,
+            retries: 0,
+            tokens_fetched: 1,
+            requests: 0,
+            rate_limited: 0,
+            budget_per_minute: Some(300),
+            start_rate_per_second: Some(1.0),
+            error_count: 0,
+            errors: Vec::new(),
+            elapsed_ms: 0,
+            expected,
+        };
+        assert!(reported_failure(&report).is_none());
+        report.error_count = 1;
+        let error = reported_failure(&report).unwrap().to_string();
+        assert!(error.contains("1 errors reported"), "{error}");
+        report.error_count = 0;
+        report.conversations_failed = 1;
+        assert!(reported_failure(&report).is_some());
     }
 
     #[test]

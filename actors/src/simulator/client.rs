@@ -266,7 +266,8 @@ impl ApiClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
-        self.call(Method::PUT, path, Some(body), Priority::Live).await
+        self.call(Method::PUT, path, Some(body), Priority::Live)
+            .await
     }
 
     /// A GET without a token (the emulator's control API), not paced: it is no Genesys

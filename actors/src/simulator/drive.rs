@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::rt::time::{sleep_until, Instant};
 use actix_web::http::Method;
+use actix_web::rt::time::{sleep_until, Instant};
 use convoy::simulator::expect::{ExpectedConversation, MessageDirection};
 use convoy::simulator::plan::{
     AgentlessScript, CustomerMessage, InboundScript, PlannedConversation, ReceiptPlan,
@@ -278,12 +278,8 @@ pub(super) async fn drive_inbound(
         });
     };
     expected.conversation_id = Some(conversation_id.clone());
-    let planned_length = Duration::from_millis(
-        planned
-            .script
-            .duration_ms()
-            .saturating_sub(first_at_ms),
-    ) + ctx.slack;
+    let planned_length =
+        Duration::from_millis(planned.script.duration_ms().saturating_sub(first_at_ms)) + ctx.slack;
     let deadline = |rest: &RestTime| accepted + planned_length + rest.0.saturating_sub(rest_before);
 
     let outbound_slots: Vec<usize> = expected
@@ -350,8 +346,7 @@ pub(super) async fn drive_inbound(
         let now = Instant::now();
         // Events may have been lost while the socket was away: read the conversation once
         // after a reconnect, and at the poll interval while it is down.
-        let stale = generation != Some(look.generation)
-            || (!look.connected && now >= next_poll);
+        let stale = generation != Some(look.generation) || (!look.connected && now >= next_poll);
         if !ended && stale {
             match rest
                 .call(ctx, Method::GET, &conversation_path, None, Priority::Live)

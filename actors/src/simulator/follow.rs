@@ -208,7 +208,10 @@ impl Feed {
 
     /// Drops what is known of a conversation whose driver is done.
     pub fn forget(&self, conversation_id: &str) {
-        self.state.borrow_mut().conversations.remove(conversation_id);
+        self.state
+            .borrow_mut()
+            .conversations
+            .remove(conversation_id);
     }
 
     /// The socket is up (`true`) or down. Coming back up starts a new generation.
@@ -254,7 +257,9 @@ pub async fn follow(
                         tracing::warn!(%error, "Could not open a new notification channel.");
                     }
                 },
-                Err(error) => tracing::warn!(%error, "Could not reconnect the notification socket."),
+                Err(error) => {
+                    tracing::warn!(%error, "Could not reconnect the notification socket.")
+                }
             }
         };
     }

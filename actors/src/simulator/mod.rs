@@ -44,8 +44,8 @@ use crate::genesys::oauth::{TokenEndpoint, TokenError};
 use client::ApiClient;
 pub use client::CallError;
 use drive::{drive_agentless, drive_inbound, Channel, DriveContext, DriveTally};
-pub use follow::FollowError;
 use follow::Feed;
+pub use follow::FollowError;
 
 /// How many error messages a report keeps (the count is always complete).
 const MAX_REPORTED_ERRORS: usize = 50;
@@ -148,7 +148,10 @@ impl SimulatorOptions {
         if self.poll_interval.is_zero() {
             return invalid("poll interval must be above 0");
         }
-        for (name, value) in [("base URL", Some(&self.base_url)), ("login URL", self.login_url.as_ref())] {
+        for (name, value) in [
+            ("base URL", Some(&self.base_url)),
+            ("login URL", self.login_url.as_ref()),
+        ] {
             if let Some(value) = value {
                 check_http_url(name, value)?;
             }
@@ -210,7 +213,10 @@ pub enum SimulatorError {
 impl SimulatorError {
     /// The options (or the scenario) are wrong, not the server or the network.
     pub fn is_invalid_options(&self) -> bool {
-        matches!(self, SimulatorError::Options(_) | SimulatorError::Scenario(_))
+        matches!(
+            self,
+            SimulatorError::Options(_) | SimulatorError::Scenario(_)
+        )
     }
 }
 
