@@ -9,7 +9,8 @@
 //! the budget from the first answer that advertises one, and pauses every caller when the
 //! server's window is used up or a 429 arrives (the arithmetic is `convoy::ratelimit`, the
 //! daemon's own). A server whose first successful answer advertises no budget (`convoy
-//! emulate --rate-limit 0`) is not paced. Receipts are background work: they leave a
+//! emulate --rate-limit 0`) is not paced, and a 429 from it (an injected fault) delays only
+//! the request it answered. Receipts are background work: they leave a
 //! reserve of the burst to customer messages and agentless sends, whose timing matters
 //! more (a customer message sent after the agent has left opens a new conversation).
 
@@ -128,8 +129,9 @@ pub enum CallError {
 enum Attempt {
     Done(serde_json::Value),
     Unauthorized,
-    /// 429, with the wait the server asked for (if any).
-    RateLimited,
+    /// 429. With an advertised budget the bucket is paused already; without one, this
+    /// request alone waits this long.
+    RateLimited(Duration),
     Retry(CallError),
     Fail(CallError),
 }
@@ -278,7 +280,7 @@ impl ApiClient {
         match self.attempt(request, "GET", path, None, true, false).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Retry(error) | Attempt::Fail(error) => Err(error),
-            Attempt::Unauthorized | Attempt::RateLimited => Err(CallError::Status {
+            Attempt::Unauthorized | Attempt::RateLimited(_) => Err(CallError::Status {
                 method: "GET".to_owned(),
                 path: path.to_owned(),
                 status: 401,
@@ -288,7 +290,8 @@ impl ApiClient {
     }
 
     /// One call with the whole policy: paced by the bucket; 401 → new token, once; 429 →
-    /// every caller pauses (`Retry-After`, else `inin-ratelimit-reset`, else a backoff);
+    /// every caller pauses (`Retry-After`, else `inin-ratelimit-reset`, else a backoff;
+    /// only this request when the server advertises no budget);
     /// 5xx and connection failures → backoff; all bounded by `max_retries`. A POST is
     /// retried after a transport failure only when the connection was never made, so a
     /// request the server may have handled is not sent twice. (A 5xx answer is retried for
@@ -306,8 +309,10 @@ impl ApiClient {
         let mut refreshed = false;
         let mut attempts = 0u32;
         loop {
-            let (generation, token) = self.token(refused).await?;
+            // The budget first, then the token: a token taken before a long wait may have
+            // expired by the time the request goes out.
             self.acquire(priority).await;
+            let (generation, token) = self.token(refused).await?;
             let url = format!("{}{path}", self.api_base);
             let request = self
                 .http
@@ -335,17 +340,17 @@ impl ApiClient {
                         body: "the token was refused again after a refresh".to_owned(),
                     })
                 }
-                // The bucket is paused already; the next acquire waits it out.
-                Attempt::RateLimited if !last_chance => {
+                Attempt::RateLimited(wait) if !last_chance => {
                     attempts += 1;
                     self.retries.set(self.retries.get() + 1);
+                    actix_web::rt::time::sleep(wait).await;
                 }
                 Attempt::Retry(_) if !last_chance => {
                     attempts += 1;
                     self.retries.set(self.retries.get() + 1);
                     actix_web::rt::time::sleep(schedule.next_delay()).await;
                 }
-                Attempt::RateLimited => {
+                Attempt::RateLimited(_) => {
                     return Err(CallError::Status {
                         method: method.to_string(),
                         path: path.to_owned(),
@@ -402,6 +407,7 @@ impl ApiClient {
                 .borrow_mut()
                 .observe(response.headers(), status.is_success(), now);
         }
+        let mut own_wait = Duration::ZERO;
         if paced && status == StatusCode::TOO_MANY_REQUESTS {
             self.rate_limited.set(self.rate_limited.get() + 1);
             let header_secs = |name: &str| {
@@ -414,11 +420,15 @@ impl ApiClient {
             };
             let retry_after = header_secs("Retry-After");
             let reset = header_secs("inin-ratelimit-reset");
-            // Pause every caller, not just this one: the budget is per token.
-            self.pacer
-                .borrow_mut()
-                .bucket
-                .throttled(retry_after, reset, now);
+            let mut pacer = self.pacer.borrow_mut();
+            if pacer.budget.is_some() {
+                // The token's budget is spent: every caller waits, not just this one.
+                pacer.bucket.throttled(retry_after, reset, now);
+            } else {
+                // No budget advertised, so nothing shared to protect: only this request
+                // waits (Genesys advises a backoff from about 3 s without a header).
+                own_wait = retry_after.or(reset).unwrap_or(Duration::from_secs(3));
+            }
         }
         let bytes = match response.body().limit(MAX_BODY_BYTES).await {
             Ok(bytes) => bytes,
@@ -455,7 +465,7 @@ impl ApiClient {
         };
         match status {
             StatusCode::UNAUTHORIZED => Attempt::Unauthorized,
-            StatusCode::TOO_MANY_REQUESTS => Attempt::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS => Attempt::RateLimited(own_wait),
             status if status.is_server_error() => Attempt::Retry(error),
             _ => Attempt::Fail(error),
         }
