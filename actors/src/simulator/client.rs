@@ -129,8 +129,8 @@ pub enum CallError {
 enum Attempt {
     Done(serde_json::Value),
     Unauthorized,
-    /// 429. With an advertised budget the bucket is paused already; without one, this
-    /// request alone waits this long.
+    /// A 429. With an advertised budget the bucket is paused already; without one, only
+    /// this request waits, this long.
     RateLimited(Duration),
     Retry(CallError),
     Fail(CallError),

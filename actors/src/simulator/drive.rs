@@ -212,6 +212,10 @@ pub(super) async fn drive_inbound(
 ) -> Result<(), DriveError> {
     let index = planned.index;
     let mut rest = RestTime::default();
+    // The feed generation this conversation is up to date with: taken before the first
+    // message, so a reconnect at any moment after it (events possibly lost) forces a
+    // re-read.
+    let mut generation = ctx.feed.generation();
     // The synthetic-agent hooks only make sense against the emulator; a real org would
     // ignore them, but the simulator does not send what the real API does not define.
     let metadata = match ctx.target {
@@ -292,8 +296,6 @@ pub(super) async fn drive_inbound(
     let mut known: Vec<String> = Vec::new();
     let mut pending: Vec<DueReceipt> = Vec::new();
     let mut ended = false;
-    // The feed generation this conversation is up to date with; `None` forces a re-read.
-    let mut generation = Some(ctx.feed.look(&conversation_id, 0).generation);
     let mut next_poll = Instant::now() + ctx.poll_interval;
     let conversation_path = format!("/api/v2/conversations/messages/{conversation_id}");
     let outcome = loop {
@@ -346,7 +348,7 @@ pub(super) async fn drive_inbound(
         let now = Instant::now();
         // Events may have been lost while the socket was away: read the conversation once
         // after a reconnect, and at the poll interval while it is down.
-        let stale = generation != Some(look.generation) || (!look.connected && now >= next_poll);
+        let stale = generation != look.generation || (!look.connected && now >= next_poll);
         if !ended && stale {
             match rest
                 .call(ctx, Method::GET, &conversation_path, None, Priority::Live)
@@ -362,7 +364,7 @@ pub(super) async fn drive_inbound(
                 }
                 Err(source) => break Err(DriveError::Call { index, source }),
             }
-            generation = Some(look.generation);
+            generation = look.generation;
             next_poll = Instant::now() + ctx.poll_interval;
             continue;
         }

@@ -206,6 +206,11 @@ impl Feed {
         }
     }
 
+    /// The current connection generation (see [`Look::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.state.borrow().generation
+    }
+
     /// Drops what is known of a conversation whose driver is done.
     pub fn forget(&self, conversation_id: &str) {
         self.state

@@ -75,6 +75,7 @@ pub struct SimulatorOptions {
     /// Conversations in flight at once (at least 1).
     pub concurrency: usize,
     /// Conversations started per second; `None` starts them as fast as concurrency allows.
+    /// A run caps either so the planned requests fit in the server's advertised budget.
     pub rate_per_second: Option<f64>,
     pub seed: u64,
     /// Thresholds the expected SLA breaches are computed for.
