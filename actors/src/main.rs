@@ -202,7 +202,7 @@ fn main() -> ExitCode {
             Ok(()) => serve(convoy_actors::crm_sink::cli::run(args)),
             Err(problem) => usage_error("crm-sink", &problem),
         },
-        Command::Simulate(args) => serve(convoy_actors::simulator::cli::run(args)),
+        Command::Simulate(args) => Ok(convoy_actors::simulator::cli::main(args)),
         Command::Completions { shell } => completions(shell),
     };
     match outcome {

@@ -1,6 +1,7 @@
 //! The simulator against the in-process emulator: what it planned is what the emulator's
 //! ground truth (`GET /emulator/v1/truth`) shows — outcomes, agents, messages and their
-//! final statuses, attachments — and the same seed plans the same run.
+//! final statuses, attachments — with and without the emulator's real request budget, and
+//! the same seed plans the same run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,7 @@ use convoy::simulator::expect::MessageDirection;
 use convoy::simulator::scenario::ShapeKind;
 use convoy::simulator::{Scenario, SlaThresholds};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
-use convoy_actors::simulator::{Simulator, SimulatorOptions};
+use convoy_actors::simulator::{SimulationReport, Simulator, SimulatorOptions};
 use serde_json::Value;
 
 async fn truth(base_url: &str) -> Value {
@@ -27,66 +28,11 @@ async fn truth(base_url: &str) -> Value {
     response.json().limit(64 * 1024 * 1024).await.unwrap()
 }
 
-/// The fast example scenario: every shape (answered, attachment, transfer, abandon,
-/// agentless with one or two sends) within about a second per conversation.
-const FAST: &str = include_str!("../../config/examples/scenario-fast.toml");
-
-#[actix_rt::test]
-async fn twenty_simulated_conversations_end_as_planned_in_the_emulator() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // No per-token rate limit: the simulator polls each conversation every 50 ms, which
-    // 20 conversations at once would push past the default 300 requests per minute.
-    let emulator = Emulator::start(EmulatorOptions {
-        rate_limit_per_minute: 0,
-        ..EmulatorOptions::default()
-    })
-    .await
-    .unwrap();
-    let mut options = SimulatorOptions::new(
-        &emulator.base_url(),
-        emulator.client_id(),
-        emulator.client_secret(),
-    );
-    options.scenario = Scenario::from_toml(FAST).unwrap();
-    options.conversations = 20;
-    options.concurrency = 20;
-    options.rate_per_second = Some(100.0);
-    options.seed = 7;
-    options.poll_interval = Duration::from_millis(50);
-    // Generous: a loaded 2-core machine may run the emulator's ticks late.
-    options.conversation_slack = Duration::from_secs(60);
-    options.sla = SlaThresholds {
-        delivery_ms: Some(50),
-        read_ms: Some(150),
-    };
-    let simulator = Simulator::new(options);
-    let (plan, planned) = simulator.plan().unwrap();
-    // The seed is chosen so that the run covers every shape of the scenario.
-    let shapes: HashSet<&str> = plan
-        .conversations
-        .iter()
-        .map(|c| c.shape.as_str())
-        .collect();
-    assert_eq!(shapes.len(), 5, "{shapes:?}");
-
-    let report = simulator.run().await.unwrap();
-    assert_eq!(report.conversations_failed, 0, "{report}");
-    assert_eq!(report.error_count, 0, "{report}");
-    assert_eq!(report.conversations_completed, 20, "{report}");
-    assert_eq!(report.unplanned_agent_messages, 0, "{report}");
-    assert_eq!(report.expected_sla_breaches, planned.totals.sla_breaches);
-    assert!(report.expected_sla_breaches > 0);
-    assert_eq!(report.receipts_sent, planned.totals.receipts, "{report}");
-    assert_eq!(
-        report.agent_messages_seen + report.agentless_messages_sent,
-        planned.totals.outbound_messages
-    );
-    assert_eq!(
-        report.customer_messages_sent,
-        planned.totals.customer_messages
-    );
-
-    let truth = truth(&emulator.base_url()).await;
+/// Every conversation the report expects is in the emulator's ground truth as planned:
+/// its end, its agents, and each message with its direction, final status, text and
+/// attachment.
+async fn assert_matches_truth(report: &SimulationReport, base_url: &str) {
+    let truth = truth(base_url).await;
     let conversations: HashMap<&str, &Value> = truth["conversations"]
         .as_array()
         .unwrap()
@@ -168,6 +114,124 @@ async fn twenty_simulated_conversations_end_as_planned_in_the_emulator() {
             }
         }
     }
+}
+
+/// The fast example scenario: every shape (answered, attachment, transfer, abandon,
+/// agentless with one or two sends) within about a second per conversation.
+const FAST: &str = include_str!("../../config/examples/scenario-fast.toml");
+
+#[actix_rt::test]
+async fn twenty_simulated_conversations_end_as_planned_in_the_emulator() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // No per-token rate limit (the emulator then advertises no budget and the simulator
+    // does not pace): 20 conversations start within a fraction of a second.
+    let emulator = Emulator::start(EmulatorOptions {
+        rate_limit_per_minute: 0,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut options = SimulatorOptions::new(
+        &emulator.base_url(),
+        emulator.client_id(),
+        emulator.client_secret(),
+    );
+    options.scenario = Scenario::from_toml(FAST).unwrap();
+    options.conversations = 20;
+    options.concurrency = 20;
+    options.rate_per_second = Some(100.0);
+    options.seed = 7;
+    // Generous: a loaded 2-core machine may run the emulator's ticks late.
+    options.conversation_slack = Duration::from_secs(60);
+    options.sla = SlaThresholds {
+        delivery_ms: Some(50),
+        read_ms: Some(150),
+    };
+    let simulator = Simulator::new(options);
+    let (plan, planned) = simulator.plan().unwrap();
+    // The seed is chosen so that the run covers every shape of the scenario.
+    let shapes: HashSet<&str> = plan
+        .conversations
+        .iter()
+        .map(|c| c.shape.as_str())
+        .collect();
+    assert_eq!(shapes.len(), 5, "{shapes:?}");
+
+    let report = simulator.run().await.unwrap();
+    assert_eq!(report.conversations_failed, 0, "{report}");
+    assert_eq!(report.error_count, 0, "{report}");
+    assert_eq!(report.conversations_completed, 20, "{report}");
+    assert_eq!(report.unplanned_agent_messages, 0, "{report}");
+    assert_eq!(report.expected_sla_breaches, planned.totals.sla_breaches);
+    assert!(report.expected_sla_breaches > 0);
+    assert_eq!(report.receipts_sent, planned.totals.receipts, "{report}");
+    assert_eq!(
+        report.agent_messages_seen + report.agentless_messages_sent,
+        planned.totals.outbound_messages
+    );
+    assert_eq!(
+        report.customer_messages_sent,
+        planned.totals.customer_messages
+    );
+
+    assert_matches_truth(&report, &emulator.base_url()).await;
+    emulator.stop().await;
+}
+
+/// Issue 8: at the emulator's real default budget (300 requests per minute per token, as
+/// Genesys), 40 conversations at the simulator's defaults must all finish. The old design
+/// re-read every conversation every 100 ms with 10 in flight (~100 requests per second),
+/// ran into 429s within seconds, waited out `Retry-After` (up to a minute) and failed
+/// conversations on their deadline: with this seed, 7 of 40 after 61 s. Now agent replies and ends arrive on a notification
+/// channel, the REST calls are paced at the advertised budget (conversations start no
+/// faster than their requests fit in it), and waiting never counts against a deadline.
+#[actix_rt::test]
+async fn forty_conversations_finish_within_the_default_request_budget() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    assert_eq!(EmulatorOptions::default().rate_limit_per_minute, 300);
+    let mut options = SimulatorOptions::new(
+        &emulator.base_url(),
+        emulator.client_id(),
+        emulator.client_secret(),
+    );
+    // The built-in scenario, 40 conversations, seed 8: the old design failed 7 of them.
+    options.conversations = 40;
+    options.seed = 8;
+    let simulator = Simulator::new(options);
+    let (_, planned) = simulator.plan().unwrap();
+
+    let report = simulator.run().await.unwrap();
+    assert_eq!(report.conversations_completed, 40, "{report}");
+    assert_eq!(report.conversations_failed, 0, "{report}");
+    assert_eq!(report.error_count, 0, "{report}");
+    assert_eq!(report.budget_per_minute, Some(300), "{report}");
+    // The budget was never overrun: 40 conversations of this scenario need ~120
+    // requests, well inside one minute's 300, and pacing leaves no room for a 429.
+    assert_eq!(report.rate_limited, 0, "{report}");
+    let start_rate = report.start_rate_per_second.unwrap();
+    assert!(
+        start_rate < 10.0,
+        "the default 10/s start rate was not capped: {report}"
+    );
+    assert_eq!(report.receipts_sent, planned.totals.receipts, "{report}");
+    assert_eq!(
+        report.customer_messages_sent,
+        planned.totals.customer_messages
+    );
+    assert_eq!(
+        report.agent_messages_seen + report.agentless_messages_sent,
+        planned.totals.outbound_messages
+    );
+    // Far fewer requests than messages, receipts and re-reads would be: no polling.
+    let sends_and_receipts =
+        planned.totals.customer_messages + report.agentless_messages_sent + planned.totals.receipts;
+    assert!(
+        report.requests <= sends_and_receipts + 2,
+        "{} requests for {sends_and_receipts} sends and receipts (+2 channel calls): {report}",
+        report.requests
+    );
+    assert_matches_truth(&report, &emulator.base_url()).await;
     emulator.stop().await;
 }
 

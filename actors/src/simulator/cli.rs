@@ -1,17 +1,20 @@
-//! `convoy simulate`: flags, the start notice, the progress bar, the summary, and the
-//! expected-outcomes file.
+//! `convoy simulate`: flags, the start notice, the progress bar, the summary, the
+//! expected-outcomes file, and the exit code: 0 when every conversation played as planned
+//! and no error was reported, 1 when the run reported errors or could not run, 2 when the
+//! command line or the scenario is invalid (the README's exit-code table).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use convoy::config::Secret;
 use convoy::duration::parse_duration;
 use convoy::emulator::platform::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use convoy::simulator::{Scenario, SlaThresholds};
 
-use super::{Simulator, SimulatorOptions, Target};
+use super::{SimulationReport, Simulator, SimulatorOptions, Target};
 
 /// Drive simulated conversations through the emulator (both sides) or a real org (customer
 /// side, agentless sends and receipts only).
@@ -33,10 +36,11 @@ pub struct SimulateArgs {
     /// Conversations to run.
     #[arg(long, default_value_t = 20)]
     pub conversations: usize,
-    /// Conversations in flight at once.
+    /// Conversations in flight at once (at least 1).
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
-    /// Conversations started per second (0: as fast as concurrency allows).
+    /// Conversations started per second (0: as fast as concurrency allows); capped so the
+    /// planned requests fit in the server's advertised request budget.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
     /// Seed of the plan: same seed, same conversations.
@@ -54,6 +58,11 @@ pub struct SimulateArgs {
     /// Open-messaging integration id (required with --target genesys).
     #[arg(long)]
     pub integration_id: Option<String>,
+    /// Queue whose conversations are followed on a notification channel (repeatable;
+    /// required with --target genesys: the queues the integration routes to; the
+    /// emulator's queues are followed anyway).
+    #[arg(long = "queue", value_name = "QUEUE_ID")]
+    pub queues: Vec<String>,
     /// `fromAddress` of agentless sends (default: the integration id).
     #[arg(long)]
     pub from_address: Option<String>,
@@ -63,11 +72,10 @@ pub struct SimulateArgs {
     /// Read SLA (from the send) the expected breaches are computed for, e.g. 5m.
     #[arg(long, value_parser = parse_duration)]
     pub sla_read: Option<Duration>,
-    /// How often a conversation is read while waiting for agent replies
-    /// (default: 100ms against the emulator, 2s against Genesys, whose rate limit is
-    /// 300 requests per minute per token).
-    #[arg(long, value_parser = parse_duration)]
-    pub poll_interval: Option<Duration>,
+    /// How often a waiting conversation is re-read over REST while the notification
+    /// socket is down (agent replies and ends otherwise arrive on the socket).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub poll_interval: Duration,
     /// Retries per REST call (429, 5xx, connection failures).
     #[arg(long, default_value_t = 5)]
     pub max_retries: u32,
@@ -80,8 +88,27 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Why `convoy simulate` did not succeed, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1: the run failed or reported errors; 2: invalid command line or scenario.
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    fn invalid(error: anyhow::Error) -> Failure {
+        Failure { code: 2, error }
+    }
+
+    fn failed(error: anyhow::Error) -> Failure {
+        Failure { code: 1, error }
+    }
+}
+
 impl SimulateArgs {
-    /// The run's options (reads the scenario file).
+    /// The run's options (reads the scenario file). Every error is the caller's: a missing
+    /// or invalid scenario, missing credentials, options that make no sense.
     pub fn options(&self) -> anyhow::Result<SimulatorOptions> {
         let scenario = match &self.scenario {
             Some(path) => {
@@ -115,23 +142,33 @@ impl SimulateArgs {
             read_ms: self.sla_read.map(millis),
         };
         options.integration_id = self.integration_id.clone();
+        options.queues = self.queues.clone();
         options.from_address = self.from_address.clone();
-        options.poll_interval = self.poll_interval.unwrap_or(match self.target {
-            Target::Emulator => Duration::from_millis(100),
-            Target::Genesys => Duration::from_secs(2),
-        });
+        options.poll_interval = self.poll_interval;
         options.max_retries = self.max_retries;
         options.progress = std::io::stderr().is_terminal();
+        options.validate()?;
         Ok(options)
     }
 }
 
+/// `convoy simulate` as a process: runs [`run`] on an actix System, prints the error, and
+/// returns the exit code.
+pub fn main(args: SimulateArgs) -> ExitCode {
+    let outcome = match actix_rt::System::new().block_on(run(args)) {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(failure) => failure,
+    };
+    eprintln!("convoy: {:#}", outcome.error);
+    ExitCode::from(outcome.code)
+}
+
 /// Runs the simulation: notice on stderr (Genesys), progress bar on stderr (terminal
-/// only), summary on stdout, expected outcomes to `--expect-out`. Fails when a
-/// conversation failed, after printing the summary.
-pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+/// only), summary on stdout, expected outcomes to `--expect-out`. Fails, after printing
+/// the summary, when a conversation failed or any error was reported.
+pub async fn run(args: SimulateArgs) -> Result<(), Failure> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = args.options()?;
+    let options = args.options().map_err(Failure::invalid)?;
     if options.target == Target::Genesys {
         eprintln!(
             "simulate: target is a real Genesys Cloud org; playing only what its API allows: \
@@ -142,25 +179,43 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         );
     }
     let simulator = Simulator::new(options);
-    let report = simulator.run().await?;
+    let report = match simulator.run().await {
+        Ok(report) => report,
+        Err(error) if error.is_invalid_options() => return Err(Failure::invalid(error.into())),
+        Err(error) => return Err(Failure::failed(error.into())),
+    };
     if let Some(path) = &args.expect_out {
-        let json = serde_json::to_string_pretty(&report.expected)?;
+        let json = serde_json::to_string_pretty(&report.expected)
+            .map_err(|error| Failure::failed(error.into()))?;
         std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing expected outcomes to {}", path.display()))?;
+            .with_context(|| format!("writing expected outcomes to {}", path.display()))
+            .map_err(Failure::failed)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => return Err(Failure::failed(error.into())),
+        }
     } else {
         println!("{report}");
     }
-    if report.conversations_failed > 0 {
-        anyhow::bail!(
-            "{} of {} conversations failed",
-            report.conversations_failed,
-            report.conversations_planned
-        );
+    match reported_failure(&report) {
+        Some(error) => Err(Failure::failed(error)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// A run that reports any error failed, even when every conversation completed (an agent
+/// reply missing, a customer message that landed in a second conversation).
+fn reported_failure(report: &SimulationReport) -> Option<anyhow::Error> {
+    (report.conversations_failed > 0 || report.error_count > 0).then(|| {
+        anyhow!(
+            "{} of {} conversations failed, {} errors reported",
+            report.conversations_failed,
+            report.conversations_planned,
+            report.error_count
+        )
+    })
 }
 
 #[cfg(test)]
@@ -189,11 +244,11 @@ mod tests {
         assert_eq!(options.client_id, DEFAULT_CLIENT_ID);
         assert_eq!(options.target, Target::Emulator);
         assert_eq!(options.sla.delivery_ms, Some(30_000));
-        assert_eq!(options.poll_interval, Duration::from_millis(100));
+        assert_eq!(options.poll_interval, Duration::from_secs(2));
     }
 
     #[test]
-    fn genesys_runs_need_credentials_and_poll_slowly() {
+    fn genesys_runs_need_credentials_an_integration_and_queues() {
         let args = parse(&["--base-url", "https://api.example", "--target", "genesys"]).unwrap();
         assert!(args.options().is_err());
         let args = parse(&[
@@ -209,11 +264,79 @@ mod tests {
             "0",
         ])
         .unwrap();
+        let error = format!("{:#}", args.options().unwrap_err());
+        assert!(error.contains("--integration-id"), "{error}");
+        let mut args = args;
+        args.integration_id = Some("integration".to_owned());
+        let error = format!("{:#}", args.options().unwrap_err());
+        assert!(error.contains("--queue"), "{error}");
+        args.queues = vec!["queue".to_owned()];
         assert!(!format!("{args:?}").contains("s3cret"));
         let options = args.options().unwrap();
-        assert_eq!(options.poll_interval, Duration::from_secs(2));
+        assert_eq!(options.queues, ["queue"]);
         assert_eq!(options.rate_per_second, None);
         assert!(!format!("{options:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_base_url_must_be_an_http_url() {
+        for bad in ["notaurl", "ftp://example.com", "http://", "http://x/?q=1"] {
+            let error = format!(
+                "{:#}",
+                parse(&["--base-url", bad]).unwrap().options().unwrap_err()
+            );
+            assert!(error.contains("not an http(s) URL"), "{bad}: {error}");
+        }
+        assert!(parse(&["--base-url", "https://api.mypurecloud.ie/"])
+            .unwrap()
+            .options()
+            .is_ok());
+    }
+
+    #[test]
+    fn concurrency_zero_is_refused() {
+        let args = parse(&["--base-url", "http://x", "--concurrency", "0"]).unwrap();
+        let error = format!("{:#}", args.options().unwrap_err());
+        assert!(error.contains("concurrency"), "{error}");
+    }
+
+    #[test]
+    fn a_run_that_reports_an_error_fails_even_when_every_conversation_completed() {
+        let (_, expected) = Simulator::new(SimulatorOptions::new("http://x", "id", "s"))
+            .plan()
+            .unwrap();
+        let mut report = SimulationReport {
+            target: Target::Emulator,
+            conversations_planned: 20,
+            conversations_started: 20,
+            conversations_completed: 20,
+            conversations_failed: 0,
+            customer_messages_sent: 0,
+            agentless_messages_sent: 0,
+            agent_messages_seen: 0,
+            unplanned_agent_messages: 0,
+            receipts_sent: 0,
+            receipts_withheld: 0,
+            receipts_failed: 0,
+            expected_sla_breaches: 0,
+            retries: 0,
+            tokens_fetched: 1,
+            requests: 0,
+            rate_limited: 0,
+            budget_per_minute: Some(300),
+            start_rate_per_second: Some(1.0),
+            error_count: 0,
+            errors: Vec::new(),
+            elapsed_ms: 0,
+            expected,
+        };
+        assert!(reported_failure(&report).is_none());
+        report.error_count = 1;
+        let error = reported_failure(&report).unwrap().to_string();
+        assert!(error.contains("1 errors reported"), "{error}");
+        report.error_count = 0;
+        report.conversations_failed = 1;
+        assert!(reported_failure(&report).is_some());
     }
 
     #[test]

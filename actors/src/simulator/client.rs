@@ -1,13 +1,27 @@
 //! The simulator's REST client: one awc client, one cached client-credentials token
-//! (fetched once, refreshed once per call on a 401), `Retry-After` honoured on 429, and
-//! bounded exponential backoff on 5xx and connection failures. Not `Send` (awc): it lives
-//! on the thread that runs the simulation.
+//! (fetched once, refreshed once per call on a 401), every request paced through one token
+//! bucket at the budget the server advertises, `Retry-After` honoured on 429, and bounded
+//! exponential backoff on 5xx and connection failures. Not `Send` (awc): it lives on the
+//! thread that runs the simulation.
+//!
+//! Pacing: Genesys allows a token 300 requests per minute by default and says so on every
+//! answer (`inin-ratelimit-allowed/-count/-reset`). The bucket starts at that default, takes
+//! the budget from the first answer that advertises one, and pauses every caller when the
+//! server's window is used up or a 429 arrives (the arithmetic is `convoy::ratelimit`, the
+//! daemon's own). A server whose first successful answer advertises no budget (`convoy
+//! emulate --rate-limit 0`) is not paced, and a 429 from it (an injected fault) delays only
+//! the request it answered. Receipts are background work: they leave a
+//! reserve of the burst to customer messages and agentless sends, whose timing matters
+//! more (a customer message sent after the agent has left opens a new conversation).
 
-use std::cell::Cell;
-use std::time::Duration;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
+use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use awc::error::SendRequestError;
+use convoy::ratelimit::TokenBucket;
+use convoy::retry::parse_delta_seconds;
 
 use crate::genesys::oauth::{request_token, AccessToken, TokenEndpoint, TokenError};
 use crate::retry_schedule::RetrySchedule;
@@ -16,6 +30,70 @@ use crate::retry_schedule::RetrySchedule;
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Longest `Retry-After` honoured as given; longer waits are capped (a run must end).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Genesys' default budget per token, used until the server advertises its own.
+pub const DEFAULT_BUDGET_PER_MINUTE: u32 = 300;
+
+/// Whether a request may use the whole burst or must leave a reserve to live traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Customer messages, agentless sends, channel set-up, re-reads.
+    Live,
+    /// Receipts.
+    Background,
+}
+
+/// The request budget as far as the server has told it.
+struct Pacer {
+    bucket: TokenBucket,
+    /// Requests per minute being paced at; `None`: the server advertises no budget.
+    budget: Option<u32>,
+    /// A successful answer has been seen, so an absent budget means "unlimited".
+    learned: bool,
+}
+
+impl Pacer {
+    fn new(per_minute: u32) -> Pacer {
+        Pacer {
+            bucket: TokenBucket::new(per_minute, (per_minute / 5).max(1)),
+            budget: Some(per_minute),
+            learned: false,
+        }
+    }
+
+    /// A bucket that never runs dry: kept so that a 429 still pauses every caller.
+    fn unlimited() -> TokenBucket {
+        TokenBucket::new(u32::MAX, u32::MAX)
+    }
+
+    /// Reads the `inin-ratelimit-*` headers of one answer.
+    fn observe(&mut self, headers: &HeaderMap, success: bool, now: Duration) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u32>().ok())
+        };
+        let allowed = number("inin-ratelimit-allowed").filter(|allowed| *allowed > 0);
+        let count = number("inin-ratelimit-count");
+        let reset = headers
+            .get("inin-ratelimit-reset")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_delta_seconds);
+        match allowed {
+            Some(allowed) if self.budget != Some(allowed) => {
+                self.bucket = TokenBucket::new(allowed, (allowed / 5).max(1));
+                self.budget = Some(allowed);
+            }
+            None if success && !self.learned => {
+                self.bucket = Pacer::unlimited();
+                self.budget = None;
+            }
+            _ => {}
+        }
+        self.learned |= success || allowed.is_some();
+        self.bucket.observe_headers(count, allowed, reset, now);
+    }
+}
 
 /// Why a call failed after its retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +129,9 @@ pub enum CallError {
 enum Attempt {
     Done(serde_json::Value),
     Unauthorized,
-    RetryAfter(Duration),
+    /// A 429. With an advertised budget the bucket is paused already; without one, only
+    /// this request waits, this long.
+    RateLimited(Duration),
     Retry(CallError),
     Fail(CallError),
 }
@@ -65,8 +145,13 @@ pub struct ApiClient {
     /// refresh it once, not once each.
     token: tokio::sync::Mutex<(u64, Option<AccessToken>)>,
     max_retries: u32,
+    /// Origin of the bucket's monotonic time.
+    origin: Instant,
+    pacer: RefCell<Pacer>,
     retries: Cell<usize>,
     tokens_fetched: Cell<usize>,
+    requests: Cell<usize>,
+    rate_limited: Cell<usize>,
 }
 
 impl ApiClient {
@@ -80,8 +165,12 @@ impl ApiClient {
             endpoint,
             token: tokio::sync::Mutex::new((0, None)),
             max_retries,
+            origin: Instant::now(),
+            pacer: RefCell::new(Pacer::new(DEFAULT_BUDGET_PER_MINUTE)),
             retries: Cell::new(0),
             tokens_fetched: Cell::new(0),
+            requests: Cell::new(0),
+            rate_limited: Cell::new(0),
         }
     }
 
@@ -93,6 +182,46 @@ impl ApiClient {
     /// Tokens requested so far.
     pub fn tokens_fetched(&self) -> usize {
         self.tokens_fetched.get()
+    }
+
+    /// API requests sent so far (retries included, token requests not).
+    pub fn requests(&self) -> usize {
+        self.requests.get()
+    }
+
+    /// 429 answers so far.
+    pub fn rate_limited(&self) -> usize {
+        self.rate_limited.get()
+    }
+
+    /// The budget requests are paced at: the server's advertised one once known, Genesys'
+    /// default before; `None` when the server advertises none.
+    pub fn budget_per_minute(&self) -> Option<u32> {
+        self.pacer.borrow().budget
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Waits until the bucket grants a request.
+    async fn acquire(&self, priority: Priority) {
+        loop {
+            let now = self.now();
+            let verdict = {
+                let mut pacer = self.pacer.borrow_mut();
+                match priority {
+                    Priority::Live => pacer.bucket.try_acquire(now),
+                    Priority::Background => pacer.bucket.try_acquire_low_priority(now),
+                }
+            };
+            match verdict {
+                Ok(()) => return,
+                Err(wait) => {
+                    actix_web::rt::time::sleep(wait.0.max(Duration::from_millis(5))).await;
+                }
+            }
+        }
     }
 
     /// The current token with its generation; fetches one when there is none (or when the
@@ -129,26 +258,29 @@ impl ApiClient {
         self.token(None).await.map(|_| ())
     }
 
-    pub async fn get(&self, path: &str) -> Result<serde_json::Value, CallError> {
-        self.call(Method::GET, path, None).await
+    /// A POST without a body (`POST /api/v2/notifications/channels`).
+    pub async fn post_empty(&self, path: &str) -> Result<serde_json::Value, CallError> {
+        self.call(Method::POST, path, None, Priority::Live).await
     }
 
-    pub async fn post(
+    pub async fn put(
         &self,
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
-        self.call(Method::POST, path, Some(body)).await
+        self.call(Method::PUT, path, Some(body), Priority::Live)
+            .await
     }
 
-    /// A GET without a token (the emulator's control API).
+    /// A GET without a token (the emulator's control API), not paced: it is no Genesys
+    /// API and counts against no budget.
     pub async fn get_unauthenticated(&self, path: &str) -> Result<serde_json::Value, CallError> {
         let url = format!("{}{path}", self.api_base);
         let request = self.http.get(url);
-        match self.attempt(request, "GET", path, None, true).await {
+        match self.attempt(request, "GET", path, None, true, false).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Retry(error) | Attempt::Fail(error) => Err(error),
-            Attempt::Unauthorized | Attempt::RetryAfter(_) => Err(CallError::Status {
+            Attempt::Unauthorized | Attempt::RateLimited(_) => Err(CallError::Status {
                 method: "GET".to_owned(),
                 path: path.to_owned(),
                 status: 401,
@@ -157,23 +289,29 @@ impl ApiClient {
         }
     }
 
-    /// One call with the whole retry policy: 401 → new token, once; 429 → wait
-    /// `Retry-After`; 5xx and connection failures → backoff; all bounded by `max_retries`.
-    /// A POST is retried after a transport failure only when the connection was never
-    /// made, so a request the server may have handled is not sent twice. (A 5xx answer is
-    /// retried for every method, as API.md §8 advises for 429/503/504; a simulated
-    /// customer message sent twice is a smaller harm than a run that gives up.)
+    /// One call with the whole policy: paced by the bucket; 401 → new token, once; 429 →
+    /// every caller pauses (`Retry-After`, else `inin-ratelimit-reset`, else a backoff;
+    /// only this request when the server advertises no budget);
+    /// 5xx and connection failures → backoff; all bounded by `max_retries`. A POST is
+    /// retried after a transport failure only when the connection was never made, so a
+    /// request the server may have handled is not sent twice. (A 5xx answer is retried for
+    /// every method, as Genesys advises for 429/503/504; a simulated customer message sent
+    /// twice is a smaller harm than a run that gives up.)
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        priority: Priority,
     ) -> Result<serde_json::Value, CallError> {
         let mut schedule = RetrySchedule::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut refused = None;
         let mut refreshed = false;
         let mut attempts = 0u32;
         loop {
+            // The budget first, then the token: a token taken before a long wait may have
+            // expired by the time the request goes out.
+            self.acquire(priority).await;
             let (generation, token) = self.token(refused).await?;
             let url = format!("{}{path}", self.api_base);
             let request = self
@@ -181,8 +319,9 @@ impl ApiClient {
                 .request(method.clone(), url)
                 .insert_header(("Authorization", token.bearer_header()));
             let idempotent = method == Method::GET;
+            self.requests.set(self.requests.get() + 1);
             let outcome = self
-                .attempt(request, method.as_str(), path, body, idempotent)
+                .attempt(request, method.as_str(), path, body, idempotent, true)
                 .await;
             let last_chance = attempts >= self.max_retries;
             match outcome {
@@ -201,7 +340,7 @@ impl ApiClient {
                         body: "the token was refused again after a refresh".to_owned(),
                     })
                 }
-                Attempt::RetryAfter(wait) if !last_chance => {
+                Attempt::RateLimited(wait) if !last_chance => {
                     attempts += 1;
                     self.retries.set(self.retries.get() + 1);
                     actix_web::rt::time::sleep(wait).await;
@@ -211,7 +350,7 @@ impl ApiClient {
                     self.retries.set(self.retries.get() + 1);
                     actix_web::rt::time::sleep(schedule.next_delay()).await;
                 }
-                Attempt::RetryAfter(_) => {
+                Attempt::RateLimited(_) => {
                     return Err(CallError::Status {
                         method: method.to_string(),
                         path: path.to_owned(),
@@ -231,6 +370,7 @@ impl ApiClient {
         path: &str,
         body: Option<&serde_json::Value>,
         idempotent: bool,
+        paced: bool,
     ) -> Attempt {
         let sent = match body {
             Some(body) => request.send_json(body).await,
@@ -261,12 +401,35 @@ impl ApiClient {
             }
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("Retry-After")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        let now = self.now();
+        if paced {
+            self.pacer
+                .borrow_mut()
+                .observe(response.headers(), status.is_success(), now);
+        }
+        let mut own_wait = Duration::ZERO;
+        if paced && status == StatusCode::TOO_MANY_REQUESTS {
+            self.rate_limited.set(self.rate_limited.get() + 1);
+            let header_secs = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(parse_delta_seconds)
+                    .map(|wait| wait.min(MAX_RETRY_AFTER))
+            };
+            let retry_after = header_secs("Retry-After");
+            let reset = header_secs("inin-ratelimit-reset");
+            let mut pacer = self.pacer.borrow_mut();
+            if pacer.budget.is_some() {
+                // The token's budget is spent: every caller waits, not just this one.
+                pacer.bucket.throttled(retry_after, reset, now);
+            } else {
+                // No budget advertised, so nothing shared to protect: only this request
+                // waits (Genesys advises a backoff from about 3 s without a header).
+                own_wait = retry_after.or(reset).unwrap_or(Duration::from_secs(3));
+            }
+        }
         let bytes = match response.body().limit(MAX_BODY_BYTES).await {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -279,6 +442,9 @@ impl ApiClient {
             }
         };
         if status.is_success() {
+            if paced {
+                self.pacer.borrow_mut().bucket.not_throttled();
+            }
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Attempt::Done(serde_json::Value::Null);
             }
@@ -299,10 +465,7 @@ impl ApiClient {
         };
         match status {
             StatusCode::UNAUTHORIZED => Attempt::Unauthorized,
-            StatusCode::TOO_MANY_REQUESTS => {
-                // API.md §7: Retry-After first, then a backoff starting around 3 s.
-                Attempt::RetryAfter(retry_after.unwrap_or(Duration::from_secs(3)))
-            }
+            StatusCode::TOO_MANY_REQUESTS => Attempt::RateLimited(own_wait),
             status if status.is_server_error() => Attempt::Retry(error),
             _ => Attempt::Fail(error),
         }
@@ -327,6 +490,7 @@ mod tests {
         tokens: AtomicUsize,
         flaky: AtomicUsize,
         broken: AtomicUsize,
+        limited: AtomicUsize,
     }
 
     fn bearer(req: &HttpRequest) -> String {
@@ -377,6 +541,19 @@ mod tests {
                     }),
                 )
                 .route(
+                    "/limited",
+                    web::get().to(|counts: web::Data<Counts>| async move {
+                        // A budget of 60 per minute, used up by the first request; the
+                        // window resets 1 s later.
+                        let n = counts.limited.fetch_add(1, Ordering::SeqCst) + 1;
+                        HttpResponse::Ok()
+                            .insert_header(("inin-ratelimit-allowed", "60"))
+                            .insert_header(("inin-ratelimit-count", if n == 1 { "60" } else { "1" }))
+                            .insert_header(("inin-ratelimit-reset", "1"))
+                            .json(serde_json::json!({ "n": n }))
+                    }),
+                )
+                .route(
                     "/broken",
                     web::post().to(|counts: web::Data<Counts>| async move {
                         counts.broken.fetch_add(1, Ordering::SeqCst);
@@ -393,6 +570,12 @@ mod tests {
         let handle = server.handle();
         actix_web::rt::spawn(server);
         (format!("http://{address}"), counts, handle)
+    }
+
+    impl ApiClient {
+        async fn get(&self, path: &str) -> Result<serde_json::Value, CallError> {
+            self.call(Method::GET, path, None, Priority::Live).await
+        }
     }
 
     fn client(base: &str, max_retries: u32) -> ApiClient {
@@ -429,6 +612,35 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn requests_are_paced_at_the_advertised_budget_and_wait_for_a_used_up_window() {
+        let (base, counts, handle) = fake_api().await;
+        let client = client(&base, 5);
+        assert_eq!(client.budget_per_minute(), Some(DEFAULT_BUDGET_PER_MINUTE));
+        client.get("/limited").await.unwrap();
+        assert_eq!(client.budget_per_minute(), Some(60));
+        let started = Instant::now();
+        let answer = client.get("/limited").await.unwrap();
+        assert_eq!(answer["n"], 2);
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "the used-up window was not waited out"
+        );
+        assert_eq!(client.rate_limited(), 0, "pacing avoided the 429");
+        assert_eq!(client.requests(), 2);
+        assert_eq!(counts.limited.load(Ordering::SeqCst), 2);
+        handle.stop(false).await;
+    }
+
+    #[actix_rt::test]
+    async fn a_server_that_advertises_no_budget_is_not_paced() {
+        let (base, _counts, handle) = fake_api().await;
+        let client = client(&base, 5);
+        client.get("/fresh").await.unwrap();
+        assert_eq!(client.budget_per_minute(), None);
+        handle.stop(false).await;
+    }
+
+    #[actix_rt::test]
     async fn a_refused_token_is_refreshed_once() {
         let (base, counts, handle) = fake_api().await;
         let client = client(&base, 5);
@@ -445,7 +657,12 @@ mod tests {
         let (base, counts, handle) = fake_api().await;
         let client = client(&base, 2);
         let error = client
-            .post("/broken", &serde_json::json!({}))
+            .call(
+                Method::POST,
+                "/broken",
+                Some(&serde_json::json!({})),
+                Priority::Live,
+            )
             .await
             .unwrap_err();
         assert!(

@@ -1,11 +1,19 @@
 //! Plays one planned conversation over the real REST paths: the customer's open-messaging
 //! messages, the agentless sends, and the receipts of every outbound message on the plan's
-//! schedule. Agent replies are learned by reading the conversation
-//! (`GET /api/v2/conversations/messages/{id}`), which is also how the end is seen.
+//! schedule. Agent replies and the end are learned from the notification [`Feed`]; the
+//! conversation is read over REST (`GET /api/v2/conversations/messages/{id}`) only after
+//! the socket reconnected (events may have been lost) or while it is down.
+//!
+//! Deadlines count plan time only: a conversation has its planned length plus the slack,
+//! counted from its first accepted message (the emulator's agents start their timers
+//! then), plus every moment its own REST calls took — waiting on the request budget or a
+//! `Retry-After` included — since those delay the conversation without anything being
+//! wrong with it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::rt::time::{sleep_until, Instant};
 use convoy::simulator::expect::{ExpectedConversation, MessageDirection};
 use convoy::simulator::plan::{
@@ -13,17 +21,40 @@ use convoy::simulator::plan::{
 };
 use serde_json::{json, Value};
 
-use super::client::{ApiClient, CallError};
+use super::client::{ApiClient, CallError, Priority};
+use super::follow::Feed;
 use super::Target;
 
 /// What the driver needs besides the plan.
 pub(super) struct DriveContext<'a> {
     pub client: &'a ApiClient,
+    pub feed: &'a Feed,
     pub target: Target,
     pub seed: u64,
+    /// How often a waiting conversation is re-read while the notification socket is down.
     pub poll_interval: Duration,
     /// Added to the plan's own duration before a conversation is declared stuck.
     pub slack: Duration,
+}
+
+/// Time spent in one conversation's REST calls: it moves the deadline.
+#[derive(Debug, Default)]
+struct RestTime(Duration);
+
+impl RestTime {
+    async fn call(
+        &mut self,
+        ctx: &DriveContext<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        priority: Priority,
+    ) -> Result<Value, CallError> {
+        let started = Instant::now();
+        let result = ctx.client.call(method, path, body, priority).await;
+        self.0 += started.elapsed();
+        result
+    }
 }
 
 /// Where one conversation's customer lives.
@@ -101,6 +132,7 @@ async fn post_due_receipts(
     customer_id: &str,
     pending: &mut Vec<DueReceipt>,
     tally: &mut DriveTally,
+    rest: &mut RestTime,
 ) -> Result<(), DriveError> {
     let now = Instant::now();
     let (due, waiting): (Vec<DueReceipt>, Vec<DueReceipt>) =
@@ -123,8 +155,7 @@ async fn post_due_receipts(
             "/api/v2/conversations/messages/{}/inbound/open/receipt",
             channel.integration_id
         );
-        ctx.client
-            .post(&path, &body)
+        rest.call(ctx, Method::POST, &path, Some(&body), Priority::Background)
             .await
             .map_err(|source| DriveError::Call { index, source })?;
         tally.receipts_sent += 1;
@@ -168,45 +199,9 @@ fn customer_body(
     body
 }
 
-/// The outbound (agent) message ids of a message-conversation body, in message-time order,
-/// and whether every participant has left.
-fn read_conversation(body: &Value) -> (Vec<String>, bool) {
-    let participants = body["participants"].as_array().cloned().unwrap_or_default();
-    let mut outbound: Vec<(String, String)> = Vec::new();
-    let mut ended = !participants.is_empty();
-    for participant in &participants {
-        let state = participant["state"].as_str().unwrap_or_default();
-        let left = matches!(state, "disconnected" | "terminated")
-            || participant["endTime"]
-                .as_str()
-                .is_some_and(|t| !t.is_empty());
-        ended &= left;
-        if participant["purpose"].as_str() != Some("agent") {
-            continue;
-        }
-        for message in participant["messages"].as_array().into_iter().flatten() {
-            if let Some(id) = message["messageId"].as_str() {
-                let time = message["messageTime"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                outbound.push((time, id.to_owned()));
-            }
-        }
-    }
-    // ISO-8601 UTC times of one format sort as text; the sort is stable for equal times.
-    outbound.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut seen = HashSet::new();
-    let ids = outbound
-        .into_iter()
-        .filter_map(|(_, id)| seen.insert(id.clone()).then_some(id))
-        .collect();
-    (ids, ended)
-}
-
-/// Plays an inbound conversation: customer messages, then watches for agent replies and
-/// answers each with its planned receipts, until everyone has left and every receipt is
-/// posted.
+/// Plays an inbound conversation: customer messages, then watches the feed for agent
+/// replies and answers each with its planned receipts, until everyone has left and every
+/// receipt is posted.
 pub(super) async fn drive_inbound(
     ctx: &DriveContext<'_>,
     planned: &PlannedConversation,
@@ -216,8 +211,11 @@ pub(super) async fn drive_inbound(
     tally: &mut DriveTally,
 ) -> Result<(), DriveError> {
     let index = planned.index;
-    let start = Instant::now();
-    let deadline = start + Duration::from_millis(planned.script.duration_ms()) + ctx.slack;
+    let mut rest = RestTime::default();
+    // The feed generation this conversation is up to date with: taken before the first
+    // message, so a reconnect at any moment after it (events possibly lost) forces a
+    // re-read.
+    let mut generation = ctx.feed.generation();
     // The synthetic-agent hooks only make sense against the emulator; a real org would
     // ignore them, but the simulator does not send what the real API does not define.
     let metadata = match ctx.target {
@@ -229,6 +227,9 @@ pub(super) async fn drive_inbound(
         channel.integration_id
     );
     let mut conversation_id: Option<String> = None;
+    // When the first message was accepted, and the REST time spent before it (which the
+    // deadline does not count: it starts then).
+    let mut first_accepted: Option<(Instant, Duration)> = None;
     let inbound_slots: Vec<usize> = expected
         .messages
         .iter()
@@ -236,14 +237,24 @@ pub(super) async fn drive_inbound(
         .filter(|(_, m)| m.direction == MessageDirection::Inbound)
         .map(|(position, _)| position)
         .collect();
+    let first_at_ms = script
+        .customer_messages
+        .first()
+        .map_or(0, |message| message.at_ms);
     for (sequence, message) in script.customer_messages.iter().enumerate() {
-        sleep_until(after(start, message.at_ms)).await;
+        // Later messages keep their planned gap to the first one as the emulator saw it,
+        // however long the first one waited for the request budget.
+        if let Some((accepted, _)) = first_accepted {
+            sleep_until(after(accepted, message.at_ms.saturating_sub(first_at_ms))).await;
+        }
         let body = customer_body(ctx, planned, sequence, message, &metadata);
-        let answer = ctx
-            .client
-            .post(&path, &body)
+        let answer = rest
+            .call(ctx, Method::POST, &path, Some(&body), Priority::Live)
             .await
             .map_err(|source| DriveError::Call { index, source })?;
+        if first_accepted.is_none() {
+            first_accepted = Some((Instant::now(), rest.0));
+        }
         tally.started = true;
         tally.customer_messages += 1;
         let id = answer["conversationId"].as_str().map(str::to_owned);
@@ -261,7 +272,8 @@ pub(super) async fn drive_inbound(
             _ => {}
         }
     }
-    let Some(conversation_id) = conversation_id else {
+    let (Some(conversation_id), Some((accepted, rest_before))) = (conversation_id, first_accepted)
+    else {
         return Err(DriveError::Unexpected {
             index,
             what:
@@ -270,6 +282,9 @@ pub(super) async fn drive_inbound(
         });
     };
     expected.conversation_id = Some(conversation_id.clone());
+    let planned_length =
+        Duration::from_millis(planned.script.duration_ms().saturating_sub(first_at_ms)) + ctx.slack;
+    let deadline = |rest: &RestTime| accepted + planned_length + rest.0.saturating_sub(rest_before);
 
     let outbound_slots: Vec<usize> = expected
         .messages
@@ -281,82 +296,109 @@ pub(super) async fn drive_inbound(
     let mut known: Vec<String> = Vec::new();
     let mut pending: Vec<DueReceipt> = Vec::new();
     let mut ended = false;
-    let mut next_poll = Instant::now();
+    let mut next_poll = Instant::now() + ctx.poll_interval;
     let conversation_path = format!("/api/v2/conversations/messages/{conversation_id}");
-    loop {
-        post_due_receipts(
+    let outcome = loop {
+        if let Err(error) = post_due_receipts(
             ctx,
             index,
             channel,
             &planned.customer_id,
             &mut pending,
             tally,
+            &mut rest,
         )
-        .await?;
-        if ended && pending.is_empty() {
-            break;
+        .await
+        {
+            break Err(error);
         }
-        if Instant::now() >= deadline {
-            return Err(DriveError::Unexpected {
-                index,
-                what: format!(
-                    "not finished by its deadline: ended={ended}, agent replies seen {} of {}, receipts pending {}",
-                    known.len(),
-                    script.routing.agent_replies,
-                    pending.len()
-                ),
-            });
-        }
-        if !ended && Instant::now() >= next_poll {
-            let body = ctx
-                .client
-                .get(&conversation_path)
-                .await
-                .map_err(|source| DriveError::Call { index, source })?;
-            let seen_at = Instant::now();
-            let (outbound, now_ended) = read_conversation(&body);
-            for id in outbound {
-                if known.contains(&id) {
-                    continue;
-                }
-                let sequence = known.len();
-                known.push(id.clone());
-                tally.agent_messages_seen += 1;
-                match script.receipts.get(sequence) {
-                    Some(plan) => {
-                        schedule(&mut pending, seen_at, &id, plan);
-                        if let Some(slot) = outbound_slots.get(sequence) {
-                            expected.messages[*slot].message_id = Some(id.clone());
-                            expected.messages[*slot].conversation_id =
-                                Some(conversation_id.clone());
-                        }
+        // Registered before the look, so a change between the look and the wait wakes it.
+        let changed = ctx.feed.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let look = ctx.feed.look(&conversation_id, known.len());
+        for (id, seen_at) in look.new_agent_messages {
+            let sequence = known.len();
+            known.push(id.clone());
+            tally.agent_messages_seen += 1;
+            match script.receipts.get(sequence) {
+                Some(plan) => {
+                    schedule(&mut pending, seen_at, &id, plan);
+                    if let Some(slot) = outbound_slots.get(sequence) {
+                        expected.messages[*slot].message_id = Some(id.clone());
+                        expected.messages[*slot].conversation_id = Some(conversation_id.clone());
                     }
-                    None => tally.unplanned_agent_messages += 1,
                 }
+                None => tally.unplanned_agent_messages += 1,
             }
-            ended = now_ended;
-            if ended && known.len() < script.receipts.len() {
+        }
+        if look.ended && !ended {
+            ended = true;
+            if known.len() < script.receipts.len() {
                 tally.errors.push(format!(
                     "conversation {index} ({conversation_id}): ended with {} agent replies, {} planned",
                     known.len(),
                     script.receipts.len()
                 ));
             }
-            next_poll = Instant::now() + ctx.poll_interval;
         }
         if ended && pending.is_empty() {
-            break;
+            break Ok(());
+        }
+        let now = Instant::now();
+        // Events may have been lost while the socket was away: read the conversation once
+        // after a reconnect, and at the poll interval while it is down.
+        let stale = generation != look.generation || (!look.connected && now >= next_poll);
+        if !ended && stale {
+            match rest
+                .call(ctx, Method::GET, &conversation_path, None, Priority::Live)
+                .await
+            {
+                Ok(body) => {
+                    if let Err(error) = ctx.feed.apply_rest(body, Instant::now()) {
+                        break Err(DriveError::Unexpected {
+                            index,
+                            what: format!("reading {conversation_path}: {error}"),
+                        });
+                    }
+                }
+                Err(source) => break Err(DriveError::Call { index, source }),
+            }
+            generation = look.generation;
+            next_poll = Instant::now() + ctx.poll_interval;
+            continue;
+        }
+        let deadline = deadline(&rest);
+        if now >= deadline {
+            let hint = if look.snapshots == 0 {
+                " (no notification was seen for it: is its queue among the followed ones?)"
+            } else {
+                ""
+            };
+            break Err(DriveError::Unexpected {
+                index,
+                what: format!(
+                    "not finished by its deadline: ended={ended}, agent replies seen {} of {}, receipts pending {}{hint}",
+                    known.len(),
+                    script.routing.agent_replies,
+                    pending.len()
+                ),
+            });
         }
         let mut wake = deadline;
-        if !ended {
+        if !look.connected && !ended {
             wake = wake.min(next_poll);
         }
         if let Some(first) = pending.iter().map(|receipt| receipt.at).min() {
             wake = wake.min(first);
         }
-        sleep_until(wake).await;
-    }
-    Ok(())
+        tokio::select! {
+            () = &mut changed => {}
+            () = sleep_until(wake) => {}
+        }
+    };
+    ctx.feed.forget(&conversation_id);
+    outcome
 }
 
 /// Plays an agentless conversation: the sends on their schedule, each followed by its
@@ -370,8 +412,10 @@ pub(super) async fn drive_agentless(
     tally: &mut DriveTally,
 ) -> Result<(), DriveError> {
     let index = planned.index;
+    let mut rest = RestTime::default();
     let start = Instant::now();
     let mut pending: Vec<DueReceipt> = Vec::new();
+    let mut landed: Vec<String> = Vec::new();
     let outbound_slots: Vec<usize> = expected
         .messages
         .iter()
@@ -396,6 +440,7 @@ pub(super) async fn drive_agentless(
                 &planned.customer_id,
                 &mut pending,
                 tally,
+                &mut rest,
             )
             .await?;
         }
@@ -407,9 +452,14 @@ pub(super) async fn drive_agentless(
             "textBody": message.text,
             "useExistingActiveConversation": sequence > 0,
         });
-        let answer = ctx
-            .client
-            .post("/api/v2/conversations/messages/agentless", &body)
+        let answer = rest
+            .call(
+                ctx,
+                Method::POST,
+                "/api/v2/conversations/messages/agentless",
+                Some(&body),
+                Priority::Live,
+            )
             .await
             .map_err(|source| DriveError::Call { index, source })?;
         let sent_at = Instant::now();
@@ -419,6 +469,7 @@ pub(super) async fn drive_agentless(
         if expected.conversation_id.is_none() {
             expected.conversation_id = landed_in.clone();
         }
+        landed.extend(landed_in.clone());
         let Some(message_id) = answer["message"]["id"].as_str().map(str::to_owned) else {
             return Err(DriveError::Unexpected {
                 index,
@@ -440,46 +491,13 @@ pub(super) async fn drive_agentless(
             &planned.customer_id,
             &mut pending,
             tally,
+            &mut rest,
         )
         .await?;
     }
+    // Agentless conversations are published on their queue's topics too.
+    for id in &landed {
+        ctx.feed.forget(id);
+    }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_agent_messages_in_time_order_and_the_end() {
-        let body = json!({
-            "participants": [
-                { "purpose": "customer", "state": "disconnected",
-                  "messages": [{ "messageId": "in1", "messageTime": "2025-01-01T00:00:00.000Z" }] },
-                { "purpose": "agent", "state": "disconnected",
-                  "messages": [
-                    { "messageId": "out2", "messageTime": "2025-01-01T00:00:02.000Z" },
-                    { "messageId": "out1", "messageTime": "2025-01-01T00:00:01.000Z" }
-                  ] },
-                { "purpose": "agent", "state": "terminated",
-                  "messages": [{ "messageId": "out3", "messageTime": "2025-01-01T00:00:03.000Z" }] }
-            ]
-        });
-        let (ids, ended) = read_conversation(&body);
-        assert_eq!(ids, ["out1", "out2", "out3"]);
-        assert!(ended);
-    }
-
-    #[test]
-    fn a_connected_participant_means_not_ended() {
-        let body = json!({
-            "participants": [
-                { "purpose": "customer", "state": "connected" },
-                { "purpose": "agent", "state": "disconnected" }
-            ]
-        });
-        assert!(!read_conversation(&body).1);
-        assert!(!read_conversation(&json!({})).1);
-    }
 }

@@ -4,16 +4,26 @@
 //! Against the emulator it plays both sides: the customer through open messaging (the
 //! integration ids come from `GET /emulator/v1/org`), the agents through the emulator's
 //! synthetic agents, steered per conversation with the inbound `metadata` keys
-//! `convoy.sim.*`; it learns each agent reply by reading the conversation and answers it
-//! with the planned receipts. Against a real org it plays only what the API allows: the
-//! customer through one open-messaging integration, agentless sends, and receipts.
+//! `convoy.sim.*`; it learns each agent reply from a notification channel subscribed to
+//! the queues' conversation topics (one WebSocket, as the daemon does) and answers it with
+//! the planned receipts. Against a real org it plays only what the API allows: the
+//! customer through one open-messaging integration, agentless sends, and receipts; it
+//! follows the queues it is told (`--queue`).
+//!
+//! The run stays inside the token's request budget: every REST call goes through one token
+//! bucket at the budget the server advertises (`inin-ratelimit-allowed`, 300 per minute
+//! on Genesys by default), and conversations start no faster than their planned requests
+//! fit in it (`convoy::simulator::follow::paced_start_rate`). Time a conversation spends
+//! waiting for the budget never counts against its deadline.
 //!
 //! Per-conversation failures do not stop the run: they are counted and listed in the
-//! [`SimulationReport`]; only set-up failures (token, discovery, options) are errors.
+//! [`SimulationReport`]; only set-up failures (token, discovery, channel, options) are
+//! errors.
 
 pub mod cli;
 mod client;
 mod drive;
+mod follow;
 pub mod progress;
 
 use std::cell::RefCell;
@@ -23,6 +33,7 @@ use std::time::Duration;
 use actix_web::rt::time::{sleep_until, Instant};
 use convoy::config::Secret;
 use convoy::simulator::expect::ExpectedOutcomes;
+use convoy::simulator::follow::paced_start_rate;
 use convoy::simulator::plan::{Plan, PlanOptions, Script};
 use convoy::simulator::{Scenario, ScenarioError, SlaThresholds};
 use futures_util::StreamExt;
@@ -33,6 +44,8 @@ use crate::genesys::oauth::{TokenEndpoint, TokenError};
 use client::ApiClient;
 pub use client::CallError;
 use drive::{drive_agentless, drive_inbound, Channel, DriveContext, DriveTally};
+use follow::Feed;
+pub use follow::FollowError;
 
 /// How many error messages a report keeps (the count is always complete).
 const MAX_REPORTED_ERRORS: usize = 50;
@@ -62,6 +75,7 @@ pub struct SimulatorOptions {
     /// Conversations in flight at once (at least 1).
     pub concurrency: usize,
     /// Conversations started per second; `None` starts them as fast as concurrency allows.
+    /// A run caps either so the planned requests fit in the server's advertised budget.
     pub rate_per_second: Option<f64>,
     pub seed: u64,
     /// Thresholds the expected SLA breaches are computed for.
@@ -69,10 +83,15 @@ pub struct SimulatorOptions {
     /// Open-messaging integration; required with [`Target::Genesys`], optional with the
     /// emulator (default: the integrations of its queues, round robin).
     pub integration_id: Option<String>,
+    /// Queues whose conversation topics are followed; required with [`Target::Genesys`]
+    /// (the queues the integration's flow routes to); with the emulator, added to every
+    /// queue it lists.
+    pub queues: Vec<String>,
     /// `fromAddress` of agentless sends; defaults to the integration id (right for the
     /// `open` messenger type).
     pub from_address: Option<String>,
-    /// How often a conversation is read while waiting for agent replies and its end.
+    /// How often a waiting conversation is re-read over REST while the notification
+    /// socket is down (after it reconnects, each is re-read once).
     pub poll_interval: Duration,
     /// Added to each conversation's planned duration before it is declared stuck.
     pub conversation_slack: Duration,
@@ -86,7 +105,7 @@ pub struct SimulatorOptions {
 
 impl SimulatorOptions {
     /// Options for a run against `base_url` with the default scenario: 20 conversations,
-    /// concurrency 10, 20 per second, seed 1, polling every 100 ms.
+    /// concurrency 10, 20 per second (capped by the request budget), seed 1.
     pub fn new(base_url: &str, client_id: &str, client_secret: &str) -> SimulatorOptions {
         SimulatorOptions {
             base_url: base_url.to_owned(),
@@ -101,8 +120,9 @@ impl SimulatorOptions {
             seed: 1,
             sla: SlaThresholds::default(),
             integration_id: None,
+            queues: Vec::new(),
             from_address: None,
-            poll_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_secs(2),
             conversation_slack: Duration::from_secs(30),
             max_retries: 5,
             progress: false,
@@ -110,13 +130,68 @@ impl SimulatorOptions {
         }
     }
 
-    fn plan_options(&self) -> PlanOptions {
+    fn plan_options(&self, rate_per_second: Option<f64>) -> PlanOptions {
         PlanOptions {
             conversations: self.conversations,
             seed: self.seed,
-            rate_per_second: self.rate_per_second,
+            rate_per_second,
             customer_prefix: self.customer_prefix.clone(),
         }
+    }
+
+    /// Checks what can be checked without a server: every problem here is the caller's
+    /// (exit code 2 on the command line).
+    pub fn validate(&self) -> Result<(), SimulatorError> {
+        let invalid = |what: &str| Err(SimulatorError::Options(what.to_owned()));
+        if self.concurrency == 0 {
+            return invalid("concurrency must be at least 1");
+        }
+        if self.poll_interval.is_zero() {
+            return invalid("poll interval must be above 0");
+        }
+        for (name, value) in [
+            ("base URL", Some(&self.base_url)),
+            ("login URL", self.login_url.as_ref()),
+        ] {
+            if let Some(value) = value {
+                check_http_url(name, value)?;
+            }
+        }
+        if self.target == Target::Genesys {
+            if self.integration_id.is_none() {
+                return invalid(
+                    "--target genesys needs --integration-id (an open-messaging integration)",
+                );
+            }
+            if self.queues.is_empty() {
+                return invalid(
+                    "--target genesys needs --queue (the queues the integration routes to, whose conversations are followed)",
+                );
+            }
+        }
+        self.scenario.validate()?;
+        Ok(())
+    }
+}
+
+/// An `http://` or `https://` URL with a host, and nothing after the path.
+fn check_http_url(name: &str, value: &str) -> Result<(), SimulatorError> {
+    let problem = match url::Url::parse(value) {
+        Err(error) => Some(error.to_string()),
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            Some(format!("scheme {:?} is not http or https", url.scheme()))
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("no host".to_owned()),
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            Some("a query or fragment is not allowed".to_owned())
+        }
+        Ok(_) => None,
+    };
+    match problem {
+        Some(problem) => Err(SimulatorError::Options(format!(
+            "the {name} {value:?} is not an http(s) URL: {problem}"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -132,6 +207,18 @@ pub enum SimulatorError {
     /// The emulator's `GET /emulator/v1/org` failed or listed no integration.
     #[error("could not discover the emulated org: {0}")]
     Discovery(String),
+    #[error("could not follow the conversations: {0}")]
+    Follow(#[from] FollowError),
+}
+
+impl SimulatorError {
+    /// The options (or the scenario) are wrong, not the server or the network.
+    pub fn is_invalid_options(&self) -> bool {
+        matches!(
+            self,
+            SimulatorError::Options(_) | SimulatorError::Scenario(_)
+        )
+    }
 }
 
 /// What a run did, and what it should have caused.
@@ -159,6 +246,14 @@ pub struct SimulationReport {
     /// REST retries (429, 5xx, transport, token refresh).
     pub retries: usize,
     pub tokens_fetched: usize,
+    /// API requests sent (retries included).
+    pub requests: usize,
+    /// 429 answers.
+    pub rate_limited: usize,
+    /// The request budget paced at (`None`: the server advertised none).
+    pub budget_per_minute: Option<u32>,
+    /// Conversations started per second, after the budget's cap (`None`: all at once).
+    pub start_rate_per_second: Option<f64>,
     pub error_count: usize,
     /// The first errors, in completion order.
     pub errors: Vec<String>,
@@ -206,6 +301,17 @@ impl fmt::Display for SimulationReport {
             threshold(self.expected.sla.delivery_ms),
             threshold(self.expected.sla.read_ms)
         )?;
+        let budget = self
+            .budget_per_minute
+            .map_or_else(|| "none advertised".to_owned(), |n| format!("{n}/min"));
+        let starts = self
+            .start_rate_per_second
+            .map_or_else(|| "all at once".to_owned(), |rate| format!("{rate:.2}/s"));
+        writeln!(
+            f,
+            "requests:      {} (budget {budget}, {} answered 429; conversations started at {starts})",
+            self.requests, self.rate_limited
+        )?;
         write!(
             f,
             "errors:        {} ({} retries, {} tokens)",
@@ -231,7 +337,14 @@ struct OrgListing {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OrgQueue {
+    id: String,
     integration_id: String,
+}
+
+/// The channels conversations use and the queues to follow.
+struct Routing {
+    channels: Vec<Channel>,
+    queues: Vec<String>,
 }
 
 /// A configured simulation.
@@ -249,10 +362,21 @@ impl Simulator {
         &self.options
     }
 
-    /// The plan and its expectations, without sending anything.
+    /// The plan and its expectations, without sending anything, at the requested start
+    /// rate (a run caps it to the server's budget; only the start times change).
     pub fn plan(&self) -> Result<(Plan, ExpectedOutcomes), SimulatorError> {
+        self.plan_at(self.options.rate_per_second)
+    }
+
+    fn plan_at(
+        &self,
+        rate_per_second: Option<f64>,
+    ) -> Result<(Plan, ExpectedOutcomes), SimulatorError> {
         self.options.scenario.validate()?;
-        let plan = Plan::generate(&self.options.scenario, &self.options.plan_options());
+        let plan = Plan::generate(
+            &self.options.scenario,
+            &self.options.plan_options(rate_per_second),
+        );
         let expected = ExpectedOutcomes::from_plan(&plan, self.options.sla);
         Ok((plan, expected))
     }
@@ -260,17 +384,7 @@ impl Simulator {
     /// Plays the whole plan. Must run on an actix System (awc is not `Send`).
     pub async fn run(&self) -> Result<SimulationReport, SimulatorError> {
         let options = &self.options;
-        if options.concurrency == 0 {
-            return Err(SimulatorError::Options(
-                "concurrency must be at least 1".into(),
-            ));
-        }
-        if options.poll_interval.is_zero() {
-            return Err(SimulatorError::Options(
-                "poll interval must be above 0".into(),
-            ));
-        }
-        let (plan, mut expected) = self.plan()?;
+        options.validate()?;
         let endpoint = TokenEndpoint {
             login_base: options
                 .login_url
@@ -280,17 +394,38 @@ impl Simulator {
             client_secret: options.client_secret.clone(),
         };
         let client = ApiClient::new(&options.base_url, endpoint, options.max_retries);
-        let channels = self.channels(&client).await?;
+        let routing = self.routing(&client).await?;
         client.authenticate().await?;
+
+        // Follow before the first conversation starts: Genesys replays nothing.
+        let topics: Vec<String> = routing
+            .queues
+            .iter()
+            .map(|queue| format!("v2.routing.queues.{queue}.conversations.messages"))
+            .collect();
+        let ws = follow::ws_client();
+        let notification_channel = follow::open_channel(&client, &topics).await?;
+        let socket = follow::connect(&ws, &notification_channel)
+            .await
+            .map_err(FollowError::from)?;
+        let feed = Feed::default();
+
+        // The channel calls told the budget: start conversations no faster than it allows.
+        let budget = client.budget_per_minute();
+        let (unpaced, _) = self.plan()?;
+        let start_rate = paced_start_rate(&unpaced, options.rate_per_second, budget);
+        let (plan, mut expected) = self.plan_at(start_rate)?;
 
         let started = Instant::now();
         let ctx = DriveContext {
             client: &client,
+            feed: &feed,
             target: options.target,
             seed: options.seed,
             poll_interval: options.poll_interval,
             slack: options.conversation_slack,
         };
+        let channels = &routing.channels;
         let progress = RefCell::new(progress::ProgressBar::new(
             options.progress,
             plan.conversations.len(),
@@ -338,10 +473,15 @@ impl Simulator {
                     (expectation, tally, result)
                 }
             });
-        let mut outcomes: Vec<_> = futures_util::stream::iter(runs)
+        let drivers = futures_util::stream::iter(runs)
             .buffer_unordered(options.concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        let follower = follow::follow(&client, &ws, &topics, &feed, notification_channel, socket);
+        // The follower loops until dropped: the run is over when the drivers are.
+        let mut outcomes = tokio::select! {
+            outcomes = drivers => outcomes,
+            () = follower => Vec::new(),
+        };
         progress.borrow_mut().finish();
         outcomes.sort_by_key(|(expectation, _, _)| expectation.index);
 
@@ -361,6 +501,10 @@ impl Simulator {
             expected_sla_breaches: expected.totals.sla_breaches,
             retries: client.retries(),
             tokens_fetched: client.tokens_fetched(),
+            requests: client.requests(),
+            rate_limited: client.rate_limited(),
+            budget_per_minute: client.budget_per_minute(),
+            start_rate_per_second: start_rate,
             error_count: 0,
             errors: Vec::new(),
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -394,29 +538,29 @@ impl Simulator {
         Ok(report)
     }
 
-    /// Which integration (and agentless from-address) each conversation uses.
-    async fn channels(&self, client: &ApiClient) -> Result<Vec<Channel>, SimulatorError> {
+    /// Which integration (and agentless from-address) each conversation uses, and which
+    /// queues to follow.
+    async fn routing(&self, client: &ApiClient) -> Result<Routing, SimulatorError> {
         let options = &self.options;
-        let integrations = match (&options.integration_id, options.target) {
-            (Some(id), _) => vec![id.clone()],
-            (None, Target::Genesys) => {
-                return Err(SimulatorError::Options(
-                    "--target genesys needs --integration-id (an open-messaging integration)"
-                        .into(),
-                ))
-            }
-            (None, Target::Emulator) => {
+        let mut queues = options.queues.clone();
+        let integrations = match options.target {
+            Target::Genesys => options.integration_id.iter().cloned().collect(),
+            Target::Emulator => {
                 let listing = client
                     .get_unauthenticated("/emulator/v1/org")
                     .await
                     .map_err(|error| SimulatorError::Discovery(error.to_string()))?;
                 let listing: OrgListing = serde_json::from_value(listing)
                     .map_err(|error| SimulatorError::Discovery(error.to_string()))?;
-                listing
-                    .queues
-                    .into_iter()
-                    .map(|queue| queue.integration_id)
-                    .collect()
+                let mut integrations = Vec::new();
+                for queue in listing.queues {
+                    queues.push(queue.id);
+                    integrations.push(queue.integration_id);
+                }
+                match &options.integration_id {
+                    Some(id) => vec![id.clone()],
+                    None => integrations,
+                }
             }
         };
         if integrations.is_empty() {
@@ -424,7 +568,14 @@ impl Simulator {
                 "the org lists no open-messaging integration".into(),
             ));
         }
-        Ok(integrations
+        queues.sort();
+        queues.dedup();
+        if queues.is_empty() {
+            return Err(SimulatorError::Discovery(
+                "no queue to follow: the org lists none".into(),
+            ));
+        }
+        let channels = integrations
             .into_iter()
             .map(|integration_id| Channel {
                 from_address: options
@@ -433,6 +584,7 @@ impl Simulator {
                     .unwrap_or_else(|| integration_id.clone()),
                 integration_id,
             })
-            .collect())
+            .collect();
+        Ok(Routing { channels, queues })
     }
 }
