@@ -477,12 +477,11 @@ mod tests {
             let mut queue = WriteBackQueue::new();
             let mut latest: HashMap<(ConversationId, ParticipantId), Lifecycle> = HashMap::new();
             let mut shown: HashMap<(ConversationId, ParticipantId), Lifecycle> = HashMap::new();
-            let mut version = 0;
             let mut now = Duration::ZERO;
-            for (conversation_index, participant_index, lifecycle_index, action) in steps {
+            for (step, (conversation_index, participant_index, lifecycle_index, action)) in steps.into_iter().enumerate() {
+                let version = step as u64 + 1;
                 let c = conversation(&format!("c{conversation_index}"));
                 let p = ParticipantId::from(format!("p{participant_index}").as_str());
-                version += 1;
                 latest.insert((c.clone(), p.clone()), lifecycles[lifecycle_index as usize]);
                 let owed: Vec<AttributeWrite> = latest
                     .iter()
