@@ -77,6 +77,16 @@ impl Run {
     }
 
     pub async fn simulate(&self, conversations: usize, seed: u64) -> SimulationReport {
+        self.simulate_at(conversations, seed, 100.0).await
+    }
+
+    /// Starts `rate` conversations a second.
+    pub async fn simulate_at(
+        &self,
+        conversations: usize,
+        seed: u64,
+        rate: f64,
+    ) -> SimulationReport {
         let mut options = SimulatorOptions::new(
             &self.emulator.base_url(),
             self.emulator.client_id(),
@@ -85,7 +95,7 @@ impl Run {
         options.scenario = Scenario::from_toml(FAST).unwrap();
         options.conversations = conversations;
         options.concurrency = 40;
-        options.rate_per_second = Some(100.0);
+        options.rate_per_second = Some(rate);
         options.seed = seed;
         options.poll_interval = Duration::from_millis(100);
         options.conversation_slack = Duration::from_secs(120);

@@ -309,6 +309,10 @@ async fn write_once(
         "PATCH /api/v2/conversations/{id}/participants/{id}/attributes",
         json!({ "attributes": job.write.attributes() }),
     );
+    // Background, like re-reads: a backlog of writes (minutes of it at 300 requests per
+    // minute after a burst) must not starve the re-reads that restore tracking after a
+    // gap, nor they the writes. Both wait in one FIFO behind the stream's own calls.
+    request = request.background();
     if let Some(etag) = &etag {
         request = request.header("If-Match", etag.clone());
     }
@@ -353,10 +357,7 @@ async fn reread(
 ) -> Result<Option<String>, Attempt> {
     let route = "GET /api/v2/conversations/{id}";
     let response = rest
-        .call(RestRequest::get(
-            format!("/api/v2/conversations/{id}"),
-            route,
-        ))
+        .call(RestRequest::get(format!("/api/v2/conversations/{id}"), route).background())
         .await
         .map_err(|error| match error {
             RestError::Rejected { .. } => Attempt::Refused {
