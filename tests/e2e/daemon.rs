@@ -25,6 +25,17 @@ pub struct Run {
     pub emulator: Emulator,
     pub daemon: Daemon,
     pub http: awc::Client,
+    pub config: convoy::config::Config,
+}
+
+async fn start_ready(config: &convoy::config::Config) -> Daemon {
+    let daemon = Daemon::start(config, RunOptions::default()).await.unwrap();
+    let ready = eventually(Duration::from_secs(60), || async {
+        daemon.board.readiness_now().ready
+    })
+    .await;
+    assert!(ready, "{:?}", daemon.board.readiness_now());
+    daemon
 }
 
 impl Run {
@@ -55,16 +66,12 @@ impl Run {
             &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{extra_toml}"),
         )
         .unwrap();
-        let daemon = Daemon::start(&config, RunOptions::default()).await.unwrap();
-        let ready = eventually(Duration::from_secs(60), || async {
-            daemon.board.readiness_now().ready
-        })
-        .await;
-        assert!(ready, "{:?}", daemon.board.readiness_now());
+        let daemon = start_ready(&config).await;
         Run {
             emulator,
             daemon,
             http,
+            config,
         }
     }
 

@@ -331,3 +331,78 @@ async fn an_idle_conversation_comes_back_with_its_version_and_state() {
     }
     h.emulator.stop().await;
 }
+
+#[actix_rt::test]
+async fn work_owed_at_shutdown_is_persisted_and_done_by_the_next_start() {
+    let folder = tempfile::tempdir().unwrap();
+    let store_path = folder.path().join("outbox.redb");
+    let run = Run::start(
+        EmulatorOptions::default(),
+        &format!("[outbox]\npath = {:?}\n", store_path.display().to_string()),
+    )
+    .await;
+    // Conversations that stay open across the restart.
+    run.control(
+        "PUT",
+        "/routing",
+        Some(json!({"answer_after_ms": 3000, "reply_after_ms": 2000, "agent_replies": 1, "wrapup_after_ms": 2000})),
+    )
+    .await;
+    let ids = start_conversations(&run, 5, "restart").await;
+    let tracked = eventually(Duration::from_secs(30), || async {
+        ids.iter().all(|id| {
+            run.daemon
+                .views
+                .contains_key(&ConversationId::from(id.as_str()))
+        })
+    })
+    .await;
+    assert!(tracked, "the conversations were not tracked");
+    // Genesys fails every write: at shutdown, writes are owed.
+    run.control("PUT", "/faults", Some(json!({"error_ratio": 1.0})))
+        .await;
+    let Run {
+        emulator,
+        daemon,
+        http,
+        config,
+    } = run;
+    assert!(daemon.shutdown().await, "shutdown missed its deadline");
+    let owed = {
+        let store = convoy_actors::store::DurableStore::open(&store_path).unwrap();
+        store.owed_rereads().unwrap()
+    };
+    for id in &ids {
+        assert!(
+            owed.iter().any(|(owed, _)| owed.as_str() == id),
+            "{id} was not persisted: {owed:?}"
+        );
+    }
+    support::control(&http, &emulator, "PUT", "/faults", Some(json!({}))).await;
+    // The next start re-reads every persisted conversation (whatever its age: the store,
+    // not the discovery window, lists them) and settles it.
+    let daemon =
+        convoy_actors::app::Daemon::start(&config, convoy_actors::app::RunOptions::default())
+            .await
+            .unwrap();
+    let run = Run {
+        emulator,
+        daemon,
+        http,
+        config,
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || all_finished(&run, 5)).await,
+        "the emulator did not finish its conversations"
+    );
+    run.assert_converges().await;
+    assert!(run.metric("convoy_conversation_rereads_total").await >= 5.0);
+    run.stop().await;
+    let store = convoy_actors::store::DurableStore::open(&store_path).unwrap();
+    let left = store.owed_rereads().unwrap();
+    assert!(
+        ids.iter()
+            .all(|id| !left.iter().any(|(owed, _)| owed.as_str() == id)),
+        "re-read conversations must be settled in the store: {left:?}"
+    );
+}

@@ -861,6 +861,9 @@ impl Handler<ShutdownConversations> for ConversationRouter {
             },
             None => tracing::info!(conversations = count, "No durable store: conversations still owed work are left to the next start's discovery."),
         }
+        // Release the database file: the next start (a new process, or a new daemon in
+        // this one) opens it again.
+        self.store = None;
         count
     }
 }
