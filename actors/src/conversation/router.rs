@@ -236,6 +236,8 @@ pub struct ConversationRouter {
     pending_discovery: Option<DateTime<Utc>>,
     discovering: bool,
     spawned: u64,
+    cap_warned_at: Option<Instant>,
+    evictions_since_warning: u64,
     _panic_guard: PanicGuard,
 }
 
@@ -273,6 +275,8 @@ impl ConversationRouter {
             pending_discovery: None,
             discovering: false,
             spawned: 0,
+            cap_warned_at: None,
+            evictions_since_warning: 0,
             _panic_guard: PanicGuard::essential("router"),
         }
     }
@@ -378,6 +382,7 @@ impl ConversationRouter {
                 evict,
                 evicted_generation,
             } => {
+                self.warn_at_cap();
                 tracing::debug!(conversation_id = %evict, max_live = self.settings.max_live, "At the live cap: retiring the least recently active conversation.");
                 metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => StopReason::Capacity.as_str())
                     .increment(1);
@@ -392,6 +397,24 @@ impl ConversationRouter {
         // on this router's bounded mailbox is the back-pressure.
         addr.do_send(Apply { input, observed_at });
         Ok(())
+    }
+
+    /// Says, at most every few minutes, that the cap is making conversations take turns:
+    /// nothing is lost, but each comeback costs a rebuild, so the operator should know.
+    fn warn_at_cap(&mut self) {
+        self.evictions_since_warning += 1;
+        let due = self
+            .cap_warned_at
+            .is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY);
+        if due {
+            tracing::warn!(
+                max_live = self.settings.max_live,
+                evicted = self.evictions_since_warning,
+                "conversations.max_live reached: the least recently active conversations are retired to make room and rebuilt on their next event."
+            );
+            self.cap_warned_at = Some(Instant::now());
+            self.evictions_since_warning = 0;
+        }
     }
 
     /// The live actor is dead (a panic kills it silently): count it and start a new
@@ -868,6 +891,8 @@ impl Handler<ShutdownConversations> for ConversationRouter {
     }
 }
 
+/// How often, at most, reaching the live cap is logged.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(300);
 /// How much earlier than the reported gap start a discovery sweep looks.
 const DISCOVERY_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 /// The details query serves at most 100 000 results per query (API.md §6.1): 1 000 pages.
