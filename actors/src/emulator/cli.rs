@@ -87,6 +87,7 @@ impl EmulateArgs {
             token_ttl: self.token_ttl,
             channel_ttl: self.channel_ttl,
             heartbeat: self.heartbeat,
+            socket_outbox: crate::emulator::socket::OUTBOX_CAPACITY,
             rate_limit_per_minute: self.rate_limit,
             seed: self.seed,
             strict_if_match: self.strict_if_match,

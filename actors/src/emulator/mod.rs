@@ -55,6 +55,10 @@ pub struct EmulatorOptions {
     pub channel_ttl: Duration,
     /// Interval of the `WebSocket Heartbeat` frames on every socket.
     pub heartbeat: Duration,
+    /// Frames one socket may have queued before the emulator drops it as a slow reader
+    /// (default [`socket::OUTBOX_CAPACITY`]). Tests of throughput raise it so a shared,
+    /// loaded test machine measures the client rather than this fault model.
+    pub socket_outbox: usize,
     /// Requests per minute per token on `/api/v2`; 0 disables the limit.
     pub rate_limit_per_minute: u32,
     /// Seeds every generated id, token and fault draw. Overrides `org.seed`.
@@ -73,6 +77,7 @@ impl Default for EmulatorOptions {
             token_ttl: Duration::from_secs(24 * 3600),
             channel_ttl: Duration::from_secs(24 * 3600),
             heartbeat: Duration::from_secs(30),
+            socket_outbox: socket::OUTBOX_CAPACITY,
             rate_limit_per_minute: 300,
             seed: 0,
             strict_if_match: false,
@@ -90,6 +95,7 @@ impl std::fmt::Debug for EmulatorOptions {
             .field("token_ttl", &self.token_ttl)
             .field("channel_ttl", &self.channel_ttl)
             .field("heartbeat", &self.heartbeat)
+            .field("socket_outbox", &self.socket_outbox)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("seed", &self.seed)
             .field("strict_if_match", &self.strict_if_match)
@@ -117,6 +123,8 @@ pub struct EmulatorShared {
     /// `ws://HOST:PORT`, the origin of every channel's `connectUri`.
     ws_base: String,
     heartbeat: Duration,
+    /// Frames a socket may have queued before the emulator drops it.
+    socket_outbox: usize,
 }
 
 impl std::fmt::Debug for EmulatorShared {
@@ -284,6 +292,7 @@ impl Emulator {
             ws_base: format!("ws://{authority}"),
             // tokio intervals refuse a zero period.
             heartbeat: options.heartbeat.max(Duration::from_millis(1)),
+            socket_outbox: options.socket_outbox.max(1),
         });
 
         let factory_shared = shared.clone();

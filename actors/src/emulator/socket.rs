@@ -48,7 +48,7 @@ impl SocketHandle {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(
-                    capacity = OUTBOX_CAPACITY,
+                    capacity = self.outbox.max_capacity(),
                     "Emulator socket outbox full; dropping the socket."
                 );
                 self.kill.notify_one();
@@ -78,7 +78,7 @@ pub(super) async fn connect(
             return Ok(HttpResponse::build(StatusCode::NOT_FOUND).json(frames::not_found(&context)));
         }
     };
-    let (outbox, inbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let (outbox, inbox) = mpsc::channel(shared.socket_outbox);
     let kill = Arc::new(Notify::new());
     {
         let mut sockets = lock(&shared.sockets);
