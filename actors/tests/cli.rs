@@ -166,7 +166,7 @@ fn emulate_with_config(dir: &Path) -> (Running, serde_json::Value, PathBuf) {
 /// `convoy run --config CONFIG` on a free admin port, logging JSON; returns the process
 /// and the admin address it logged.
 fn run_daemon(config: &Path) -> (Running, SocketAddr) {
-    let (mut daemon, _stdout) = Running::spawn(convoy(&[
+    let mut command = convoy(&[
         "run",
         "--config",
         config.to_str().unwrap(),
@@ -174,7 +174,11 @@ fn run_daemon(config: &Path) -> (Running, SocketAddr) {
         "127.0.0.1:0",
         "--log-format",
         "json",
-    ]));
+    ]);
+    // The default `outbox.path` is relative to the working directory: each daemon gets the
+    // config's own folder, so parallel tests never share a store (nor write into the tree).
+    command.current_dir(config.parent().unwrap());
+    let (mut daemon, _stdout) = Running::spawn(command);
     let admin = daemon.wait_for_stderr("the admin address", |line| {
         let event: serde_json::Value = serde_json::from_str(line).ok()?;
         event["local_addr"].as_str()?.parse::<SocketAddr>().ok()

@@ -218,8 +218,43 @@ fn families() -> Vec<Family> {
         ),
         counter(
             names::CONVERSATION_TOMBSTONED_EVENTS,
-            "Events for conversations that already finished, dropped by the router.",
+            "Events for conversations that already finished and changed nothing, dropped by the router.",
             Unlabeled,
+        ),
+        counter(
+            names::CONVERSATION_ECHOES,
+            "Snapshots that changed only Convoy's own convoy.* attributes (echoes of its writes).",
+            Unlabeled,
+        ),
+        gauge(
+            names::REREADS_OWED,
+            "Conversations waiting in the reconciliation set for a background re-read.",
+            Unlabeled,
+        ),
+        counter(
+            names::REREADS,
+            "Background re-reads of conversations, by outcome.",
+            Seed::Each("outcome", vec!["ok", "failed"]),
+        ),
+        counter(
+            names::PARTICIPANT_TRANSITIONS,
+            "Participant lifecycle transitions observed (what one write per transition would cost).",
+            Unlabeled,
+        ),
+        gauge(
+            names::WRITE_BACK_OWED,
+            "Participant attribute writes owed to Genesys now (at most one per participant).",
+            Unlabeled,
+        ),
+        gauge(
+            names::WRITE_BACK_CONVERSATIONS,
+            "Conversations owing at least one attribute write.",
+            Unlabeled,
+        ),
+        counter(
+            names::WRITE_BACK_WRITES,
+            "Attribute writes performed, by outcome.",
+            Seed::Each("outcome", names::WRITE_OUTCOMES.to_vec()),
         ),
         // Genesys REST: labelled by route template, known only to each caller.
         counter(
