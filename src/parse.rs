@@ -183,14 +183,42 @@ pub fn classify_bytes(bytes: &[u8]) -> Result<Classified, ParseError> {
     classify(text)
 }
 
-/// Classifies one frame of text.
+/// Classifies one frame of text. The envelope is read without building a JSON tree of the
+/// body: `eventBody` is kept as the raw text and deserialised straight into its typed
+/// shape, so a large snapshot costs one typed copy, not a `Value` tree besides it.
 pub fn classify(text: &str) -> Result<Classified, ParseError> {
-    let value: Value = serde_json::from_str(text).map_err(|error| ParseError::NotJson {
+    let not_json = |error: serde_json::Error| ParseError::NotJson {
         line: error.line(),
         column: error.column(),
         reason: error.to_string(),
-    })?;
-    classify_value(value)
+    };
+    if !text.trim_start().starts_with('{') {
+        // Not an object: say so precisely (valid JSON of another type) or report the
+        // syntax error.
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
+        return Err(ParseError::NotAnObject {
+            path: "$".to_owned(),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let envelope: RawEnvelope<'_> =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => ParseError::Malformed {
+                    path,
+                    reason: inner.to_string(),
+                },
+                _ => not_json(inner),
+            }
+        })?;
+    deserializer.end().map_err(not_json)?;
+    if envelope.topic_name.is_none() && envelope.result.is_some() {
+        return Body::Raw(text).read("").map(Classified::ChannelReply);
+    }
+    let topic = envelope.topic_name.ok_or_else(|| missing("topicName"))?;
+    classify_body(topic, envelope.event_body.map(Body::from_raw))
 }
 
 /// Classifies an already-decoded frame.
@@ -206,10 +234,71 @@ pub fn classify_value(value: Value) -> Result<Classified, ParseError> {
     }
     let envelope: Envelope = read_at(value, "")?;
     let topic = envelope.topic_name.ok_or_else(|| missing("topicName"))?;
-    let body = envelope.event_body;
+    classify_body(topic, envelope.event_body.map(Body::Value))
+}
 
+/// The envelope with its body left as raw text.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEnvelope<'a> {
+    #[serde(default)]
+    topic_name: Option<String>,
+    #[serde(default, borrow)]
+    event_body: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    result: Option<&'a serde_json::value::RawValue>,
+}
+
+/// An event body, decoded (`classify_value`) or still raw text (`classify`).
+enum Body<'a> {
+    Value(Value),
+    Raw(&'a str),
+}
+
+impl<'a> Body<'a> {
+    fn from_raw(raw: &'a serde_json::value::RawValue) -> Body<'a> {
+        Body::Raw(raw.get())
+    }
+
+    fn is_null(&self) -> bool {
+        match self {
+            Body::Value(value) => value.is_null(),
+            Body::Raw(text) => text.trim() == "null",
+        }
+    }
+
+    fn read<T: DeserializeOwned>(self, prefix: &str) -> Result<T, ParseError> {
+        match self {
+            Body::Value(value) => read_at(value, prefix),
+            Body::Raw(text) => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                    let path = join_path(prefix, &error.path().to_string());
+                    ParseError::Malformed {
+                        path,
+                        reason: error.into_inner().to_string(),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Like [`Body::read`] for an optional body; an absent or null body reads as the default.
+fn read_optional<T: DeserializeOwned + Default>(
+    body: Option<Body<'_>>,
+    prefix: &str,
+) -> Result<T, ParseError> {
+    match body {
+        None => Ok(T::default()),
+        Some(body) if body.is_null() => Ok(T::default()),
+        Some(body) => body.read(prefix),
+    }
+}
+
+fn classify_body(topic: String, body: Option<Body<'_>>) -> Result<Classified, ParseError> {
     if topic == "channel.metadata" {
-        let message: MetadataMessage = read_body(body, "eventBody")?;
+        let message: MetadataMessage = read_optional(body, "eventBody")?;
         return Ok(match message.message.as_deref() {
             Some("pong") => Classified::Pong,
             // The heartbeat text is "WebSocket Heartbeat"; any other metadata frame is also
@@ -218,13 +307,13 @@ pub fn classify_value(value: Value) -> Result<Classified, ParseError> {
         });
     }
     if topic == "v2.system.socket_closing" {
-        let message: MetadataMessage = read_body(body, "eventBody")?;
+        let message: MetadataMessage = read_optional(body, "eventBody")?;
         return Ok(Classified::SocketClosing {
             message: message.message,
         });
     }
     if topic.starts_with("v2.system.") {
-        let system: SystemMessage = read_body(body, "eventBody")?;
+        let system: SystemMessage = read_optional(body, "eventBody")?;
         return Ok(Classified::System {
             topic,
             body: system,
@@ -234,11 +323,11 @@ pub fn classify_value(value: Value) -> Result<Classified, ParseError> {
         let body = body.ok_or_else(|| missing("eventBody"))?;
         let snapshot = match snapshot_topic.shape {
             SnapshotShape::AllMedia => {
-                let wire: ConversationBody = read_at(body, "eventBody")?;
+                let wire: ConversationBody = body.read("eventBody")?;
                 conversation_snapshot(&wire, "eventBody")?
             }
             SnapshotShape::Messages | SnapshotShape::Medium(_) => {
-                let wire: MessageConversationBody = read_at(body, "eventBody")?;
+                let wire: MessageConversationBody = body.read("eventBody")?;
                 message_conversation_snapshot(&wire, "eventBody")?
             }
         };
@@ -252,14 +341,14 @@ pub fn classify_value(value: Value) -> Result<Classified, ParseError> {
         .and_then(|rest| rest.strip_suffix(".transcription"))
     {
         let body = body.ok_or_else(|| missing("eventBody"))?;
-        let wire: TranscriptionBody = read_at(body, "eventBody")?;
+        let wire: TranscriptionBody = body.read("eventBody")?;
         let event = transcription_event(&wire, conversation_id, "eventBody")?;
         return Ok(Classified::Transcription(event));
     }
     if let Some(rest) = topic.strip_prefix("v2.detail.events.conversation.") {
         if let Some((conversation_id, kind)) = rest.split_once('.') {
             let body = body.ok_or_else(|| missing("eventBody"))?;
-            let wire: DetailEventBody = read_at(body, "eventBody")?;
+            let wire: DetailEventBody = body.read("eventBody")?;
             return Ok(Classified::Detail(DetailEvent {
                 conversation_id: ConversationId::from(conversation_id),
                 kind: kind.to_owned(),
@@ -321,17 +410,6 @@ fn read_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ParseEr
             reason: error.into_inner().to_string(),
         }
     })
-}
-
-/// Like [`read_at`] for an optional body; an absent body reads as the default.
-fn read_body<T: DeserializeOwned + Default>(
-    body: Option<Value>,
-    prefix: &str,
-) -> Result<T, ParseError> {
-    match body {
-        None | Some(Value::Null) => Ok(T::default()),
-        Some(value) => read_at(value, prefix),
-    }
 }
 
 fn required(value: Option<&str>, path: impl FnOnce() -> String) -> Result<&str, ParseError> {
