@@ -21,4 +21,5 @@ pub mod parse;
 pub mod ratelimit;
 pub mod retry;
 pub mod simulator;
+pub mod sorted_map;
 pub mod stream;

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::sorted_map::SortedMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -205,8 +207,8 @@ pub struct ParticipantRecord {
     /// Participant attributes. They are informational: two snapshots that disagree on a
     /// key resolve to the greater string, which is deterministic but not "latest"; Convoy
     /// derives its own keys from the lifecycle and never reads them back.
-    pub attributes: BTreeMap<String, String>,
-    pub communications: BTreeMap<CommunicationId, CommunicationRecord>,
+    pub attributes: SortedMap<String, String>,
+    pub communications: SortedMap<CommunicationId, CommunicationRecord>,
 }
 
 impl ParticipantRecord {
@@ -265,8 +267,8 @@ impl ParticipantRecord {
             wrapup_required: None,
             wrapup_skipped: None,
             wrapup: None,
-            attributes: BTreeMap::new(),
-            communications: BTreeMap::new(),
+            attributes: SortedMap::new(),
+            communications: SortedMap::new(),
         }
     }
 
@@ -325,7 +327,7 @@ pub struct MessageRecord {
     pub message_time: Option<DateTime<Utc>>,
     pub segment_count: Option<u32>,
     /// Attachments by [`Attachment::key`].
-    pub media: BTreeMap<String, Attachment>,
+    pub media: SortedMap<String, Attachment>,
     pub stickers: BTreeSet<Sticker>,
     pub transcript_uri: Option<String>,
 }
@@ -342,10 +344,10 @@ pub struct ConversationState {
     pub id: ConversationId,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
-    pub participants: BTreeMap<ParticipantId, ParticipantRecord>,
-    pub messages: BTreeMap<MessageId, MessageRecord>,
+    pub participants: SortedMap<ParticipantId, ParticipantRecord>,
+    pub messages: SortedMap<MessageId, MessageRecord>,
     /// Real-time transcript segments by utterance id (a final segment replaces interim ones).
-    pub transcript: BTreeMap<String, TranscriptSegment>,
+    pub transcript: SortedMap<String, TranscriptSegment>,
 }
 
 impl ConversationState {
@@ -354,9 +356,9 @@ impl ConversationState {
             id,
             start_time: None,
             end_time: None,
-            participants: BTreeMap::new(),
-            messages: BTreeMap::new(),
-            transcript: BTreeMap::new(),
+            participants: SortedMap::new(),
+            messages: SortedMap::new(),
+            transcript: SortedMap::new(),
         }
     }
 
@@ -654,9 +656,9 @@ fn join_participant(
 /// per-key "greater string" join would keep `pending` over a later `active` for good and
 /// make every echo of Convoy's own write look like a write still owed. Other keys resolve
 /// to the greater string: deterministic, order-independent, informational only.
-fn join_attributes(current: &mut BTreeMap<String, String>, incoming: &BTreeMap<String, String>) {
+fn join_attributes(current: &mut SortedMap<String, String>, incoming: &BTreeMap<String, String>) {
     if incoming.keys().any(|key| is_own_attribute(key))
-        && own_attributes_rank(incoming) > own_attributes_rank(current)
+        && own_attributes_rank(incoming) > own_attributes_rank(current.iter())
     {
         current.retain(|key, _| !is_own_attribute(key));
         current.extend(
@@ -683,15 +685,18 @@ fn is_own_attribute(key: &str) -> bool {
 
 /// The total order of Convoy's attribute sets: by written version (a missing or unreadable
 /// version ranks lowest), then by the values themselves, so the join stays commutative.
-fn own_attributes_rank(attributes: &BTreeMap<String, String>) -> (u64, Vec<(&String, &String)>) {
-    let version = attributes
-        .get(super::effects::VERSION_ATTRIBUTE)
-        .and_then(|text| text.parse::<u64>().ok())
-        .unwrap_or(0);
-    let own = attributes
-        .iter()
+fn own_attributes_rank<'a>(
+    attributes: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> (u64, Vec<(&'a String, &'a String)>) {
+    let own: Vec<(&String, &String)> = attributes
+        .into_iter()
         .filter(|(key, _)| is_own_attribute(key))
         .collect();
+    let version = own
+        .iter()
+        .find(|(key, _)| key.as_str() == super::effects::VERSION_ATTRIBUTE)
+        .and_then(|(_, text)| text.parse::<u64>().ok())
+        .unwrap_or(0);
     (version, own)
 }
 
@@ -770,7 +775,7 @@ fn join_communication(
 }
 
 fn join_message(
-    messages: &mut BTreeMap<MessageId, MessageRecord>,
+    messages: &mut SortedMap<MessageId, MessageRecord>,
     participant_id: &ParticipantId,
     incoming: &MessageSnapshot,
     stale: &mut Vec<StaleInput>,
@@ -783,7 +788,7 @@ fn join_message(
             status: None,
             message_time: None,
             segment_count: None,
-            media: BTreeMap::new(),
+            media: SortedMap::new(),
             stickers: BTreeSet::new(),
             transcript_uri: None,
         });

@@ -142,7 +142,12 @@ fn assert_join_reaches_truth(org: &Org, events: &[TopicEvent]) {
                 "participant {}",
                 p.id
             );
-            assert_eq!(record.attributes, p.attributes, "attributes of {}", p.id);
+            assert_eq!(
+                record.attributes,
+                p.attributes.clone().into_iter().collect(),
+                "attributes of {}",
+                p.id
+            );
             assert_eq!(record.recorded_wrapup().is_some(), p.wrapup.is_some());
             assert_eq!(record.user_id, p.user_id);
         }
