@@ -84,6 +84,12 @@ pub struct MemoryReport {
     pub spawn_seconds: f64,
     /// From the first closing snapshot to no conversation live or retiring.
     pub retire_seconds: f64,
+    /// The heap one conversation's joined state holds, estimated by walking it.
+    pub state_heap_estimate: HeapEstimate,
+    /// `bytes_per_live_conversation` less the state (inline and estimated heap): the
+    /// actor and its mailbox, the router's and registry's entries, the view, allocator
+    /// slack.
+    pub other_bytes_per_live_conversation: f64,
     /// `std::mem::size_of` of the types a live conversation is made of (inline sizes;
     /// their heap parts come on top).
     pub type_sizes: Vec<TypeSize>,
@@ -153,6 +159,9 @@ impl MemoryReport {
              spawned and applied in:     {:.3} s ({})\n\
              finished and retired in:    {:.3} s ({})\n\
              resident after retirement:  {}\n\
+             of each live conversation, estimated: joined state {} on the heap in {} \
+             allocations (B-tree nodes {}, strings {}) plus {} inline; the rest \
+             (actor, mailbox, router, registry, view, allocator slack) {}\n\
              inline sizes (heap parts come on top):\n",
             self.conversations,
             self.participants_per_conversation,
@@ -169,6 +178,12 @@ impl MemoryReport {
             self.retire_seconds,
             rate(self.retire_seconds),
             human_bytes(self.resident_after_retirement_bytes as f64),
+            human_bytes(self.state_heap_estimate.bytes as f64),
+            self.state_heap_estimate.allocations,
+            human_bytes(self.state_heap_estimate.btree_node_bytes as f64),
+            human_bytes(self.state_heap_estimate.string_bytes as f64),
+            human_bytes(state_inline_bytes() as f64),
+            human_bytes(self.other_bytes_per_live_conversation),
         );
         for size in &self.type_sizes {
             out.push_str(&format!("  {:<26} {:>5} B\n", size.name, size.bytes));
@@ -312,6 +327,8 @@ async fn measure_against(
     let resident_after_retirement_bytes = resident_bytes()?;
 
     let grown = resident_live_bytes as f64 - resident_before_bytes as f64;
+    let bytes_per_live_conversation = (grown / conversations as f64).round();
+    let state_heap_estimate = state_estimate(participants);
     Ok(MemoryReport {
         conversations,
         participants_per_conversation: participants,
@@ -319,12 +336,30 @@ async fn measure_against(
         resident_before_bytes,
         resident_live_bytes,
         resident_after_retirement_bytes,
-        bytes_per_live_conversation: (grown / conversations as f64).round(),
+        bytes_per_live_conversation,
         goal_bytes_per_live_conversation: GOAL_BYTES_PER_CONVERSATION,
         spawn_seconds: seconds(spawn),
         retire_seconds: seconds(retire),
+        state_heap_estimate,
+        other_bytes_per_live_conversation: bytes_per_live_conversation
+            - (state_heap_estimate.bytes + state_inline_bytes()) as f64,
         type_sizes: type_sizes(),
     })
+}
+
+/// The state of one synthetic conversation of `participants`, as the bench holds it live.
+pub fn state_estimate(participants: usize) -> HeapEstimate {
+    let synthetic = SyntheticConversation::new(0, participants, Utc::now());
+    let mut conversation = Conversation::new(synthetic.conversation_id());
+    // A synthetic snapshot always belongs to its own conversation.
+    let _ = conversation.apply_snapshot(&synthetic.opening());
+    HeapEstimate::of(&conversation)
+}
+
+/// A conversation's state sits inline in its `Arc<RwLock<Conversation>>` allocation.
+pub fn state_inline_bytes() -> usize {
+    // Two reference counts, then the lock and the conversation.
+    malloc_chunk(16 + std::mem::size_of::<std::sync::RwLock<Conversation>>())
 }
 
 async fn stats(router: &Addr<ConversationRouter>) -> Result<RouterStats, BenchError> {
@@ -361,6 +396,141 @@ async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> 
             return false;
         }
         actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What one conversation's joined state holds on the heap, estimated by walking it: every
+/// `String` and every B-tree node is one allocation, sized as glibc rounds it. An estimate
+/// (B-tree node counts above one leaf are approximate; the strings of `Unknown` enum
+/// values are not counted), good enough to split the RSS figure into "state" and "the
+/// rest".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HeapEstimate {
+    pub allocations: usize,
+    pub bytes: usize,
+    /// Of `bytes`, in B-tree nodes (a node has room for 11 entries whatever the length).
+    pub btree_node_bytes: usize,
+    /// Of `bytes`, in the text of ids and other strings.
+    pub string_bytes: usize,
+}
+
+/// The chunk glibc's malloc hands out for `request` bytes (8 bytes of header, 16-byte
+/// granularity, 32 bytes at least).
+pub fn malloc_chunk(request: usize) -> usize {
+    if request == 0 {
+        return 0;
+    }
+    ((request + 8 + 15) & !15).max(32)
+}
+
+/// Capacity of a B-tree node (std's `B = 6`).
+const BTREE_CAPACITY: usize = 11;
+
+/// Bytes of the nodes of a std `BTreeMap<K, V>` with `len` entries: one leaf up to 11
+/// entries; beyond, leaves about two-thirds full plus internal nodes.
+pub fn btree_node_bytes(len: usize, key: usize, value: usize) -> (usize, usize) {
+    if len == 0 {
+        return (0, 0);
+    }
+    // parent pointer, parent index, length, then the key and value arrays.
+    let leaf = 8 + 2 + 2 + BTREE_CAPACITY * key + BTREE_CAPACITY * value;
+    let leaf = (leaf + 7) & !7;
+    if len <= BTREE_CAPACITY {
+        return (1, malloc_chunk(leaf));
+    }
+    let leaves = len.div_ceil(7);
+    let internal = leaves.div_ceil(7);
+    let edges = (BTREE_CAPACITY + 1) * 8;
+    (
+        leaves + internal,
+        leaves * malloc_chunk(leaf) + internal * malloc_chunk(leaf + edges),
+    )
+}
+
+impl HeapEstimate {
+    fn string(&mut self, text: &str) {
+        let chunk = malloc_chunk(text.len());
+        if chunk > 0 {
+            self.allocations += 1;
+            self.bytes += chunk;
+            self.string_bytes += chunk;
+        }
+    }
+
+    fn optional(&mut self, text: Option<&str>) {
+        if let Some(text) = text {
+            self.string(text);
+        }
+    }
+
+    fn btree<K, V>(&mut self, len: usize) {
+        let (nodes, bytes) =
+            btree_node_bytes(len, std::mem::size_of::<K>(), std::mem::size_of::<V>());
+        self.allocations += nodes;
+        self.bytes += bytes;
+        self.btree_node_bytes += bytes;
+    }
+
+    fn wrapup(&mut self, wrapup: Option<&WrapupRecord>) {
+        if let Some(wrapup) = wrapup {
+            self.optional(wrapup.code.as_deref());
+            self.optional(wrapup.name.as_deref());
+            self.optional(wrapup.notes.as_deref());
+        }
+    }
+
+    /// Walks one conversation's state.
+    pub fn of(conversation: &Conversation) -> HeapEstimate {
+        let state = &conversation.state;
+        let mut heap = HeapEstimate::default();
+        heap.string(state.id.as_str());
+        heap.btree::<ParticipantId, ParticipantRecord>(state.participants.len());
+        for (id, participant) in &state.participants {
+            heap.string(id.as_str());
+            heap.optional(participant.name.as_deref());
+            heap.optional(participant.user_id.as_deref());
+            heap.optional(participant.queue_id.as_deref());
+            heap.wrapup(participant.wrapup.as_ref());
+            heap.btree::<String, String>(participant.attributes.len());
+            for (key, value) in &participant.attributes {
+                heap.string(key);
+                heap.string(value);
+            }
+            heap.btree::<CommunicationId, CommunicationRecord>(participant.communications.len());
+            for (id, leg) in &participant.communications {
+                heap.string(id.as_str());
+                heap.optional(leg.transcript_uri.as_deref());
+                heap.wrapup(leg.wrapup.as_ref());
+            }
+        }
+        heap.btree::<MessageId, MessageRecord>(state.messages.len());
+        for (id, message) in &state.messages {
+            heap.string(id.as_str());
+            heap.string(message.participant_id.as_str());
+            heap.optional(message.communication_id.as_ref().map(CommunicationId::as_str));
+            heap.optional(message.transcript_uri.as_deref());
+            heap.btree::<String, convoy::conversation::Attachment>(message.media.len());
+            for (key, attachment) in &message.media {
+                heap.string(key);
+                heap.string(&attachment.url);
+                heap.optional(attachment.id.as_deref());
+                heap.optional(attachment.mime_type.as_deref());
+                heap.optional(attachment.name.as_deref());
+            }
+            heap.btree::<convoy::conversation::Sticker, ()>(message.stickers.len());
+            for sticker in &message.stickers {
+                heap.optional(sticker.id.as_deref());
+                heap.optional(sticker.url.as_deref());
+            }
+        }
+        heap.btree::<String, convoy::conversation::TranscriptSegment>(state.transcript.len());
+        for (key, segment) in &state.transcript {
+            heap.string(key);
+            heap.string(&segment.utterance_id);
+            heap.string(&segment.text);
+            heap.optional(segment.communication_id.as_ref().map(CommunicationId::as_str));
+        }
+        heap
     }
 }
 
@@ -645,6 +815,57 @@ mod tests {
     }
 
     #[test]
+    fn malloc_chunks_round_up_to_sixteen_bytes_with_a_header_and_a_minimum() {
+        assert_eq!(malloc_chunk(0), 0);
+        assert_eq!(malloc_chunk(1), 32);
+        assert_eq!(malloc_chunk(24), 32);
+        assert_eq!(malloc_chunk(36), 48);
+        assert_eq!(malloc_chunk(3360), 3376);
+    }
+
+    #[test]
+    fn a_btree_of_up_to_eleven_entries_is_one_full_size_leaf() {
+        assert_eq!(btree_node_bytes(0, 24, 280), (0, 0));
+        // 8 + 2 + 2 + 11 * 24 + 11 * 280 = 3356, aligned to 3360.
+        assert_eq!(btree_node_bytes(1, 24, 280), (1, 3376));
+        assert_eq!(btree_node_bytes(11, 24, 280), (1, 3376));
+        let (nodes, bytes) = btree_node_bytes(100, 24, 280);
+        assert!(nodes > 10 && bytes > 10 * 3376, "{nodes} nodes, {bytes} bytes");
+    }
+
+    #[test]
+    fn an_empty_conversation_holds_only_its_id_on_the_heap() {
+        let id = ConversationId(synthetic_uuid(1, 0));
+        let heap = HeapEstimate::of(&Conversation::new(id));
+        assert_eq!(
+            heap,
+            HeapEstimate {
+                allocations: 1,
+                bytes: 48,
+                btree_node_bytes: 0,
+                string_bytes: 48,
+            }
+        );
+    }
+
+    #[test]
+    fn each_participant_adds_its_nodes_and_strings_to_the_estimate() {
+        let one = state_estimate(1);
+        let two = state_estimate(2);
+        // The second participant shares the participants and messages leaves but brings a
+        // communications leaf of its own, its ids, name, user and queue ids, two messages.
+        let leaf = btree_node_bytes(
+            1,
+            std::mem::size_of::<CommunicationId>(),
+            std::mem::size_of::<CommunicationRecord>(),
+        )
+        .1;
+        assert_eq!(two.btree_node_bytes - one.btree_node_bytes, leaf);
+        assert!(two.string_bytes > one.string_bytes);
+        assert_eq!(one.bytes, one.btree_node_bytes + one.string_bytes);
+    }
+
+    #[test]
     fn the_text_report_states_the_figure_and_the_goal() {
         let report = MemoryReport {
             conversations: 1000,
@@ -657,6 +878,8 @@ mod tests {
             goal_bytes_per_live_conversation: GOAL_BYTES_PER_CONVERSATION,
             spawn_seconds: 0.5,
             retire_seconds: 0.25,
+            state_heap_estimate: state_estimate(3),
+            other_bytes_per_live_conversation: 1000.0,
             type_sizes: type_sizes(),
         };
         let text = report.to_text();
