@@ -162,6 +162,8 @@ impl MemoryReport {
              of each live conversation, estimated: joined state {} on the heap in {} \
              allocations (B-tree nodes {}, strings {}) plus {} inline; the rest \
              (actor, mailbox, router, registry, view, allocator slack) {}\n\
+             the same state, projected: {} with sorted Vecs instead of B-trees, {} with ids \
+             inline as 16 bytes too\n\
              inline sizes (heap parts come on top):\n",
             self.conversations,
             self.participants_per_conversation,
@@ -184,6 +186,8 @@ impl MemoryReport {
             human_bytes(self.state_heap_estimate.string_bytes as f64),
             human_bytes(state_inline_bytes() as f64),
             human_bytes(self.other_bytes_per_live_conversation),
+            human_bytes(self.state_heap_estimate.projected_vec_backed_bytes as f64),
+            human_bytes(self.state_heap_estimate.projected_vec_backed_inline_ids_bytes as f64),
         );
         for size in &self.type_sizes {
             out.push_str(&format!("  {:<26} {:>5} B\n", size.name, size.bytes));
@@ -412,6 +416,16 @@ pub struct HeapEstimate {
     pub btree_node_bytes: usize,
     /// Of `bytes`, in the text of ids and other strings.
     pub string_bytes: usize,
+    /// Of `string_bytes`, in the text of Genesys ids (UUIDs, message ids).
+    pub id_string_bytes: usize,
+    /// What `bytes` would be with every B-tree a sorted `Vec` of exactly its entries.
+    pub projected_vec_backed_bytes: usize,
+    /// What `projected_vec_backed_bytes` would be with ids held inline as 16 bytes (a
+    /// UUID's 128 bits) instead of a 24-byte `String` and its text on the heap.
+    pub projected_vec_backed_inline_ids_bytes: usize,
+    /// Accumulates the Vec-backed, inline-id node bytes during the walk.
+    #[serde(skip)]
+    vec_inline_ids: usize,
 }
 
 /// The chunk glibc's malloc hands out for `request` bytes (8 bytes of header, 16-byte
@@ -457,18 +471,33 @@ impl HeapEstimate {
         }
     }
 
+    fn id(&mut self, text: &str) {
+        self.string(text);
+        self.id_string_bytes += malloc_chunk(text.len());
+    }
+
     fn optional(&mut self, text: Option<&str>) {
         if let Some(text) = text {
             self.string(text);
         }
     }
 
-    fn btree<K, V>(&mut self, len: usize) {
-        let (nodes, bytes) =
-            btree_node_bytes(len, std::mem::size_of::<K>(), std::mem::size_of::<V>());
+    fn optional_id(&mut self, text: Option<&str>) {
+        if let Some(text) = text {
+            self.id(text);
+        }
+    }
+
+    /// A B-tree of `len` entries; `inline_ids` of its entries' ids (key and fields) would
+    /// shrink by 8 bytes each with 16-byte ids.
+    fn btree<K, V>(&mut self, len: usize, inline_ids: usize) {
+        let (key, value) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
+        let (nodes, bytes) = btree_node_bytes(len, key, value);
         self.allocations += nodes;
         self.bytes += bytes;
         self.btree_node_bytes += bytes;
+        self.projected_vec_backed_bytes += malloc_chunk(len * (key + value));
+        self.vec_inline_ids += malloc_chunk(len * (key + value - 8 * inline_ids));
     }
 
     fn wrapup(&mut self, wrapup: Option<&WrapupRecord>) {
@@ -483,33 +512,33 @@ impl HeapEstimate {
     pub fn of(conversation: &Conversation) -> HeapEstimate {
         let state = &conversation.state;
         let mut heap = HeapEstimate::default();
-        heap.string(state.id.as_str());
-        heap.btree::<ParticipantId, ParticipantRecord>(state.participants.len());
+        heap.id(state.id.as_str());
+        heap.btree::<ParticipantId, ParticipantRecord>(state.participants.len(), 1);
         for (id, participant) in &state.participants {
-            heap.string(id.as_str());
+            heap.id(id.as_str());
             heap.optional(participant.name.as_deref());
-            heap.optional(participant.user_id.as_deref());
-            heap.optional(participant.queue_id.as_deref());
+            heap.optional_id(participant.user_id.as_deref());
+            heap.optional_id(participant.queue_id.as_deref());
             heap.wrapup(participant.wrapup.as_ref());
-            heap.btree::<String, String>(participant.attributes.len());
+            heap.btree::<String, String>(participant.attributes.len(), 0);
             for (key, value) in &participant.attributes {
                 heap.string(key);
                 heap.string(value);
             }
-            heap.btree::<CommunicationId, CommunicationRecord>(participant.communications.len());
+            heap.btree::<CommunicationId, CommunicationRecord>(participant.communications.len(), 1);
             for (id, leg) in &participant.communications {
-                heap.string(id.as_str());
+                heap.id(id.as_str());
                 heap.optional(leg.transcript_uri.as_deref());
                 heap.wrapup(leg.wrapup.as_ref());
             }
         }
-        heap.btree::<MessageId, MessageRecord>(state.messages.len());
+        heap.btree::<MessageId, MessageRecord>(state.messages.len(), 2);
         for (id, message) in &state.messages {
-            heap.string(id.as_str());
-            heap.string(message.participant_id.as_str());
-            heap.optional(message.communication_id.as_ref().map(CommunicationId::as_str));
+            heap.id(id.as_str());
+            heap.id(message.participant_id.as_str());
+            heap.optional_id(message.communication_id.as_ref().map(CommunicationId::as_str));
             heap.optional(message.transcript_uri.as_deref());
-            heap.btree::<String, convoy::conversation::Attachment>(message.media.len());
+            heap.btree::<String, convoy::conversation::Attachment>(message.media.len(), 0);
             for (key, attachment) in &message.media {
                 heap.string(key);
                 heap.string(&attachment.url);
@@ -517,19 +546,22 @@ impl HeapEstimate {
                 heap.optional(attachment.mime_type.as_deref());
                 heap.optional(attachment.name.as_deref());
             }
-            heap.btree::<convoy::conversation::Sticker, ()>(message.stickers.len());
+            heap.btree::<convoy::conversation::Sticker, ()>(message.stickers.len(), 0);
             for sticker in &message.stickers {
                 heap.optional(sticker.id.as_deref());
                 heap.optional(sticker.url.as_deref());
             }
         }
-        heap.btree::<String, convoy::conversation::TranscriptSegment>(state.transcript.len());
+        heap.btree::<String, convoy::conversation::TranscriptSegment>(state.transcript.len(), 0);
         for (key, segment) in &state.transcript {
             heap.string(key);
             heap.string(&segment.utterance_id);
             heap.string(&segment.text);
-            heap.optional(segment.communication_id.as_ref().map(CommunicationId::as_str));
+            heap.optional_id(segment.communication_id.as_ref().map(CommunicationId::as_str));
         }
+        heap.projected_vec_backed_bytes += heap.string_bytes;
+        heap.projected_vec_backed_inline_ids_bytes =
+            heap.vec_inline_ids + heap.string_bytes - heap.id_string_bytes;
         heap
     }
 }
@@ -844,6 +876,10 @@ mod tests {
                 bytes: 48,
                 btree_node_bytes: 0,
                 string_bytes: 48,
+                id_string_bytes: 48,
+                projected_vec_backed_bytes: 48,
+                projected_vec_backed_inline_ids_bytes: 0,
+                vec_inline_ids: 0,
             }
         );
     }
@@ -863,6 +899,8 @@ mod tests {
         assert_eq!(two.btree_node_bytes - one.btree_node_bytes, leaf);
         assert!(two.string_bytes > one.string_bytes);
         assert_eq!(one.bytes, one.btree_node_bytes + one.string_bytes);
+        assert!(one.projected_vec_backed_bytes < one.bytes);
+        assert!(one.projected_vec_backed_inline_ids_bytes < one.projected_vec_backed_bytes);
     }
 
     #[test]

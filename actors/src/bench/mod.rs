@@ -136,7 +136,9 @@ pub fn metric_series(rendered: &str, name: &str) -> Vec<(String, f64)> {
             let rest = line.strip_prefix(name)?;
             let (labels, value) = match rest.as_bytes().first()? {
                 b'{' => {
-                    let close = rest.find('}')?;
+                    // Label values may hold braces (`route="GET /x/{id}"`); the label set
+                    // ends at the last one, the value is a number.
+                    let close = rest.rfind('}')?;
                     (&rest[..=close], rest[close + 1..].trim())
                 }
                 b' ' => ("", rest.trim()),
@@ -195,10 +197,12 @@ mod tests {
                     convoy_writes_total{outcome=\"landed\"} 7\n\
                     convoy_writes_total{outcome=\"conflict\"} 2\n\
                     convoy_writes_total_extra 100\n\
-                    convoy_other 5\n";
+                    convoy_other 5\n\
+                    convoy_requests_total{route=\"GET /c/{id}\",class=\"2xx\"} 4\n";
         assert_eq!(metric_sum(text, "convoy_writes_total"), 9.0);
         assert_eq!(metric_sum(text, "convoy_other"), 5.0);
         assert_eq!(metric_sum(text, "convoy_absent"), 0.0);
+        assert_eq!(metric_sum(text, "convoy_requests_total"), 4.0);
         assert_eq!(
             metric_series(text, "convoy_writes_total"),
             vec![
