@@ -8,7 +8,14 @@ use std::process::{Command, Stdio};
 #[test]
 fn bench_memory_reports_a_positive_figure_per_live_conversation() {
     let output = Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .args(["bench", "memory", "--conversations", "200", "--format", "json"])
+        .args([
+            "bench",
+            "memory",
+            "--conversations",
+            "200",
+            "--format",
+            "json",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

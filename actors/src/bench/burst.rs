@@ -377,7 +377,10 @@ mod tests {
         let ended = json!({"ended": true});
         let open = json!({"ended": false});
         assert!(all_ended(&[ended.clone(), ended.clone()], 2));
-        assert!(!all_ended(&[ended.clone()], 2), "one is still missing");
+        assert!(
+            !all_ended(std::slice::from_ref(&ended), 2),
+            "one is still missing"
+        );
         assert!(!all_ended(&[ended, open], 2));
     }
 
@@ -430,8 +433,14 @@ mod tests {
     #[test]
     fn the_text_report_names_each_figure_and_what_did_not_converge() {
         let text = report(Some(16.0), Some(300.0)).to_text();
-        assert!(text.contains("Convoy's views equal the truth:      16.0 s"), "{text}");
-        assert!(text.contains("PATCHes: 900 (0.30 per transition)"), "{text}");
+        assert!(
+            text.contains("Convoy's views equal the truth:      16.0 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("PATCHes: 900 (0.30 per transition)"),
+            "{text}"
+        );
         assert!(text.contains("OK: converged"), "{text}");
         let text = report(None, None).to_text();
         assert!(text.contains("never (within --max-wait)"), "{text}");

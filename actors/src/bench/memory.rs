@@ -27,7 +27,9 @@ use convoy::conversation::state::{
 };
 use convoy::conversation::Conversation;
 use convoy::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
-use convoy::model::{CommunicationState, Direction, DisconnectType, MessageStatus, MessageType, Purpose};
+use convoy::model::{
+    CommunicationState, Direction, DisconnectType, MessageStatus, MessageType, Purpose,
+};
 use dashmap::DashMap;
 use serde::Serialize;
 
@@ -107,8 +109,14 @@ pub fn type_sizes() -> Vec<TypeSize> {
     vec![
         size("ConversationId", std::mem::size_of::<ConversationId>()),
         size("Conversation", std::mem::size_of::<Conversation>()),
-        size("ConversationState", std::mem::size_of::<ConversationState>()),
-        size("ParticipantRecord", std::mem::size_of::<ParticipantRecord>()),
+        size(
+            "ConversationState",
+            std::mem::size_of::<ConversationState>(),
+        ),
+        size(
+            "ParticipantRecord",
+            std::mem::size_of::<ParticipantRecord>(),
+        ),
         size(
             "CommunicationRecord",
             std::mem::size_of::<CommunicationRecord>(),
@@ -150,7 +158,8 @@ impl MemoryReport {
                 "-".to_owned()
             }
         };
-        let mut out = format!(
+        let mut out =
+            format!(
             "convoy bench memory: {} live conversations, {} participants and {} messages each\n\
              resident before:            {}\n\
              resident with all live:     {}\n\
@@ -224,7 +233,10 @@ pub const MAX_PARTICIPANTS: usize = 100;
 
 /// Spawns `conversations` live conversations of `participants` each, measures, retires
 /// them. Must run inside an actix System.
-pub async fn measure(conversations: usize, participants: usize) -> Result<MemoryReport, BenchError> {
+pub async fn measure(
+    conversations: usize,
+    participants: usize,
+) -> Result<MemoryReport, BenchError> {
     let emulator = Emulator::start(EmulatorOptions {
         rate_limit_per_minute: 0,
         ..EmulatorOptions::default()
@@ -536,7 +548,12 @@ impl HeapEstimate {
         for (id, message) in &state.messages {
             heap.id(id.as_str());
             heap.id(message.participant_id.as_str());
-            heap.optional_id(message.communication_id.as_ref().map(CommunicationId::as_str));
+            heap.optional_id(
+                message
+                    .communication_id
+                    .as_ref()
+                    .map(CommunicationId::as_str),
+            );
             heap.optional(message.transcript_uri.as_deref());
             heap.btree::<String, convoy::conversation::Attachment>(message.media.len(), 0);
             for (key, attachment) in &message.media {
@@ -557,7 +574,12 @@ impl HeapEstimate {
             heap.string(key);
             heap.string(&segment.utterance_id);
             heap.string(&segment.text);
-            heap.optional_id(segment.communication_id.as_ref().map(CommunicationId::as_str));
+            heap.optional_id(
+                segment
+                    .communication_id
+                    .as_ref()
+                    .map(CommunicationId::as_str),
+            );
         }
         heap.projected_vec_backed_bytes += heap.string_bytes;
         heap.projected_vec_backed_inline_ids_bytes =
@@ -862,7 +884,10 @@ mod tests {
         assert_eq!(btree_node_bytes(1, 24, 280), (1, 3376));
         assert_eq!(btree_node_bytes(11, 24, 280), (1, 3376));
         let (nodes, bytes) = btree_node_bytes(100, 24, 280);
-        assert!(nodes > 10 && bytes > 10 * 3376, "{nodes} nodes, {bytes} bytes");
+        assert!(
+            nodes > 10 && bytes > 10 * 3376,
+            "{nodes} nodes, {bytes} bytes"
+        );
     }
 
     #[test]
@@ -921,8 +946,14 @@ mod tests {
             type_sizes: type_sizes(),
         };
         let text = report.to_text();
-        assert!(text.contains("bytes per live conversation: 5000 (4.9 KiB)"), "{text}");
-        assert!(text.contains("goal <= 4096 (4.0 KiB): above the goal"), "{text}");
+        assert!(
+            text.contains("bytes per live conversation: 5000 (4.9 KiB)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("goal <= 4096 (4.0 KiB): above the goal"),
+            "{text}"
+        );
         assert!(text.contains("(2000/s)"), "{text}");
         assert!(text.contains("(4000/s)"), "{text}");
         assert!(!report.meets_goal());

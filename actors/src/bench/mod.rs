@@ -176,7 +176,8 @@ mod tests {
 
     use super::*;
 
-    const STATUS: &str = "Name:\tconvoy\nVmPeak:\t  200000 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    8000 kB\n";
+    const STATUS: &str =
+        "Name:\tconvoy\nVmPeak:\t  200000 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    8000 kB\n";
 
     #[test]
     fn vm_rss_is_read_in_bytes_from_the_status_file() {
