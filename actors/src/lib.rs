@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bench;
 pub mod config_load;
 pub mod conversation;
 pub mod crm_sink;

@@ -82,6 +82,11 @@ enum Command {
     /// Drive simulated conversations through the emulator (or an open-messaging
     /// integration of a real org) and report the expected outcomes.
     Simulate(convoy_actors::simulator::cli::SimulateArgs),
+    /// Measure the live path: `memory` (resident bytes per live conversation) or `burst`
+    /// (the 1 000-conversation burst at Genesys' real request budget). Exit 1 when a run
+    /// does not converge.
+    #[command(subcommand)]
+    Bench(convoy_actors::bench::BenchCommand),
     /// Print a shell completion script, e.g. `convoy completions bash >
     /// ~/.local/share/bash-completion/completions/convoy`.
     Completions {
@@ -203,6 +208,7 @@ fn main() -> ExitCode {
             Err(problem) => usage_error("crm-sink", &problem),
         },
         Command::Simulate(args) => Ok(convoy_actors::simulator::cli::main(args)),
+        Command::Bench(command) => Ok(convoy_actors::bench::main(command)),
         Command::Completions { shell } => completions(shell),
     };
     match outcome {

@@ -1,0 +1,228 @@
+//! `convoy bench`: measurements of the live path at contact-center scale, run as one
+//! process on this machine (no network beyond 127.0.0.1).
+//!
+//! - [`memory`]: resident memory per live conversation (`convoy bench memory`).
+//! - [`burst`]: the issue's burst at Genesys' real request budget, end to end
+//!   (`convoy bench burst`): when Convoy's views and Genesys' attributes converge.
+//!
+//! This module owns the command line of both, the helpers they share (reading the
+//! process's resident memory, summing a metric from the Prometheus text, formatting) and
+//! the exit codes: 0 measured, 1 the run did not converge or could not run, 2 bad usage.
+
+pub mod burst;
+pub mod memory;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::logging;
+
+/// `convoy bench memory|burst`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Resident memory per live conversation: spawn N synthetic conversations in the
+    /// router, measure the process's RSS before and after, then retire them.
+    Memory(memory::MemoryArgs),
+    /// The 1 000-conversation burst at Genesys' real request budget: an in-process
+    /// emulator (no emulator-side limit), the full daemon, the simulator unpaced; reports
+    /// when Convoy's views equal the truth and when every attribute is written.
+    Burst(burst::BurstArgs),
+}
+
+/// How a bench prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Why a bench could not run or did not reach its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid arguments: {0}")]
+    Usage(String),
+    #[error("emulator: {0}")]
+    Emulator(String),
+    #[error("daemon: {0}")]
+    Daemon(String),
+    #[error("reading resident memory from {path}: {detail}")]
+    Memory { path: &'static str, detail: String },
+    #[error("{0}")]
+    Stalled(String),
+    #[error("simulator: {0}")]
+    Simulator(String),
+    #[error("writing the report: {0}")]
+    Output(String),
+}
+
+/// Exit code for a bench that ran but did not converge, or could not run.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for bad usage (same as clap's).
+const EXIT_USAGE: u8 = 2;
+
+/// `convoy bench …` as a process: warnings-only logs, an actix System, the report on
+/// stdout, the exit code.
+pub fn main(command: BenchCommand) -> ExitCode {
+    // The bench's own lines must stay readable; RUST_LOG still overrides.
+    let _ = logging::init(&convoy::config::LogConfig {
+        format: convoy::config::LogFormat::Text,
+        filter: "warn".to_owned(),
+    });
+    let outcome = actix_rt::System::new().block_on(async move {
+        match command {
+            BenchCommand::Memory(args) => memory::run(args).await,
+            BenchCommand::Burst(args) => burst::run(args).await,
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_FAILED),
+        Err(error @ BenchError::Usage(_)) => {
+            eprintln!("convoy bench: {error}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(error) => {
+            eprintln!("convoy bench: {error}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+const PROC_STATUS: &str = "/proc/self/status";
+
+/// This process's resident set size in bytes (`VmRSS` of `/proc/self/status`).
+pub fn resident_bytes() -> Result<u64, BenchError> {
+    let status = std::fs::read_to_string(PROC_STATUS).map_err(|error| BenchError::Memory {
+        path: PROC_STATUS,
+        detail: error.to_string(),
+    })?;
+    parse_vm_rss(&status).ok_or_else(|| BenchError::Memory {
+        path: PROC_STATUS,
+        detail: "no readable VmRSS line".to_owned(),
+    })
+}
+
+/// The `VmRSS:   123456 kB` line of `/proc/<pid>/status`, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let mut fields = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = fields.next()?.parse().ok()?;
+    let scale = match fields.next()? {
+        "kB" => 1024,
+        "mB" | "MB" => 1024 * 1024,
+        "B" => 1,
+        _ => return None,
+    };
+    value.checked_mul(scale)
+}
+
+/// The sum of every series of `name` in Prometheus text (`name 3` or `name{..} 3`);
+/// 0 when absent.
+pub fn metric_sum(rendered: &str, name: &str) -> f64 {
+    metric_series(rendered, name)
+        .into_iter()
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Every series of `name` in Prometheus text: its label set (`{outcome="landed"}`, or
+/// empty) and value.
+pub fn metric_series(rendered: &str, name: &str) -> Vec<(String, f64)> {
+    rendered
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.as_bytes().first()? {
+                b'{' => {
+                    // Label values may hold braces (`route="GET /x/{id}"`); the label set
+                    // ends at the last one, the value is a number.
+                    let close = rest.rfind('}')?;
+                    (&rest[..=close], rest[close + 1..].trim())
+                }
+                b' ' => ("", rest.trim()),
+                _ => return None,
+            };
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Bytes in binary units, e.g. `3.9 KiB`, `812.4 MiB`.
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Seconds with millisecond precision, for reports.
+pub fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const STATUS: &str =
+        "Name:\tconvoy\nVmPeak:\t  200000 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    8000 kB\n";
+
+    #[test]
+    fn vm_rss_is_read_in_bytes_from_the_status_file() {
+        assert_eq!(parse_vm_rss(STATUS), Some(10240 * 1024));
+    }
+
+    #[test]
+    fn a_status_without_vm_rss_or_with_an_unknown_unit_reads_as_nothing() {
+        assert_eq!(parse_vm_rss("Name:\tconvoy\nVmPeak:\t 1 kB\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t 12 pages\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t twelve kB\n"), None);
+    }
+
+    #[test]
+    fn a_metric_sums_every_series_and_ignores_longer_names_and_comments() {
+        let text = "# HELP convoy_writes_total writes\n\
+                    # TYPE convoy_writes_total counter\n\
+                    convoy_writes_total{outcome=\"landed\"} 7\n\
+                    convoy_writes_total{outcome=\"conflict\"} 2\n\
+                    convoy_writes_total_extra 100\n\
+                    convoy_other 5\n\
+                    convoy_requests_total{route=\"GET /c/{id}\",class=\"2xx\"} 4\n";
+        assert_eq!(metric_sum(text, "convoy_writes_total"), 9.0);
+        assert_eq!(metric_sum(text, "convoy_other"), 5.0);
+        assert_eq!(metric_sum(text, "convoy_absent"), 0.0);
+        assert_eq!(metric_sum(text, "convoy_requests_total"), 4.0);
+        assert_eq!(
+            metric_series(text, "convoy_writes_total"),
+            vec![
+                ("{outcome=\"landed\"}".to_owned(), 7.0),
+                ("{outcome=\"conflict\"}".to_owned(), 2.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn bytes_print_in_binary_units() {
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(4096.0), "4.0 KiB");
+        assert_eq!(human_bytes(1.5 * 1024.0 * 1024.0), "1.5 MiB");
+        assert_eq!(human_bytes(-2048.0), "-2.0 KiB");
+    }
+
+    #[test]
+    fn seconds_keep_milliseconds() {
+        assert_eq!(seconds(Duration::from_micros(1_234_567)), 1.235);
+    }
+}
