@@ -37,6 +37,8 @@ pub const CHANGES: &[&str] = &[
     "genesys.api_base and genesys.login_base: that emulator; genesys.client_id and \
      genesys.client_secret: its default client; genesys.queues: every queue of its org",
     "admin.listen = 127.0.0.1:0 (a free port, printed), so a daemon on 9464 is no obstacle",
+    "outbox.path: a fresh file in the system's temporary folder, so a daemon using \
+     data/outbox.redb here is no obstacle",
     "logs: warnings and errors only, so the demo's own lines stay readable",
     "CONVOY_* environment variables are ignored (config/default.toml plus the lines above)",
 ];
@@ -132,11 +134,12 @@ fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> 
 fn demo_config(emulator: &Emulator) -> Result<convoy::config::Config, DemoError> {
     let text = format!(
         "[genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
-         client_secret = \"{secret}\"\nqueues = {queues}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+         client_secret = \"{secret}\"\nqueues = {queues}\n[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}",
         base = emulator.base_url(),
         id = emulator.client_id(),
         secret = emulator.client_secret(),
         queues = serde_json::to_string(&emulator.queue_ids()).unwrap_or_else(|_| "[]".to_owned()),
+        outbox = private_store(),
     );
     load_from_text(&text, true)
 }
@@ -249,14 +252,7 @@ pub fn config_for(
         outbox = if extra_toml.contains("[outbox]") {
             String::new()
         } else {
-            format!(
-                "[outbox]\npath = {:?}\n",
-                std::env::temp_dir()
-                    .join(format!("convoy-{}-{}", std::process::id(), CONFIG_FILES.load(std::sync::atomic::Ordering::Relaxed)))
-                    .join("outbox.redb")
-                    .display()
-                    .to_string()
-            )
+            private_store()
         },
     );
     load_from_text(&text, false)
@@ -284,6 +280,23 @@ fn load_from_text(
     let _ = std::fs::remove_file(&path);
     loaded.map_err(|error| DemoError::Config(error.to_string()))
 }
+
+/// An `[outbox]` section naming a store no other daemon uses: a fresh folder under the
+/// system's temporary folder (a second daemon cannot open the same redb file).
+fn private_store() -> String {
+    let folder = std::env::temp_dir().join(format!(
+        "convoy-store-{}-{}",
+        std::process::id(),
+        STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    format!(
+        "[outbox]\npath = {:?}\n",
+        folder.join("outbox.redb").display().to_string()
+    )
+}
+
+/// Distinguishes the stores of several daemons started by one process.
+static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Distinguishes the temporary files of several configurations built by one process.
 static CONFIG_FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -8,10 +8,12 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use convoy::conversation::writeback::WriteBackStats;
 use convoy::simulator::Scenario;
 use convoy_actors::app::{Daemon, RunOptions};
 use convoy_actors::conversation::actor::InjectPanic;
-use convoy_actors::conversation::router::LookupConversation;
+use convoy_actors::conversation::router::{GetRouterStats, LookupConversation, RouterStats};
+use convoy_actors::conversation::writer::GetWriteStats;
 use convoy_actors::demo::{config_for, differences, unwritten_attributes};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{SimulationReport, Simulator, SimulatorOptions};
@@ -73,6 +75,16 @@ impl Run {
             http,
             config,
         }
+    }
+
+    /// This daemon's write-back counts (the metrics are shared by every test in the
+    /// process, these are not).
+    pub async fn write_stats(&self) -> WriteBackStats {
+        self.daemon.writer.send(GetWriteStats).await.unwrap()
+    }
+
+    pub async fn router_stats(&self) -> RouterStats {
+        self.daemon.router.send(GetRouterStats).await.unwrap()
     }
 
     pub async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {

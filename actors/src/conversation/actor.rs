@@ -108,6 +108,15 @@ pub struct ConversationDeps {
     pub transcription: Option<Recipient<WatchTranscription>>,
     /// Tests only: counts actors per conversation.
     pub census: Option<Arc<ActorCensus>>,
+    /// This router's own tallies (the metrics are process-wide).
+    pub tallies: Arc<ConversationTallies>,
+}
+
+/// Tallies of one router's conversations, readable without touching an actor
+/// (`GetRouterStats`): the metrics recorder is process-wide, these are per daemon.
+#[derive(Debug, Default)]
+pub struct ConversationTallies {
+    pub lifecycle_transitions: std::sync::atomic::AtomicU64,
 }
 
 /// The domain events of one applied input, in order.
@@ -243,6 +252,10 @@ impl ConversationActor {
             .count();
         if lifecycle_moves > 0 {
             metrics::counter!(names::PARTICIPANT_TRANSITIONS).increment(lifecycle_moves as u64);
+            self.deps
+                .tallies
+                .lifecycle_transitions
+                .fetch_add(lifecycle_moves as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(writer) = &self.deps.writer {
             // The whole debt, every time the state moved: it replaces the last statement,

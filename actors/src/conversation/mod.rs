@@ -71,6 +71,7 @@ pub fn start_conversations(
                 writer: setup.write_back.then(|| writer.clone().recipient()),
                 transcription: None,
                 census: setup.census,
+                tallies: Arc::default(),
             },
             setup.router,
             setup.rest,

@@ -125,6 +125,10 @@ pub struct RouterStats {
     pub rereads_in_flight: usize,
     /// Actors started since boot.
     pub spawned: u64,
+    /// Participant lifecycle transitions observed since boot.
+    pub lifecycle_transitions: u64,
+    /// Conversations retired to make room at the cap since boot.
+    pub evicted_at_capacity: u64,
 }
 
 enum Slot {
@@ -236,6 +240,7 @@ pub struct ConversationRouter {
     pending_discovery: Option<DateTime<Utc>>,
     discovering: bool,
     spawned: u64,
+    evicted_at_capacity: u64,
     cap_warned_at: Option<Instant>,
     evictions_since_warning: u64,
     _panic_guard: PanicGuard,
@@ -275,6 +280,7 @@ impl ConversationRouter {
             pending_discovery: None,
             discovering: false,
             spawned: 0,
+            evicted_at_capacity: 0,
             cap_warned_at: None,
             evictions_since_warning: 0,
             _panic_guard: PanicGuard::essential("router"),
@@ -383,6 +389,7 @@ impl ConversationRouter {
                 evicted_generation,
             } => {
                 self.warn_at_cap();
+                self.evicted_at_capacity += 1;
                 tracing::debug!(conversation_id = %evict, max_live = self.settings.max_live, "At the live cap: retiring the least recently active conversation.");
                 metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => StopReason::Capacity.as_str())
                     .increment(1);
@@ -858,6 +865,12 @@ impl Handler<GetRouterStats> for ConversationRouter {
             rereads_owed: self.rereads.len(),
             rereads_in_flight: self.rereads_in_flight.len(),
             spawned: self.spawned,
+            lifecycle_transitions: self
+                .deps
+                .tallies
+                .lifecycle_transitions
+                .load(std::sync::atomic::Ordering::Relaxed),
+            evicted_at_capacity: self.evicted_at_capacity,
         }
     }
 }
