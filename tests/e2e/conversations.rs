@@ -177,15 +177,7 @@ impl Harness {
     /// Whether every conversation in the truth has ended and its wrap-ups are recorded.
     pub async fn all_finished_in_truth(&self, expected: usize) -> bool {
         let truth = self.truth().await;
-        truth.len() == expected
-            && truth.iter().all(|c| {
-                c["ended"] == true
-                    && c["participants"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .all(|p| p["purpose"] != "agent" || !p["wrapup"].is_null())
-            })
+        truth.len() == expected && support::all_finished(&truth)
     }
 }
 

@@ -354,14 +354,7 @@ async fn a_conversation_actor_killed_by_a_panic_is_rebuilt_and_ends_correct() {
     assert!(dead, "the injected panic did not kill the actor");
     // The conversation goes on in the emulator; the next event rebuilds the actor.
     let ended = eventually(Duration::from_secs(60), || async {
-        run.truth().await.iter().all(|c| {
-            c["ended"] == true
-                && c["participants"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|p| p["purpose"] != "agent" || !p["wrapup"].is_null())
-        })
+        support::all_finished(&run.truth().await)
     })
     .await;
     assert!(ended, "the emulator did not finish the conversation");

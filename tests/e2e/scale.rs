@@ -136,15 +136,7 @@ async fn start_conversations(run: &Run, count: usize, tag: &str) -> Vec<String> 
 
 async fn all_finished(run: &Run, expected: usize) -> bool {
     let truth = run.truth().await;
-    truth.len() >= expected
-        && truth.iter().all(|c| {
-            c["ended"] == true
-                && c["participants"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|p| p["purpose"] != "agent" || !p["wrapup"].is_null())
-        })
+    truth.len() >= expected && support::all_finished(&truth)
 }
 
 #[actix_rt::test]

@@ -101,3 +101,16 @@ pub async fn truth(
         .cloned()
         .unwrap_or_default()
 }
+
+/// Whether every conversation of the emulator's ground truth has ended with every agent's
+/// wrap-up recorded (nothing more will happen to it).
+pub fn all_finished(truth: &[serde_json::Value]) -> bool {
+    truth.iter().all(|c| {
+        c["ended"] == true
+            && c["participants"].as_array().is_some_and(|participants| {
+                participants
+                    .iter()
+                    .all(|p| p["purpose"] != "agent" || !p["wrapup"].is_null())
+            })
+    })
+}
