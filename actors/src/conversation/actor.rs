@@ -162,6 +162,8 @@ pub struct ConversationActor {
     /// The transcription topic of this (voice) conversation is followed.
     watching_transcription: bool,
     retirement_requested: bool,
+    /// The last debt handed to the writer was empty (the writer holds nothing for it).
+    stated_settled: bool,
     _census: Option<CensusEntry>,
     /// Counts a panic; not essential: the router rebuilds the conversation from REST.
     _panic_guard: PanicGuard,
@@ -202,6 +204,7 @@ impl ConversationActor {
             router,
             watching_transcription: false,
             retirement_requested: false,
+            stated_settled: false,
             _panic_guard: PanicGuard::counted("conversation"),
         }
     }
@@ -259,11 +262,18 @@ impl ConversationActor {
         }
         if let Some(writer) = &self.deps.writer {
             // The whole debt, every time the state moved: it replaces the last statement,
-            // so only the latest state is ever written.
-            writer.do_send(OweWrites {
-                conversation_id: self.id.clone(),
-                writes: owed_writes(&conversation.state, conversation.version),
-            });
+            // so only the latest state is ever written. Nothing owed, stated already:
+            // most inputs (messages, receipts) change no lifecycle and cost the writer
+            // nothing.
+            let writes = owed_writes(&conversation.state, conversation.version);
+            let settled = writes.is_empty();
+            if !(settled && self.stated_settled) {
+                writer.do_send(OweWrites {
+                    conversation_id: self.id.clone(),
+                    writes,
+                });
+            }
+            self.stated_settled = settled;
         }
         let events = domain_events(&conversation.state, &outcome);
         let finished = conversation.state.is_finished();

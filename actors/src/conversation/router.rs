@@ -70,7 +70,6 @@ pub enum StopReason {
     Idle,
     /// Made room at the `max_live` cap.
     Capacity,
-    Shutdown,
 }
 
 impl StopReason {
@@ -79,7 +78,6 @@ impl StopReason {
             StopReason::Finished => "finished",
             StopReason::Idle => "idle",
             StopReason::Capacity => "capacity",
-            StopReason::Shutdown => "shutdown",
         }
     }
 }
@@ -380,7 +378,7 @@ impl ConversationRouter {
                     generation: stored,
                     addr,
                 }) if *stored == generation && addr.connected() => addr.clone(),
-                _ => self.rebuild_crashed(&id, &input, ctx),
+                _ => self.rebuild_crashed(&id, generation, &input, ctx),
             },
             Route::Spawn(generation) => self.spawn(&id, generation, ctx),
             Route::SpawnEvicting {
@@ -429,6 +427,7 @@ impl ConversationRouter {
     fn rebuild_crashed(
         &mut self,
         id: &ConversationId,
+        live_generation: Generation,
         input: &ConversationInput,
         ctx: &mut Context<Self>,
     ) -> Addr<ConversationActor> {
@@ -443,25 +442,9 @@ impl ConversationRouter {
         if let Some(version) = last_version {
             self.version_floors.insert(id.clone(), version, self.now());
         }
-        let generation = match self.registry.replace(id) {
-            Some(generation) => generation,
-            // Not live any more: admit it like a new one.
-            None => match self.registry.route(id, self.now()) {
-                Route::Deliver(generation) | Route::Spawn(generation) => generation,
-                Route::SpawnEvicting {
-                    generation,
-                    evict,
-                    evicted_generation,
-                } => {
-                    self.retire(evict, evicted_generation, StopReason::Capacity, ctx);
-                    generation
-                }
-                Route::Tombstoned { .. } => match self.registry.replace(id) {
-                    Some(generation) => generation,
-                    None => Generation(0),
-                },
-            },
-        };
+        // The registry routed to this conversation, so it is live there: a new
+        // generation takes the dead one's slot.
+        let generation = self.registry.replace(id).unwrap_or(live_generation);
         let addr = self.spawn(id, generation, ctx);
         if !matches!(input, ConversationInput::Snapshot(_)) {
             self.owe_reread(id.clone(), ctx);

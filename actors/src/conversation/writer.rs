@@ -187,14 +187,15 @@ impl AttributeWriter {
                                     failures,
                                 ),
                         },
-                        Attempt::Transient { retry_after } => WriteOutcome::Transient {
+                        // `GenesysRest::call` already waited out any Retry-After (the
+                        // bucket pauses every caller), so the backoff is all that is left.
+                        Attempt::Transient => WriteOutcome::Transient {
                             retry_at: now
                                 + nth_delay(
                                     Duration::from_secs(1),
                                     Duration::from_secs(60),
                                     failures,
-                                )
-                                .max(retry_after.unwrap_or_default()),
+                                ),
                         },
                         Attempt::Refused { reason } => WriteOutcome::Refused { reason },
                     };
@@ -263,7 +264,7 @@ fn record_outcome(job: &WriteJob, outcome: &WriteOutcome) {
 enum Attempt {
     Landed,
     Conflict,
-    Transient { retry_after: Option<Duration> },
+    Transient,
     Refused { reason: String },
 }
 
@@ -342,7 +343,7 @@ async fn write_once(
         Err(error) => {
             tracing::debug!(conversation_id = %id, %error, "Attribute write failed.");
             AttemptResult {
-                outcome: Attempt::Transient { retry_after: None },
+                outcome: Attempt::Transient,
                 etag: update,
             }
         }
@@ -363,7 +364,7 @@ async fn reread(
             RestError::Rejected { .. } => Attempt::Refused {
                 reason: error.to_string(),
             },
-            _ => Attempt::Transient { retry_after: None },
+            _ => Attempt::Transient,
         })?;
     let snapshot = response
         .json::<serde_json::Value>(route)

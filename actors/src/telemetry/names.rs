@@ -43,7 +43,7 @@ pub const STREAM_RECORD_ERRORS: &str = "convoy_stream_record_errors_total";
 
 // Conversations.
 pub const CONVERSATIONS_STARTED: &str = "convoy_conversations_started_total";
-/// Label `reason`: finished, idle, crashed, shutdown.
+/// Label `reason`: finished, idle, capacity, crashed.
 pub const CONVERSATIONS_EVICTED: &str = "convoy_conversations_evicted_total";
 /// Gauge.
 pub const CONVERSATIONS_LIVE: &str = "convoy_conversations_live";
@@ -106,7 +106,7 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "restart",
 ];
 pub const ROTATION_REASONS: &[&str] = &["socket_closing", "channel_expiry", "token_expiry"];
-pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "capacity", "crashed", "shutdown"];
+pub const EVICTION_REASONS: &[&str] = &["finished", "idle", "capacity", "crashed"];
 pub const WRITE_OUTCOMES: &[&str] = &["landed", "conflict", "transient", "refused"];
 pub const RECONCILE_REASONS: &[&str] = &["startup", "reconnect"];
 pub const ROUTE_DROP_REASONS: &[&str] = &[
