@@ -69,6 +69,27 @@ const WRITES_IN_FLIGHT: usize = 4;
 /// Background re-reads in flight at once.
 const REREADS_IN_FLIGHT: usize = 2;
 
+/// The router's settings `convoy run` uses (`conversations.max_live`,
+/// `conversations.idle_timeout`); benchmarks build the same.
+pub fn router_settings(max_live: usize, idle_timeout: Duration) -> RouterSettings {
+    RouterSettings {
+        max_live,
+        tombstone_capacity: max_live.max(FINISHED_VIEWS),
+        tombstone_ttl: Duration::from_secs(24 * 3600),
+        finished_views: FINISHED_VIEWS,
+        idle_timeout,
+        reread_concurrency: REREADS_IN_FLIGHT,
+    }
+}
+
+/// The attribute writer's settings `convoy run` uses (`genesys.if_match`).
+pub fn writer_settings(conditional_writes: bool) -> WriterSettings {
+    WriterSettings {
+        max_in_flight: WRITES_IN_FLIGHT,
+        conditional_writes,
+    }
+}
+
 /// A running daemon: every singleton's address, for the shutdown and for tests.
 pub struct Daemon {
     pub admin: AdminServer,
@@ -138,18 +159,11 @@ impl Daemon {
             rest: rest.clone(),
             views: Arc::clone(&views),
             write_statuses: Arc::clone(&write_statuses),
-            router: RouterSettings {
-                max_live: config.conversations.max_live,
-                tombstone_capacity: config.conversations.max_live.max(FINISHED_VIEWS),
-                tombstone_ttl: Duration::from_secs(24 * 3600),
-                finished_views: FINISHED_VIEWS,
-                idle_timeout: config.conversations.idle_timeout,
-                reread_concurrency: REREADS_IN_FLIGHT,
-            },
-            writer: WriterSettings {
-                max_in_flight: WRITES_IN_FLIGHT,
-                conditional_writes: config.genesys.conditional_writes,
-            },
+            router: router_settings(
+                config.conversations.max_live,
+                config.conversations.idle_timeout,
+            ),
+            writer: writer_settings(config.genesys.conditional_writes),
             write_back: config.genesys.write_back,
             store: Some(store),
             downstream: None,

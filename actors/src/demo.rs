@@ -118,12 +118,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
 
 fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> {
     match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| DemoError::Scenario(format!("{}: {error}", path.display())))?;
-            Scenario::from_toml(&text)
-                .map_err(|error| DemoError::Scenario(format!("{}: {error}", path.display())))
-        }
+        Some(path) => crate::simulator::read_scenario_file(path).map_err(DemoError::Scenario),
         None => Scenario::from_toml(DEMO_SCENARIO)
             .map_err(|error| DemoError::Scenario(format!("(built in): {error}"))),
     }
@@ -133,15 +128,24 @@ fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> 
 /// names, through the real loader, without the caller's environment.
 fn demo_config(emulator: &Emulator) -> Result<convoy::config::Config, DemoError> {
     let text = format!(
+        "{genesys}[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}",
+        genesys = genesys_section(emulator),
+        outbox = private_store(),
+    );
+    load_from_text(&text, true)
+}
+
+/// The `[genesys]` lines that point a daemon at `emulator`: its bases, its default client
+/// and every queue of its org. The section stays open for more keys.
+fn genesys_section(emulator: &Emulator) -> String {
+    format!(
         "[genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
-         client_secret = \"{secret}\"\nqueues = {queues}\n[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}",
+         client_secret = \"{secret}\"\nqueues = {queues}\n",
         base = emulator.base_url(),
         id = emulator.client_id(),
         secret = emulator.client_secret(),
         queues = serde_json::to_string(&emulator.queue_ids()).unwrap_or_else(|_| "[]".to_owned()),
-        outbox = private_store(),
-    );
-    load_from_text(&text, true)
+    )
 }
 
 async fn run_against(
@@ -233,15 +237,9 @@ pub fn config_for(
     genesys_extra: &str,
     extra_toml: &str,
 ) -> Result<convoy::config::Config, DemoError> {
-    let queues = emulator.queue_ids();
     let text = format!(
-        "# Written for an in-process emulator.\n\
-         [genesys]\napi_base = \"{base}\"\nlogin_base = \"{base}\"\nclient_id = \"{id}\"\n\
-         client_secret = \"{secret}\"\n{budget}queues = {queues}\n{genesys_extra}\n{outbox}{extra_toml}",
-        base = emulator.base_url(),
-        id = emulator.client_id(),
-        secret = emulator.client_secret(),
-        queues = serde_json::to_string(&queues).unwrap_or_else(|_| "[]".to_owned()),
+        "# Written for an in-process emulator.\n{genesys}{budget}{genesys_extra}\n{outbox}{extra_toml}",
+        genesys = genesys_section(emulator),
         budget = if genesys_extra.contains("requests_per_minute") {
             ""
         } else {

@@ -318,11 +318,8 @@ fn frame_check(
     now: Instant,
     max_age: Duration,
 ) -> FrameCheck {
-    let heard_from = match (last, connected_since) {
-        (Some(last), Some(since)) => Some(last.max(since)),
-        (last, since) => last.or(since),
-    };
-    let Some(heard_from) = heard_from else {
+    // `None` orders below any time: the later of the two that are known.
+    let Some(heard_from) = last.max(connected_since) else {
         return FrameCheck {
             ok: false,
             detail: Some("no frame received yet".to_owned()),

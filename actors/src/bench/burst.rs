@@ -167,10 +167,7 @@ pub async fn run(args: BurstArgs) -> Result<bool, BenchError> {
     }
     let scenario = match &args.scenario {
         None => Scenario::default(),
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|error| error.to_string())
-            .and_then(|text| Scenario::from_toml(&text).map_err(|error| error.to_string()))
-            .map_err(|error| BenchError::Usage(format!("scenario {}: {error}", path.display())))?,
+        Some(path) => crate::simulator::read_scenario_file(path).map_err(BenchError::Usage)?,
     };
     let emulator = Emulator::start(EmulatorOptions {
         rate_limit_per_minute: 0,

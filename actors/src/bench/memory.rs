@@ -34,12 +34,13 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use super::{human_bytes, resident_bytes, seconds, BenchError, OutputFormat};
+use crate::app::{router_settings, writer_settings};
 use crate::conversation::actor::{ConversationActor, SharedConversation};
 use crate::conversation::router::{GetRouterStats, RouterStats};
 use crate::conversation::view::ConversationView;
 use crate::conversation::{
     start_conversations, ConversationInput, ConversationRouter, ConversationViews,
-    ConversationsSetup, RouteEvent, RouterSettings, WriterSettings,
+    ConversationsSetup, RouteEvent,
 };
 use crate::emulator::{Emulator, EmulatorOptions};
 use crate::genesys::oauth::TokenEndpoint;
@@ -269,18 +270,11 @@ async fn measure_against(
         },
         views: Arc::clone(&views),
         write_statuses: Arc::new(DashMap::new()),
-        router: RouterSettings {
-            max_live: conversations,
-            tombstone_capacity: conversations.max(10_000),
-            tombstone_ttl: Duration::from_secs(24 * 3600),
-            finished_views: 10_000,
-            idle_timeout: Duration::from_secs(2 * 3600),
-            reread_concurrency: 2,
-        },
-        writer: WriterSettings {
-            max_in_flight: 4,
-            conditional_writes: false,
-        },
+        router: router_settings(
+            conversations,
+            convoy::config::defaults::CONVERSATIONS_IDLE_TIMEOUT,
+        ),
+        writer: writer_settings(false),
         write_back: false,
         store: None,
         downstream: None,

@@ -33,7 +33,6 @@ use chrono::{DateTime, Utc};
 use convoy::conversation::registry::{ConversationRegistry, Generation, Recency, Route};
 use convoy::conversation::{Conversation, ConversationSnapshot};
 use convoy::ids::ConversationId;
-use convoy::parse::read_conversation_body;
 use serde_json::json;
 
 use super::actor::{
@@ -42,6 +41,7 @@ use super::actor::{
 use super::messages::{ConversationInput, Reconcile, RouteError, RouteEvent};
 use super::view::{ConversationViews, Residence};
 use super::writer::ConversationRetired;
+use crate::genesys::conversations::read_conversation;
 use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::nth_delay;
 use crate::store::DurableStore;
@@ -613,7 +613,9 @@ impl ConversationRouter {
             self.rereads_in_flight.insert(id.clone());
             let rest = rest.clone();
             let fetch = async move {
-                let result = fetch_conversation(&rest, &id).await;
+                let result = read_conversation(&rest, &id)
+                    .await
+                    .map(|read| read.snapshot);
                 (id, result)
             };
             ctx.spawn(fetch.into_actor(self).map(|(id, result), router, ctx| {
@@ -741,22 +743,6 @@ impl ConversationRouter {
         owed.sort();
         owed
     }
-}
-
-/// GETs one conversation and reads it as a snapshot.
-async fn fetch_conversation(
-    rest: &GenesysRest,
-    id: &ConversationId,
-) -> Result<ConversationSnapshot, RestError> {
-    let route = "GET /api/v2/conversations/{id}";
-    let response = rest
-        .call(RestRequest::get(format!("/api/v2/conversations/{id}"), route).background())
-        .await?;
-    let value: serde_json::Value = response.json(route)?;
-    read_conversation_body(value, "").map_err(|error| RestError::Malformed {
-        route,
-        detail: error.to_string(),
-    })
 }
 
 impl Actor for ConversationRouter {

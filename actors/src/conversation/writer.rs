@@ -26,11 +26,11 @@ use chrono::Utc;
 use convoy::conversation::effects::AttributeWrite;
 use convoy::conversation::writeback::{WriteBackQueue, WriteBackStats, WriteJob, WriteOutcome};
 use convoy::ids::ConversationId;
-use convoy::parse::read_conversation_body;
 use serde_json::json;
 
 use super::messages::{ConversationInput, RouteEvent};
 use super::view::WriteStatuses;
+use crate::genesys::conversations::read_conversation;
 use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::nth_delay;
 use crate::supervision::PanicGuard;
@@ -356,29 +356,24 @@ async fn reread(
     id: &ConversationId,
     inputs: &Recipient<RouteEvent>,
 ) -> Result<Option<String>, Attempt> {
-    let route = "GET /api/v2/conversations/{id}";
-    let response = rest
-        .call(RestRequest::get(format!("/api/v2/conversations/{id}"), route).background())
-        .await
-        .map_err(|error| match error {
-            RestError::Rejected { .. } => Attempt::Refused {
+    let read = match read_conversation(rest, id).await {
+        Ok(read) => read,
+        Err(error @ RestError::Rejected { .. }) => {
+            return Err(Attempt::Refused {
                 reason: error.to_string(),
-            },
-            _ => Attempt::Transient,
-        })?;
-    let snapshot = response
-        .json::<serde_json::Value>(route)
-        .ok()
-        .and_then(|value| read_conversation_body(value, "").ok());
-    if let Some(snapshot) = snapshot {
-        // `do_send`: the router never waits on the writer, so this cannot deadlock, and
-        // losing the snapshot would only delay the re-statement until the next event.
-        inputs.do_send(RouteEvent {
-            input: ConversationInput::Snapshot(snapshot),
-            observed_at: Utc::now(),
-        });
-    }
-    Ok(response.etag)
+            })
+        }
+        // An unreadable body says nothing about the ETag: forget it, re-read next time.
+        Err(RestError::Malformed { .. }) => return Ok(None),
+        Err(_) => return Err(Attempt::Transient),
+    };
+    // `do_send`: the router never waits on the writer, so this cannot deadlock, and
+    // losing the snapshot would only delay the re-statement until the next event.
+    inputs.do_send(RouteEvent {
+        input: ConversationInput::Snapshot(read.snapshot),
+        observed_at: Utc::now(),
+    });
+    Ok(read.etag)
 }
 
 impl Actor for AttributeWriter {

@@ -274,7 +274,7 @@ fn attributes_patch(
         )?;
         // Strict mode answers a write with the conversation's new version as its ETag,
         // as ETag-aware APIs do, so a client can chain writes without re-reading.
-        let etag = org.get_conversation(&id).ok().and_then(|v| v.etag);
+        let etag = org.conversation_etag(&id);
         Ok((applied, etag))
     })
 }

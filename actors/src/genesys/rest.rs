@@ -96,14 +96,6 @@ impl SharedBucket {
         }
     }
 
-    /// Cuts server-requested pauses (`Retry-After`, `inin-ratelimit-reset`) to `max`.
-    pub fn with_max_server_pause(self, max: Duration) -> Self {
-        self.update(|state| {
-            state.bucket = state.bucket.clone().with_max_server_pause(max);
-        });
-        self
-    }
-
     /// Reports server pauses to `board`, so `/readyz` shows a paused bucket.
     pub fn with_health(mut self, board: Arc<HealthBoard>) -> Self {
         self.board = Some(board);
@@ -142,6 +134,11 @@ impl SharedBucket {
             .map(|until| until.saturating_sub(now))
     }
 
+    /// `asked` cut to the bucket's longest server pause (no queue work: only reads).
+    fn clamp_server_pause(&self, asked: Duration) -> Duration {
+        asked.min(self.lock().bucket.max_server_pause())
+    }
+
     /// Callers waiting for a token now.
     pub fn waiting(&self) -> usize {
         self.lock().queue.len()
@@ -155,10 +152,6 @@ impl SharedBucket {
         // A poisoned lock only means another thread panicked mid-update of plain numbers
         // and queues; the state is still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn update<T>(&self, f: impl FnOnce(&mut BucketState) -> T) -> T {
-        f(&mut self.lock())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut TokenBucket, Duration) -> T) -> T {
@@ -645,11 +638,7 @@ impl GenesysRest {
                     // `acquire` honours; any other status' Retry-After is clamped alike.
                     let delay = match after {
                         _ if status == 429 => schedule.next_delay(),
-                        Some(after) => after.min(
-                            self.context
-                                .bucket
-                                .with(|bucket, _| bucket.max_server_pause()),
-                        ),
+                        Some(after) => self.context.bucket.clamp_server_pause(after),
                         None => schedule.next_delay(),
                     };
                     tracing::debug!(

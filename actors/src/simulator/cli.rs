@@ -111,12 +111,7 @@ impl SimulateArgs {
     /// or invalid scenario, missing credentials, options that make no sense.
     pub fn options(&self) -> anyhow::Result<SimulatorOptions> {
         let scenario = match &self.scenario {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading scenario {}", path.display()))?;
-                Scenario::from_toml(&text)
-                    .with_context(|| format!("scenario {}", path.display()))?
-            }
+            Some(path) => super::read_scenario_file(path).map_err(anyhow::Error::msg)?,
             None => Scenario::default(),
         };
         let (client_id, client_secret) = match (&self.client_id, &self.client_secret) {

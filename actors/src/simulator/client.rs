@@ -21,7 +21,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use awc::error::SendRequestError;
 use convoy::ratelimit::TokenBucket;
-use convoy::retry::parse_delta_seconds;
+use convoy::retry::{parse_delta_seconds, parse_retry_after};
 
 use crate::genesys::oauth::{request_token, AccessToken, TokenEndpoint, TokenError};
 use crate::retry_schedule::RetrySchedule;
@@ -33,14 +33,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Genesys' default budget per token, used until the server advertises its own.
 pub const DEFAULT_BUDGET_PER_MINUTE: u32 = 300;
 
-/// Whether a request may use the whole burst or must leave a reserve to live traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// Customer messages, agentless sends, channel set-up, re-reads.
-    Live,
-    /// Receipts.
-    Background,
-}
+/// Whether a request may use the whole burst (customer messages, agentless sends, channel
+/// set-up, re-reads) or must leave a reserve to live traffic (receipts): the daemon's own
+/// bucket priorities.
+pub use convoy::ratelimit::Priority;
 
 /// The request budget as far as the server has told it.
 struct Pacer {
@@ -208,13 +204,11 @@ impl ApiClient {
     async fn acquire(&self, priority: Priority) {
         loop {
             let now = self.now();
-            let verdict = {
-                let mut pacer = self.pacer.borrow_mut();
-                match priority {
-                    Priority::Live => pacer.bucket.try_acquire(now),
-                    Priority::Background => pacer.bucket.try_acquire_low_priority(now),
-                }
-            };
+            let verdict = self
+                .pacer
+                .borrow_mut()
+                .bucket
+                .try_acquire_for(priority, now);
             match verdict {
                 Ok(()) => return,
                 Err(wait) => {
@@ -415,7 +409,8 @@ impl ApiClient {
                     .headers()
                     .get(name)
                     .and_then(|value| value.to_str().ok())
-                    .and_then(parse_delta_seconds)
+                    // Seconds or an HTTP date, as the daemon reads it.
+                    .and_then(|value| parse_retry_after(value, chrono::Utc::now()).ok())
                     .map(|wait| wait.min(MAX_RETRY_AFTER))
             };
             let retry_after = header_secs("Retry-After");

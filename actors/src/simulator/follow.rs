@@ -241,7 +241,7 @@ pub async fn follow(
     feed: &Feed,
     mut channel: Channel,
     mut socket: BoxedWs,
-) {
+) -> std::convert::Infallible {
     let mut schedule = RetrySchedule::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         feed.set_connected(true);

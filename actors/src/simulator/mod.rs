@@ -477,10 +477,11 @@ impl Simulator {
             .buffer_unordered(options.concurrency)
             .collect::<Vec<_>>();
         let follower = follow::follow(&client, &ws, &topics, &feed, notification_channel, socket);
-        // The follower loops until dropped: the run is over when the drivers are.
+        // The follower loops until dropped (it cannot return): the run is over when the
+        // drivers are.
         let mut outcomes = tokio::select! {
             outcomes = drivers => outcomes,
-            () = follower => Vec::new(),
+            never = follower => match never {},
         };
         progress.borrow_mut().finish();
         outcomes.sort_by_key(|(expectation, _, _)| expectation.index);
@@ -587,4 +588,12 @@ impl Simulator {
             .collect();
         Ok(Routing { channels, queues })
     }
+}
+
+/// Reads a scenario file (`--scenario FILE` of simulate, demo and bench); the error names
+/// the file and what is wrong with it.
+pub fn read_scenario_file(path: &std::path::Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("scenario {}: {error}", path.display()))?;
+    Scenario::from_toml(&text).map_err(|error| format!("scenario {}: {error}", path.display()))
 }

@@ -37,9 +37,10 @@ use super::{
 };
 use crate::admin::HealthBoard;
 use crate::conversation::messages::{ConversationInput, Reconcile, RouteEvent};
+use crate::genesys::conversations::read_conversation;
 use crate::genesys::notifications;
 use crate::genesys::oauth::TokenError;
-use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
+use crate::genesys::rest::{GenesysRest, RestContext, RestError};
 use crate::retry_schedule::RetrySchedule;
 use crate::supervision::{PanicGuard, RestartBudget, RestartDecision, RestartState, StartPlan};
 use crate::telemetry::{names, ActorMetrics};
@@ -733,10 +734,10 @@ impl StreamActor {
         let work = async move {
             let mut failed = Vec::new();
             for id in batch {
-                match reread(&rest, &id).await {
-                    Ok(Some(snapshot)) => {
+                match read_conversation(&rest, &id).await {
+                    Ok(read) => {
                         let event = RouteEvent {
-                            input: ConversationInput::Snapshot(snapshot),
+                            input: ConversationInput::Snapshot(read.snapshot),
                             observed_at: Utc::now(),
                         };
                         match ws::deliver(&router, event).await {
@@ -748,7 +749,7 @@ impl StreamActor {
                         }
                     }
                     // Gone from Genesys: nothing left to follow.
-                    Ok(None) => {}
+                    Err(error) if error.is_not_found() => {}
                     Err(RestError::ShuttingDown) => break,
                     Err(error) => {
                         tracing::warn!(conversation_id = %id, %error, "Could not re-read a conversation the router missed; retrying later.");
@@ -1032,29 +1033,6 @@ async fn renew_cached_token(tokens: &Addr<TokenActor>) {
         // Never enqueued: it will never be handled.
         Err(_) => ActorMetrics::undelivered("token"),
     }
-}
-
-/// `GET /api/v2/conversations/{id}` at background priority, as a snapshot; `None` when
-/// Genesys no longer knows the conversation.
-async fn reread(
-    rest: &GenesysRest,
-    id: &ConversationId,
-) -> Result<Option<convoy::conversation::ConversationSnapshot>, RestError> {
-    let route = "GET /api/v2/conversations/{id}";
-    let request =
-        RestRequest::get(format!("/api/v2/conversations/{}", id.as_str()), route).background();
-    let response = match rest.call(request).await {
-        Ok(response) => response,
-        Err(error) if error.is_not_found() => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    let value: serde_json::Value = response.json(route)?;
-    convoy::parse::read_conversation_body(value, "")
-        .map(Some)
-        .map_err(|error| RestError::Malformed {
-            route,
-            detail: error.to_string(),
-        })
 }
 
 /// New channel, its subscriptions (configured topics and transcription topics), its

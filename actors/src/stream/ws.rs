@@ -366,16 +366,27 @@ impl SocketTask {
             Ok(Some(message)) => self.on_message(message, route).await,
             Err(error) => {
                 metrics::counter!(names::STREAM_FRAMES, "kind" => "malformed").increment(1);
-                let size = match error {
-                    convoy::stream::ReassemblyError::TooLarge { size, .. } => Some(size),
-                    _ => None,
-                };
-                self.refused_message(error.as_str(), size);
-                // 1009 for a message too big, 1002 for broken framing; best effort.
+                // 1009 for a message too big (a setting can fix it), 1002 for broken
+                // framing (nothing to configure); best effort.
                 let code = match error {
-                    convoy::stream::ReassemblyError::TooLarge { .. }
-                    | convoy::stream::ReassemblyError::TooManyFragments { .. } => CloseCode::Size,
-                    _ => CloseCode::Protocol,
+                    convoy::stream::ReassemblyError::TooLarge { size, .. } => {
+                        self.refused_message(error.as_str(), Some(size));
+                        CloseCode::Size
+                    }
+                    convoy::stream::ReassemblyError::TooManyFragments { .. } => {
+                        self.refused_message(error.as_str(), None);
+                        CloseCode::Size
+                    }
+                    _ => {
+                        tracing::warn!(
+                            connection = self.spec.connection,
+                            channel = %self.spec.channel_id,
+                            reason = error.as_str(),
+                            %error,
+                            "WebSocket message refused; the framing can no longer be trusted, reconnecting."
+                        );
+                        CloseCode::Protocol
+                    }
                 };
                 let _ = self
                     .send(Message::Close(Some(CloseReason {
@@ -563,7 +574,9 @@ pub enum Delivery {
 /// re-read. The socket is never held up beyond the timeout.
 pub async fn deliver(router: &Recipient<RouteEvent>, event: RouteEvent) -> Delivery {
     ActorMetrics::sent("router");
-    let reason = match router.send(event.clone()).timeout(ROUTE_SEND_TIMEOUT).await {
+    // Only the id is needed afterwards: the event itself (often a whole snapshot) moves.
+    let conversation_id = event.input.conversation_id().clone();
+    let reason = match router.send(event).timeout(ROUTE_SEND_TIMEOUT).await {
         Ok(Ok(())) => return Delivery::Delivered,
         Ok(Err(RouteError::ShuttingDown)) => {
             metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "shutting_down")
@@ -576,7 +589,7 @@ pub async fn deliver(router: &Recipient<RouteEvent>, event: RouteEvent) -> Deliv
             ActorMetrics::undelivered("router");
             metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => "router_gone").increment(1);
             tracing::error!(
-                conversation = %event.input.conversation_id(),
+                conversation = %conversation_id,
                 "The router is gone; a stream event could not be delivered."
             );
             return Delivery::Dropped("router_gone");
@@ -590,7 +603,7 @@ pub async fn deliver(router: &Recipient<RouteEvent>, event: RouteEvent) -> Deliv
     };
     metrics::counter!(names::STREAM_ROUTE_DROPPED, "reason" => reason).increment(1);
     tracing::warn!(
-        conversation = %event.input.conversation_id(),
+        conversation = %conversation_id,
         reason,
         "The router did not take a stream event; its conversation will be re-read."
     );

@@ -173,12 +173,7 @@ fn families() -> Vec<Family> {
         counter(
             names::STREAM_OVERSIZED_FRAMES,
             "WebSocket messages refused by stream.max_frame_bytes or the fragment cap (each ends its socket), by reason.",
-            reasons(&[
-                "too_large",
-                "too_many_fragments",
-                "unexpected_continuation",
-                "interleaved_data_frame",
-            ]),
+            reasons(&["too_large", "too_many_fragments"]),
         ),
         gauge(
             names::STREAM_TRANSCRIPTION_TOPICS,

@@ -81,14 +81,11 @@ pub struct TokenPolicy {
     pub retry_initial: Duration,
 }
 
-/// Default of `genesys.login_unreachable_exit_after`.
-pub const DEFAULT_UNREACHABLE_EXIT_AFTER: Duration = Duration::from_secs(5 * 60);
-
 impl Default for TokenPolicy {
     fn default() -> Self {
         TokenPolicy {
             credential_attempts: 3,
-            unreachable_exit_after: DEFAULT_UNREACHABLE_EXIT_AFTER,
+            unreachable_exit_after: convoy::config::defaults::LOGIN_UNREACHABLE_EXIT_AFTER,
             retry_initial: Duration::from_millis(200),
         }
     }

@@ -16,8 +16,8 @@
 mod actor;
 
 pub use actor::{
-    refresh_margin, token_timing, TokenActor, TokenPolicy, TokenStats,
-    DEFAULT_UNREACHABLE_EXIT_AFTER, MAX_TOKEN_LIFETIME, MIN_REFRESH_INTERVAL,
+    refresh_margin, token_timing, TokenActor, TokenPolicy, TokenStats, MAX_TOKEN_LIFETIME,
+    MIN_REFRESH_INTERVAL,
 };
 
 use actix::Message;

@@ -237,6 +237,12 @@ fn schedule(conv: &mut Conv, step: Step) {
 }
 
 impl Org {
+    /// The conversation's ETag now (strict mode only), without building its body.
+    pub fn conversation_etag(&self, id: &str) -> Option<String> {
+        let index = self.conversation_index(id).ok()?;
+        self.etag(self.conversations.get(index)?)
+    }
+
     fn etag(&self, conv: &Conv) -> Option<String> {
         self.options
             .strict_if_match
