@@ -183,7 +183,8 @@ impl Daemon {
             router.clone().recipient(),
             Arc::clone(&board),
         )
-        .with_token_expiry(Arc::new(move || expiry_stats.expires_at()));
+        .with_token_expiry(Arc::new(move || expiry_stats.expires_at()))
+        .with_rereads(router.clone().recipient());
         // Supervised: a stopped stream (dead socket it could not recover in place) is
         // restarted with backoff; its restart budget escalates to a process exit.
         let stream = Supervisor::start(move |_| stream_actor);

@@ -11,6 +11,7 @@ use chrono::Utc;
 use convoy::config::Secret;
 use convoy::ids::ConversationId;
 use convoy_actors::conversation::actor::ActorCensus;
+use convoy_actors::conversation::messages::RereadConversation;
 use convoy_actors::conversation::router::LookupConversation;
 use convoy_actors::conversation::{
     start_conversations, ConversationRouter, ConversationViews, ConversationsSetup, Reconcile,
@@ -266,5 +267,23 @@ async fn conflicting_writers_are_resolved_by_rereading_with_strict_if_match() {
         .unwrap()
         .iter()
         .any(|p| p["attributes"].get("other.writer").is_some())));
+    h.emulator.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_conversation_the_stream_could_not_hand_over_is_re_read_by_the_router() {
+    let h = Harness::start(EmulatorOptions::default()).await;
+    h.fast_routing().await;
+    let id = ConversationId::from(h.inbound(0, "missed-event").await.as_str());
+    assert!(eventually(Duration::from_secs(60), || h.all_finished_in_truth(1)).await);
+    // No stream and no reconciliation: only the stream's report of a missed event.
+    h.router.do_send(RereadConversation {
+        conversation_id: id.clone(),
+    });
+    let converged = eventually(Duration::from_secs(60), || async {
+        h.views.contains_key(&id) && differences(&h.views, &h.truth().await).is_empty()
+    })
+    .await;
+    assert!(converged, "{:?}", differences(&h.views, &h.truth().await));
     h.emulator.stop().await;
 }

@@ -63,3 +63,14 @@ pub struct Reconcile {
     /// Why: `startup`, `reconnect`, `rotation`.
     pub reason: &'static str,
 }
+
+/// The stream could not hand over an event of this conversation (the router did not take
+/// it in time): re-read the conversation through REST, in the reconciliation set.
+///
+/// Edge: StreamActor → router with `do_send` (rare control message; it must not be lost
+/// to a full mailbox, and the stream must not wait on the router it just failed to reach).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RereadConversation {
+    pub conversation_id: ConversationId,
+}

@@ -38,7 +38,7 @@ use serde_json::json;
 use super::actor::{
     Apply, ConversationActor, ConversationDeps, SharedConversation, StopConversation,
 };
-use super::messages::{ConversationInput, Reconcile, RouteError, RouteEvent};
+use super::messages::{ConversationInput, Reconcile, RereadConversation, RouteError, RouteEvent};
 use super::view::{ConversationViews, Residence};
 use super::writer::ConversationRetired;
 use crate::genesys::conversations::read_conversation;
@@ -788,6 +788,14 @@ impl Handler<RouteEvent> for ConversationRouter {
             ActorMetrics::handler_error("router");
         }
         result
+    }
+}
+
+impl Handler<RereadConversation> for ConversationRouter {
+    type Result = ();
+
+    fn handle(&mut self, reread: RereadConversation, ctx: &mut Self::Context) {
+        self.owe_reread(reread.conversation_id, ctx);
     }
 }
 

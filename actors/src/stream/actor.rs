@@ -36,8 +36,7 @@ use super::{
     StreamCounters, StreamSettings, StreamStatus, TokenExpirySource,
 };
 use crate::admin::HealthBoard;
-use crate::conversation::messages::{ConversationInput, Reconcile, RouteEvent};
-use crate::genesys::conversations::read_conversation;
+use crate::conversation::messages::{Reconcile, RereadConversation, RouteEvent};
 use crate::genesys::notifications;
 use crate::genesys::oauth::TokenError;
 use crate::genesys::rest::{GenesysRest, RestContext, RestError};
@@ -65,12 +64,6 @@ const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Transcription topics removed (calls ended) are unsubscribed with the next addition, or
 /// after this long.
 const REMOVAL_SYNC_INTERVAL: Duration = Duration::from_secs(30);
-/// Conversations re-read per batch after the router did not take their events.
-const REREAD_BATCH: usize = 50;
-/// After a batch with failures, the next waits this long.
-const REREAD_RETRY: Duration = Duration::from_secs(5);
-/// More owed re-reads than this fall back to one full reconciliation.
-const MAX_OWED: usize = 10_000;
 
 /// What a successful attempt hands back.
 struct Opened {
@@ -145,9 +138,7 @@ impl StreamActor {
             restart: RestartState::new(RestartBudget::default()),
             token_expiry: None,
             counters: StreamCounters::default(),
-            owed: std::collections::BTreeSet::new(),
-            rereading: false,
-            reread_retry_at: None,
+            rereads: None,
             warned_margin: false,
             _panic_guard: PanicGuard::essential(ACTOR),
         }
@@ -156,6 +147,13 @@ impl StreamActor {
     /// Plans token-expiry rotations from `source` (see [`TokenExpirySource`]).
     pub fn with_token_expiry(mut self, source: TokenExpirySource) -> Self {
         self.token_expiry = Some(source);
+        self
+    }
+
+    /// Where conversations go whose events the router did not take: the router's own
+    /// reconciliation set (de-duplicated, paced, persisted at shutdown).
+    pub fn with_rereads(mut self, rereads: Recipient<RereadConversation>) -> Self {
+        self.rereads = Some(rereads);
         self
     }
 
@@ -173,7 +171,6 @@ impl StreamActor {
                 link.retiring.retain(|socket| !socket.is_finished());
             }
         }
-        self.start_rereads(ctx);
         self.publish_health();
     }
 
@@ -692,79 +689,16 @@ impl StreamActor {
         }));
     }
 
-    /// The router did not take an event of `conversation_id`: re-read it later.
-    pub(super) fn owe_reread(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
-        if self.owed.len() >= MAX_OWED {
-            // Too many to re-read one by one: a full reconciliation covers them all.
-            tracing::warn!(
-                owed = self.owed.len(),
-                "Too many conversations to re-read one by one; reconciling everything."
-            );
-            self.owed.clear();
-            let since = Utc::now() - TimeDelta::minutes(10);
-            self.send_reconcile(since, "reconnect");
-            return;
+    /// The router did not take an event of `conversation_id`: the router re-reads it.
+    /// `do_send`: a rare control message that must not be lost to a full mailbox.
+    pub(super) fn owe_reread(&mut self, conversation_id: ConversationId) {
+        match &self.rereads {
+            Some(rereads) => rereads.do_send(RereadConversation { conversation_id }),
+            None => tracing::warn!(
+                %conversation_id,
+                "An event the router did not take is not re-read: no re-read recipient."
+            ),
         }
-        self.owed.insert(conversation_id);
-        self.start_rereads(ctx);
-    }
-
-    /// Re-reads owed conversations through REST (background priority, one batch at a
-    /// time) and hands each to the router as a snapshot of its current state.
-    fn start_rereads(&mut self, ctx: &mut Context<Self>) {
-        if self.rereading
-            || self.owed.is_empty()
-            || self.stopping
-            || self.reread_retry_at.is_some_and(|at| Instant::now() < at)
-        {
-            return;
-        }
-        let Some(rest) = self.rest.clone() else {
-            return;
-        };
-        let mut batch = Vec::new();
-        while batch.len() < REREAD_BATCH {
-            let Some(id) = self.owed.pop_first() else {
-                break;
-            };
-            batch.push(id);
-        }
-        self.rereading = true;
-        let router = self.router.clone();
-        let work = async move {
-            let mut failed = Vec::new();
-            for id in batch {
-                match read_conversation(&rest, &id).await {
-                    Ok(read) => {
-                        let event = RouteEvent {
-                            input: ConversationInput::Snapshot(read.snapshot),
-                            observed_at: Utc::now(),
-                        };
-                        match ws::deliver(&router, event).await {
-                            ws::Delivery::Delivered => {
-                                metrics::counter!(names::STREAM_REREADS).increment(1);
-                            }
-                            ws::Delivery::Dropped("shutting_down" | "router_gone") => break,
-                            ws::Delivery::Dropped(_) => failed.push(id),
-                        }
-                    }
-                    // Gone from Genesys: nothing left to follow.
-                    Err(error) if error.is_not_found() => {}
-                    Err(RestError::ShuttingDown) => break,
-                    Err(error) => {
-                        tracing::warn!(conversation_id = %id, %error, "Could not re-read a conversation the router missed; retrying later.");
-                        failed.push(id);
-                    }
-                }
-            }
-            failed
-        };
-        ctx.spawn(work.into_actor(self).map(|failed, actor, ctx| {
-            actor.rereading = false;
-            actor.reread_retry_at = (!failed.is_empty()).then(|| Instant::now() + REREAD_RETRY);
-            actor.owed.extend(failed);
-            actor.start_rereads(ctx);
-        }));
     }
 
     fn send_reconcile(&mut self, gap_started_at: DateTime<Utc>, reason: &'static str) {

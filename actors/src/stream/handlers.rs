@@ -21,7 +21,7 @@ impl Handler<SocketEvent> for StreamActor {
         let index = event.link;
         if let SocketSignal::Undelivered { conversation_id } = event.signal {
             // Whichever socket it came from (a retiring one drains too), it is owed.
-            self.owe_reread(conversation_id, ctx);
+            self.owe_reread(conversation_id);
             return;
         }
         let Some(link) = self.links.get_mut(index) else {

@@ -58,7 +58,7 @@ use convoy::stream::{
 use serde::Serialize;
 
 use crate::admin::HealthBoard;
-use crate::conversation::messages::{Reconcile, RouteEvent};
+use crate::conversation::messages::{Reconcile, RereadConversation, RouteEvent};
 use crate::genesys::rest::{GenesysRest, RestContext};
 use crate::retry_schedule::RetrySchedule;
 use crate::supervision::{PanicGuard, RestartState};
@@ -108,13 +108,8 @@ pub struct StreamActor {
     /// channel's `404`, `token_revoked`) cover a dying token.
     token_expiry: Option<TokenExpirySource>,
     counters: StreamCounters,
-    /// Conversations whose stream event the router did not take: re-read through REST
-    /// (background priority) and handed to the router as a snapshot.
-    owed: BTreeSet<convoy::ids::ConversationId>,
-    /// A re-read batch is running.
-    rereading: bool,
-    /// No re-read before this (after a batch with failures).
-    reread_retry_at: Option<Instant>,
+    /// Where conversations go whose events the router did not take.
+    rereads: Option<Recipient<RereadConversation>>,
     /// `stream.rotate_before_expiry` did not fit a granted lifetime (warned once).
     warned_margin: bool,
     /// Counts a panic and stops the System: a dead stream would silently stop all input.

@@ -166,11 +166,6 @@ fn families() -> Vec<Family> {
             reasons(names::ROUTE_DROP_REASONS),
         ),
         counter(
-            names::STREAM_REREADS,
-            "Conversations re-read through REST after the router did not take one of their events.",
-            Unlabeled,
-        ),
-        counter(
             names::STREAM_OVERSIZED_FRAMES,
             "WebSocket messages refused by stream.max_frame_bytes or the fragment cap (each ends its socket), by reason.",
             reasons(&["too_large", "too_many_fragments"]),

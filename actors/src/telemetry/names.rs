@@ -28,9 +28,6 @@ pub const STREAM_RECONCILIATIONS: &str = "convoy_stream_reconciliations_total";
 /// Label `reason`: at_capacity, timeout, send_timeout (each one's conversation is re-read
 /// through REST), router_gone, shutting_down.
 pub const STREAM_ROUTE_DROPPED: &str = "convoy_stream_route_dropped_total";
-/// Conversations re-read through REST because the router did not take one of their
-/// stream events.
-pub const STREAM_REREADS: &str = "convoy_stream_rereads_total";
 /// Messages refused by the reassembly caps (`stream.max_frame_bytes`, fragment count);
 /// each one ends its socket. Label `reason`: too_large, too_many_fragments, …
 pub const STREAM_OVERSIZED_FRAMES: &str = "convoy_stream_refused_messages_total";
