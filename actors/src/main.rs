@@ -387,17 +387,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for warning in merged.warnings(&config) {
         tracing::warn!("{warning}");
     }
-    // Fail on a taken admin address before anything starts, so the one error is the last
-    // line (the daemon binds for real a moment later; losing that race still fails with
-    // exit code 3).
-    if let Err(error) = std::net::TcpListener::bind(config.admin.listen) {
-        tracing::error!(%error, listen = %config.admin.listen, "Convoy could not start.");
-        eprintln!(
-            "convoy: cannot serve admin.listen {}: {error}",
-            config.admin.listen
-        );
-        return Ok(ExitCode::from(EXIT_BOOT));
-    }
+    // A taken admin address fails the start with exit code 3 before anything talks to
+    // Genesys: the daemon binds it first (`app::Daemon::start`).
     run_daemon(config, args.record)
 }
 
