@@ -127,6 +127,8 @@ pub struct RouterStats {
     pub lifecycle_transitions: u64,
     /// Conversations retired to make room at the cap since boot.
     pub evicted_at_capacity: u64,
+    /// Re-reads owed by the last run (from the durable store) not yet settled.
+    pub stored_owed: usize,
 }
 
 enum Slot {
@@ -848,6 +850,7 @@ impl Handler<GetRouterStats> for ConversationRouter {
                 .lifecycle_transitions
                 .load(std::sync::atomic::Ordering::Relaxed),
             evicted_at_capacity: self.evicted_at_capacity,
+            stored_owed: self.stored_owed.len(),
         }
     }
 }
