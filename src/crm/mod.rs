@@ -5,11 +5,22 @@
 //!
 //! The contract:
 //! - `POST /records:batch` with [`BatchRequest`] and an `Idempotency-Key` header → 200
-//!   [`BatchResponse`]; records are de-duplicated by [`CrmRecord::id`].
+//!   [`BatchResponse`]; records are de-duplicated by [`CrmRecord::id`]. A CRM that judges
+//!   records one by one answers 207 with per-record `results` (see [`BatchResponse`]):
+//!   only the records with a 2xx result were stored. The Idempotency-Key follows the IETF
+//!   draft: missing → 400, reused with another body → 422, reused while the first request
+//!   is still being processed → 409, reused after completion → the stored answer again.
+//! - Authentication: none, `Authorization: Bearer`, HTTP Basic, or an HMAC-SHA256
+//!   signature ([`signing`]: `X-Convoy-Timestamp` + `X-Convoy-Signature`).
 //! - `GET /conversations/{id}` → the stored document, `ETag: "<version>"`.
 //! - `PUT /conversations/{id}` with `If-Match: "<version>"` (update) or `If-None-Match: *`
 //!   (create) → 200/201 with the new `ETag`, or 412 [`CrmErrorBody`] when the precondition
 //!   does not hold.
+
+pub mod answer;
+pub mod batching;
+pub mod concurrency;
+pub mod signing;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,10 +49,31 @@ pub struct BatchRequest {
 
 /// Success body of `POST /records:batch`: how many records were new and how many the sink
 /// already held (same record id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A 207 answer adds `results`, one per record of the request:
+/// `{"accepted":1,"duplicates":0,"results":[{"id":"r1","status":201},
+/// {"id":"r2","status":422,"error":"rejected","message":"why"}]}`. A record whose result
+/// status is not 2xx was not stored; a 2xx answer without `results` stored every record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchResponse {
     pub accepted: usize,
     pub duplicates: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<RecordResult>,
+}
+
+/// The verdict on one record of a batch, in a 207 [`BatchResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordResult {
+    pub id: String,
+    /// 200 (duplicate) or 201 (stored) when accepted; a 4xx when rejected (never retried
+    /// by Convoy: dead-lettered); 408/429/5xx when the CRM could not take it now (retried).
+    pub status: u16,
+    /// Machine-readable code of a rejection, e.g. `rejected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Error body of every non-2xx answer of the CRM contract.

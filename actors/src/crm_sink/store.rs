@@ -66,7 +66,7 @@ pub struct StoredDocument {
 }
 
 /// How a batch under an idempotency key was handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOutcome {
     /// Processed now.
     Processed(BatchResponse),
@@ -101,7 +101,7 @@ impl SinkStore {
         if let Some((earlier, response)) = self.answered.get(key) {
             return if *earlier == body {
                 self.stats.idempotent_replays += 1;
-                BatchOutcome::Replayed(*response)
+                BatchOutcome::Replayed(response.clone())
             } else {
                 self.stats.idempotency_conflicts += 1;
                 BatchOutcome::KeyReused
@@ -110,6 +110,7 @@ impl SinkStore {
         let mut response = BatchResponse {
             accepted: 0,
             duplicates: 0,
+            results: Vec::new(),
         };
         for record in batch.records {
             self.stats.records_received += 1;
@@ -123,7 +124,8 @@ impl SinkStore {
         self.stats.batches += 1;
         self.stats.accepted += response.accepted as u64;
         self.stats.duplicates += response.duplicates as u64;
-        self.answered.insert(key.to_owned(), (body, response));
+        self.answered
+            .insert(key.to_owned(), (body, response.clone()));
         BatchOutcome::Processed(response)
     }
 
@@ -201,7 +203,8 @@ mod tests {
             store.apply_batch("k1", body, request),
             BatchOutcome::Processed(BatchResponse {
                 accepted: 2,
-                duplicates: 0
+                duplicates: 0,
+                results: vec![]
             })
         );
         let (body, request) = batch(&["b", "c", "c"]);
@@ -209,7 +212,8 @@ mod tests {
             store.apply_batch("k2", body, request),
             BatchOutcome::Processed(BatchResponse {
                 accepted: 1,
-                duplicates: 2
+                duplicates: 2,
+                results: vec![]
             })
         );
         let ids: Vec<&str> = store.records().iter().map(|r| r.id.as_str()).collect();
@@ -227,7 +231,8 @@ mod tests {
             store.apply_batch("k", body, request),
             BatchOutcome::Replayed(BatchResponse {
                 accepted: 1,
-                duplicates: 0
+                duplicates: 0,
+                results: vec![]
             })
         );
         let (other, request) = batch(&["z"]);
