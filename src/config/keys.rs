@@ -54,6 +54,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("crm.flush_interval", KeyKind::Text),
     spec("crm.max_attempts", KeyKind::Integer),
     spec("outbox.path", KeyKind::Text),
+    spec("outbox.max_records", KeyKind::Integer),
     spec("analytics.schedule", KeyKind::Text),
     spec("analytics.output_dir", KeyKind::Text),
     spec("admin.listen", KeyKind::Text),

@@ -39,6 +39,7 @@ pub mod defaults {
     pub const CRM_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
     pub const CRM_MAX_ATTEMPTS: u32 = 10;
     pub const OUTBOX_PATH: &str = "data/outbox.redb";
+    pub const OUTBOX_MAX_RECORDS: u64 = 1_000_000;
     pub const ANALYTICS_EVERY: Duration = Duration::from_secs(3_600);
     pub const ANALYTICS_OUTPUT_DIR: &str = "data/snapshots";
     pub const ADMIN_LISTEN: SocketAddr =
@@ -216,6 +217,9 @@ pub enum CrmAuth {
 pub struct OutboxConfig {
     /// The redb file holding accepted records until the CRM acknowledges them.
     pub path: PathBuf,
+    /// Pending records at which accepting stops (back-pressure) until the CRM catches up;
+    /// nothing is dropped.
+    pub max_records: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -180,6 +180,9 @@ pub fn validate(
     let crm = check.crm();
     let outbox = OutboxConfig {
         path: check.path_or("outbox.path", defaults::OUTBOX_PATH),
+        max_records: check
+            .integer("outbox.max_records", 1_000, 1_000_000_000)
+            .unwrap_or(defaults::OUTBOX_MAX_RECORDS),
     };
     let analytics = AnalyticsConfig {
         schedule: check.analytics_schedule(),

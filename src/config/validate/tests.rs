@@ -68,6 +68,7 @@ fn a_region_derives_both_hosts_and_defaults_fill_the_rest() {
     assert_eq!(config.stream.max_frame_bytes, 1024 * 1024);
     assert_eq!(config.stream.ping_after_idle, Duration::from_secs(35));
     assert_eq!(config.conversations.max_live, 10_000);
+    assert_eq!(config.outbox.max_records, 1_000_000);
     assert_eq!(config.shutdown.deadline, Duration::from_secs(20));
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9464");
     assert_eq!(config.log.format, LogFormat::Text);
@@ -580,4 +581,21 @@ fn wrong_types_say_what_was_expected_and_found() {
     );
     assert_eq!(found[0].reason, "expected an integer, found a string");
     assert_eq!(found[1].reason, "expected a string, found an integer");
+}
+
+#[test]
+fn an_outbox_cap_below_a_useful_size_is_refused() {
+    let config = validate(
+        &with(minimal(), "outbox.max_records", json!(5_000)),
+        &no_origin,
+    )
+    .unwrap();
+    assert_eq!(config.outbox.max_records, 5_000);
+    let found = problems(&with(minimal(), "outbox.max_records", json!(10)));
+    assert_eq!(keys_of(&found), vec!["outbox.max_records"], "{found:#?}");
+    assert!(
+        found[0].reason.contains("between 1000"),
+        "{}",
+        found[0].reason
+    );
 }
