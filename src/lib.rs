@@ -4,7 +4,8 @@
 //! - [`parse`]: frame text → classified, typed domain events, errors naming JSON paths;
 //! - [`conversation`]: conversation state as a join of snapshots, the participant
 //!   lifecycle, and the transitions a snapshot causes;
-//! - [`config`]: the total, validated configuration.
+//! - [`config`]: the total, validated configuration;
+//! - [`sla`]: the SLA clocks, their outcomes and business-hours calendars.
 //!
 //! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
 //! its normal dependencies include actix, awc or tokio.
@@ -21,5 +22,6 @@ pub mod parse;
 pub mod ratelimit;
 pub mod retry;
 pub mod simulator;
+pub mod sla;
 pub mod sorted_map;
 pub mod stream;

@@ -13,9 +13,12 @@ mod region;
 mod secret;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::sla::{Calendar, Share, ThresholdOverrides};
 
 pub use keys::{
     closest_key, env_name, env_value_is_text, env_var_name, is_secret_key, is_section, key_spec,
@@ -32,9 +35,15 @@ pub mod defaults {
     use std::time::Duration;
 
     pub const REQUESTS_PER_MINUTE: u32 = 300;
+    pub const SLA_ANSWER: Duration = Duration::from_secs(20);
+    pub const SLA_FIRST_RESPONSE: Duration = Duration::from_secs(5 * 60);
+    pub const SLA_NEXT_RESPONSE: Duration = Duration::from_secs(5 * 60);
     pub const SLA_DELIVERY: Duration = Duration::from_secs(60);
     pub const SLA_READ: Duration = Duration::from_secs(30 * 60);
-    pub const SLA_FIRST_RESPONSE: Duration = Duration::from_secs(5 * 60);
+    /// `sla.warn_at`, in basis points of the threshold.
+    pub const SLA_WARN_AT_BASIS_POINTS: u16 = 8_000;
+    pub const SLA_NO_READ_RECEIPT: &[&str] = &["sms"];
+    pub const SLA_TICK: Duration = Duration::from_secs(1);
     pub const CRM_BATCH_SIZE: usize = 100;
     pub const CRM_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
     pub const CRM_MAX_ATTEMPTS: u32 = 10;
@@ -171,15 +180,61 @@ impl ClientSecret {
     }
 }
 
-/// How long each step of a message may take before it counts as an SLA breach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The SLA clocks' thresholds, overrides and calendars (`sla.*`); the rules that use them
+/// are in [`crate::sla`], which builds its [`SlaPolicy`](crate::sla::SlaPolicy) from this.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlaConfig {
-    /// Sent → delivered.
+    /// ACD participant joined → a human agent connected.
+    pub answer: Duration,
+    /// Customer's first message → the first agent response.
+    pub first_response: Duration,
+    /// A later unanswered customer message → the next agent response.
+    pub next_response: Duration,
+    /// Outbound message first seen → delivered.
     pub delivery: Duration,
     /// Delivered → read.
     pub read: Duration,
-    /// Customer's first message → the first agent response.
-    pub first_response: Duration,
+    /// Share of a threshold at which a warning is emitted.
+    pub warn_at: Share,
+    /// Messenger types without read receipts (no `read` clock).
+    pub no_read_receipt: Vec<String>,
+    /// The SlaActor's timer tick: breaches are emitted within one tick of their deadline.
+    pub tick: Duration,
+    /// `sla.queues.<queue-id>`, by queue id.
+    pub queues: BTreeMap<String, SlaQueueConfig>,
+    /// `sla.messenger_types.<type>`, by messenger type (`sms`, `whatsapp`, ...).
+    pub messenger_types: BTreeMap<String, ThresholdOverrides>,
+    /// `sla.calendars.<name>`, by name.
+    pub calendars: BTreeMap<String, Calendar>,
+}
+
+impl Default for SlaConfig {
+    fn default() -> SlaConfig {
+        SlaConfig {
+            answer: defaults::SLA_ANSWER,
+            first_response: defaults::SLA_FIRST_RESPONSE,
+            next_response: defaults::SLA_NEXT_RESPONSE,
+            delivery: defaults::SLA_DELIVERY,
+            read: defaults::SLA_READ,
+            warn_at: Share::default(),
+            no_read_receipt: defaults::SLA_NO_READ_RECEIPT
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+            tick: defaults::SLA_TICK,
+            queues: BTreeMap::new(),
+            messenger_types: BTreeMap::new(),
+            calendars: BTreeMap::new(),
+        }
+    }
+}
+
+/// `sla.queues.<queue-id>`: threshold overrides and the business-hours calendar of a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlaQueueConfig {
+    pub thresholds: ThresholdOverrides,
+    /// The name of a `sla.calendars.<name>` table.
+    pub calendar: Option<String>,
 }
 
 /// The CRM sink.

@@ -176,6 +176,7 @@ pub fn validate(
             THIRTY_DAYS,
             defaults::SLA_FIRST_RESPONSE,
         ),
+        ..SlaConfig::default()
     };
     let crm = check.crm();
     let outbox = OutboxConfig {
