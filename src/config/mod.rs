@@ -46,7 +46,10 @@ pub mod defaults {
     pub const SLA_TICK: Duration = Duration::from_secs(1);
     pub const CRM_BATCH_SIZE: usize = 100;
     pub const CRM_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
-    pub const CRM_MAX_ATTEMPTS: u32 = 10;
+    pub const CRM_MAX_BATCH_BYTES: usize = 1024 * 1024;
+    pub const CRM_MAX_IN_FLIGHT: usize = 8;
+    pub const CRM_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const CRM_RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
     pub const OUTBOX_PATH: &str = "data/outbox.redb";
     pub const OUTBOX_MAX_RECORDS: u64 = 1_000_000;
     pub const ANALYTICS_EVERY: Duration = Duration::from_secs(3_600);
@@ -90,15 +93,11 @@ impl Config {
 
     /// Settings that are valid but will not do what they suggest: printed by `config
     /// check` and logged at start-up, never fatal.
+    ///
+    /// None of the core's own today (the shell adds its file checks); kept so a setting
+    /// that is valid but misleading has one place to be reported from.
     pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        // The endpoint itself is not repeated: a URL can carry credentials.
-        if self.crm.is_some() {
-            warnings.push(
-                "crm.endpoint is set, but CRM sync is not built yet: no record is sent".to_owned(),
-            );
-        }
-        warnings
+        Vec::new()
     }
 }
 
@@ -247,8 +246,16 @@ pub struct CrmConfig {
     pub batch_size: usize,
     /// How long a partial batch may wait before it is sent.
     pub flush_interval: Duration,
-    /// Attempts per batch before its records go to the dead-letter table, >= 1.
-    pub max_attempts: u32,
+    /// Most encoded record bytes per request (a single larger record still goes, alone).
+    pub max_batch_bytes: usize,
+    /// Ceiling of the adaptive number of batches in flight (AIMD starts at 1).
+    pub max_in_flight: usize,
+    /// How long one request may take before it counts as failed ("maybe delivered": resent
+    /// with the same Idempotency-Key).
+    pub request_timeout: Duration,
+    /// Cap of the backoff between retries of a batch. Transient failures (408, 429, 5xx,
+    /// connection errors) are retried forever: an outage never dead-letters a record.
+    pub retry_max_delay: Duration,
 }
 
 /// How Convoy authenticates to the CRM.

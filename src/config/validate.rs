@@ -706,10 +706,26 @@ impl<'t> Checker<'t, '_> {
             ONE_DAY,
             defaults::CRM_FLUSH_INTERVAL,
         );
-        let max_attempts = self
-            .integer("crm.max_attempts", 1, 10_000)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(defaults::CRM_MAX_ATTEMPTS);
+        let max_batch_bytes = self
+            .integer("crm.max_batch_bytes", 1_024, 64 * 1024 * 1024)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults::CRM_MAX_BATCH_BYTES);
+        let max_in_flight = self
+            .integer("crm.max_in_flight", 1, 256)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults::CRM_MAX_IN_FLIGHT);
+        let request_timeout = self.duration_or(
+            "crm.request_timeout",
+            Duration::from_millis(100),
+            Duration::from_secs(10 * 60),
+            defaults::CRM_REQUEST_TIMEOUT,
+        );
+        let retry_max_delay = self.duration_or(
+            "crm.retry_max_delay",
+            ONE_SECOND,
+            ONE_DAY,
+            defaults::CRM_RETRY_MAX_DELAY,
+        );
 
         let auth = match auth_name {
             "bearer" => CrmAuth::Bearer { token: token? },
@@ -727,7 +743,10 @@ impl<'t> Checker<'t, '_> {
             auth,
             batch_size,
             flush_interval,
-            max_attempts,
+            max_batch_bytes,
+            max_in_flight,
+            request_timeout,
+            retry_max_delay,
         })
     }
 

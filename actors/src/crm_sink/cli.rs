@@ -13,7 +13,8 @@ pub struct CrmSinkArgs {
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// Credentials required on the contract routes: none, bearer:TOKEN or basic:USER:PASS.
+    /// Credentials required on the contract routes: none, bearer:TOKEN, basic:USER:PASS or
+    /// hmac:SECRET (X-Convoy-Signature over X-Convoy-Timestamp.body, at most 5 min old).
     #[arg(
         long,
         default_value = "none",
@@ -40,6 +41,14 @@ pub struct CrmSinkArgs {
     /// Share of contract requests whose connection is dropped without a response.
     #[arg(long, default_value_t = 0.0)]
     pub reset_ratio: f64,
+    /// Share of contract requests handled (records stored) and then dropped without a
+    /// response: the client cannot know they were delivered.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_after_store_ratio: f64,
+    /// Share of records refused one by one: batches are answered 207 with per-record
+    /// results, refused records are not stored (the same id is always refused).
+    #[arg(long, default_value_t = 0.0)]
+    pub reject_ratio: f64,
     /// Most records accepted in one batch (413 above).
     #[arg(long, default_value_t = 1000)]
     pub max_batch: usize,
@@ -52,6 +61,12 @@ impl CrmSinkArgs {
     /// What is wrong with the flags beyond what clap checks (ratios outside 0..=1 or
     /// adding up past 1): a usage error, reported before anything starts.
     pub fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.reject_ratio) {
+            return Err(format!(
+                "--reject-ratio must be between 0 and 1, got {}",
+                self.reject_ratio
+            ));
+        }
         self.options()
             .faults
             .validate()
@@ -68,8 +83,10 @@ impl CrmSinkArgs {
                 retry_after_secs: self.retry_after,
                 delay_ms: self.delay_ms,
                 reset_ratio: self.reset_ratio,
+                reset_after_store_ratio: self.reset_after_store_ratio,
             },
             seed: self.seed,
+            reject_ratio: self.reject_ratio,
             max_batch: self.max_batch,
             require_precondition: self.require_precondition,
         }
@@ -144,6 +161,10 @@ mod tests {
             "--seed",
             "9",
             "--require-precondition",
+            "--reset-after-store-ratio",
+            "0.1",
+            "--reject-ratio",
+            "0.25",
         ])
         .unwrap();
         assert!(!format!("{command:?}").contains("t0ken"));
@@ -153,6 +174,8 @@ mod tests {
         assert_eq!(options.faults.delay_ms, 20);
         assert_eq!(options.seed, 9);
         assert!(options.require_precondition);
+        assert_eq!(options.faults.reset_after_store_ratio, 0.1);
+        assert_eq!(options.reject_ratio, 0.25);
         assert!(options.auth.permits(Some("Bearer t0ken")));
     }
 
@@ -168,6 +191,8 @@ mod tests {
             .check()
             .is_err());
         assert!(parse(&["--error-ratio", "0.5"]).check().is_ok());
+        assert!(parse(&["--reject-ratio", "1.5"]).check().is_err());
+        assert!(parse(&["--reject-ratio", "1"]).check().is_ok());
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Fault injection of the CRM sink: per request, one seeded draw decides whether the
-//! request is answered normally, with a 5xx, with a 429 + `Retry-After`, or by dropping the
-//! connection; `delay_ms` slows every contract request down. The same seed and the same
+//! request is answered normally, with a 5xx, with a 429 + `Retry-After`, by dropping the
+//! connection before handling it, or by handling it (the records are stored, the document
+//! written) and then dropping the connection instead of answering — the "maybe delivered"
+//! case a client must survive by resending with the same `Idempotency-Key`; `delay_ms`
+//! slows every contract request down (a batch is "in progress" for its idempotency key
+//! during the delay). The same seed and the same
 //! request order give the same faults.
 
 use rand::rngs::StdRng;
@@ -19,8 +23,10 @@ pub struct FaultSettings {
     pub retry_after_secs: u64,
     /// Added to every contract request before it is handled.
     pub delay_ms: u64,
-    /// Share whose connection is dropped without any response.
+    /// Share whose connection is dropped without any response, before handling.
     pub reset_ratio: f64,
+    /// Share handled (stored) and then dropped without any response.
+    pub reset_after_store_ratio: f64,
 }
 
 impl Default for FaultSettings {
@@ -31,6 +37,7 @@ impl Default for FaultSettings {
             retry_after_secs: 1,
             delay_ms: 0,
             reset_ratio: 0.0,
+            reset_after_store_ratio: 0.0,
         }
     }
 }
@@ -40,7 +47,7 @@ impl Default for FaultSettings {
 pub enum FaultSettingsError {
     #[error("{name} must be between 0 and 1, got {value}")]
     RatioOutOfRange { name: &'static str, value: f64 },
-    #[error("error_ratio + rate_limit_ratio + reset_ratio must not exceed 1, got {0}")]
+    #[error("error_ratio + rate_limit_ratio + reset_ratio + reset_after_store_ratio must not exceed 1, got {0}")]
     RatiosAboveOne(f64),
 }
 
@@ -50,12 +57,16 @@ impl FaultSettings {
             ("error_ratio", self.error_ratio),
             ("rate_limit_ratio", self.rate_limit_ratio),
             ("reset_ratio", self.reset_ratio),
+            ("reset_after_store_ratio", self.reset_after_store_ratio),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(FaultSettingsError::RatioOutOfRange { name, value });
             }
         }
-        let sum = self.error_ratio + self.rate_limit_ratio + self.reset_ratio;
+        let sum = self.error_ratio
+            + self.rate_limit_ratio
+            + self.reset_ratio
+            + self.reset_after_store_ratio;
         if sum > 1.0 + f64::EPSILON {
             return Err(FaultSettingsError::RatiosAboveOne(sum));
         }
@@ -74,6 +85,8 @@ pub enum FaultDecision {
     RateLimited { retry_after_secs: u64 },
     /// Drop the connection without answering.
     Reset,
+    /// Handle the request, then drop the connection without answering.
+    ResetAfterStore,
 }
 
 /// The seeded decision source.
@@ -107,15 +120,21 @@ impl FaultInjector {
             error_ratio,
             rate_limit_ratio,
             reset_ratio,
+            reset_after_store_ratio,
             retry_after_secs,
             ..
         } = self.settings;
-        if error_ratio + rate_limit_ratio + reset_ratio <= 0.0 {
+        if error_ratio + rate_limit_ratio + reset_ratio + reset_after_store_ratio <= 0.0 {
             return FaultDecision::Pass;
         }
         let draw: f64 = self.rng.gen();
+        // The after-store band sits above every other band, so a mix without it draws the
+        // same sequence of faults as before it existed.
+        let others = reset_ratio + error_ratio + rate_limit_ratio;
         if draw < reset_ratio {
             FaultDecision::Reset
+        } else if draw >= others && draw < others + reset_after_store_ratio {
+            FaultDecision::ResetAfterStore
         } else if draw < reset_ratio + error_ratio {
             // Which 5xx comes from the same draw: the lower half of the band is 500.
             let band = (draw - reset_ratio) / error_ratio;
@@ -138,6 +157,7 @@ mod tests {
             error_ratio: 0.2,
             rate_limit_ratio: 0.2,
             reset_ratio: 0.1,
+            reset_after_store_ratio: 0.1,
             retry_after_secs: 3,
             delay_ms: 0,
         }
@@ -165,6 +185,11 @@ mod tests {
             }
         });
         let resets = count(|d| *d == FaultDecision::Reset);
+        let after_store = count(|d| *d == FaultDecision::ResetAfterStore);
+        assert!(
+            (800..=1200).contains(&after_store),
+            "after store = {after_store}"
+        );
         assert!((1800..=2200).contains(&errors), "errors = {errors}");
         assert!((1800..=2200).contains(&limited), "limited = {limited}");
         assert!((800..=1200).contains(&resets), "resets = {resets}");

@@ -2,13 +2,21 @@
 //! (see `convoy::crm`), for tests and rehearsals. It records what it receives, de-duplicates
 //! records by id, honours idempotency keys and conditional writes, exposes what it holds
 //! under `/_sink`, and injects faults (5xx, 429 with `Retry-After`, slow answers,
-//! connections dropped without an answer) deterministically from a seed.
+//! connections dropped without an answer — before handling the request, or after storing
+//! it, the "maybe delivered" case) deterministically from a seed.
 //!
-//! Contract routes (authenticated when `auth` is set, subject to faults):
+//! Contract routes (authenticated when `auth` is set: bearer, basic, or an HMAC signature
+//! of `X-Convoy-Timestamp` `.` body in `X-Convoy-Signature`, at most 5 minutes old; subject
+//! to faults):
 //! - `POST /records:batch` — `{"records":[{id, conversationId, kind, payload}]}` with an
-//!   `Idempotency-Key` header (400 without). 200 `{"accepted", "duplicates"}`; the same key
-//!   with the same body answers the original response again (`Idempotent-Replayed: true`),
-//!   with a different body 422. 413 above `max_batch` records.
+//!   `Idempotency-Key` header, following the IETF Idempotency-Key draft: 400 without it;
+//!   the same key with the same body after the first request finished answers the original
+//!   response again (`Idempotent-Replayed: true`), with a different body 422, while the
+//!   first request is still being processed 409. 200 `{"accepted", "duplicates"}`; 413
+//!   above `max_batch` records. With `reject_ratio` > 0 every batch is answered 207 with
+//!   one result per record: `{"accepted", "duplicates", "results": [{"id", "status": 201
+//!   | 200 (duplicate) | 422, "error"?, "message"?}]}`; a 422 record is not stored, and the
+//!   same record id always meets the same verdict (seeded by id).
 //! - `GET /conversations/{id}` — the stored document with `ETag: "<n>"` (404 if none;
 //!   304 on a matching `If-None-Match`).
 //! - `PUT /conversations/{id}` — `If-Match: "<n>"` updates (412 when stale or missing),
@@ -36,7 +44,7 @@ use convoy::crm::CrmRecord;
 
 pub use auth::{SinkAuth, SinkAuthError};
 pub use faults::{FaultSettings, FaultSettingsError};
-pub use store::{FaultStats, SinkStats, StoredDocument};
+pub use store::{FaultStats, RecordJudge, SinkStats, StoredDocument};
 
 use faults::FaultInjector;
 use routes::{lock, SinkShared};
@@ -49,8 +57,10 @@ pub struct CrmSinkOptions {
     pub listen: SocketAddr,
     pub auth: SinkAuth,
     pub faults: FaultSettings,
-    /// Seed of the fault decisions.
+    /// Seed of the fault decisions and of the per-record verdicts.
     pub seed: u64,
+    /// Share of records refused in 207 per-record answers (0 = plain 200 answers).
+    pub reject_ratio: f64,
     /// Most records accepted in one batch (413 above).
     pub max_batch: usize,
     /// Refuse `PUT /conversations/{id}` without `If-Match`/`If-None-Match` (428).
@@ -64,6 +74,7 @@ impl Default for CrmSinkOptions {
             auth: SinkAuth::None,
             faults: FaultSettings::default(),
             seed: 0,
+            reject_ratio: 0.0,
             max_batch: 1000,
             require_precondition: false,
         }
@@ -95,10 +106,24 @@ impl CrmSink {
             .faults
             .validate()
             .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))?;
+        if !(0.0..=1.0).contains(&options.reject_ratio) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "reject_ratio must be between 0 and 1, got {}",
+                    options.reject_ratio
+                ),
+            ));
+        }
+        let judge = (options.reject_ratio > 0.0).then_some(RecordJudge {
+            reject_ratio: options.reject_ratio,
+            seed: options.seed,
+        });
         let shared = web::Data::new(SinkShared {
             store: Mutex::new(SinkStore::default()),
             faults: Mutex::new(FaultInjector::new(options.faults, options.seed)),
             auth: options.auth.clone(),
+            judge,
             max_batch: options.max_batch,
             require_precondition: options.require_precondition,
         });

@@ -1,7 +1,9 @@
 //! The CRM sink's HTTP routes. Contract routes (`/records:batch`, `/conversations/{id}`)
 //! pass the gate first — delay, credentials, injected fault — then do their work against
-//! the store under one short lock (never held across an `.await`). Inspection routes under
-//! `/_sink` are neither authenticated nor faulted: they are the test's window.
+//! the store under one short lock (never held across an `.await`). A batch is admitted
+//! under its idempotency key before the delay and the fault, so a second request with the
+//! same key meanwhile meets "in progress" (409). Inspection routes under `/_sink` are
+//! neither authenticated nor faulted: they are the test's window.
 
 use std::any::Any;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -17,9 +19,10 @@ use convoy::crm::{
 };
 use serde::Deserialize;
 
-use super::auth::SinkAuth;
+use super::auth::{Credentials, SinkAuth};
 use super::faults::{FaultDecision, FaultInjector, FaultSettings};
-use super::store::{BatchOutcome, SinkStore};
+use super::store::{BatchOutcome, BatchStart, RecordJudge, SinkStore};
+use convoy::crm::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Largest request body accepted (a batch of 1 000 records of a few KiB fits).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -30,6 +33,8 @@ pub(super) struct SinkShared {
     pub store: Mutex<SinkStore>,
     pub faults: Mutex<FaultInjector>,
     pub auth: SinkAuth,
+    /// `--reject-ratio`: answer 207 with per-record results.
+    pub judge: Option<RecordJudge>,
     pub max_batch: usize,
     pub require_precondition: bool,
 }
@@ -100,46 +105,86 @@ fn reset_connection(req: &HttpRequest) -> HttpResponse {
     HttpResponse::ServiceUnavailable().force_close().finish()
 }
 
-/// Delay, credentials, injected fault — in that order. `Some` is the answer to send instead
-/// of handling the request.
-async fn gate(shared: &SinkShared, req: &HttpRequest) -> Option<HttpResponse> {
-    let (delay_ms, decision) = {
-        let mut faults = lock(&shared.faults);
-        let delay_ms = faults.settings().delay_ms;
-        (delay_ms, faults.decide())
-    };
-    {
-        let mut store = lock(&shared.store);
-        store.stats.requests += 1;
-        if delay_ms > 0 {
-            store.stats.faults.delayed += 1;
-        }
+/// What the gate lets through.
+enum Gate {
+    /// Answer this instead of handling the request.
+    Answer(HttpResponse),
+    /// Handle the request; then, when `reset_after`, drop the connection instead of
+    /// answering (the "maybe delivered" fault).
+    Proceed { reset_after: bool },
+}
+
+/// Delay, credentials, injected fault — in that order.
+async fn gate(shared: &SinkShared, req: &HttpRequest, body: &[u8]) -> Gate {
+    count_request(shared);
+    delay(shared).await;
+    if let Some(refused) = authorize(shared, req, body) {
+        return Gate::Answer(refused);
     }
+    let decision = lock(&shared.faults).decide();
+    match fault_answer(shared, req, decision) {
+        Some(answer) => Gate::Answer(answer),
+        None => Gate::Proceed {
+            reset_after: decision == FaultDecision::ResetAfterStore,
+        },
+    }
+}
+
+fn count_request(shared: &SinkShared) {
+    lock(&shared.store).stats.requests += 1;
+}
+
+async fn delay(shared: &SinkShared) {
+    let delay_ms = lock(&shared.faults).settings().delay_ms;
     if delay_ms > 0 {
+        lock(&shared.store).stats.faults.delayed += 1;
         actix_web::rt::time::sleep(Duration::from_millis(delay_ms)).await;
     }
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    if !shared.auth.permits(authorization) {
-        lock(&shared.store).stats.unauthorized += 1;
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong credentials",
-        );
-        if let Some(challenge) = shared.auth.challenge() {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        return Some(response);
+}
+
+/// `Some(401)` when the request's credentials do not satisfy the sink's policy.
+fn authorize(shared: &SinkShared, req: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
+    let credentials = Credentials {
+        authorization: header_text(req, header::AUTHORIZATION),
+        timestamp: header_text(req, TIMESTAMP_HEADER),
+        signature: header_text(req, SIGNATURE_HEADER),
+        body,
+    };
+    if shared
+        .auth
+        .permits_request(&credentials, chrono::Utc::now().timestamp())
+    {
+        return None;
     }
+    lock(&shared.store).stats.unauthorized += 1;
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong credentials",
+    );
+    if let Some(challenge) = shared.auth.challenge() {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    Some(response)
+}
+
+/// The answer an injected fault gives instead of handling the request; `None` to handle
+/// it (a pass, or a reset that comes after handling, counted here).
+fn fault_answer(
+    shared: &SinkShared,
+    req: &HttpRequest,
+    decision: FaultDecision,
+) -> Option<HttpResponse> {
     let mut store = lock(&shared.store);
     match decision {
         FaultDecision::Pass => None,
+        FaultDecision::ResetAfterStore => {
+            store.stats.faults.resets_after_store += 1;
+            None
+        }
         FaultDecision::ServerError(code) => {
             store.stats.faults.errors += 1;
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -180,8 +225,9 @@ async fn post_batch(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(response) = gate(&shared, &req).await {
-        return response;
+    count_request(&shared);
+    if let Some(refused) = authorize(&shared, &req, &body) {
+        return refused;
     }
     let rejected = |status, code: &str, message: String| {
         lock(&shared.store).stats.rejected += 1;
@@ -217,12 +263,39 @@ async fn post_batch(
     // Parsed once more as a plain value: the idempotency check compares bodies by meaning,
     // not by bytes. It parsed as a batch, so it parses as a value.
     let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    let outcome = lock(&shared.store).apply_batch(&key, value, batch);
+    let start = lock(&shared.store).begin_batch(&key, &value);
+    match start {
+        BatchStart::Fresh => {}
+        BatchStart::Replayed(response) => return respond_batch(response, true),
+        BatchStart::KeyReused => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!("{IDEMPOTENCY_KEY_HEADER} `{key}` was already used with a different body"),
+            )
+        }
+        BatchStart::InProgress => {
+            return error(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_progress",
+                format!("a request with {IDEMPOTENCY_KEY_HEADER} `{key}` is still being processed; retry later"),
+            )
+        }
+    }
+    // The key is "in progress" from here until the batch is applied or abandoned.
+    delay(&shared).await;
+    let decision = lock(&shared.faults).decide();
+    if let Some(answer) = fault_answer(&shared, &req, decision) {
+        lock(&shared.store).abandon_batch(&key);
+        return answer;
+    }
+    let outcome = lock(&shared.store).apply_batch(&key, value, batch, shared.judge.as_ref());
+    if decision == FaultDecision::ResetAfterStore {
+        return reset_connection(&req);
+    }
     match outcome {
-        BatchOutcome::Processed(response) => HttpResponse::Ok().json(response),
-        BatchOutcome::Replayed(response) => HttpResponse::Ok()
-            .insert_header(("Idempotent-Replayed", "true"))
-            .json(response),
+        BatchOutcome::Processed(response) => respond_batch(response, false),
+        BatchOutcome::Replayed(response) => respond_batch(response, true),
         BatchOutcome::KeyReused => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -231,13 +304,29 @@ async fn post_batch(
     }
 }
 
+/// 200 with the counts, or 207 when the answer carries per-record results.
+fn respond_batch(response: convoy::crm::BatchResponse, replayed: bool) -> HttpResponse {
+    let mut builder = if response.results.is_empty() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::build(StatusCode::MULTI_STATUS)
+    };
+    if replayed {
+        builder.insert_header(("Idempotent-Replayed", "true"));
+    }
+    builder.json(response)
+}
+
 async fn get_conversation(
     shared: web::Data<SinkShared>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if let Some(response) = gate(&shared, &req).await {
-        return response;
+    match gate(&shared, &req, &[]).await {
+        Gate::Answer(response) => return response,
+        // Nothing to store on a read: the connection is just dropped.
+        Gate::Proceed { reset_after: true } => return reset_connection(&req),
+        Gate::Proceed { reset_after: false } => {}
     }
     let mut store = lock(&shared.store);
     store.stats.conversation_reads += 1;
@@ -270,9 +359,10 @@ async fn put_conversation(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(response) = gate(&shared, &req).await {
-        return response;
-    }
+    let reset_after = match gate(&shared, &req, &body).await {
+        Gate::Answer(response) => return response,
+        Gate::Proceed { reset_after } => reset_after,
+    };
     let rejected = |status, code: &str, message: String| {
         lock(&shared.store).stats.rejected += 1;
         error(status, code, message)
@@ -315,7 +405,12 @@ async fn put_conversation(
         }
     };
     let mut store = lock(&shared.store);
-    match store.put_conversation(&id, &precondition, document.clone()) {
+    let outcome = store.put_conversation(&id, &precondition, document.clone());
+    if reset_after {
+        drop(store);
+        return reset_connection(&req);
+    }
+    match outcome {
         Ok(WriteOutcome::Created { version }) => HttpResponse::Created()
             .insert_header((header::ETAG, format_etag(version)))
             .json(document),

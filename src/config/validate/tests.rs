@@ -462,10 +462,43 @@ fn crm_batch_size_is_bounded() {
         keys_of(&problems(&with(crm.clone(), "crm.batch_size", json!("50")))),
         vec!["crm.batch_size"]
     );
-    assert_eq!(
-        keys_of(&problems(&with(crm, "crm.max_attempts", json!(0)))),
-        vec!["crm.max_attempts"]
+}
+
+#[test]
+fn crm_delivery_limits_are_bounded_and_default() {
+    let crm = with(
+        minimal(),
+        "crm.endpoint",
+        json!("https://crm.example.com/ingest"),
     );
+    let config = validate(&crm, &no_origin).unwrap().crm.unwrap();
+    assert_eq!(config.max_batch_bytes, 1024 * 1024);
+    assert_eq!(config.max_in_flight, 8);
+    assert_eq!(config.request_timeout, Duration::from_secs(30));
+    assert_eq!(config.retry_max_delay, Duration::from_secs(60));
+
+    for (key, bad) in [
+        ("crm.max_batch_bytes", json!(1023)),
+        ("crm.max_in_flight", json!(0)),
+        ("crm.max_in_flight", json!(257)),
+        ("crm.request_timeout", json!("10ms")),
+        ("crm.retry_max_delay", json!("0s")),
+        ("crm.max_attempts", json!(10)),
+    ] {
+        assert_eq!(
+            keys_of(&problems(&with(crm.clone(), key, bad.clone()))),
+            vec![key],
+            "{key} = {bad}"
+        );
+    }
+    let tuned = with(
+        with(crm, "crm.max_in_flight", json!(2)),
+        "crm.request_timeout",
+        json!("5s"),
+    );
+    let config = validate(&tuned, &no_origin).unwrap().crm.unwrap();
+    assert_eq!(config.max_in_flight, 2);
+    assert_eq!(config.request_timeout, Duration::from_secs(5));
 }
 
 #[test]
