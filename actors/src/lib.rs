@@ -5,6 +5,7 @@ pub mod app;
 pub mod bench;
 pub mod config_load;
 pub mod conversation;
+pub mod crm;
 pub mod crm_sink;
 pub mod demo;
 pub mod emulator;
