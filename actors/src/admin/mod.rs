@@ -19,7 +19,7 @@ mod health;
 mod outbox;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -47,8 +47,9 @@ struct AdminState {
     outbox: OutboxSlot,
 }
 
-/// The durable store once the daemon has opened it (it opens after the admin server).
-type OutboxSlot = Arc<OnceLock<Arc<DurableStore>>>;
+/// The durable store once the daemon has opened it (it opens after the admin server),
+/// emptied when the server stops so the file is released with the daemon's own handles.
+type OutboxSlot = Arc<Mutex<Option<Arc<DurableStore>>>>;
 
 /// The running admin server.
 #[derive(Debug)]
@@ -109,9 +110,11 @@ impl AdminServer {
         })
     }
 
-    /// Serves the outbox routes from `store` from now on. The first store attached stays.
+    /// Serves the outbox routes from `store` from now on, until [`AdminServer::stop`].
     pub fn attach_outbox(&self, store: Arc<DurableStore>) {
-        let _ = self.outbox.set(store);
+        if let Ok(mut slot) = self.outbox.lock() {
+            *slot = Some(store);
+        }
     }
 
     /// The bound address (the real port when `listen` asked for port 0).
@@ -124,6 +127,11 @@ impl AdminServer {
     /// connections.
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+        // The server's state outlives its stop; the file must not (a restart in the same
+        // process, or `convoy outbox` after the daemon, opens it again).
+        if let Ok(mut slot) = self.outbox.lock() {
+            slot.take();
+        }
     }
 }
 

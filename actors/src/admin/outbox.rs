@@ -2,8 +2,6 @@
 //! its context), `POST /outbox/retry-dead` (`{"ids": […]}` or `{"all": true}`). Their
 //! bodies are `crate::outbox_cmd`'s wire types, which `convoy outbox` reads.
 
-use std::sync::Arc;
-
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
@@ -47,7 +45,8 @@ async fn with_store<T: serde::Serialize + Send + 'static>(
     state: &AdminState,
     work: impl FnOnce(&DurableStore) -> Result<T, StoreError> + Send + 'static,
 ) -> HttpResponse {
-    let Some(store) = state.outbox.get().map(Arc::clone) else {
+    let attached = state.outbox.lock().ok().and_then(|slot| slot.clone());
+    let Some(store) = attached else {
         return HttpResponse::ServiceUnavailable().json(json!({
             "error": "outbox_not_open",
             "message": "the daemon has not opened its outbox yet",
