@@ -131,6 +131,8 @@ impl Daemon {
             source,
         })?;
         let store = Arc::new(DurableStore::open(&config.outbox.path)?);
+        // `convoy outbox` reaches the store through the admin API while this process holds it.
+        admin.attach_outbox(Arc::clone(&store));
 
         let token_stats = Arc::new(TokenStats::default());
         let tokens = TokenActor::new(

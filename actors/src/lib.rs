@@ -11,6 +11,7 @@ pub mod demo;
 pub mod emulator;
 pub mod genesys;
 pub mod logging;
+pub mod outbox_cmd;
 pub mod retry_schedule;
 pub mod simulator;
 pub mod store;

@@ -62,6 +62,10 @@ enum Command {
     /// Print or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect the durable CRM outbox at outbox.path and put dead letters back. Works while
+    /// the daemon runs (through its admin API at admin.listen) or not (on the file).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Print what Convoy understands of captured notification frames (JSON, one document
     /// per file or one frame per line).
     Inspect {
@@ -176,6 +180,40 @@ enum ConfigCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// Pending records, the oldest one's age, dead letters, pending summaries, open SLA
+    /// books.
+    Status {
+        #[command(flatten)]
+        file: ConfigFileArg,
+        #[arg(long, value_enum, default_value_t = OutboxFormat::Text)]
+        format: OutboxFormat,
+    },
+    /// Every dead-lettered record with its reason and the context of its last attempt.
+    Dead {
+        #[command(flatten)]
+        file: ConfigFileArg,
+        #[arg(long, value_enum, default_value_t = OutboxFormat::Text)]
+        format: OutboxFormat,
+    },
+    /// Move dead letters back to the end of the outbox, to be sent again. Exit 1 when a
+    /// given id is not a dead letter.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all"])))]
+    RetryDead {
+        #[command(flatten)]
+        file: ConfigFileArg,
+        /// A record id to retry (repeat for several).
+        #[arg(long = "id", value_name = "ID", num_args = 1..)]
+        ids: Vec<String>,
+        /// Retry every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+type OutboxFormat = convoy_actors::outbox_cmd::Format;
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormatArg {
     Text,
@@ -198,6 +236,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Config(ConfigCommand::Show { file, format }) => show_config(file, format),
         Command::Config(ConfigCommand::Check { file }) => check_config(file),
+        Command::Outbox(command) => outbox(command),
         Command::Inspect { path } => {
             inspect_cmd::run(&path).context("cannot write to standard output")
         }
@@ -418,6 +457,49 @@ fn run_daemon(config: Config, record: Option<PathBuf>) -> anyhow::Result<ExitCod
     });
     let code = system.run_with_code().context("the actor system failed")?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `convoy outbox …`: loads the configuration like `run` (same file, same layers), then
+/// hands over to `convoy_actors::outbox_cmd`. Exit 0, 1 when a retry named an id that was
+/// not a dead letter or the store could not be read, 2 for a configuration problem.
+fn outbox(command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    use convoy_actors::outbox_cmd::{self, Selection};
+    let file = match &command {
+        OutboxCommand::Status { file, .. }
+        | OutboxCommand::Dead { file, .. }
+        | OutboxCommand::RetryDead { file, .. } => ConfigFileArg {
+            config: file.config.clone(),
+        },
+    };
+    let merged = match config_load::merge(&layers(file)) {
+        Ok(merged) => merged,
+        Err(error) => return Ok(report_load_error(&error)),
+    };
+    let config = match merged.validate() {
+        Ok(config) => config,
+        Err(errors) => return Ok(report_problems(&errors)),
+    };
+    let now = chrono::Utc::now();
+    let report = actix_rt::System::new().block_on(async {
+        match command {
+            OutboxCommand::Status { format, .. } => outbox_cmd::status(&config, format, now).await,
+            OutboxCommand::Dead { format, .. } => outbox_cmd::dead(&config, format).await,
+            OutboxCommand::RetryDead { ids, all, .. } => {
+                let selection = if all {
+                    Selection::All
+                } else {
+                    Selection::Ids(ids)
+                };
+                outbox_cmd::retry(&config, &selection, now).await
+            }
+        }
+    })?;
+    write_stdout(report.text.as_bytes())?;
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn show_config(file: ConfigFileArg, format: ShowFormat) -> anyhow::Result<ExitCode> {

@@ -1093,6 +1093,13 @@ mod tests {
             Err(StoreError::Missing { .. })
         ));
         assert!(!missing.exists());
+        assert!(
+            matches!(
+                redb::ReadOnlyDatabase::open(store.path()),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+            ),
+            "a read-only open is refused too, which is why `convoy outbox` asks the daemon"
+        );
         drop(store);
         DurableStore::open_existing(&folder.path().join("outbox.redb")).unwrap();
     }

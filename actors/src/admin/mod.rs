@@ -5,12 +5,21 @@
 //!
 //! It only reads shared snapshots: the [`HealthBoard`], the [`ConversationViews`] map and
 //! the metrics registry. It must never send a message to an actor or wait on one, so a
-//! stuck or overloaded actor cannot make a health probe hang, and it never writes.
+//! stuck or overloaded actor cannot make a health probe hang.
+//!
+//! The outbox routes (`GET /outbox`, `GET /outbox/dead`, `POST /outbox/retry-dead`) are
+//! how `convoy outbox` reaches the durable store while the daemon holds its file (redb
+//! lets one process open it). They call the store directly, on the blocking pool (redb
+//! waits on the disk); `retry-dead` is the one route that writes, and only moves dead
+//! letters back to the outbox. Until the daemon hands the store over
+//! ([`AdminServer::attach_outbox`]) they answer 503.
 
 mod health;
 
+mod outbox;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -23,6 +32,7 @@ pub use health::{
 };
 
 use crate::conversation::view::describe;
+use crate::store::DurableStore;
 use crate::telemetry::Telemetry;
 
 pub use crate::conversation::view::{ConversationViews, WriteStatuses};
@@ -34,13 +44,19 @@ struct AdminState {
     views: ConversationViews,
     write_statuses: WriteStatuses,
     telemetry: Telemetry,
+    outbox: OutboxSlot,
 }
+
+/// The durable store once the daemon has opened it (it opens after the admin server),
+/// emptied when the server stops so the file is released with the daemon's own handles.
+type OutboxSlot = Arc<Mutex<Option<Arc<DurableStore>>>>;
 
 /// The running admin server.
 #[derive(Debug)]
 pub struct AdminServer {
     local_addr: SocketAddr,
     handle: ServerHandle,
+    outbox: OutboxSlot,
 }
 
 impl AdminServer {
@@ -59,11 +75,13 @@ impl AdminServer {
                 "the admin server must be started inside an actix System",
             ));
         }
+        let outbox = OutboxSlot::default();
         let state = web::Data::new(AdminState {
             board,
             views,
             write_statuses,
             telemetry,
+            outbox: Arc::clone(&outbox),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             // Probes and scrapes are rare and cheap; one worker thread is plenty.
@@ -85,7 +103,18 @@ impl AdminServer {
             }
         });
         tracing::info!(%local_addr, "Admin server listening.");
-        Ok(AdminServer { local_addr, handle })
+        Ok(AdminServer {
+            local_addr,
+            handle,
+            outbox,
+        })
+    }
+
+    /// Serves the outbox routes from `store` from now on, until [`AdminServer::stop`].
+    pub fn attach_outbox(&self, store: Arc<DurableStore>) {
+        if let Ok(mut slot) = self.outbox.lock() {
+            *slot = Some(store);
+        }
     }
 
     /// The bound address (the real port when `listen` asked for port 0).
@@ -98,6 +127,11 @@ impl AdminServer {
     /// connections.
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+        // The server's state outlives its stop; the file must not (a restart in the same
+        // process, or `convoy outbox` after the daemon, opens it again).
+        if let Ok(mut slot) = self.outbox.lock() {
+            slot.take();
+        }
     }
 }
 
@@ -109,7 +143,10 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/readyz", web::head().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/conversations", web::get().to(conversations))
-        .route("/conversations/{id}", web::get().to(conversation));
+        .route("/conversations/{id}", web::get().to(conversation))
+        .route("/outbox", web::get().to(outbox::status))
+        .route("/outbox/dead", web::get().to(outbox::dead))
+        .route("/outbox/retry-dead", web::post().to(outbox::retry_dead));
 }
 
 /// Alive as long as this server can answer.
