@@ -7,30 +7,39 @@
 //! shared token bucket      ├─ RestContext ─┬─ ConversationRouter (essential) ─ ConversationActors
 //!                          │               └─ StreamActor (supervised, essential) → router
 //! HealthBoard, views ──────┴─ AdminServer (/metrics /healthz /readyz /conversations)
+//!
+//! ConversationActors ─Handover→ SlaActor (own arbiter) ─Commit→ OutboxWriter (thread,
+//!   group commit into the redb outbox) ─OutboxChanged→ CrmBatchActor (own arbiter) → CRM
+//! OutboxGate: outbox full or commits failing → the stream stops reading (back-pressure)
 //! ```
 //!
 //! Shutdown (SIGTERM/SIGINT/SIGHUP): readiness goes 503, the stream stops taking frames,
-//! every conversation finishes the read-modify-write in progress and stops, the admin
-//! server stops; all under `shutdown.deadline`. Exit 0 on a clean stop; a restart budget
+//! what is owed is persisted, the SLA actor commits what it was handed, the CRM batcher
+//! sends what it can until the deadline (the rest stays in the outbox), the admin server
+//! stops; all under `shutdown.deadline`. Exit 0 on a clean stop; a restart budget
 //! exceeded or an essential actor panicking stops the System with a non-zero code.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Supervisor};
+use actix::{Actor, Addr, Arbiter, Supervisor};
 use convoy::config::{ClientSecret, Config};
+use convoy::sla::SlaPolicy;
 use dashmap::DashMap;
 
-use crate::admin::{AdminServer, HealthBoard};
+use crate::admin::{AdminServer, HealthBoard, OutboxView};
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
 use crate::conversation::{
     start_conversations, AttributeWriter, ConversationRouter, ConversationViews,
     ConversationsSetup, RouterSettings, WriteStatuses, WriterSettings,
 };
+use crate::crm::{CrmBatchActor, CrmSettings, FlushAndStop, OutboxChanged};
 use crate::genesys::oauth::TokenEndpoint;
 use crate::genesys::rest::{RestContext, SharedBucket};
+use crate::outbox_writer::{AfterCommit, OutboxGate, OutboxWriter};
+use crate::sla::{SlaActor, SlaSettings, SlaViews, StopSla};
 use crate::store::{DurableStore, StoreError};
 use crate::stream::{StopStream, StreamActor, StreamSettings};
 use crate::supervision::install_panic_hook;
@@ -53,6 +62,8 @@ pub enum BootError {
     SecretNotLoaded,
     #[error("durable store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot start the outbox writer thread: {0}")]
+    OutboxWriter(std::io::Error),
     #[error("cannot serve admin.listen {listen}: {source}")]
     Admin {
         listen: std::net::SocketAddr,
@@ -66,6 +77,8 @@ const STARTUP_LOOKBACK: Duration = Duration::from_secs(3600);
 const FINISHED_VIEWS: usize = 10_000;
 /// Attribute writes in flight at once; they queue in the token bucket, a few keep it busy.
 const WRITES_IN_FLIGHT: usize = 4;
+/// Of the shutdown deadline, kept back from the CRM flush for what follows it.
+const FLUSH_MARGIN: Duration = Duration::from_millis(500);
 /// Background re-reads in flight at once.
 const REREADS_IN_FLIGHT: usize = 2;
 
@@ -102,6 +115,13 @@ pub struct Daemon {
     pub views: ConversationViews,
     pub write_statuses: WriteStatuses,
     pub telemetry: Telemetry,
+    pub sla: Addr<SlaActor>,
+    /// `None` when `crm.endpoint` is not set.
+    pub crm: Option<Addr<CrmBatchActor>>,
+    pub gate: Arc<OutboxGate>,
+    pub sla_views: SlaViews,
+    /// The SLA actor's and the CRM batcher's threads (their disk calls block them only).
+    arbiters: Vec<Arbiter>,
     shutdown_deadline: Duration,
 }
 
@@ -119,12 +139,18 @@ impl Daemon {
         let board = Arc::new(HealthBoard::new(config.stream.reconnect_after_silence));
         let views: ConversationViews = Arc::new(DashMap::new());
         let write_statuses: WriteStatuses = Arc::new(DashMap::new());
+        let sla_views: SlaViews = Arc::new(DashMap::new());
+        let gate = Arc::new(OutboxGate::new(config.outbox.max_records, 0));
         let admin = AdminServer::start(
             config.admin.listen,
             Arc::clone(&board),
             Arc::clone(&views),
             Arc::clone(&write_statuses),
             telemetry.clone(),
+            OutboxView {
+                gate: Arc::clone(&gate),
+                sla: Arc::clone(&sla_views),
+            },
         )
         .map_err(|source| BootError::Admin {
             listen: config.admin.listen,
@@ -133,6 +159,42 @@ impl Daemon {
         let store = Arc::new(DurableStore::open(&config.outbox.path)?);
         // `convoy outbox` reaches the store through the admin API while this process holds it.
         admin.attach_outbox(Arc::clone(&store));
+        gate.set_pending(store.status()?.pending);
+
+        // The business output: SLA clocks and CRM records, through the outbox.
+        let crm_arbiter = Arbiter::new();
+        let crm = config.crm.clone().map(|crm_config| {
+            let store = Arc::clone(&store);
+            let gate = Arc::clone(&gate);
+            CrmBatchActor::start_in_arbiter(&crm_arbiter.handle(), move |_| {
+                CrmBatchActor::new(CrmSettings { config: crm_config }, store, gate)
+            })
+        });
+        let notify = crm.clone().map(|crm| crm.recipient::<OutboxChanged>());
+        let after_commit: AfterCommit = Box::new(move |report| {
+            if let Some(crm) = &notify {
+                crm.do_send(OutboxChanged {
+                    records: report.appended,
+                    summaries: true,
+                });
+            }
+        });
+        let writer_thread =
+            OutboxWriter::start(Arc::clone(&store), Arc::clone(&gate), after_commit)
+                .map_err(BootError::OutboxWriter)?;
+        let sla_arbiter = Arbiter::new();
+        let sla_settings = SlaSettings {
+            policy: SlaPolicy::from_config(&config.sla),
+            tick: config.sla.tick,
+            keep_records: config.crm.is_some(),
+        };
+        let sla = {
+            let store = Arc::clone(&store);
+            let sla_views = Arc::clone(&sla_views);
+            SlaActor::start_in_arbiter(&sla_arbiter.handle(), move |_| {
+                SlaActor::new(sla_settings, &store, writer_thread, sla_views)
+            })
+        };
 
         let token_stats = Arc::new(TokenStats::default());
         let tokens = TokenActor::new(
@@ -168,7 +230,7 @@ impl Daemon {
             writer: writer_settings(config.genesys.conditional_writes),
             write_back: config.genesys.write_back,
             store: Some(store),
-            downstream: None,
+            handover: Some(sla.clone().recipient()),
             census: None,
         });
 
@@ -186,7 +248,8 @@ impl Daemon {
             Arc::clone(&board),
         )
         .with_token_expiry(Arc::new(move || expiry_stats.expires_at()))
-        .with_rereads(router.clone().recipient());
+        .with_rereads(router.clone().recipient())
+        .with_gate(Arc::clone(&gate));
         // Supervised: a stopped stream (dead socket it could not recover in place) is
         // restarted with backoff; its restart budget escalates to a process exit.
         let stream = Supervisor::start(move |_| stream_actor);
@@ -215,6 +278,11 @@ impl Daemon {
             views,
             write_statuses,
             telemetry,
+            sla,
+            crm,
+            gate,
+            sla_views,
+            arbiters: vec![sla_arbiter, crm_arbiter],
             shutdown_deadline: config.shutdown.deadline,
         })
     }
@@ -222,7 +290,10 @@ impl Daemon {
     /// The ordered, bounded shutdown. Returns whether it finished within the deadline.
     pub async fn shutdown(self) -> bool {
         self.board.set_shutting_down();
+        // A stream paused by back-pressure must see the stop.
+        self.gate.release();
         let deadline = self.shutdown_deadline;
+        let started = std::time::Instant::now();
         let drained = actix_rt::time::timeout(deadline, async {
             // 1. No new frames.
             let _ = self.stream.send(StopStream).await;
@@ -242,9 +313,24 @@ impl Daemon {
             // 4. Requests still waiting for a token give up at once instead of holding the
             //    shutdown (what they were for is persisted above).
             self.bucket.close();
+            // 5. What the conversations handed over is committed; the clocks' state with it.
+            let _ = self.sla.send(StopSla).await;
+            // 6. The CRM gets what it can take in the time left (a margin kept for the
+            //    rest); what it does not stays in the outbox for the next start.
+            if let Some(crm) = &self.crm {
+                let flush_until = started + deadline.saturating_sub(FLUSH_MARGIN);
+                let _ = crm
+                    .send(FlushAndStop {
+                        deadline: flush_until,
+                    })
+                    .await;
+            }
         })
         .await
         .is_ok();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
         if !drained {
             tracing::warn!(
                 deadline_ms = deadline.as_millis() as u64,

@@ -246,6 +246,10 @@ impl HeldOutbox {
                     ConversationViews::default(),
                     WriteStatuses::default(),
                     Telemetry::install().unwrap(),
+                    convoy_actors::admin::OutboxView {
+                        gate: Arc::new(convoy_actors::outbox_writer::OutboxGate::new(1_000, 0)),
+                        sla: convoy_actors::sla::SlaViews::default(),
+                    },
                 )
                 .unwrap();
                 addr_tx.send(server.local_addr()).unwrap();

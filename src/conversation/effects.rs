@@ -1,6 +1,6 @@
 //! What a conversation's state requires the shell to do, as data (ARCHITECTURE.md §1,
-//! anchors.md §2.2): tell the downstream actors (SLA, CRM) what happened, and which of
-//! Convoy's participant-state attributes Genesys does not show yet.
+//! anchors.md §2.2): which of Convoy's participant-state attributes Genesys does not show
+//! yet. (What happened, for the SLA clocks and the CRM, is [`super::facts`].)
 //!
 //! Writes are derived from the *state*, never from transitions: what Genesys shows
 //! (`convoy.*` attributes, joined from snapshots and REST re-reads) against each
@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::lifecycle::Lifecycle;
-use super::state::{ApplyOutcome, ConversationState};
-use crate::ids::{ConversationId, ParticipantId};
+use super::state::ConversationState;
+use crate::ids::ParticipantId;
 
 pub use super::state::Transition;
 
@@ -26,29 +26,6 @@ pub const ATTRIBUTE_NAMESPACE: &str = "convoy.";
 pub const PARTICIPANT_STATE_ATTRIBUTE: &str = "convoy.participant_state";
 /// The conversation version the state was computed at.
 pub const VERSION_ATTRIBUTE: &str = "convoy.version";
-
-/// One transition of one conversation, for the actors downstream of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DomainEvent {
-    pub conversation_id: ConversationId,
-    /// The conversation version right after the change.
-    pub version: u64,
-    pub transition: Transition,
-}
-
-/// The domain events of one applied input, in transition order. A stale, unchanged or
-/// echo input yields none.
-pub fn domain_events(state: &ConversationState, outcome: &ApplyOutcome) -> Vec<DomainEvent> {
-    outcome
-        .transitions
-        .iter()
-        .map(|transition| DomainEvent {
-            conversation_id: state.id.clone(),
-            version: outcome.version,
-            transition: transition.clone(),
-        })
-        .collect()
-}
 
 /// Convoy's attributes for one participant, as Genesys should show them:
 /// `PATCH /api/v2/conversations/{id}/participants/{participant_id}/attributes`.
@@ -97,10 +74,12 @@ pub fn owed_writes(state: &ConversationState, version: u64) -> Vec<AttributeWrit
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::conversation::facts::{facts, Fact};
     use crate::conversation::snapshot::{
         CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot, ParticipantSnapshot,
     };
     use crate::conversation::state::Conversation;
+    use crate::ids::ConversationId;
     use crate::ids::{CommunicationId, MessageId};
     use crate::model::{CommunicationState, MessageStatus, Purpose};
 
@@ -172,15 +151,14 @@ mod tests {
                 &[],
             )]))
             .unwrap();
-        let events = domain_events(&conversation.state, &outcome);
-        assert!(!events.is_empty());
-        assert!(events
-            .iter()
-            .all(|event| event.conversation_id == ConversationId::from("c1")
-                && event.version == outcome.version));
-        assert!(events
-            .iter()
-            .any(|event| matches!(event.transition, Transition::ParticipantBecameActive { .. })));
+        let facts = facts(&conversation.state, &outcome);
+        assert!(facts.iter().any(|fact| matches!(
+            fact,
+            Fact::ParticipantReached {
+                to: Lifecycle::Active,
+                ..
+            }
+        )));
         assert_eq!(
             owed_writes(&conversation.state, conversation.version),
             vec![write("agent", Lifecycle::Active, 1)]
@@ -238,8 +216,8 @@ mod tests {
             .unwrap();
         assert!(owed_writes(&conversation.state, conversation.version).is_empty());
         assert!(
-            !domain_events(&conversation.state, &outcome).is_empty(),
-            "the transitions are still notified"
+            !facts(&conversation.state, &outcome).is_empty(),
+            "the facts are still handed over"
         );
     }
 
@@ -361,10 +339,10 @@ mod tests {
             transcript_uri: None,
         });
         let outcome = conversation.apply_snapshot(&snapshot(vec![agent])).unwrap();
-        let events = domain_events(&conversation.state, &outcome);
-        assert!(events
+        let facts = facts(&conversation.state, &outcome);
+        assert!(facts
             .iter()
-            .any(|event| matches!(event.transition, Transition::MessageSeen { .. })));
+            .any(|fact| matches!(fact, Fact::MessageStatus { .. })));
         assert!(owed_writes(&conversation.state, conversation.version).is_empty());
     }
 
@@ -386,6 +364,6 @@ mod tests {
             )]))
             .unwrap();
         assert!(!outcome.stale.is_empty());
-        assert!(domain_events(&conversation.state, &outcome).is_empty());
+        assert!(facts(&conversation.state, &outcome).is_empty());
     }
 }

@@ -11,6 +11,7 @@ pub use snapshot::*;
 pub use state::*;
 
 pub mod effects;
+pub mod facts;
 #[cfg(test)]
 mod properties;
 pub mod registry;

@@ -13,6 +13,10 @@ use convoy_actors::conversation::view::{ConversationView, Residence};
 use convoy_actors::telemetry::{names, sample, ActorMetrics, Telemetry};
 use serde_json::{json, Value};
 
+use convoy_actors::admin::OutboxView;
+use convoy_actors::outbox_writer::OutboxGate;
+use convoy_actors::sla::SlaViews;
+
 use crate::support::client;
 
 struct Admin {
@@ -31,6 +35,10 @@ fn start_admin() -> Admin {
         Arc::clone(&views),
         WriteStatuses::default(),
         Telemetry::install().unwrap(),
+        OutboxView {
+            gate: Arc::new(OutboxGate::new(1_000, 0)),
+            sla: SlaViews::default(),
+        },
     )
     .unwrap();
     let base = format!("http://{}", server.local_addr());
@@ -224,7 +232,13 @@ async fn conversations_lists_every_view_and_serves_one_by_id() {
             json!({"count": 2, "conversations": [first.clone(), second.clone()]})
         )
     );
-    assert_eq!(get_json(&admin, "/conversations/c-2").await, (200, second));
+    // One conversation's page adds its open SLA clocks (none here) to the list's entry.
+    let mut detailed = second.clone();
+    detailed["slaClocks"] = json!([]);
+    assert_eq!(
+        get_json(&admin, "/conversations/c-2").await,
+        (200, detailed)
+    );
 
     let (status, body) = get_json(&admin, "/conversations/c-404").await;
     assert_eq!(status, 404);

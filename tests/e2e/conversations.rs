@@ -104,7 +104,7 @@ impl Harness {
             },
             write_back: true,
             store: settings.store.clone(),
-            downstream: None,
+            handover: None,
             census: Some(Arc::clone(&census)),
         });
         let mut harness = Harness {

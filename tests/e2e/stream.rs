@@ -815,6 +815,7 @@ fn spawn_scripted(
             activity: Rc::new(LinkActivity::default()),
             recorder: None,
             board: Arc::new(HealthBoard::default()),
+            gate: None,
         },
     );
     (log, sent, handle)

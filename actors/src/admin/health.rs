@@ -174,8 +174,27 @@ impl HealthBoard {
                 last_frame,
                 shutdown,
                 rest,
+                outbox: Check::passing(),
             },
         }
+    }
+}
+
+impl Readiness {
+    /// Adds the outbox check: failing while the pipeline refuses frames (`closed` says
+    /// why: the outbox is at `outbox.max_records`, or commits fail or lag).
+    pub fn with_outbox(mut self, closed: Option<&str>, pending: u64) -> Readiness {
+        self.checks.outbox = match closed {
+            None => Check {
+                ok: true,
+                detail: Some(format!("{pending} records pending")),
+            },
+            Some(reason) => Check::failing(format!(
+                "back-pressure ({reason}): {pending} records pending; the stream is paused"
+            )),
+        };
+        self.ready = self.ready && self.checks.outbox.ok;
+        self
     }
 }
 
@@ -195,6 +214,8 @@ pub struct ReadinessChecks {
     pub shutdown: Check,
     /// Failing while Genesys has paused every REST call (writes wait).
     pub rest: Check,
+    /// Failing while the outbox applies back-pressure (full, or commits failing).
+    pub outbox: Check,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

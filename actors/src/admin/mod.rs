@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the process is alive),
 //! `/readyz` (the live path works end to end), `/conversations` (paged, filterable) and
-//! `/conversations/{id}` (what Convoy currently believes about each conversation). The
+//! `/conversations/{id}` (what Convoy currently believes about each conversation, with
+//! its open SLA clocks and their deadlines). The
 //! probes answer `HEAD` too, as load balancers and `curl -I` send it.
 //!
 //! It only reads shared snapshots: the [`HealthBoard`], the [`ConversationViews`] map and
@@ -32,6 +33,8 @@ pub use health::{
 };
 
 use crate::conversation::view::describe;
+use crate::outbox_writer::OutboxGate;
+use crate::sla::SlaViews;
 use crate::store::DurableStore;
 use crate::telemetry::Telemetry;
 
@@ -45,6 +48,15 @@ struct AdminState {
     write_statuses: WriteStatuses,
     telemetry: Telemetry,
     outbox: OutboxSlot,
+    pipeline: OutboxView,
+}
+
+/// What the admin server shows of the outbox pipeline: the gate (back-pressure, pending
+/// count) and the open SLA clocks per conversation.
+#[derive(Clone)]
+pub struct OutboxView {
+    pub gate: Arc<OutboxGate>,
+    pub sla: SlaViews,
 }
 
 /// The durable store once the daemon has opened it (it opens after the admin server),
@@ -69,6 +81,7 @@ impl AdminServer {
         views: ConversationViews,
         write_statuses: WriteStatuses,
         telemetry: Telemetry,
+        pipeline: OutboxView,
     ) -> std::io::Result<AdminServer> {
         if actix::System::try_current().is_none() {
             return Err(std::io::Error::other(
@@ -82,6 +95,7 @@ impl AdminServer {
             write_statuses,
             telemetry,
             outbox: Arc::clone(&outbox),
+            pipeline,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             // Probes and scrapes are rare and cheap; one worker thread is plenty.
@@ -155,7 +169,11 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    let readiness = state.board.readiness_now();
+    let gate = &state.pipeline.gate;
+    let readiness = state
+        .board
+        .readiness_now()
+        .with_outbox(gate.closed_because().map(|c| c.as_str()), gate.pending());
     if readiness.ready {
         HttpResponse::Ok().json(readiness)
     } else {
@@ -252,7 +270,18 @@ impl ConversationsQuery {
 async fn conversation(state: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
     let id = ConversationId::from(id.into_inner());
     match describe(&state.views, &state.write_statuses, &id) {
-        Some(view) => HttpResponse::Ok().json(view),
+        Some(mut view) => {
+            let clocks = state
+                .pipeline
+                .sla
+                .get(&id)
+                .map(|entry| entry.value().clone())
+                .unwrap_or_default();
+            if let Some(object) = view.as_object_mut() {
+                object.insert("slaClocks".to_owned(), json!(clocks));
+            }
+            HttpResponse::Ok().json(view)
+        }
         None => HttpResponse::NotFound()
             .json(json!({ "error": "unknown conversation", "conversationId": id })),
     }

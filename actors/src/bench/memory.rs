@@ -277,7 +277,7 @@ async fn measure_against(
         writer: writer_settings(false),
         write_back: false,
         store: None,
-        downstream: None,
+        handover: None,
         census: None,
     });
     // Let start-up work (the token fetch, first metrics) finish before the baseline.

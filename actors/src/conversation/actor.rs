@@ -1,11 +1,16 @@
 //! ConversationActor: the joined state of one conversation and what it causes.
 //!
 //! Apply first, write later: every input (stream snapshot, transcription, REST re-read) is
-//! joined at once, in the handler, with no `.await`: transitions, domain events, the admin
-//! view. What the new state owes Genesys (Convoy's participant attributes) is handed to the
+//! joined at once, in the handler, with no `.await`: transitions, facts, the admin view. What the new state owes Genesys (Convoy's participant attributes) is handed to the
 //! [`AttributeWriter`](super::writer::AttributeWriter), which writes it when the token
 //! bucket allows. So a rate-limited or failing write never holds a conversation's inputs
 //! back, and nothing of a conversation waits on REST.
+//!
+//! Facts (what the SLA clocks and CRM records are computed from) are handed over to the
+//! [`SlaActor`](crate::sla::SlaActor) and count as handed over only once it answers that
+//! they are committed to the outbox: until then they stay here, in order, and are sent
+//! again (merged with newer ones) after a refusal or a timeout. A retiring actor stops
+//! only after its last facts are handed over.
 //!
 //! The actor never panics on Genesys data; if it dies anyway, the router rebuilds it from
 //! REST on the next event. It has no timers: the router retires it when it finishes, sits
@@ -15,15 +20,18 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use convoy::conversation::effects::{domain_events, owed_writes, DomainEvent, Transition};
+use convoy::conversation::effects::{owed_writes, Transition};
+use convoy::conversation::facts::facts;
 use convoy::conversation::registry::Generation;
 use convoy::conversation::{Conversation, Medium};
+use convoy::crm::records::ConversationSummary;
 use convoy::ids::ConversationId;
 
 use super::messages::ConversationInput;
 use super::router::{ConversationRouter, ReadyToStop};
 use super::view::{ConversationView, ConversationViews, Residence};
 use super::writer::OweWrites;
+use crate::sla::{Handover, HandoverStep};
 use crate::stream::WatchTranscription;
 use crate::supervision::PanicGuard;
 use crate::telemetry::{names, ActorMetrics};
@@ -100,8 +108,9 @@ impl Drop for CensusEntry {
 pub struct ConversationDeps {
     /// What Convoy believes, per conversation, for `/conversations`.
     pub views: ConversationViews,
-    /// Downstream consumers of domain events (SLA, CRM); tests plug a probe in.
-    pub downstream: Option<Recipient<DomainEvents>>,
+    /// Where facts go (the SlaActor, which commits them to the outbox); tests plug a
+    /// probe in. `None`: facts are not kept.
+    pub handover: Option<Recipient<Handover>>,
     /// Where attribute debts go; `None` with `genesys.write_back = "off"`.
     pub writer: Option<Recipient<OweWrites>>,
     /// Where voice calls ask for their transcription topic; `None` in tests without a stream.
@@ -119,19 +128,6 @@ pub struct ConversationTallies {
     pub lifecycle_transitions: std::sync::atomic::AtomicU64,
 }
 
-/// The domain events of one applied input, in order.
-///
-/// Edge: conversation → downstream with `do_send`: the conversation never waits (it
-/// applies inputs at once), and the downstream actors bound their own work.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct DomainEvents {
-    pub events: Vec<DomainEvent>,
-    /// When Convoy observed the input that caused them: SLA clocks run on observation
-    /// time, because Genesys events carry no timestamp.
-    pub observed_at: DateTime<Utc>,
-}
-
 /// Apply one input. Sent by the router.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -144,8 +140,14 @@ pub struct Apply {
 /// router (retirement, eviction, shutdown) with `send`: it holds any new input for this
 /// conversation until the answer, so there is never a second actor for one conversation.
 #[derive(Debug, Message)]
-#[rtype(result = "Conversation")]
+#[rtype(result = "Result<Conversation, ()>")]
 pub struct StopConversation;
+
+/// How long one handover may wait for the SlaActor's mailbox and commit before it is
+/// sent again.
+const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pause before sending facts again after a refusal.
+const HANDOVER_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Fault injection for resilience tests: the actor panics in its handler, as a bug would.
 /// Reachable only through the Rust API (no HTTP route).
@@ -164,6 +166,14 @@ pub struct ConversationActor {
     retirement_requested: bool,
     /// The last debt handed to the writer was empty (the writer holds nothing for it).
     stated_settled: bool,
+    /// Facts not yet confirmed committed, oldest first.
+    unhanded: Vec<HandoverStep>,
+    /// The summary to hand over with them (the latest state's).
+    unhanded_summary: Option<ConversationSummary>,
+    /// A handover is on its way; the next one waits for its answer (keeps order).
+    handing_over: bool,
+    /// The router asked this actor to stop: answer once the facts are handed over.
+    stopping: Option<tokio::sync::oneshot::Sender<Conversation>>,
     _census: Option<CensusEntry>,
     /// Counts a panic; not essential: the router rebuilds the conversation from REST.
     _panic_guard: PanicGuard,
@@ -205,11 +215,20 @@ impl ConversationActor {
             watching_transcription: false,
             retirement_requested: false,
             stated_settled: false,
+            unhanded: Vec::new(),
+            unhanded_summary: None,
+            handing_over: false,
+            stopping: None,
             _panic_guard: PanicGuard::counted("conversation"),
         }
     }
 
-    fn apply(&mut self, input: &ConversationInput, observed_at: DateTime<Utc>) {
+    fn apply(
+        &mut self,
+        input: &ConversationInput,
+        observed_at: DateTime<Utc>,
+        ctx: &mut Context<Self>,
+    ) {
         let mut conversation = self.shared.write();
         let outcome = match input {
             ConversationInput::Snapshot(snapshot) => conversation.apply_snapshot(snapshot),
@@ -275,19 +294,93 @@ impl ConversationActor {
             }
             self.stated_settled = settled;
         }
-        let events = domain_events(&conversation.state, &outcome);
+        let facts = facts(&conversation.state, &outcome);
         let finished = conversation.state.is_finished();
         let live_call = is_live_call(&conversation);
-        drop(conversation);
-        if let (Some(downstream), false) = (&self.deps.downstream, events.is_empty()) {
-            downstream.do_send(DomainEvents {
-                events,
+        if self.deps.handover.is_some() && (!facts.is_empty() || finished) {
+            self.unhanded_summary = Some(ConversationSummary::of(
+                &conversation.state,
+                conversation.version,
+            ));
+            drop(conversation);
+            self.unhanded.push(HandoverStep {
                 observed_at,
+                facts,
+                finished,
             });
+            self.hand_over(ctx);
+        } else {
+            drop(conversation);
         }
         self.follow_transcription(live_call);
         if finished {
             self.request_retirement();
+        }
+    }
+
+    /// Sends the facts not yet handed over, unless a handover is on its way (its answer
+    /// sends the rest: one at a time keeps them in order).
+    fn hand_over(&mut self, ctx: &mut Context<Self>) {
+        if self.handing_over || self.unhanded.is_empty() {
+            return;
+        }
+        let (Some(recipient), Some(summary)) =
+            (self.deps.handover.clone(), self.unhanded_summary.clone())
+        else {
+            return;
+        };
+        let steps = std::mem::take(&mut self.unhanded);
+        let handover = Handover {
+            conversation_id: self.id.clone(),
+            steps: steps.clone(),
+            summary,
+        };
+        self.handing_over = true;
+        let sent = recipient.send(handover).timeout(HANDOVER_TIMEOUT);
+        ctx.spawn(sent.into_actor(self).map(move |answer, actor, ctx| {
+            actor.handing_over = false;
+            match answer {
+                Ok(Ok(())) => {}
+                Ok(Err(refused)) => {
+                    tracing::warn!(conversation = %actor.id, %refused, "Facts not accepted yet; handing them over again.");
+                    actor.retry_handover(steps, ctx);
+                    return;
+                }
+                Err(MailboxError::Closed) if actor.stopping.is_some() => {
+                    // Shutting down after the SlaActor: the next start re-reads this
+                    // conversation (it is owed work) and derives the same facts again.
+                    tracing::warn!(conversation = %actor.id, facts = steps.len(), "Facts not handed over before shutdown; the next start derives them again.");
+                }
+                Err(error) => {
+                    tracing::warn!(conversation = %actor.id, %error, "Handover not answered; handing the facts over again.");
+                    actor.retry_handover(steps, ctx);
+                    return;
+                }
+            }
+            if actor.unhanded.is_empty() {
+                actor.unhanded_summary = None;
+                actor.finish_stop(ctx);
+            } else {
+                actor.hand_over(ctx);
+            }
+        }));
+    }
+
+    /// Puts refused facts back in front of the newer ones and tries again shortly.
+    fn retry_handover(&mut self, mut steps: Vec<HandoverStep>, ctx: &mut Context<Self>) {
+        steps.append(&mut self.unhanded);
+        self.unhanded = steps;
+        ctx.run_later(HANDOVER_RETRY_AFTER, |actor, ctx| actor.hand_over(ctx));
+    }
+
+    /// Stops now if the router asked to and every fact is handed over.
+    fn finish_stop(&mut self, ctx: &mut Context<Self>) {
+        if self.handing_over || !self.unhanded.is_empty() {
+            return;
+        }
+        if let Some(answer) = self.stopping.take() {
+            let _ = answer.send(self.shared.snapshot());
+            ctx.stop();
         }
     }
 
@@ -348,19 +441,21 @@ impl Actor for ConversationActor {
 impl Handler<Apply> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, message: Apply, _: &mut Self::Context) {
+    fn handle(&mut self, message: Apply, ctx: &mut Self::Context) {
         ActorMetrics::handled("conversation");
-        self.apply(&message.input, message.observed_at);
+        self.apply(&message.input, message.observed_at, ctx);
     }
 }
 
 impl Handler<StopConversation> for ConversationActor {
-    type Result = MessageResult<StopConversation>;
+    type Result = ResponseFuture<Result<Conversation, ()>>;
 
     fn handle(&mut self, _: StopConversation, ctx: &mut Self::Context) -> Self::Result {
         self.follow_transcription(false);
-        ctx.stop();
-        MessageResult(self.shared.snapshot())
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.stopping = Some(answer);
+        self.finish_stop(ctx);
+        Box::pin(async move { answered.await.map_err(|_| ()) })
     }
 }
 

@@ -17,7 +17,7 @@ pub mod router;
 pub mod view;
 pub mod writer;
 
-pub use actor::{ConversationActor, ConversationDeps, DomainEvents};
+pub use actor::{ConversationActor, ConversationDeps};
 pub use messages::{ConversationInput, Reconcile, RouteError, RouteEvent};
 pub use router::{ConversationRouter, RouterSettings, ShutdownConversations};
 pub use view::{ConversationView, ConversationViews, WriteStatuses};
@@ -42,7 +42,8 @@ pub struct ConversationsSetup {
     /// `genesys.write_back = "lifecycle"`.
     pub write_back: bool,
     pub store: Option<Arc<DurableStore>>,
-    pub downstream: Option<actix::Recipient<DomainEvents>>,
+    /// Where facts go (the SlaActor); `None`: not kept.
+    pub handover: Option<actix::Recipient<crate::sla::Handover>>,
     /// Tests only: counts actors per conversation.
     pub census: Option<Arc<actor::ActorCensus>>,
 }
@@ -67,7 +68,7 @@ pub fn start_conversations(
         ConversationRouter::new(
             ConversationDeps {
                 views: setup.views,
-                downstream: setup.downstream,
+                handover: setup.handover,
                 writer: setup.write_back.then(|| writer.clone().recipient()),
                 transcription: None,
                 census: setup.census,

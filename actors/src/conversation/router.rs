@@ -492,7 +492,13 @@ impl ConversationRouter {
             addr.send(StopConversation)
                 .into_actor(self)
                 .map(move |answer, router, ctx| {
-                    router.retired(id, generation, reason, answer.ok(), ctx);
+                    router.retired(
+                        id,
+                        generation,
+                        reason,
+                        answer.ok().and_then(Result::ok),
+                        ctx,
+                    );
                 }),
         );
     }

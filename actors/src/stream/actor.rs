@@ -139,6 +139,7 @@ impl StreamActor {
             token_expiry: None,
             counters: StreamCounters::default(),
             rereads: None,
+            gate: None,
             warned_margin: false,
             _panic_guard: PanicGuard::essential(ACTOR),
         }
@@ -154,6 +155,13 @@ impl StreamActor {
     /// reconciliation set (de-duplicated, paced, persisted at shutdown).
     pub fn with_rereads(mut self, rereads: Recipient<RereadConversation>) -> Self {
         self.rereads = Some(rereads);
+        self
+    }
+
+    /// The outbox's gate: while it is closed (outbox full, commits failing) sockets stop
+    /// reading frames, so Genesys' frames wait in TCP instead of Convoy's memory.
+    pub fn with_gate(mut self, gate: Arc<crate::outbox_writer::OutboxGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -307,6 +315,7 @@ impl StreamActor {
             },
             recorder: self.recorder.clone(),
             board: self.board.clone(),
+            gate: self.gate.clone(),
         };
         let spec = SocketSpec {
             link: index,

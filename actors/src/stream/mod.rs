@@ -110,6 +110,7 @@ pub struct StreamActor {
     counters: StreamCounters,
     /// Where conversations go whose events the router did not take.
     rereads: Option<Recipient<RereadConversation>>,
+    gate: Option<Arc<crate::outbox_writer::OutboxGate>>,
     /// `stream.rotate_before_expiry` did not fit a granted lifetime (warned once).
     warned_margin: bool,
     /// Counts a panic and stops the System: a dead stream would silently stop all input.

@@ -41,6 +41,7 @@ use super::recorder::Recorder;
 use super::{LinkActivity, SocketEnd, SocketEvent, SocketSignal};
 use crate::admin::HealthBoard;
 use crate::conversation::messages::{ConversationInput, RouteError, RouteEvent};
+use crate::outbox_writer::OutboxGate;
 use crate::telemetry::{names, ActorMetrics};
 
 /// actix-http's continuation item (`Frame::Continuation`). awc does not re-export it;
@@ -162,6 +163,8 @@ pub struct SocketWiring {
     pub recorder: Option<Rc<RefCell<Recorder>>>,
     /// `/readyz`'s "last frame recent".
     pub board: Arc<HealthBoard>,
+    /// Closed while the outbox cannot take more: the socket waits before routing.
+    pub gate: Option<Arc<OutboxGate>>,
 }
 
 /// The actor's side of a running connection.
@@ -506,6 +509,9 @@ impl SocketTask {
     /// Never ends the connection: an event the router did not take is re-read later.
     async fn route(&mut self, input: ConversationInput, observed_at: DateTime<Utc>) -> Step {
         let conversation_id = input.conversation_id().clone();
+        if let Some(gate) = &self.wiring.gate {
+            gate.wait_open().await;
+        }
         let event = RouteEvent { input, observed_at };
         let outcome = deliver(&self.wiring.router, event).await;
         // The socket was not read while the router held us up; that quiet is ours, not

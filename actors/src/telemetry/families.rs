@@ -16,6 +16,9 @@ use super::names;
 enum Kind {
     Counter,
     Gauge,
+    /// Described only: a seed would record a fake observation. Rendered with the buckets
+    /// `telemetry::install` sets.
+    Histogram,
 }
 
 /// Which series of a family exist from start-up.
@@ -45,6 +48,15 @@ fn counter(name: &'static str, help: &'static str, seed: Seed) -> Family {
         kind: Kind::Counter,
         help,
         seed,
+    }
+}
+
+fn histogram(name: &'static str, help: &'static str) -> Family {
+    Family {
+        name,
+        kind: Kind::Histogram,
+        help,
+        seed: Seed::Unlabeled,
     }
 }
 
@@ -246,6 +258,112 @@ fn families() -> Vec<Family> {
             "Attribute writes performed, by outcome.",
             Seed::Each("outcome", names::WRITE_OUTCOMES.to_vec()),
         ),
+        // Outbox.
+        gauge(
+            names::OUTBOX_PENDING,
+            "Records accepted and not yet acknowledged by the CRM nor dead-lettered.",
+            Unlabeled,
+        ),
+        gauge(
+            names::OUTBOX_OLDEST_AGE,
+            "Seconds the oldest pending outbox record has waited (0 when none).",
+            Unlabeled,
+        ),
+        gauge(
+            names::OUTBOX_BACKPRESSURE,
+            "1 while the pipeline refuses frames: outbox full, commits failing or behind.",
+            Unlabeled,
+        ),
+        counter(
+            names::OUTBOX_COMMIT_FAILURES,
+            "Outbox commits that failed (each is retried until it succeeds).",
+            Unlabeled,
+        ),
+        histogram(
+            names::OUTBOX_COMMIT_SECONDS,
+            "Seconds per outbox group commit (one fsync).",
+        ),
+        histogram(
+            names::OUTBOX_GROUP_SIZE,
+            "Handovers committed together in one outbox transaction.",
+        ),
+        // CRM.
+        counter(
+            names::CRM_RECORDS_ACCEPTED,
+            "Records committed to the outbox, by kind.",
+            Seed::Each("kind", names::CRM_RECORD_KINDS.to_vec()),
+        ),
+        counter(
+            names::CRM_RECORDS_SENT,
+            "Records sent to the CRM (each attempt), by kind.",
+            Seed::Each("kind", names::CRM_RECORD_KINDS.to_vec()),
+        ),
+        counter(
+            names::CRM_RECORDS_ACKNOWLEDGED,
+            "Records the CRM acknowledged (removed from the outbox), by kind.",
+            Seed::Each("kind", names::CRM_RECORD_KINDS.to_vec()),
+        ),
+        counter(
+            names::CRM_RECORDS_RETRIED,
+            "Records sent again after a retryable failure, by kind.",
+            Seed::Each("kind", names::CRM_RECORD_KINDS.to_vec()),
+        ),
+        counter(
+            names::CRM_RECORDS_DEAD_LETTERED,
+            "Records moved to the dead-letter table, by kind.",
+            Seed::Each("kind", names::CRM_RECORD_KINDS.to_vec()),
+        ),
+        histogram(names::CRM_BATCH_RECORDS, "Records per batch sent to the CRM."),
+        histogram(
+            names::CRM_REQUEST_SECONDS,
+            "Seconds per CRM batch request, by outcome.",
+        ),
+        gauge(
+            names::CRM_CONCURRENCY_LIMIT,
+            "Batches allowed in flight by the adaptive concurrency limit.",
+            Unlabeled,
+        ),
+        gauge(
+            names::CRM_BATCHES_IN_FLIGHT,
+            "Batches in flight to the CRM now.",
+            Unlabeled,
+        ),
+        counter(
+            names::CRM_SUMMARY_UPSERTS,
+            "Conversation summary upserts, by outcome (conflict_resolved: a 412 merged and stored).",
+            Seed::Each("outcome", names::SUMMARY_OUTCOMES.to_vec()),
+        ),
+        gauge(
+            names::CRM_SUMMARIES_PENDING,
+            "Conversation summaries waiting to be upserted.",
+            Unlabeled,
+        ),
+        // SLA.
+        counter(
+            names::SLA_CLOCKS_STARTED,
+            "SLA clocks started, by clock.",
+            Seed::Each("clock", names::SLA_CLOCKS.to_vec()),
+        ),
+        counter(
+            names::SLA_OUTCOMES,
+            "Final SLA outcomes (exactly one per clock), by clock and outcome.",
+            Seed::Each("clock", names::SLA_CLOCKS.to_vec()),
+        ),
+        counter(
+            names::SLA_BREACHES,
+            "SLA breaches emitted at their deadline, by clock.",
+            Seed::Each("clock", names::SLA_CLOCKS.to_vec()),
+        ),
+        counter(
+            names::SLA_WARNINGS,
+            "SLA warnings emitted (a share of the threshold elapsed), by clock.",
+            Seed::Each("clock", names::SLA_CLOCKS.to_vec()),
+        ),
+        gauge(
+            names::SLA_OPEN_CLOCKS,
+            "SLA clocks running now.",
+            Unlabeled,
+        ),
         // Genesys REST: labelled by route template, known only to each caller.
         counter(
             names::REST_REQUESTS,
@@ -305,6 +423,10 @@ pub(super) fn describe_and_seed() {
         match family.kind {
             Kind::Counter => metrics::describe_counter!(family.name, family.help),
             Kind::Gauge => metrics::describe_gauge!(family.name, family.help),
+            Kind::Histogram => {
+                metrics::describe_histogram!(family.name, family.help);
+                continue;
+            }
         }
         match (&family.seed, family.kind) {
             (Seed::Unknown, _) => metrics::gauge!(family.name).set(f64::NAN),
@@ -328,6 +450,7 @@ pub(super) fn describe_and_seed() {
                     metrics::gauge!(family.name, *key => *value).increment(0.0);
                 }
             }
+            (_, Kind::Histogram) => {}
         }
     }
 }

@@ -19,6 +19,13 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// `deps.md`) nothing else drains histogram buckets, so they would grow between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// Buckets of every histogram: seconds from 1 ms to 1 min, and counts up to 1 000 (batch
+/// and group sizes) share one ladder.
+const HISTOGRAM_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    100.0, 250.0, 500.0, 1000.0,
+];
+
 /// Why metrics could not be installed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TelemetryError {
@@ -63,6 +70,10 @@ impl Telemetry {
 
 fn install_once() -> Result<Telemetry, TelemetryError> {
     let handle = PrometheusBuilder::new()
+        .set_buckets(HISTOGRAM_BUCKETS)
+        .map_err(|error| TelemetryError::RecorderTaken {
+            detail: error.to_string(),
+        })?
         .install_recorder()
         .map_err(|error| TelemetryError::RecorderTaken {
             detail: error.to_string(),

@@ -63,6 +63,47 @@ pub const WRITE_BACK_WRITES: &str = "convoy_write_back_writes_total";
 /// Lifecycle transitions of participants (what a write per transition would have cost).
 pub const PARTICIPANT_TRANSITIONS: &str = "convoy_participant_transitions_total";
 
+// Outbox (the redb file: records, summaries and SLA clocks waiting for the CRM).
+/// Gauge: records accepted and not yet acknowledged by the CRM nor dead-lettered.
+pub const OUTBOX_PENDING: &str = "convoy_outbox_pending_records";
+/// Gauge: seconds the oldest pending record has waited.
+pub const OUTBOX_OLDEST_AGE: &str = "convoy_outbox_oldest_pending_age_seconds";
+/// Gauge: 1 while the pipeline refuses frames (outbox full, commits failing or behind).
+pub const OUTBOX_BACKPRESSURE: &str = "convoy_outbox_backpressure";
+pub const OUTBOX_COMMIT_FAILURES: &str = "convoy_outbox_commit_failures_total";
+/// Histogram: seconds per group commit (one fsync).
+pub const OUTBOX_COMMIT_SECONDS: &str = "convoy_outbox_commit_seconds";
+/// Histogram: handovers per group commit.
+pub const OUTBOX_GROUP_SIZE: &str = "convoy_outbox_group_size";
+
+// CRM. Label `kind`: the record kind (participant.transition, message.status, sla.*).
+pub const CRM_RECORDS_ACCEPTED: &str = "convoy_crm_records_accepted_total";
+pub const CRM_RECORDS_SENT: &str = "convoy_crm_records_sent_total";
+pub const CRM_RECORDS_ACKNOWLEDGED: &str = "convoy_crm_records_acknowledged_total";
+pub const CRM_RECORDS_RETRIED: &str = "convoy_crm_records_retried_total";
+pub const CRM_RECORDS_DEAD_LETTERED: &str = "convoy_crm_records_dead_lettered_total";
+/// Histogram: records per batch sent.
+pub const CRM_BATCH_RECORDS: &str = "convoy_crm_batch_records";
+/// Histogram: seconds per CRM request. Label `outcome`: ok, retry, dead_letter, error.
+pub const CRM_REQUEST_SECONDS: &str = "convoy_crm_request_seconds";
+/// Gauge: the adaptive concurrency limit (batches in flight allowed).
+pub const CRM_CONCURRENCY_LIMIT: &str = "convoy_crm_concurrency_limit";
+/// Gauge: batches in flight.
+pub const CRM_BATCHES_IN_FLIGHT: &str = "convoy_crm_batches_in_flight";
+/// Label `outcome`: stored, conflict_resolved, failed.
+pub const CRM_SUMMARY_UPSERTS: &str = "convoy_crm_summary_upserts_total";
+/// Gauge: conversation summaries waiting to be upserted.
+pub const CRM_SUMMARIES_PENDING: &str = "convoy_crm_summaries_pending";
+
+// SLA. Label `clock`: answer, first_response, next_response, delivery, read.
+pub const SLA_CLOCKS_STARTED: &str = "convoy_sla_clocks_started_total";
+/// Labels `clock`, `outcome`.
+pub const SLA_OUTCOMES: &str = "convoy_sla_outcomes_total";
+pub const SLA_BREACHES: &str = "convoy_sla_breaches_total";
+pub const SLA_WARNINGS: &str = "convoy_sla_warnings_total";
+/// Gauge: clocks running now.
+pub const SLA_OPEN_CLOCKS: &str = "convoy_sla_open_clocks";
+
 // Genesys REST. Labels `route` (a template such as `GET /api/v2/conversations/{id}`) and
 // `class` (2xx, 3xx, 4xx, 5xx, transport).
 pub const REST_REQUESTS: &str = "convoy_genesys_requests_total";
@@ -87,7 +128,37 @@ pub const PANICS: &str = "convoy_panics_total";
 // Label values known before the first occurrence. `/metrics` shows these series at zero
 // from start-up, so dashboards and alerts see a family (and a rate of 0) before anything
 // has happened. Add an actor type here when its actor lands.
-pub const ACTOR_TYPES: &[&str] = &["token", "stream", "router", "conversation", "writer"];
+pub const ACTOR_TYPES: &[&str] = &[
+    "token",
+    "stream",
+    "router",
+    "conversation",
+    "writer",
+    "sla",
+    "crm",
+];
+pub const SLA_CLOCKS: &[&str] = &[
+    "answer",
+    "first_response",
+    "next_response",
+    "delivery",
+    "read",
+];
+pub const SLA_OUTCOME_NAMES: &[&str] = &[
+    "compliant",
+    "breached",
+    "failed",
+    "missing_receipt",
+    "abandoned",
+];
+pub const CRM_RECORD_KINDS: &[&str] = &[
+    "participant.transition",
+    "message.status",
+    "sla.warning",
+    "sla.breach",
+    "sla.outcome",
+];
+pub const SUMMARY_OUTCOMES: &[&str] = &["stored", "conflict_resolved", "failed"];
 pub const RECONNECT_REASONS: &[&str] = &[
     "dropped",
     "silence",

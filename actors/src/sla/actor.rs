@@ -1,0 +1,422 @@
+//! See the module docs of [`crate::sla`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use convoy::conversation::facts::{sla_observations, Fact};
+use convoy::crm::records::{fact_record, sla_record, ConversationSummary};
+use convoy::crm::CrmRecord;
+use convoy::ids::ConversationId;
+use convoy::sla::{OpenClock, SlaBook, SlaPolicy, SlaSignal, SlaSignalKind, SlaTallies};
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::outbox_writer::OutboxWriter;
+use crate::store::{Commit, DurableStore};
+use crate::supervision::PanicGuard;
+use crate::telemetry::{names, ActorMetrics};
+
+/// The open clocks of each conversation, for `/conversations/{id}` (read without asking
+/// the actor).
+pub type SlaViews = Arc<DashMap<ConversationId, Vec<OpenClock>>>;
+
+/// Facts of one applied input.
+#[derive(Debug, Clone)]
+pub struct HandoverStep {
+    /// When Convoy observed the input: SLA clocks run on observation time.
+    pub observed_at: DateTime<Utc>,
+    pub facts: Vec<Fact>,
+    /// Nothing more is expected of the conversation after this input.
+    pub finished: bool,
+}
+
+/// Conversation → SlaActor: facts to make durable. Answered `Ok` only once the records,
+/// the summary and the clocks they caused are committed to the outbox; until then the
+/// conversation keeps them and sends them again after a refusal or a timeout (ids are
+/// stable and the clocks idempotent, so a resend is harmless).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), HandoverRefused>")]
+pub struct Handover {
+    pub conversation_id: ConversationId,
+    pub steps: Vec<HandoverStep>,
+    /// The conversation as it stands after the last step.
+    pub summary: ConversationSummary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandoverRefused {
+    #[error("the outbox writer is closed (shutting down)")]
+    WriterClosed,
+}
+
+/// Shutdown: commit what is queued, close the outbox writer, stop.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopSla;
+
+/// Per-daemon tallies (the metrics recorder is process-wide).
+#[derive(Debug, Message)]
+#[rtype(result = "SlaStats")]
+pub struct GetSlaStats;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlaStats {
+    pub conversations: usize,
+    pub open_clocks: usize,
+    pub warnings: u64,
+    pub breaches: u64,
+    pub outcomes: u64,
+    pub records_accepted: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlaSettings {
+    pub policy: SlaPolicy,
+    /// Breaches are emitted within one tick of their deadline.
+    pub tick: Duration,
+    /// Commit CRM records and summaries (only when a CRM is configured: nothing else
+    /// would ever take them out of the outbox). The clocks' state is kept either way.
+    pub keep_records: bool,
+}
+
+/// What the outbox keeps per conversation with running clocks: the clocks and the
+/// latest summary (a breach found by the timer after a restart updates the summary too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tracked {
+    book: SlaBook,
+    summary: Option<ConversationSummary>,
+}
+
+/// Outcome counts of a conversation, by clock and outcome.
+type Tallies = SlaTallies;
+
+/// Settled conversations remembered (their tallies only) so a late fact of one — a read
+/// receipt after the end — updates its summary without starting its clocks again
+/// (outcomes are final).
+const SETTLED_MEMORY: usize = 100_000;
+
+pub struct SlaActor {
+    settings: SlaSettings,
+    tracked: HashMap<ConversationId, Tracked>,
+    due: BTreeSet<(DateTime<Utc>, ConversationId)>,
+    due_of: HashMap<ConversationId, DateTime<Utc>>,
+    settled: HashMap<ConversationId, Tallies>,
+    settled_order: VecDeque<ConversationId>,
+    writer: Option<OutboxWriter>,
+    views: SlaViews,
+    /// Summary revisions only grow, across restarts too (they start at the boot time in
+    /// microseconds), so the outbox keeps the latest summary of a conversation.
+    revision: u64,
+    stats: SlaStats,
+    _panic_guard: PanicGuard,
+}
+
+impl SlaActor {
+    /// `store` gives back the clocks a previous run left running.
+    pub fn new(
+        settings: SlaSettings,
+        store: &DurableStore,
+        writer: OutboxWriter,
+        views: SlaViews,
+    ) -> SlaActor {
+        let mut actor = SlaActor {
+            settings,
+            tracked: HashMap::new(),
+            due: BTreeSet::new(),
+            due_of: HashMap::new(),
+            settled: HashMap::new(),
+            settled_order: VecDeque::new(),
+            writer: Some(writer),
+            views,
+            revision: u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0),
+            stats: SlaStats::default(),
+            _panic_guard: PanicGuard::counted("sla"),
+        };
+        match store.sla_books() {
+            Ok(books) => {
+                for (id, value) in books {
+                    match serde_json::from_value::<Tracked>(value) {
+                        Ok(tracked) => {
+                            let id = ConversationId::from(id.as_str());
+                            actor.tracked.insert(id.clone(), tracked);
+                            actor.reschedule(&id);
+                            actor.publish_view(&id);
+                        }
+                        Err(error) => {
+                            tracing::error!(conversation_id = %id, %error, "Unreadable SLA clocks in the outbox; left there.")
+                        }
+                    }
+                }
+                tracing::info!(
+                    conversations = actor.tracked.len(),
+                    "SLA clocks resumed from the outbox."
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "Cannot read the SLA clocks from the outbox; they start afresh.")
+            }
+        }
+        actor.publish_open_clocks();
+        actor
+    }
+
+    fn next_revision(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+
+    fn reschedule(&mut self, id: &ConversationId) {
+        if let Some(previous) = self.due_of.remove(id) {
+            self.due.remove(&(previous, id.clone()));
+        }
+        if let Some(next) = self.tracked.get(id).and_then(|t| t.book.next_due()) {
+            self.due.insert((next, id.clone()));
+            self.due_of.insert(id.clone(), next);
+        }
+    }
+
+    fn publish_view(&self, id: &ConversationId) {
+        match self.tracked.get(id).map(|t| t.book.open_clocks()) {
+            Some(open) if !open.is_empty() => {
+                self.views.insert(id.clone(), open);
+            }
+            _ => {
+                self.views.remove(id);
+            }
+        }
+    }
+
+    fn publish_open_clocks(&mut self) {
+        let open: usize = self.views.iter().map(|entry| entry.value().len()).sum();
+        self.stats.open_clocks = open;
+        self.stats.conversations = self.tracked.len();
+        metrics::gauge!(names::SLA_OPEN_CLOCKS).set(open as f64);
+    }
+
+    fn count_signals(&mut self, signals: &[SlaSignal]) {
+        for signal in signals {
+            let clock = signal.clock.as_str();
+            match &signal.kind {
+                SlaSignalKind::Warning => {
+                    self.stats.warnings += 1;
+                    metrics::counter!(names::SLA_WARNINGS, "clock" => clock).increment(1);
+                }
+                SlaSignalKind::Breach => {
+                    self.stats.breaches += 1;
+                    metrics::counter!(names::SLA_BREACHES, "clock" => clock).increment(1);
+                }
+                SlaSignalKind::Outcome(outcome) => {
+                    self.stats.outcomes += 1;
+                    metrics::counter!(names::SLA_OUTCOMES, "clock" => clock, "outcome" => outcome.as_str())
+                        .increment(1);
+                }
+            }
+        }
+    }
+
+    /// The commit for one conversation after its clocks moved: the records, the summary
+    /// (if any) and the clocks (removed once settled).
+    fn commit_for(&mut self, id: &ConversationId, mut records: Vec<CrmRecord>) -> Commit {
+        let revision = self.next_revision();
+        let keep = self.settings.keep_records;
+        if !keep {
+            records.clear();
+        }
+        let mut commit = Commit {
+            records,
+            ..Commit::default()
+        };
+        let Some(tracked) = self.tracked.get(id) else {
+            return commit;
+        };
+        if let (true, Some(summary)) = (keep, &tracked.summary) {
+            commit.summaries.push((
+                id.as_str().to_owned(),
+                summary.document(&tracked.book.tallies()),
+                revision,
+            ));
+        }
+        if tracked.book.is_settled() {
+            commit.sla_books.push((id.as_str().to_owned(), None));
+            let tallies = tracked.book.tallies();
+            self.tracked.remove(id);
+            self.remember_settled(id, tallies);
+        } else {
+            match serde_json::to_value(tracked) {
+                Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
+                Err(error) => {
+                    tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
+                }
+            }
+        }
+        for record in &commit.records {
+            metrics::counter!(names::CRM_RECORDS_ACCEPTED, "kind" => record.kind.clone())
+                .increment(1);
+        }
+        self.stats.records_accepted += commit.records.len() as u64;
+        commit
+    }
+
+    fn remember_settled(&mut self, id: &ConversationId, tallies: Tallies) {
+        if self.settled.insert(id.clone(), tallies).is_none() {
+            self.settled_order.push_back(id.clone());
+            if self.settled_order.len() > SETTLED_MEMORY {
+                if let Some(oldest) = self.settled_order.pop_front() {
+                    self.settled.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    /// Emits what is due now (warnings, breaches, settlements) and commits it. Commits of
+    /// the timer have nobody waiting: the writer retries a failing commit until it lands.
+    fn tick(&mut self, now: DateTime<Utc>) {
+        let due: Vec<ConversationId> = self
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in due {
+            let Some(tracked) = self.tracked.get_mut(&id) else {
+                self.reschedule(&id);
+                continue;
+            };
+            let signals = tracked.book.tick(&self.settings.policy, now);
+            self.count_signals(&signals);
+            let records = signals.iter().map(|s| sla_record(&id, s)).collect();
+            let commit = self.commit_for(&id, records);
+            if let Some(writer) = &self.writer {
+                // Nobody waits on the timer's commits; the writer lands them regardless.
+                drop(writer.submit(commit));
+            }
+            self.reschedule(&id);
+            self.publish_view(&id);
+        }
+        self.publish_open_clocks();
+    }
+}
+
+impl Actor for SlaActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Deadlines that passed while Convoy was down are emitted at once.
+        self.tick(Utc::now());
+        ctx.run_interval(self.settings.tick, |actor, _| actor.tick(Utc::now()));
+    }
+}
+
+impl Handler<Handover> for SlaActor {
+    type Result = ResponseFuture<Result<(), HandoverRefused>>;
+
+    fn handle(&mut self, handover: Handover, _: &mut Self::Context) -> Self::Result {
+        ActorMetrics::handled("sla");
+        let id = handover.conversation_id;
+        if !self.tracked.contains_key(&id) {
+            if let (true, Some(tallies)) = (self.settings.keep_records, self.settled.get(&id)) {
+                let document = handover.summary.document(tallies);
+                let records = handover
+                    .steps
+                    .iter()
+                    .flat_map(|step| {
+                        step.facts
+                            .iter()
+                            .map(|fact| fact_record(&id, fact, step.observed_at))
+                    })
+                    .collect();
+                let revision = self.next_revision();
+                let commit = Commit {
+                    records,
+                    summaries: vec![(id.as_str().to_owned(), document, revision)],
+                    ..Commit::default()
+                };
+                return self.submit(commit);
+            }
+            if self.settled.contains_key(&id) {
+                // Outcomes are final and no CRM takes records: nothing to keep.
+                return Box::pin(async { Ok(()) });
+            }
+        }
+        let policy = &self.settings.policy;
+        let mut records = Vec::new();
+        let mut signals = Vec::new();
+        let open_before = self
+            .tracked
+            .get(&id)
+            .map_or(0, |t| t.book.open_clocks().len());
+        let tracked = self.tracked.entry(id.clone()).or_insert_with(|| Tracked {
+            book: SlaBook::new(id.as_str()),
+            summary: None,
+        });
+        for step in &handover.steps {
+            records.extend(
+                step.facts
+                    .iter()
+                    .map(|fact| fact_record(&id, fact, step.observed_at)),
+            );
+            let observations = sla_observations(&step.facts, step.finished);
+            signals.extend(
+                tracked
+                    .book
+                    .observe(policy, &observations, step.observed_at),
+            );
+        }
+        tracked.summary = Some(handover.summary);
+        let open_after = tracked.book.open_clocks();
+        let outcomes = signals
+            .iter()
+            .filter(|s| matches!(s.kind, SlaSignalKind::Outcome(_)))
+            .count();
+        // Clocks started = those open now that were not before, plus those that opened
+        // and settled within this handover.
+        let started = (open_after.len() + outcomes).saturating_sub(open_before);
+        if started > 0 {
+            for clock in open_after.iter().take(started) {
+                metrics::counter!(names::SLA_CLOCKS_STARTED, "clock" => clock.kind.as_str())
+                    .increment(1);
+            }
+        }
+        self.count_signals(&signals);
+        records.extend(signals.iter().map(|s| sla_record(&id, s)));
+        let commit = self.commit_for(&id, records);
+        self.reschedule(&id);
+        self.publish_view(&id);
+        self.publish_open_clocks();
+        self.submit(commit)
+    }
+}
+
+impl SlaActor {
+    /// Queues the commit; the answer resolves once it is durable.
+    fn submit(&self, commit: Commit) -> ResponseFuture<Result<(), HandoverRefused>> {
+        let Some(writer) = &self.writer else {
+            return Box::pin(async { Err(HandoverRefused::WriterClosed) });
+        };
+        let committed = writer.submit(commit);
+        Box::pin(async move { committed.await.map_err(|_| HandoverRefused::WriterClosed) })
+    }
+}
+
+impl Handler<StopSla> for SlaActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopSla, ctx: &mut Self::Context) {
+        if let Some(writer) = self.writer.take() {
+            // Blocks this actor's own thread until the queued commits are durable.
+            writer.close();
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<GetSlaStats> for SlaActor {
+    type Result = MessageResult<GetSlaStats>;
+
+    fn handle(&mut self, _: GetSlaStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats.clone())
+    }
+}

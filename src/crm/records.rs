@@ -1,0 +1,277 @@
+//! The records and the summary document Convoy sends to the CRM (schema version 1), built
+//! from facts and SLA signals. Pure: the observation time is an argument.
+//!
+//! Record ids are readable and stable — the same fact always gets the same id, across
+//! resends, restarts and re-derivations after a rebuild from REST — so a CRM that
+//! de-duplicates by id holds each fact once:
+//! - `participant.transition`: `{conversation}/participant/{participant}/{to}`;
+//! - `message.status`: `{conversation}/message/{message}/{status}`;
+//! - `sla.warning`, `sla.breach`, `sla.outcome`:
+//!   `{conversation}/sla/{clock}/{subject}/{warning|breach|outcome}` — exactly one
+//!   `sla.outcome` per clock, ever, so a CRM counts compliance by counting records.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::CrmRecord;
+use crate::conversation::facts::Fact;
+use crate::conversation::snapshot::MessageDirection;
+use crate::conversation::state::ConversationState;
+use crate::ids::ConversationId;
+use crate::sla::{ClockSubject, Sender, SlaOutcome, SlaSignal, SlaSignalKind, SlaTallies};
+
+/// The payload schema version, in every payload as `schema`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const KIND_PARTICIPANT_TRANSITION: &str = "participant.transition";
+pub const KIND_MESSAGE_STATUS: &str = "message.status";
+pub const KIND_SLA_WARNING: &str = "sla.warning";
+pub const KIND_SLA_BREACH: &str = "sla.breach";
+pub const KIND_SLA_OUTCOME: &str = "sla.outcome";
+
+/// The top-level fields of the summary document Convoy owns; on a 412 the CRM's other
+/// fields are kept and these are replaced.
+pub const SUMMARY_OWNED_FIELDS: &[&str] = &[
+    "schema",
+    "conversationId",
+    "convoyVersion",
+    "startTime",
+    "endTime",
+    "finished",
+    "participants",
+    "messages",
+    "sla",
+];
+
+fn time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The record of one fact.
+pub fn fact_record(
+    conversation: &ConversationId,
+    fact: &Fact,
+    observed_at: DateTime<Utc>,
+) -> CrmRecord {
+    match fact {
+        Fact::ParticipantReached {
+            participant_id,
+            purpose,
+            queue_id,
+            user_id,
+            from,
+            to,
+        } => CrmRecord {
+            id: format!(
+                "{}/participant/{}/{}",
+                conversation.as_str(),
+                participant_id.as_str(),
+                to.as_str()
+            ),
+            conversation_id: conversation.as_str().to_owned(),
+            kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
+            payload: json!({
+                "schema": SCHEMA_VERSION,
+                "participantId": participant_id.as_str(),
+                "purpose": purpose.as_ref().map(|p| p.as_str()),
+                "queueId": queue_id,
+                "userId": user_id,
+                "from": from.as_str(),
+                "to": to.as_str(),
+                "observedAt": time(&observed_at),
+            }),
+        },
+        Fact::MessageStatus {
+            message_id,
+            participant_id,
+            direction,
+            sender,
+            messenger_type,
+            queue_id,
+            status,
+            implied,
+            message_time,
+            attachments,
+        } => CrmRecord {
+            id: format!(
+                "{}/message/{}/{}",
+                conversation.as_str(),
+                message_id.as_str(),
+                status.as_str()
+            ),
+            conversation_id: conversation.as_str().to_owned(),
+            kind: KIND_MESSAGE_STATUS.to_owned(),
+            payload: json!({
+                "schema": SCHEMA_VERSION,
+                "messageId": message_id.as_str(),
+                "participantId": participant_id.as_str(),
+                "direction": direction_str(*direction),
+                "sender": sender_str(*sender),
+                "messengerType": messenger_type,
+                "queueId": queue_id,
+                "status": status.as_str(),
+                "implied": implied,
+                "messageTime": message_time.as_ref().map(time),
+                "observedAt": time(&observed_at),
+                "attachmentCount": attachments.len(),
+                "attachments": attachments.iter().map(|a| json!({
+                    "url": a.url,
+                    "mimeType": a.mime_type,
+                    "sizeBytes": a.size_bytes,
+                    "name": a.name,
+                })).collect::<Vec<_>>(),
+            }),
+        },
+    }
+}
+
+fn sender_str(sender: Sender) -> &'static str {
+    match sender {
+        Sender::Customer => "customer",
+        Sender::HumanAgent => "human_agent",
+        Sender::Automated => "automated",
+    }
+}
+
+fn direction_str(direction: MessageDirection) -> &'static str {
+    match direction {
+        MessageDirection::Inbound => "inbound",
+        MessageDirection::Outbound => "outbound",
+        MessageDirection::Unknown => "unknown",
+    }
+}
+
+/// The record of one SLA signal.
+pub fn sla_record(conversation: &ConversationId, signal: &SlaSignal) -> CrmRecord {
+    let (kind, suffix, outcome) = match &signal.kind {
+        SlaSignalKind::Warning => (KIND_SLA_WARNING, "warning", None),
+        SlaSignalKind::Breach => (KIND_SLA_BREACH, "breach", None),
+        SlaSignalKind::Outcome(outcome) => (KIND_SLA_OUTCOME, "outcome", Some(*outcome)),
+    };
+    let (subject_key, subject) = match &signal.subject {
+        ClockSubject::MessageId(id) => ("messageId", id.as_str()),
+        ClockSubject::ParticipantId(id) => ("participantId", id.as_str()),
+    };
+    CrmRecord {
+        id: format!(
+            "{}/sla/{}/{}/{}",
+            conversation.as_str(),
+            signal.clock.as_str(),
+            subject,
+            suffix
+        ),
+        conversation_id: conversation.as_str().to_owned(),
+        kind: kind.to_owned(),
+        payload: json!({
+            "schema": SCHEMA_VERSION,
+            "clock": signal.clock.as_str(),
+            subject_key: subject,
+            "queueId": signal.queue_id,
+            "outcome": outcome.as_ref().map(SlaOutcome::as_str),
+            "thresholdMs": duration_ms(signal.threshold),
+            "measuredMs": duration_ms(signal.measured),
+            "startedAt": time(&signal.started_at),
+            "deadline": time(&signal.deadline),
+            "fulfilledAt": signal.fulfilled_at.as_ref().map(time),
+            "calendar": signal.calendar,
+            "at": time(&signal.at),
+        }),
+    }
+}
+
+fn duration_ms(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the summary shows of the conversation itself (the SLA tallies are added by whoever
+/// keeps the clocks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub convoy_version: u64,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub finished: bool,
+    pub participants: Vec<SummaryParticipant>,
+    /// Message counts by direction, then by status.
+    pub messages: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryParticipant {
+    pub id: String,
+    pub purpose: Option<String>,
+    pub user_id: Option<String>,
+    pub queue_id: Option<String>,
+    pub lifecycle: String,
+}
+
+impl ConversationSummary {
+    pub fn of(state: &ConversationState, version: u64) -> ConversationSummary {
+        let mut messages: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        for message in state.messages.values() {
+            let status = message
+                .status
+                .as_ref()
+                .map_or("unknown", |s| s.as_str())
+                .to_owned();
+            *messages
+                .entry(direction_str(message.direction()).to_owned())
+                .or_default()
+                .entry(status)
+                .or_default() += 1;
+        }
+        ConversationSummary {
+            conversation_id: state.id.as_str().to_owned(),
+            convoy_version: version,
+            start_time: state.start_time.as_ref().map(time),
+            end_time: state.end_time.as_ref().map(time),
+            finished: state.is_finished(),
+            participants: state
+                .participants
+                .iter()
+                .map(|(id, p)| SummaryParticipant {
+                    id: id.as_str().to_owned(),
+                    purpose: p.purpose.as_ref().map(|p| p.as_str().to_owned()),
+                    user_id: p.user_id.clone(),
+                    queue_id: p.queue_id.clone(),
+                    lifecycle: p.lifecycle().as_str().to_owned(),
+                })
+                .collect(),
+            messages,
+        }
+    }
+
+    /// The document `PUT /conversations/{id}` carries: this summary plus the SLA tallies
+    /// (clock → outcome → count).
+    pub fn document(&self, sla: &SlaTallies) -> Value {
+        let tallies: BTreeMap<&str, BTreeMap<&str, u32>> = sla
+            .iter()
+            .map(|(clock, outcomes)| {
+                (
+                    clock.as_str(),
+                    outcomes
+                        .iter()
+                        .map(|(outcome, count)| (outcome.as_str(), *count))
+                        .collect(),
+                )
+            })
+            .collect();
+        json!({
+            "schema": SCHEMA_VERSION,
+            "conversationId": self.conversation_id,
+            "convoyVersion": self.convoy_version,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "finished": self.finished,
+            "participants": self.participants,
+            "messages": self.messages,
+            "sla": tallies,
+        })
+    }
+}
