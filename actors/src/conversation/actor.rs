@@ -31,7 +31,7 @@ use super::messages::ConversationInput;
 use super::router::{ConversationRouter, ReadyToStop};
 use super::view::{ConversationView, ConversationViews, Residence};
 use super::writer::OweWrites;
-use crate::sla::{Handover, HandoverStep};
+use crate::sla::{Handover, HandoverRefused, HandoverStep};
 use crate::stream::WatchTranscription;
 use crate::supervision::PanicGuard;
 use crate::telemetry::{names, ActorMetrics};
@@ -341,15 +341,11 @@ impl ConversationActor {
             actor.handing_over = false;
             match answer {
                 Ok(Ok(())) => {}
-                Ok(Err(refused)) => {
-                    tracing::warn!(conversation = %actor.id, %refused, "Facts not accepted yet; handing them over again.");
-                    actor.retry_handover(steps, ctx);
-                    return;
-                }
-                Err(MailboxError::Closed) if actor.stopping.is_some() => {
-                    // Shutting down after the SlaActor: the next start re-reads this
-                    // conversation (it is owed work) and derives the same facts again.
-                    tracing::warn!(conversation = %actor.id, facts = steps.len(), "Facts not handed over before shutdown; the next start derives them again.");
+                // Only a shutdown closes the outbox writer or the SlaActor: the next start
+                // re-reads this conversation (it is owed work, persisted by the router) and
+                // derives the same facts again, under the same record ids.
+                Ok(Err(HandoverRefused::WriterClosed)) | Err(MailboxError::Closed) => {
+                    tracing::info!(conversation = %actor.id, facts = steps.len(), "Facts not handed over before shutdown; the next start derives them again.");
                 }
                 Err(error) => {
                     tracing::warn!(conversation = %actor.id, %error, "Handover not answered; handing the facts over again.");

@@ -208,7 +208,7 @@ impl CrmBatchActor {
             stopping: false,
             flushed: None,
             stats: CrmStats::default(),
-            _panic_guard: PanicGuard::counted("crm"),
+            _panic_guard: PanicGuard::essential("crm"),
         }
     }
 

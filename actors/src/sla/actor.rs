@@ -133,7 +133,7 @@ impl SlaActor {
             views,
             revision: u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0),
             stats: SlaStats::default(),
-            _panic_guard: PanicGuard::counted("sla"),
+            _panic_guard: PanicGuard::essential("sla"),
         };
         match store.sla_books() {
             Ok(books) => {
