@@ -680,14 +680,18 @@ impl CrmBatchActor {
     }
 
     fn housekeeping(&mut self, ctx: &mut Context<Self>) {
-        let oldest = self.window.front().map(|r| r.accepted_at);
-        let age = oldest.map_or(0.0, |at| {
-            (Utc::now() - at)
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .as_secs_f64()
-        });
-        metrics::gauge!(names::OUTBOX_OLDEST_AGE).set(age);
+        // The store's counts are the truth (O(1) in redb): they correct the gate after
+        // `convoy outbox retry-dead` and any drift between commits and acknowledgements.
+        if let Ok(status) = self.store.status() {
+            self.gate.set_pending(status.pending);
+            let age = status.oldest_pending_at.map_or(0.0, |at| {
+                (Utc::now() - at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .as_secs_f64()
+            });
+            metrics::gauge!(names::OUTBOX_OLDEST_AGE).set(age);
+        }
         self.pump(ctx);
         self.pump_summaries(ctx);
     }
