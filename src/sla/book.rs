@@ -118,7 +118,10 @@ impl Clock {
             measured: policy.time_between(self.calendar.as_deref(), self.started_at, until),
             started_at: self.started_at,
             deadline: self.deadline,
-            fulfilled_at: self.settled.as_ref().and_then(|settled| settled.fulfilled_at),
+            fulfilled_at: self
+                .settled
+                .as_ref()
+                .and_then(|settled| settled.fulfilled_at),
             calendar: self.calendar.clone(),
             at,
         }
@@ -220,8 +223,9 @@ impl SlaBook {
         self.finished_at
     }
 
-    /// Applies observations seen together at `at`. Idempotent: the same observations
-    /// again change nothing and emit nothing.
+    /// Applies observations seen together at `at`, then emits what is due at `at` (as
+    /// [`SlaBook::tick`] would). Idempotent: the same observations again change nothing
+    /// and emit nothing.
     pub fn observe(
         &mut self,
         policy: &SlaPolicy,
@@ -232,31 +236,35 @@ impl SlaBook {
         // Stable: within a rank the caller's order stays, except messages, which go by
         // their own time, then id, then lifecycle order of the status.
         ordered.sort_by(|a, b| {
-            batch_rank(a).cmp(&batch_rank(b)).then_with(|| match (a, b) {
-                (
-                    Observation::Message {
-                        message_id: id_a,
-                        message_time: time_a,
-                        status: status_a,
-                        ..
-                    },
-                    Observation::Message {
-                        message_id: id_b,
-                        message_time: time_b,
-                        status: status_b,
-                        ..
-                    },
-                ) => message_instant(*time_a, at)
-                    .cmp(&message_instant(*time_b, at))
-                    .then_with(|| id_a.cmp(id_b))
-                    .then_with(|| status_rank(status_a).cmp(&status_rank(status_b))),
-                _ => std::cmp::Ordering::Equal,
-            })
+            batch_rank(a)
+                .cmp(&batch_rank(b))
+                .then_with(|| match (a, b) {
+                    (
+                        Observation::Message {
+                            message_id: id_a,
+                            message_time: time_a,
+                            status: status_a,
+                            ..
+                        },
+                        Observation::Message {
+                            message_id: id_b,
+                            message_time: time_b,
+                            status: status_b,
+                            ..
+                        },
+                    ) => message_instant(*time_a, at)
+                        .cmp(&message_instant(*time_b, at))
+                        .then_with(|| id_a.cmp(id_b))
+                        .then_with(|| status_rank(status_a).cmp(&status_rank(status_b))),
+                    _ => std::cmp::Ordering::Equal,
+                })
         });
         let mut out = Vec::new();
         for observation in ordered {
             self.apply(policy, observation, at, &mut out);
         }
+        // A clock started from an old message time may already be due.
+        out.extend(self.tick(policy, at));
         out
     }
 
@@ -284,8 +292,8 @@ impl SlaBook {
             .filter(|clock| clock.is_open())
             .filter_map(|clock| {
                 let warning = (!clock.warned).then_some(clock.warn_at);
-                let breach_or_settle = (!clock.breached || self.finished_at.is_some())
-                    .then(|| clock.breach_due());
+                let breach_or_settle =
+                    (!clock.breached || self.finished_at.is_some()).then(|| clock.breach_due());
                 warning.into_iter().chain(breach_or_settle).min()
             })
             .min()

@@ -196,7 +196,11 @@ impl Calendar {
     /// clipped to start no earlier than `from` and not to overlap earlier ones, until
     /// `visit` returns false. Gives up after more consecutive days without opening than
     /// the closed dates could explain (each can cost a week if only one weekday opens).
-    fn walk(&self, from: DateTime<Utc>, mut visit: impl FnMut(DateTime<Utc>, DateTime<Utc>) -> bool) {
+    fn walk(
+        &self,
+        from: DateTime<Utc>,
+        mut visit: impl FnMut(DateTime<Utc>, DateTime<Utc>) -> bool,
+    ) {
         let local_date = from.with_timezone(&self.time_zone).date_naive();
         // An overnight range of the day before may still be open at `from`.
         let Some(mut date) = local_date.pred_opt() else {
@@ -254,7 +258,10 @@ impl Calendar {
             }
             LocalResult::None => GapInfo::new(&local, &self.time_zone)
                 .and_then(|gap| gap.end)
-                .map_or_else(|| Utc.from_utc_datetime(&local), |end| end.with_timezone(&Utc)),
+                .map_or_else(
+                    || Utc.from_utc_datetime(&local),
+                    |end| end.with_timezone(&Utc),
+                ),
         }
     }
 }

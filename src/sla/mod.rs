@@ -73,9 +73,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use book::{OpenClock, SlaBook, SlaTallies};
-pub use calendar::{
-    parse_date, parse_time_zone, Calendar, CalendarError, OpeningRange,
-};
+pub use calendar::{parse_date, parse_time_zone, Calendar, CalendarError, OpeningRange};
 pub use policy::{Share, SlaPolicy, ThresholdOverrides, Thresholds};
 
 pub use crate::conversation::MessageDirection;

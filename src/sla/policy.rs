@@ -22,7 +22,9 @@ pub struct Share(u16);
 impl Share {
     /// `None` unless `0 < basis_points < 10_000`.
     pub fn from_basis_points(basis_points: u16) -> Option<Share> {
-        (1..10_000).contains(&basis_points).then_some(Share(basis_points))
+        (1..10_000)
+            .contains(&basis_points)
+            .then_some(Share(basis_points))
     }
 
     /// `0.8` → 80 %. `None` outside (0, 1) or below one basis point.
@@ -251,7 +253,10 @@ mod tests {
         assert_eq!(delivery(None, None), Duration::from_secs(60));
         assert_eq!(delivery(None, Some("sms")), Duration::from_secs(120));
         assert_eq!(delivery(Some("q"), Some("sms")), Duration::from_secs(30));
-        assert_eq!(delivery(Some("other"), Some("whatsapp")), Duration::from_secs(60));
+        assert_eq!(
+            delivery(Some("other"), Some("whatsapp")),
+            Duration::from_secs(60)
+        );
         // `answer` has no messenger type: a type override for it is ignored.
         assert_eq!(
             policy.threshold(ClockKind::Answer, None, Some("sms")),

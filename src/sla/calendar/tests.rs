@@ -46,7 +46,9 @@ fn berlin(text: &str) -> DateTime<Utc> {
 }
 
 fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 const FIVE_MINUTES: Duration = Duration::from_secs(5 * 60);
@@ -240,7 +242,13 @@ fn ranges_parse_and_bad_ones_name_the_problem() {
     assert!(!range("00:00-24:00").is_overnight());
     assert_eq!(range("9:30 - 17:00").to_string(), "09:30-17:00");
     for bad in [
-        "09:00", "25:00-26:00", "09:60-10:00", "10:00-10:00", "24:00-06:00", "9-17", "09:00-",
+        "09:00",
+        "25:00-26:00",
+        "09:60-10:00",
+        "10:00-10:00",
+        "24:00-06:00",
+        "9-17",
+        "09:00-",
         "ab:cd-10:00",
     ] {
         let error = OpeningRange::parse(bad).unwrap_err();
