@@ -207,6 +207,12 @@ fn answer_met_exactly_at_the_threshold_is_compliant_and_just_above_is_breached_l
     let last = signals.last().unwrap();
     assert_eq!(last.measured, Duration::from_millis(20_001));
     assert_eq!(last.fulfilled_at, Some(t(20.001)), "achieved late");
+    assert_eq!(last.overshoot(), Some(Duration::from_millis(1)));
+    assert_eq!(
+        signals[1].overshoot(),
+        None,
+        "a breach signal is not an outcome"
+    );
 }
 
 #[test]
