@@ -711,3 +711,27 @@ fn a_table_of_named_entries_of_the_wrong_type_is_one_problem() {
     assert_eq!(keys_of(&found), vec!["sla.queues"]);
     assert!(found[0].reason.contains("expected a table"));
 }
+
+#[test]
+fn sla_lists_and_shares_from_the_environment_are_text() {
+    let tree = with_sla(json!({
+        "warn_at": "0.9",
+        "no_read_receipt": "[sms,line]",
+        "calendars": { "office": {
+            "time_zone": "UTC",
+            "monday": "09:00-12:00,13:00-17:00",
+        }},
+    }));
+    let from_env = |key: &str| Some(format!("env {}", crate::config::env_var_name(key)));
+    let sla = validate(&tree, &from_env).unwrap().sla;
+    assert_eq!(sla.warn_at.basis_points(), 9_000);
+    assert_eq!(sla.no_read_receipt, vec!["sms", "line"]);
+    let calendar = &sla.calendars["office"];
+    let monday = chrono::DateTime::parse_from_rfc3339("2026-01-19T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        calendar.open_time_between(monday, monday + chrono::TimeDelta::days(1)),
+        Duration::from_secs(7 * 3_600)
+    );
+}
