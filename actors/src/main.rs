@@ -585,9 +585,12 @@ fn render_json(entries: &[Entry]) -> anyhow::Result<String> {
 fn render_toml(entries: &[Entry]) -> String {
     let mut out = String::new();
     let mut current_section: Option<&str> = None;
-    // Top-level leaves (only unknown keys can be there) must precede every table.
-    let (top, nested): (Vec<&Entry>, Vec<&Entry>) =
+    // Top-level leaves (only unknown keys can be there) must precede every table, and a
+    // table's leaves must stay together: `sla.read` sorts after `sla.queues.<id>.answer`,
+    // but belongs under the one `[sla]` header (a stable sort keeps the order within).
+    let (top, mut nested): (Vec<&Entry>, Vec<&Entry>) =
         entries.iter().partition(|entry| !entry.key.contains('.'));
+    nested.sort_by(|a, b| table_of(&a.key).cmp(table_of(&b.key)));
     for entry in top.into_iter().chain(nested) {
         let (section, name) = match entry.key.rsplit_once('.') {
             Some((section, name)) => (Some(section), name),
@@ -617,6 +620,11 @@ fn render_toml(entries: &[Entry]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The table a dotted key's leaf is written under.
+fn table_of(key: &str) -> &str {
+    key.rsplit_once('.').map_or("", |(table, _)| table)
 }
 
 fn toml_key_path(path: &str) -> String {

@@ -14,9 +14,13 @@ pub enum KeyKind {
     Integer,
     /// A list of ids (`["a", "b"]`, or from the environment `[a,b]` or `a,b`).
     IdList,
+    /// A list of texts (names, opening ranges, dates), spelled like [`KeyKind::IdList`].
+    TextList,
 }
 
-/// One configuration key, dotted (`genesys.region`).
+/// One configuration key, dotted (`genesys.region`). A `*` segment stands for a name the
+/// operator chooses (`sla.queues.*.answer`: a queue id; `sla.calendars.*.monday`: a
+/// calendar name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySpec {
     pub key: &'static str,
@@ -41,9 +45,33 @@ pub const KEYS: &[KeySpec] = &[
     spec("genesys.write_back", KeyKind::Text),
     spec("genesys.queues", KeyKind::IdList),
     spec("genesys.users", KeyKind::IdList),
+    spec("sla.answer", KeyKind::Text),
+    spec("sla.first_response", KeyKind::Text),
+    spec("sla.next_response", KeyKind::Text),
     spec("sla.delivery", KeyKind::Text),
     spec("sla.read", KeyKind::Text),
-    spec("sla.first_response", KeyKind::Text),
+    spec("sla.warn_at", KeyKind::Text),
+    spec("sla.no_read_receipt", KeyKind::TextList),
+    spec("sla.tick", KeyKind::Text),
+    spec("sla.queues.*.answer", KeyKind::Text),
+    spec("sla.queues.*.first_response", KeyKind::Text),
+    spec("sla.queues.*.next_response", KeyKind::Text),
+    spec("sla.queues.*.delivery", KeyKind::Text),
+    spec("sla.queues.*.read", KeyKind::Text),
+    spec("sla.queues.*.calendar", KeyKind::Text),
+    spec("sla.messenger_types.*.first_response", KeyKind::Text),
+    spec("sla.messenger_types.*.next_response", KeyKind::Text),
+    spec("sla.messenger_types.*.delivery", KeyKind::Text),
+    spec("sla.messenger_types.*.read", KeyKind::Text),
+    spec("sla.calendars.*.time_zone", KeyKind::Text),
+    spec("sla.calendars.*.monday", KeyKind::TextList),
+    spec("sla.calendars.*.tuesday", KeyKind::TextList),
+    spec("sla.calendars.*.wednesday", KeyKind::TextList),
+    spec("sla.calendars.*.thursday", KeyKind::TextList),
+    spec("sla.calendars.*.friday", KeyKind::TextList),
+    spec("sla.calendars.*.saturday", KeyKind::TextList),
+    spec("sla.calendars.*.sunday", KeyKind::TextList),
+    spec("sla.calendars.*.closed", KeyKind::TextList),
     spec("crm.endpoint", KeyKind::Text),
     spec("crm.auth", KeyKind::Text),
     spec("crm.token", KeyKind::Secret),
@@ -72,9 +100,33 @@ pub const KEYS: &[KeySpec] = &[
     spec("shutdown.deadline", KeyKind::Text),
 ];
 
-/// The spec of a known key.
+/// The spec of a known key (`*` segments of a spec match any one segment).
 pub fn key_spec(key: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|spec| spec.key == key)
+    KEYS.iter().find(|spec| pattern_matches(spec.key, key))
+}
+
+/// True when `key` names a table that holds keys (`sla.queues`, `sla.queues.<id>`), not a
+/// key itself.
+pub fn is_table(key: &str) -> bool {
+    let depth = key.split('.').count();
+    KEYS.iter().any(|spec| {
+        spec.key.split('.').count() > depth
+            && segments_match(spec.key.split('.').take(depth), key.split('.'))
+    })
+}
+
+fn pattern_matches(pattern: &str, key: &str) -> bool {
+    pattern.split('.').count() == key.split('.').count()
+        && segments_match(pattern.split('.'), key.split('.'))
+}
+
+fn segments_match<'a>(
+    pattern: impl Iterator<Item = &'a str>,
+    key: impl Iterator<Item = &'a str>,
+) -> bool {
+    pattern
+        .zip(key)
+        .all(|(want, have)| want == have || (want == "*" && !have.is_empty()))
 }
 
 /// True when `key` is a top-level section (`genesys`, `crm`, ...).
@@ -94,7 +146,7 @@ pub fn is_secret_key(key: &str) -> bool {
         return spec.kind == KeyKind::Secret;
     }
     let typo_of_secret = closest_key(key)
-        .and_then(key_spec)
+        .and_then(|known| key_spec(&known))
         .is_some_and(|spec| spec.kind == KeyKind::Secret);
     let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
     typo_of_secret
@@ -165,12 +217,27 @@ pub fn env_name(name: &str) -> EnvName {
     EnvName::Key(rest.to_ascii_lowercase().replace("__", "."))
 }
 
-/// The known key or section closest to an unknown one, when it is close enough to be a typo.
-pub fn closest_key(unknown: &str) -> Option<&'static str> {
+/// The known key or section closest to an unknown one, when it is close enough to be a
+/// typo. A `*` segment of a spec takes the unknown key's segment, so a typo inside
+/// `sla.queues.<id>.` is matched against that queue's keys.
+pub fn closest_key(unknown: &str) -> Option<String> {
     let unknown = unknown.to_ascii_lowercase();
+    let given: Vec<&str> = unknown.split('.').collect();
     KEYS.iter()
-        .flat_map(|spec| [spec.key, section_of(spec.key)])
-        .map(|known| (edit_distance(&unknown, known), known))
+        .flat_map(|spec| {
+            let filled: Vec<&str> = spec
+                .key
+                .split('.')
+                .enumerate()
+                .map(|(index, part)| match (part, given.get(index)) {
+                    ("*", Some(name)) => name,
+                    _ => part,
+                })
+                .collect();
+            [filled.join("."), section_of(spec.key).to_owned()]
+        })
+        .filter(|known| !known.contains('*'))
+        .map(|known| (edit_distance(&unknown, &known), known))
         .filter(|(distance, key)| *distance <= 2.max(key.len() / 6))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, key)| key)
@@ -215,13 +282,44 @@ mod tests {
 
     #[test]
     fn close_typos_suggest_the_key() {
-        assert_eq!(closest_key("genesys.regoin"), Some("genesys.region"));
-        assert_eq!(closest_key("genesys_region"), Some("genesys.region"));
+        let closest = |key| closest_key(key);
+        assert_eq!(closest("genesys.regoin").as_deref(), Some("genesys.region"));
+        assert_eq!(closest("genesys_region").as_deref(), Some("genesys.region"));
         assert_eq!(
-            closest_key("sla.frist_response"),
+            closest("sla.frist_response").as_deref(),
             Some("sla.first_response")
         );
-        assert_eq!(closest_key("completely.different"), None);
+        assert_eq!(closest("completely.different"), None);
+    }
+
+    #[test]
+    fn pattern_keys_match_any_name_and_typos_inside_them_are_suggested() {
+        let queue = "sla.queues.2f6b1c1e-0d3a-4b8e-9a57-0c1f2e3d4a5b";
+        assert!(key_spec(&format!("{queue}.answer")).is_some());
+        assert!(key_spec("sla.calendars.office.monday").is_some());
+        assert!(key_spec("sla.queues.answer").is_none());
+        assert!(key_spec("sla.queues..answer").is_none());
+        assert!(is_table("sla.queues"));
+        assert!(is_table(queue));
+        assert!(is_table("sla.calendars.office"));
+        assert!(!is_table("sla.answer"));
+        assert!(!is_table("sla.queues.x.answer"));
+        assert_eq!(
+            closest_key(&format!("{queue}.answr")),
+            Some(format!("{queue}.answer"))
+        );
+        assert_eq!(
+            closest_key("sla.calendars.office.timezone").as_deref(),
+            Some("sla.calendars.office.time_zone")
+        );
+        assert_eq!(
+            closest_key("sla.messenger_type.sms.read").as_deref(),
+            Some("sla.messenger_types.sms.read")
+        );
+        assert_eq!(
+            env_var_name("sla.queues.*.answer"),
+            "CONVOY_SLA__QUEUES__*__ANSWER"
+        );
     }
 
     #[test]
@@ -271,5 +369,8 @@ mod tests {
         assert!(env_value_is_text("genesys.region"));
         assert!(!env_value_is_text("crm.batch_size"));
         assert!(!env_value_is_text("genesys.queues"));
+        assert!(!env_value_is_text("sla.no_read_receipt"));
+        assert!(!env_value_is_text("sla.calendars.office.monday"));
+        assert!(env_value_is_text("sla.calendars.office.time_zone"));
     }
 }

@@ -21,8 +21,8 @@ use std::time::Duration;
 use crate::sla::{Calendar, Share, ThresholdOverrides};
 
 pub use keys::{
-    closest_key, env_name, env_value_is_text, env_var_name, is_secret_key, is_section, key_spec,
-    EnvName, KeyKind, KeySpec, CONFIG_FILE_ENV, ENV_PREFIX, KEYS, TOOL_ENV_PREFIXES,
+    closest_key, env_name, env_value_is_text, env_var_name, is_secret_key, is_section, is_table,
+    key_spec, EnvName, KeyKind, KeySpec, CONFIG_FILE_ENV, ENV_PREFIX, KEYS, TOOL_ENV_PREFIXES,
 };
 pub use region::{Region, REGIONS};
 pub use secret::{Secret, REDACTED};

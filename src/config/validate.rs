@@ -4,6 +4,7 @@
 //! all of them in one run. Values of secret keys are redacted in every problem, and
 //! unknown keys are reported by name only (a mistyped `client_secrt` still holds a secret).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,13 +13,28 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::http_url::{parse_http_url, UrlError};
-use super::keys::{closest_key, env_var_name, is_secret_key, is_section, key_spec};
+use super::keys::{closest_key, env_var_name, is_secret_key, is_section, is_table, key_spec};
 use super::{
     defaults, AdminConfig, AnalyticsConfig, AnalyticsSchedule, ClientSecret, Config,
     ConversationsConfig, CrmAuth, CrmConfig, GenesysConfig, GenesysEndpoints, LogConfig, LogFormat,
-    OutboxConfig, Region, Secret, ShutdownConfig, SlaConfig, StreamConfig, REDACTED,
+    OutboxConfig, Region, Secret, ShutdownConfig, SlaConfig, SlaQueueConfig, StreamConfig,
+    REDACTED,
 };
 use crate::duration::{format_duration, parse_duration};
+use crate::sla::{
+    parse_date, parse_time_zone, Calendar, ClockKind, OpeningRange, Share, ThresholdOverrides,
+};
+
+/// The days of a calendar's week, Monday first (the order of [`Calendar::new`]'s week).
+const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
 
 /// A notification channel holds at most 1 000 topics (API.md §3.4); each followed id
 /// takes two.
@@ -162,22 +178,7 @@ pub fn validate(
     let users = check.id_list("genesys.users");
     check.followed(queues.as_deref(), users.as_deref());
 
-    let sla = SlaConfig {
-        delivery: check.duration_or(
-            "sla.delivery",
-            ONE_SECOND,
-            THIRTY_DAYS,
-            defaults::SLA_DELIVERY,
-        ),
-        read: check.duration_or("sla.read", ONE_SECOND, THIRTY_DAYS, defaults::SLA_READ),
-        first_response: check.duration_or(
-            "sla.first_response",
-            ONE_SECOND,
-            THIRTY_DAYS,
-            defaults::SLA_FIRST_RESPONSE,
-        ),
-        ..SlaConfig::default()
-    };
+    let sla = check.sla();
     let crm = check.crm();
     let outbox = OutboxConfig {
         path: check.path_or("outbox.path", defaults::OUTBOX_PATH),
@@ -321,8 +322,8 @@ impl<'t> Checker<'t, '_> {
         if let Some(known) = closest_key(key) {
             reason.push_str(&format!("; did you mean {known}"));
             let from_env = (self.origin)(key).is_some_and(|source| source.starts_with("env"));
-            if from_env && key_spec(known).is_some() {
-                reason.push_str(&format!(" ({})", env_var_name(known)));
+            if from_env && key_spec(&known).is_some() {
+                reason.push_str(&format!(" ({})", env_var_name(&known)));
             }
             reason.push('?');
         }
@@ -332,7 +333,8 @@ impl<'t> Checker<'t, '_> {
 
     // ---- shape -------------------------------------------------------------------------
 
-    /// Top level must be a table of known sections, each a table of known keys.
+    /// Top level must be a table of known sections, each a table of known keys; tables of
+    /// named entries (`sla.queues.<id>`) are walked down to their keys.
     fn shape(&mut self) {
         let Some(root) = self.root.as_object() else {
             let found = kind_of(self.root);
@@ -348,18 +350,27 @@ impl<'t> Checker<'t, '_> {
                 self.report_unknown(section);
                 continue;
             }
-            let Some(table) = value.as_object() else {
-                self.report(
-                    section,
-                    format!("expected a table of settings, found {}", kind_of(value)),
-                );
+            self.shape_table(section, value);
+        }
+    }
+
+    fn shape_table(&mut self, key: &str, value: &Value) {
+        let Some(table) = value.as_object() else {
+            self.report(
+                key,
+                format!("expected a table of settings, found {}", kind_of(value)),
+            );
+            return;
+        };
+        for (name, child) in table {
+            let child_key = format!("{key}.{name}");
+            if key_spec(&child_key).is_some() {
                 continue;
-            };
-            for name in table.keys() {
-                let key = format!("{section}.{name}");
-                if key_spec(&key).is_none() {
-                    self.report_unknown(&key);
-                }
+            }
+            if is_table(&child_key) {
+                self.shape_table(&child_key, child);
+            } else {
+                self.report_unknown(&child_key);
             }
         }
     }
@@ -471,6 +482,25 @@ impl<'t> Checker<'t, '_> {
     /// A list of UUIDs: a list, or one string of comma-separated ids (how the
     /// environment spells a list when not written `[a,b]`). Absent is an empty list.
     fn id_list(&mut self, key: &str) -> Option<Vec<String>> {
+        self.text_list_of(key, "ids", "not UUIDs", is_uuid)
+    }
+
+    /// A list of non-empty texts, spelled like an id list (`noun` names the items in
+    /// problems).
+    fn text_list(&mut self, key: &str, noun: &str) -> Option<Vec<String>> {
+        self.text_list_of(key, noun, "expected non-empty strings, found", |_| true)
+    }
+
+    /// A list of texts that `accept` takes (`rejected` introduces the others in the
+    /// problem), spelled as a list or, from the environment, one comma-separated string;
+    /// duplicates removed, order kept. Absent is an empty list.
+    fn text_list_of(
+        &mut self,
+        key: &str,
+        noun: &str,
+        rejected: &str,
+        accept: fn(&str) -> bool,
+    ) -> Option<Vec<String>> {
         let Some(value) = self.lookup(key) else {
             return Some(Vec::new());
         };
@@ -484,22 +514,22 @@ impl<'t> Checker<'t, '_> {
             Value::String(_) => {
                 self.report(
                     key,
-                    "expected a list of ids, found a string; write [\"id1\", \"id2\"]",
+                    format!("expected a list of {noun}, found a string; write [\"a\", \"b\"]"),
                 );
                 return None;
             }
             other => {
                 self.report(
                     key,
-                    format!("expected a list of ids, found {}", kind_of(other)),
+                    format!("expected a list of {noun}, found {}", kind_of(other)),
                 );
                 return None;
             }
         };
-        let mut ids: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
         let mut bad: Vec<String> = Vec::new();
         for item in items {
-            let texts: Vec<&str> = match item.as_str() {
+            let parts: Vec<&str> = match item.as_str() {
                 Some(text) if !spelled_as_text => vec![text.trim()],
                 Some(text) => text
                     .trim_matches(|c| c == '[' || c == ']')
@@ -512,19 +542,19 @@ impl<'t> Checker<'t, '_> {
                     continue;
                 }
             };
-            for text in texts {
-                if !is_uuid(text) {
-                    bad.push(format!("\"{text}\""));
-                } else if !ids.iter().any(|id| id == text) {
-                    ids.push(text.to_owned());
+            for part in parts {
+                if part.is_empty() || !accept(part) {
+                    bad.push(format!("\"{part}\""));
+                } else if !texts.iter().any(|known| known == part) {
+                    texts.push(part.to_owned());
                 }
             }
         }
         if !bad.is_empty() {
-            self.report(key, format!("not UUIDs: {}", bad.join(", ")));
+            self.report(key, format!("{rejected}: {}", bad.join(", ")));
             return None;
         }
-        Some(ids)
+        Some(texts)
     }
 
     // ---- sections ----------------------------------------------------------------------
@@ -657,6 +687,232 @@ impl<'t> Checker<'t, '_> {
                     MAX_TOPICS / 2
                 ),
             );
+        }
+    }
+
+    fn sla(&mut self) -> SlaConfig {
+        let threshold = |check: &mut Self, kind: ClockKind, default| {
+            let key = format!("sla.{}", kind.as_str());
+            check.duration_or(&key, ONE_SECOND, THIRTY_DAYS, default)
+        };
+        let answer = threshold(self, ClockKind::Answer, defaults::SLA_ANSWER);
+        let first_response =
+            threshold(self, ClockKind::FirstResponse, defaults::SLA_FIRST_RESPONSE);
+        let next_response = threshold(self, ClockKind::NextResponse, defaults::SLA_NEXT_RESPONSE);
+        let delivery = threshold(self, ClockKind::Delivery, defaults::SLA_DELIVERY);
+        let read = threshold(self, ClockKind::Read, defaults::SLA_READ);
+        let warn_at = self.share("sla.warn_at").unwrap_or_default();
+        let no_read_receipt = match self.lookup("sla.no_read_receipt") {
+            None => SlaConfig::default().no_read_receipt,
+            Some(_) => self
+                .text_list("sla.no_read_receipt", "messenger types")
+                .unwrap_or_default(),
+        };
+        let tick = self.duration_or(
+            "sla.tick",
+            Duration::from_millis(10),
+            ONE_MINUTE,
+            defaults::SLA_TICK,
+        );
+        let calendars = self.calendars();
+        let queues = self.sla_queues();
+        let messenger_types = self.sla_messenger_types();
+        SlaConfig {
+            answer,
+            first_response,
+            next_response,
+            delivery,
+            read,
+            warn_at,
+            no_read_receipt,
+            tick,
+            queues,
+            messenger_types,
+            calendars,
+        }
+    }
+
+    /// The names of a table of named entries (`sla.queues`), in order; a non-table is
+    /// reported by [`Checker::shape`].
+    fn entry_names(&self, key: &str) -> Vec<String> {
+        self.lookup(key)
+            .and_then(Value::as_object)
+            .map(|table| table.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `sla.warn_at`: a share of the threshold, `0.8` or `"80%"` (or `"0.8"` from the
+    /// environment), strictly between 0 and 1.
+    fn share(&mut self, key: &str) -> Option<Share> {
+        let value = self.lookup(key)?;
+        let fraction = match value {
+            Value::Number(number) => number.as_f64(),
+            Value::String(text) => {
+                let text = text.trim();
+                match text.strip_suffix('%') {
+                    Some(percent) => percent.trim().parse::<f64>().ok().map(|p| p / 100.0),
+                    None => text.parse::<f64>().ok(),
+                }
+            }
+            _ => None,
+        };
+        let share = fraction.and_then(Share::from_fraction);
+        if share.is_none() {
+            self.report(
+                key,
+                "expected a share of the threshold strictly between 0 and 1, such as 0.8 or \"80%\"",
+            );
+        }
+        share
+    }
+
+    /// Threshold overrides under `prefix` (`sla.queues.<id>`) for `kinds`.
+    fn overrides(&mut self, prefix: &str, kinds: &[ClockKind]) -> ThresholdOverrides {
+        let mut overrides = ThresholdOverrides::default();
+        for kind in kinds {
+            let key = format!("{prefix}.{}", kind.as_str());
+            if let Some(threshold) = self.duration(&key, ONE_SECOND, THIRTY_DAYS) {
+                overrides.set(*kind, threshold);
+            }
+        }
+        overrides
+    }
+
+    fn sla_queues(&mut self) -> BTreeMap<String, SlaQueueConfig> {
+        let calendar_names = self.entry_names("sla.calendars");
+        let mut queues = BTreeMap::new();
+        for id in self.entry_names("sla.queues") {
+            let prefix = format!("sla.queues.{id}");
+            if !is_uuid(&id) {
+                self.report_with(
+                    &prefix,
+                    None,
+                    "the name of a queue table must be the queue's id (a UUID)",
+                );
+                continue;
+            }
+            let thresholds = self.overrides(&prefix, &ClockKind::ALL);
+            let calendar_key = format!("{prefix}.calendar");
+            let calendar = self.text(&calendar_key).map(str::trim).and_then(|name| {
+                if calendar_names.iter().any(|known| known == name) {
+                    return Some(name.to_owned());
+                }
+                let known = if calendar_names.is_empty() {
+                    "none is defined".to_owned()
+                } else {
+                    format!("defined: {}", calendar_names.join(", "))
+                };
+                self.report(
+                    &calendar_key,
+                    format!("no calendar of that name under sla.calendars ({known})"),
+                );
+                None
+            });
+            queues.insert(
+                id,
+                SlaQueueConfig {
+                    thresholds,
+                    calendar,
+                },
+            );
+        }
+        queues
+    }
+
+    fn sla_messenger_types(&mut self) -> BTreeMap<String, ThresholdOverrides> {
+        let mut types = BTreeMap::new();
+        for name in self.entry_names("sla.messenger_types") {
+            let prefix = format!("sla.messenger_types.{name}");
+            let kinds = [
+                ClockKind::FirstResponse,
+                ClockKind::NextResponse,
+                ClockKind::Delivery,
+                ClockKind::Read,
+            ];
+            let overrides = self.overrides(&prefix, &kinds);
+            types.insert(name, overrides);
+        }
+        types
+    }
+
+    fn calendars(&mut self) -> BTreeMap<String, Calendar> {
+        let mut calendars = BTreeMap::new();
+        for name in self.entry_names("sla.calendars") {
+            if let Some(calendar) = self.calendar(&name) {
+                calendars.insert(name, calendar);
+            }
+        }
+        calendars
+    }
+
+    fn calendar(&mut self, name: &str) -> Option<Calendar> {
+        let prefix = format!("sla.calendars.{name}");
+        let zone_key = format!("{prefix}.time_zone");
+        if !self.present(&zone_key) {
+            self.report_missing(
+                &zone_key,
+                "required: the calendar's IANA time zone, such as \"Europe/Berlin\"",
+            );
+        }
+        let time_zone = self
+            .text(&zone_key)
+            .and_then(|text| match parse_time_zone(text) {
+                Ok(zone) => Some(zone),
+                Err(error) => {
+                    self.report(&zone_key, error.to_string());
+                    None
+                }
+            });
+        let mut valid = true;
+        let mut week: [Vec<OpeningRange>; 7] = Default::default();
+        for (day, ranges) in WEEKDAYS.iter().zip(week.iter_mut()) {
+            let key = format!("{prefix}.{day}");
+            let Some(texts) = self.text_list(&key, "opening ranges") else {
+                valid = false;
+                continue;
+            };
+            let (good, bad): (Vec<_>, Vec<_>) = texts
+                .iter()
+                .map(|text| OpeningRange::parse(text))
+                .partition(Result::is_ok);
+            ranges.extend(good.into_iter().flatten());
+            if let Some(Err(error)) = bad.into_iter().next() {
+                self.report(&key, error.to_string());
+                valid = false;
+            }
+        }
+        let closed_key = format!("{prefix}.closed");
+        let mut closed = BTreeSet::new();
+        match self.text_list(&closed_key, "dates") {
+            Some(texts) => {
+                for text in texts {
+                    match parse_date(&text) {
+                        Ok(date) => {
+                            closed.insert(date);
+                        }
+                        Err(error) => {
+                            self.report(&closed_key, error.to_string());
+                            valid = false;
+                        }
+                    }
+                }
+            }
+            None => valid = false,
+        }
+        let time_zone = time_zone?;
+        if !valid {
+            return None;
+        }
+        match Calendar::new(time_zone, week, closed) {
+            Ok(calendar) => Some(calendar),
+            Err(error) => {
+                self.report_with(
+                    &prefix,
+                    None,
+                    format!("{error}; give at least one day, e.g. monday = [\"09:00-18:00\"]"),
+                );
+                None
+            }
         }
     }
 

@@ -223,8 +223,9 @@ impl SlaBook {
         self.finished_at
     }
 
-    /// Applies observations seen together at `at`. Idempotent: the same observations
-    /// again change nothing and emit nothing.
+    /// Applies observations seen together at `at`, then emits what is due at `at` (as
+    /// [`SlaBook::tick`] would). Idempotent: the same observations again change nothing
+    /// and emit nothing.
     pub fn observe(
         &mut self,
         policy: &SlaPolicy,
@@ -262,6 +263,8 @@ impl SlaBook {
         for observation in ordered {
             self.apply(policy, observation, at, &mut out);
         }
+        // A clock started from an old message time may already be due.
+        out.extend(self.tick(policy, at));
         out
     }
 

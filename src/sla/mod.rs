@@ -59,6 +59,15 @@
 //!
 //! After [`Observation::ConversationFinished`] no clock starts.
 //!
+//! # Driving a book (the SlaActor)
+//! Per conversation: `observe` the facts of each snapshot at its `observed_at`, `tick` at
+//! [`SlaBook::next_due`] (or every `sla.tick`), persist the book with the records its
+//! signals became, and forget it once [`SlaBook::is_settled`]. A record id derived from
+//! the conversation, [`SlaSignal::clock`], [`SlaSignal::subject`] and the signal kind is
+//! stable: a clock never emits the same kind twice. After a restart, `tick(now)` on the
+//! restored book emits at once whatever fell due while Convoy was down, dated at its
+//! instant.
+//!
 //! # Thresholds and calendars
 //! See [`SlaPolicy`]: a queue override beats a messenger-type override beats the default;
 //! a queue may have a business-hours [`Calendar`], and then only open time counts.
@@ -241,4 +250,16 @@ pub struct SlaSignal {
     pub calendar: Option<String>,
     /// When it happened: the warning or breach instant, or when the clock settled.
     pub at: DateTime<Utc>,
+}
+
+impl SlaSignal {
+    /// How far past its threshold a breached outcome went (`None` for other signals or
+    /// when the measured time is within the threshold).
+    pub fn overshoot(&self) -> Option<Duration> {
+        let breached = self.kind == SlaSignalKind::Outcome(SlaOutcome::Breached);
+        breached
+            .then(|| self.measured.checked_sub(self.threshold))
+            .flatten()
+            .filter(|over| !over.is_zero())
+    }
 }

@@ -43,8 +43,10 @@ impl Share {
 
     /// This share of `duration`.
     pub fn of(&self, duration: Duration) -> Duration {
-        let millis = duration.as_millis() * u128::from(self.0) / 10_000;
-        Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+        let nanos = duration.as_nanos() * u128::from(self.0) / 10_000;
+        let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+        // The remainder of a division by 10^9 always fits.
+        Duration::new(secs, (nanos % 1_000_000_000) as u32)
     }
 }
 
@@ -273,6 +275,11 @@ mod tests {
         assert_eq!(
             Share::default().of(Duration::from_secs(100)),
             Duration::from_secs(80)
+        );
+        let smallest = Share::from_basis_points(1).unwrap();
+        assert_eq!(
+            smallest.of(Duration::from_secs(1)),
+            Duration::from_micros(100)
         );
     }
 }

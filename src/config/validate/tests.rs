@@ -632,3 +632,157 @@ fn an_outbox_cap_below_a_useful_size_is_refused() {
         found[0].reason
     );
 }
+
+// ---- sla ------------------------------------------------------------------------------
+
+fn with_sla(sla: Value) -> Value {
+    let mut tree = minimal();
+    tree["sla"] = sla;
+    tree
+}
+
+#[test]
+fn sla_defaults_apply_when_nothing_is_set() {
+    let sla = validate(&minimal(), &no_origin).unwrap().sla;
+    assert_eq!(sla, SlaConfig::default());
+    assert_eq!(sla.answer, Duration::from_secs(20));
+    assert_eq!(sla.next_response, Duration::from_secs(300));
+    assert_eq!(sla.warn_at.basis_points(), 8_000);
+    assert_eq!(sla.no_read_receipt, vec!["sms".to_owned()]);
+    assert_eq!(sla.tick, Duration::from_secs(1));
+}
+
+#[test]
+fn sla_overrides_and_calendars_build_the_policy() {
+    let tree = with_sla(json!({
+        "answer": "30s",
+        "warn_at": "75%",
+        "no_read_receipt": ["sms", "line"],
+        "tick": "250ms",
+        "queues": { QUEUE: { "first_response": "2m", "calendar": "office" } },
+        "messenger_types": { "sms": { "first_response": "10m", "delivery": "5m" } },
+        "calendars": { "office": {
+            "time_zone": "Europe/Berlin",
+            "monday": ["09:00-12:00", "13:00-18:00"],
+            "friday": ["09:00-16:00"],
+            "saturday": ["22:00-06:00"],
+            "closed": ["2026-12-25"],
+        }},
+    }));
+    let sla = validate(&tree, &no_origin).unwrap().sla;
+    assert_eq!(sla.answer, Duration::from_secs(30));
+    assert_eq!(sla.warn_at.basis_points(), 7_500);
+    assert_eq!(sla.tick, Duration::from_millis(250));
+    assert_eq!(sla.no_read_receipt, vec!["sms", "line"]);
+    assert_eq!(sla.queues[QUEUE].calendar.as_deref(), Some("office"));
+    assert!(sla.calendars.contains_key("office"));
+
+    let policy = crate::sla::SlaPolicy::from_config(&sla);
+    let first = |queue, messenger| policy.threshold(ClockKind::FirstResponse, queue, messenger);
+    assert_eq!(first(Some(QUEUE), Some("sms")), Duration::from_secs(120));
+    assert_eq!(first(None, Some("sms")), Duration::from_secs(600));
+    assert_eq!(first(None, None), Duration::from_secs(300));
+    assert_eq!(
+        policy.threshold(ClockKind::Delivery, Some(QUEUE), Some("sms")),
+        Duration::from_secs(300)
+    );
+    assert_eq!(policy.calendar_of(Some(QUEUE)), Some("office"));
+    assert!(!policy.has_read_receipts(Some("line")));
+
+    // The share may be a plain number too.
+    let tree = with_sla(json!({ "warn_at": 0.9 }));
+    let sla = validate(&tree, &no_origin).unwrap().sla;
+    assert_eq!(sla.warn_at.basis_points(), 9_000);
+}
+
+#[test]
+fn every_bad_sla_value_is_a_problem_naming_its_key() {
+    let tree = with_sla(json!({
+        "warn_at": 1.5,
+        "tick": "5m",
+        "queues": {
+            "sales": { "answer": "20s" },
+            QUEUE: { "calendar": "ofice", "answr": "10s", "read": "soon" },
+        },
+        "messenger_types": { "sms": { "answer": "10s" } },
+        "calendars": {
+            "office": {
+                "time_zone": "Europe/Berln",
+                "monday": ["09:00-25:00"],
+                "closed": ["2026-02-30"],
+            },
+            "empty": { "time_zone": "UTC" },
+            "zoneless": { "monday": ["09:00-17:00"] },
+            "flat": { "time_zone": "UTC", "tuesday": "09:00-17:00" },
+        },
+    }));
+    let found = problems(&tree);
+    let reason = |key: &str| {
+        found
+            .iter()
+            .find(|problem| problem.key == key)
+            .map(|problem| problem.reason.clone())
+            .unwrap_or_else(|| panic!("no problem for {key}: {found:#?}"))
+    };
+    let queue = format!("sla.queues.{QUEUE}");
+    assert!(reason(&format!("{queue}.answr")).contains(&format!("did you mean {queue}.answer?")));
+    assert!(reason("sla.messenger_types.sms.answer").starts_with("unknown key"));
+    assert!(reason("sla.warn_at").contains("between 0 and 1"));
+    assert!(reason("sla.tick").contains("at most"));
+    assert!(reason("sla.queues.sales").contains("UUID"));
+    assert!(reason(&format!("{queue}.calendar")).contains("no calendar of that name"));
+    assert!(reason(&format!("{queue}.read")).contains("expected a number"));
+    assert!(reason("sla.calendars.office.time_zone").contains("unknown time zone"));
+    assert!(reason("sla.calendars.office.monday").contains("09:00-25:00"));
+    assert!(reason("sla.calendars.office.closed").contains("2026-02-30"));
+    assert!(reason("sla.calendars.empty").contains("no opening hours"));
+    assert!(reason("sla.calendars.zoneless.time_zone").starts_with("required"));
+    assert!(reason("sla.calendars.flat.tuesday").contains("expected a list"));
+    assert_eq!(found.len(), 13, "{found:#?}");
+}
+
+#[test]
+fn bad_shares_are_refused_in_every_spelling() {
+    for bad in [
+        json!(0),
+        json!(1),
+        json!("100%"),
+        json!("0%"),
+        json!("most"),
+        json!(true),
+    ] {
+        let found = problems(&with_sla(json!({ "warn_at": bad })));
+        assert_eq!(keys_of(&found), vec!["sla.warn_at"], "{bad}");
+    }
+}
+
+#[test]
+fn a_table_of_named_entries_of_the_wrong_type_is_one_problem() {
+    let found = problems(&with_sla(json!({ "queues": "all" })));
+    assert_eq!(keys_of(&found), vec!["sla.queues"]);
+    assert!(found[0].reason.contains("expected a table"));
+}
+
+#[test]
+fn sla_lists_and_shares_from_the_environment_are_text() {
+    let tree = with_sla(json!({
+        "warn_at": "0.9",
+        "no_read_receipt": "[sms,line]",
+        "calendars": { "office": {
+            "time_zone": "UTC",
+            "monday": "09:00-12:00,13:00-17:00",
+        }},
+    }));
+    let from_env = |key: &str| Some(format!("env {}", crate::config::env_var_name(key)));
+    let sla = validate(&tree, &from_env).unwrap().sla;
+    assert_eq!(sla.warn_at.basis_points(), 9_000);
+    assert_eq!(sla.no_read_receipt, vec!["sms", "line"]);
+    let calendar = &sla.calendars["office"];
+    let monday = chrono::DateTime::parse_from_rfc3339("2026-01-19T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        calendar.open_time_between(monday, monday + chrono::TimeDelta::days(1)),
+        Duration::from_secs(7 * 3_600)
+    );
+}

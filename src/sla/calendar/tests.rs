@@ -283,3 +283,74 @@ fn a_calendar_open_only_on_closed_dates_still_terminates() {
         Some(berlin("2026-01-26 09:05"))
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_range() -> impl Strategy<Value = OpeningRange> + Clone {
+        (0u16..24 * 4, 1u16..24 * 4).prop_filter_map("empty range", |(start, length)| {
+            let start = start * 15;
+            let end = (start + length * 15) % (24 * 60);
+            let end = if end == 0 { 24 * 60 } else { end };
+            let text = format!(
+                "{:02}:{:02}-{:02}:{:02}",
+                start / 60,
+                start % 60,
+                end / 60,
+                end % 60
+            );
+            OpeningRange::parse(&text).ok()
+        })
+    }
+
+    fn any_calendar() -> impl Strategy<Value = Calendar> {
+        let day = proptest::collection::vec(any_range(), 0..3);
+        (
+            [
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day,
+            ],
+            proptest::collection::btree_set(0u32..60, 0..5),
+            prop_oneof![
+                Just(chrono_tz::Europe::Berlin),
+                Just(chrono_tz::America::New_York),
+                Just(chrono_tz::Australia::Lord_Howe),
+                Just(chrono_tz::UTC),
+            ],
+        )
+            .prop_filter_map("never open", |(week, closed, zone)| {
+                let first = NaiveDate::from_ymd_opt(2026, 3, 1)?;
+                let closed = closed
+                    .into_iter()
+                    .filter_map(|offset| first.checked_add_days(chrono::Days::new(offset.into())))
+                    .collect();
+                Calendar::new(zone, week, closed).ok()
+            })
+    }
+
+    proptest! {
+        /// The deadline is exactly where the counted open time reaches the threshold, and
+        /// no earlier instant reaches it — across DST changes in March/April and October.
+        #[test]
+        fn the_deadline_is_where_open_time_reaches_the_threshold(
+            calendar in any_calendar(),
+            start_minutes in 0i64..(60 * 24 * 240),
+            threshold_minutes in 1u64..(60 * 24 * 3),
+        ) {
+            let start = utc("2026-03-01T00:00:00Z") + chrono::TimeDelta::minutes(start_minutes);
+            let threshold = Duration::from_secs(threshold_minutes * 60);
+            let deadline = calendar.add_open_time(start, threshold).unwrap();
+            prop_assert!(deadline > start);
+            prop_assert_eq!(calendar.open_time_between(start, deadline), threshold);
+            let just_before = deadline - chrono::TimeDelta::seconds(1);
+            prop_assert!(calendar.open_time_between(start, just_before) < threshold);
+        }
+    }
+}
