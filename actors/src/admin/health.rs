@@ -399,8 +399,29 @@ mod tests {
                     "last_frame": {"ok": false, "detail": "no frame received yet"},
                     "shutdown": {"ok": true},
                     "rest": {"ok": true},
+                    "outbox": {"ok": true},
                 }
             })
+        );
+    }
+
+    #[test]
+    fn outbox_back_pressure_makes_a_ready_board_unready_and_says_why() {
+        let now = Instant::now();
+        let ready = healthy(now).readiness(now, MAX_AGE).with_outbox(None, 12);
+        assert!(ready.ready);
+        assert_eq!(
+            ready.checks.outbox.detail.as_deref(),
+            Some("12 records pending")
+        );
+        let held = healthy(now)
+            .readiness(now, MAX_AGE)
+            .with_outbox(Some("outbox_full"), 1_000);
+        assert!(!held.ready);
+        let detail = held.checks.outbox.detail.unwrap_or_default();
+        assert!(
+            detail.contains("outbox_full") && detail.contains("1000 records pending"),
+            "{detail}"
         );
     }
 
@@ -419,6 +440,7 @@ mod tests {
                     "last_frame": {"ok": true, "age_ms": 1200},
                     "shutdown": {"ok": true},
                     "rest": {"ok": true},
+                    "outbox": {"ok": true},
                 }
             })
         );

@@ -93,6 +93,24 @@ struct Tracked {
 /// Outcome counts of a conversation, by clock and outcome.
 type Tallies = SlaTallies;
 
+/// A conversation's entry in the outbox's SLA table: its running clocks, or — once every
+/// clock settled — its final tallies, kept for [`SETTLED_KEPT_FOR`] so a conversation
+/// rebuilt after a restart (a re-read derives all its facts again) neither starts its
+/// clocks again nor overwrites its summary's tallies with new ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredBook {
+    Settled {
+        settled_at: DateTime<Utc>,
+        tallies: Tallies,
+    },
+    Open(Tracked),
+}
+
+/// How long the final tallies of a settled conversation stay in the outbox. A restart
+/// rediscovers the last hour's conversations; a day is ample.
+const SETTLED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
 /// Settled conversations remembered (their tallies only) so a late fact of one — a read
 /// receipt after the end — updates its summary without starting its clocks again
 /// (outcomes are final).
@@ -104,7 +122,7 @@ pub struct SlaActor {
     due: BTreeSet<(DateTime<Utc>, ConversationId)>,
     due_of: HashMap<ConversationId, DateTime<Utc>>,
     settled: HashMap<ConversationId, Tallies>,
-    settled_order: VecDeque<ConversationId>,
+    settled_order: VecDeque<(DateTime<Utc>, ConversationId)>,
     writer: Option<OutboxWriter>,
     views: SlaViews,
     /// Summary revisions only grow, across restarts too (they start at the boot time in
@@ -135,20 +153,35 @@ impl SlaActor {
             stats: SlaStats::default(),
             _panic_guard: PanicGuard::essential("sla"),
         };
+        let now = Utc::now();
+        let mut expired = Commit::default();
         match store.sla_books() {
             Ok(books) => {
                 for (id, value) in books {
-                    match serde_json::from_value::<Tracked>(value) {
-                        Ok(tracked) => {
-                            let id = ConversationId::from(id.as_str());
+                    let id = ConversationId::from(id.as_str());
+                    match serde_json::from_value::<StoredBook>(value) {
+                        Ok(StoredBook::Open(tracked)) => {
                             actor.tracked.insert(id.clone(), tracked);
                             actor.reschedule(&id);
                             actor.publish_view(&id);
+                        }
+                        Ok(StoredBook::Settled {
+                            settled_at,
+                            tallies,
+                        }) => {
+                            if now - settled_at > SETTLED_KEPT_FOR {
+                                expired.sla_books.push((id.as_str().to_owned(), None));
+                            } else {
+                                actor.remember_settled(&id, tallies, settled_at);
+                            }
                         }
                         Err(error) => {
                             tracing::error!(conversation_id = %id, %error, "Unreadable SLA clocks in the outbox; left there.")
                         }
                     }
+                }
+                if let Err(error) = store.commit(&[expired], now) {
+                    tracing::warn!(%error, "Cannot drop expired settled SLA entries; they go at the next start.");
                 }
                 tracing::info!(
                     conversations = actor.tracked.len(),
@@ -240,12 +273,23 @@ impl SlaActor {
             ));
         }
         if tracked.book.is_settled() {
-            commit.sla_books.push((id.as_str().to_owned(), None));
             let tallies = tracked.book.tallies();
+            let settled_at = Utc::now();
+            let stored = StoredBook::Settled {
+                settled_at,
+                tallies: tallies.clone(),
+            };
+            match serde_json::to_value(&stored) {
+                Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
+                Err(error) => {
+                    tracing::error!(conversation_id = %id, %error, "Settled SLA tallies not serialisable; removed.");
+                    commit.sla_books.push((id.as_str().to_owned(), None));
+                }
+            }
             self.tracked.remove(id);
-            self.remember_settled(id, tallies);
+            self.remember_settled(id, tallies, settled_at);
         } else {
-            match serde_json::to_value(tracked) {
+            match serde_json::to_value(StoredBook::Open(tracked.clone())) {
                 Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
@@ -260,13 +304,24 @@ impl SlaActor {
         commit
     }
 
-    fn remember_settled(&mut self, id: &ConversationId, tallies: Tallies) {
+    /// Remembers the final tallies of a settled conversation; the oldest are forgotten
+    /// past [`SETTLED_MEMORY`] or [`SETTLED_KEPT_FOR`], and dropped from the outbox then.
+    fn remember_settled(&mut self, id: &ConversationId, tallies: Tallies, at: DateTime<Utc>) {
         if self.settled.insert(id.clone(), tallies).is_none() {
-            self.settled_order.push_back(id.clone());
-            if self.settled_order.len() > SETTLED_MEMORY {
-                if let Some(oldest) = self.settled_order.pop_front() {
-                    self.settled.remove(&oldest);
-                }
+            self.settled_order.push_back((at, id.clone()));
+        }
+        let now = Utc::now();
+        while let Some((at, oldest)) = self.settled_order.front().cloned() {
+            if self.settled_order.len() <= SETTLED_MEMORY && now - at <= SETTLED_KEPT_FOR {
+                break;
+            }
+            self.settled_order.pop_front();
+            self.settled.remove(&oldest);
+            if let Some(writer) = &self.writer {
+                drop(writer.submit(Commit {
+                    sla_books: vec![(oldest.as_str().to_owned(), None)],
+                    ..Commit::default()
+                }));
             }
         }
     }
