@@ -299,3 +299,114 @@ fn write_loop(
         gate.backlog_changed(-(answered as isize));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use convoy::crm::CrmRecord;
+
+    use super::*;
+
+    fn record(id: &str) -> CrmRecord {
+        CrmRecord {
+            id: id.to_owned(),
+            conversation_id: "c1".to_owned(),
+            kind: "message.status".to_owned(),
+            payload: serde_json::json!({"schema": 1}),
+        }
+    }
+
+    fn writer_at(
+        cap: u64,
+    ) -> (
+        tempfile::TempDir,
+        Arc<DurableStore>,
+        Arc<OutboxGate>,
+        OutboxWriter,
+        Arc<Mutex<Vec<usize>>>,
+    ) {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Arc::new(DurableStore::open(&folder.path().join("outbox.redb")).unwrap());
+        let gate = Arc::new(OutboxGate::new(cap, 0));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&reports);
+        let writer = OutboxWriter::start(
+            Arc::clone(&store),
+            Arc::clone(&gate),
+            Box::new(move |report| seen.lock().unwrap().push(report.appended)),
+        )
+        .unwrap();
+        (folder, store, gate, writer, reports)
+    }
+
+    #[actix_rt::test]
+    async fn a_commit_is_answered_only_once_durable_and_counted_in_the_gate() {
+        let (_folder, store, gate, writer, reports) = writer_at(1_000);
+        let answer = writer.submit(Commit {
+            records: vec![record("r1"), record("r2")],
+            ..Commit::default()
+        });
+        answer.await.unwrap();
+        assert_eq!(store.status().unwrap().pending, 2);
+        assert_eq!(gate.pending(), 2);
+        assert_eq!(reports.lock().unwrap().iter().sum::<usize>(), 2);
+        assert_eq!(gate.closed_because(), None);
+    }
+
+    #[actix_rt::test]
+    async fn many_commits_queued_together_share_transactions_and_all_land() {
+        let (_folder, store, _gate, writer, reports) = writer_at(1_000_000);
+        let answers: Vec<_> = (0..300)
+            .map(|n| {
+                writer.submit(Commit {
+                    records: vec![record(&format!("r{n}"))],
+                    ..Commit::default()
+                })
+            })
+            .collect();
+        for answer in answers {
+            answer.await.unwrap();
+        }
+        assert_eq!(store.status().unwrap().pending, 300);
+        let groups = reports.lock().unwrap().len();
+        assert!(
+            groups < 300,
+            "300 queued commits took {groups} transactions: no grouping"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn the_gate_closes_at_the_cap_and_opens_when_records_leave() {
+        let (_folder, _store, gate, writer, _reports) = writer_at(3);
+        writer
+            .submit(Commit {
+                records: vec![record("a"), record("b"), record("c")],
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(gate.closed_because(), Some(GateClosed::OutboxFull));
+        let waiting = Arc::clone(&gate);
+        let opened = actix_rt::spawn(async move { waiting.wait_open().await });
+        gate.records_left(1);
+        tokio::time::timeout(Duration::from_secs(30), opened)
+            .await
+            .expect("the gate opened")
+            .unwrap();
+        assert_eq!(gate.closed_because(), None);
+    }
+
+    #[actix_rt::test]
+    async fn a_closed_writer_refuses_instead_of_losing_silently() {
+        let (_folder, _store, _gate, writer, _reports) = writer_at(10);
+        let mut writer = writer;
+        writer.shut();
+        let answer = writer.submit(Commit {
+            records: vec![record("late")],
+            ..Commit::default()
+        });
+        assert!(answer.await.is_err(), "the caller keeps its facts");
+    }
+}
