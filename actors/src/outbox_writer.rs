@@ -318,15 +318,17 @@ mod tests {
         }
     }
 
-    fn writer_at(
-        cap: u64,
-    ) -> (
+    /// The folder (kept alive), the store, the gate, the writer, and the records
+    /// appended per group commit.
+    type Rig = (
         tempfile::TempDir,
         Arc<DurableStore>,
         Arc<OutboxGate>,
         OutboxWriter,
         Arc<Mutex<Vec<usize>>>,
-    ) {
+    );
+
+    fn writer_at(cap: u64) -> Rig {
         let folder = tempfile::tempdir().unwrap();
         let store = Arc::new(DurableStore::open(&folder.path().join("outbox.redb")).unwrap());
         let gate = Arc::new(OutboxGate::new(cap, 0));
