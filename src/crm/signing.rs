@@ -10,6 +10,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use super::CrmRecord;
+
 /// Header carrying the unix time (seconds) the request was signed at.
 pub const TIMESTAMP_HEADER: &str = "X-Convoy-Timestamp";
 /// Header carrying `sha256=<hex>`, the signature of [`TIMESTAMP_HEADER`] `.` body.
@@ -52,19 +54,17 @@ fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// The `Idempotency-Key` of a batch: hex SHA-256 of its record ids joined by `"\n"`.
-/// The same records resent, in the same order, always carry the same key, so a resend
+/// The `Idempotency-Key` of a batch: hex SHA-256 of its records' JSON (ids *and*
+/// payloads, in order). The same records resent always carry the same key, so a resend
 /// after a "maybe delivered" failure is recognised by the CRM whether or not Convoy
-/// restarted in between. Ids never contain a newline (they are Convoy's own), so the
-/// joining is unambiguous.
-pub fn idempotency_key(record_ids: &[String]) -> String {
+/// restarted in between; a batch that reuses ids with other content (a fact derived again
+/// after a restart, with a later `observedAt`) gets another key instead of being refused
+/// as a reused key with a different body (422).
+pub fn idempotency_key(records: &[CrmRecord]) -> String {
     let mut hasher = Sha256::new();
-    for (index, id) in record_ids.iter().enumerate() {
-        if index > 0 {
-            hasher.update(b"\n");
-        }
-        hasher.update(id.as_bytes());
-    }
+    // Serialising plain records cannot fail; an empty input hashes the same either way.
+    let bytes = serde_json::to_vec(records).unwrap_or_default();
+    hasher.update(&bytes);
     hex(&hasher.finalize())
 }
 
@@ -129,18 +129,21 @@ mod tests {
     }
 
     #[test]
-    fn the_idempotency_key_is_stable_and_depends_on_every_id_and_the_order() {
-        let ids = |list: &[&str]| list.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
-        let key = idempotency_key(&ids(&["a", "b"]));
+    fn the_idempotency_key_is_stable_and_depends_on_every_record_and_the_order() {
+        let record = |id: &str, observed: &str| CrmRecord {
+            id: id.to_owned(),
+            conversation_id: "c".to_owned(),
+            kind: "message.status".to_owned(),
+            payload: serde_json::json!({"schema": 1, "observedAt": observed}),
+        };
+        let a = record("a", "t1");
+        let b = record("b", "t1");
+        let key = idempotency_key(&[a.clone(), b.clone()]);
         assert_eq!(key.len(), 64);
-        assert_eq!(key, idempotency_key(&ids(&["a", "b"])));
-        assert_ne!(key, idempotency_key(&ids(&["b", "a"])));
-        assert_ne!(key, idempotency_key(&ids(&["a", "b", "c"])));
-        assert_ne!(key, idempotency_key(&ids(&["ab"])));
-        // SHA-256 of "a\nb".
-        assert_eq!(
-            key,
-            "7e18f737311b2dc3b2f269dd78396b0351f14fb66efa879f768cb23181883c78"
-        );
+        assert_eq!(key, idempotency_key(&[a.clone(), b.clone()]));
+        assert_ne!(key, idempotency_key(&[b.clone(), a.clone()]));
+        assert_ne!(key, idempotency_key(std::slice::from_ref(&a)));
+        // Same ids, other content: another key (never a 422 for a reused key).
+        assert_ne!(key, idempotency_key(&[a, record("b", "t2")]));
     }
 }

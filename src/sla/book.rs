@@ -424,10 +424,13 @@ impl SlaBook {
             .position(|clock| clock.kind == kind && &clock.subject == subject)
     }
 
-    /// Starts a clock unless one of that kind and subject exists or the conversation
-    /// finished.
+    /// Starts a clock unless one of that kind and subject exists, or the conversation
+    /// finished and it is an answer or response clock. Receipt clocks still start after
+    /// the end: a reply delivered (or first seen delivered, after a restart's rebuild)
+    /// once the conversation is over is still read, or not, within its SLA.
     fn start(&mut self, policy: &SlaPolicy, start: Start<'_>) -> Option<usize> {
-        if self.finished_at.is_some() || self.find(start.kind, &start.subject).is_some() {
+        let after_end = self.finished_at.is_some() && !start.kind.is_receipt();
+        if after_end || self.find(start.kind, &start.subject).is_some() {
             return None;
         }
         let threshold = policy.threshold(start.kind, start.queue_id, start.messenger_type);

@@ -280,11 +280,11 @@ impl CrmBatchActor {
                     true
                 }
             });
-            let ids: Vec<String> = records.iter().map(|r| r.record.id.clone()).collect();
+            let sent: Vec<_> = records.iter().map(|r| r.record.clone()).collect();
             self.next_batch += 1;
             let batch = Batch {
                 id: self.next_batch,
-                key: idempotency_key(&ids),
+                key: idempotency_key(&sent),
                 records,
                 attempts: 0,
                 first_attempt_at: None,
@@ -420,8 +420,8 @@ impl CrmBatchActor {
                 } else {
                     // The records the CRM could not take now go again, alone, under a
                     // key of their own (the body differs).
-                    let ids: Vec<String> = resend.iter().map(|r| r.record.id.clone()).collect();
-                    batch.key = idempotency_key(&ids);
+                    let sent: Vec<_> = resend.iter().map(|r| r.record.clone()).collect();
+                    batch.key = idempotency_key(&sent);
                     batch.records = resend;
                     self.release_all_but(&batch);
                     self.retry_later(batch, None, ctx);

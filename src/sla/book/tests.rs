@@ -522,6 +522,67 @@ fn an_undelivered_agent_reply_still_answers_the_customer() {
 // ---- receipts -------------------------------------------------------------------------
 
 #[test]
+fn a_receipt_after_the_conversation_finished_still_starts_and_settles_the_read_clock() {
+    // E.g. a conversation rebuilt after a restart: the book knows it finished, and the
+    // delivery receipt is first seen now.
+    let mut book = SlaBook::new("c");
+    let mut signals = run(
+        &mut book,
+        &[
+            (0.0, from_bot("m", t(0.0))),
+            (10.0, Observation::ConversationFinished),
+            (30.0, receipt("m", MessageStatus::DeliverySuccess)),
+            (40.0, receipt("m", MessageStatus::Read)),
+        ],
+    );
+    signals.extend(book.tick(&policy(), t(5_000.0)));
+    let outcomes: Vec<Verdict> = verdicts(&signals)
+        .into_iter()
+        .filter(|(_, _, kind)| matches!(kind, SlaSignalKind::Outcome(_)))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            v(ClockKind::Delivery, "m", outcome(SlaOutcome::Compliant)),
+            v(ClockKind::Read, "m", outcome(SlaOutcome::Compliant)),
+        ]
+    );
+    assert!(book.is_settled());
+
+    // A delivery first seen after the end whose read never comes: missing_receipt.
+    let mut book = SlaBook::new("c");
+    let mut signals = run(
+        &mut book,
+        &[
+            (0.0, from_bot("m", t(0.0))),
+            (10.0, Observation::ConversationFinished),
+            (30.0, receipt("m", MessageStatus::DeliverySuccess)),
+        ],
+    );
+    signals.extend(book.tick(&policy(), t(5_000.0)));
+    assert!(verdicts(&signals).contains(&v(
+        ClockKind::Read,
+        "m",
+        outcome(SlaOutcome::MissingReceipt)
+    )));
+    assert!(book.is_settled());
+}
+
+#[test]
+fn no_response_clock_starts_after_the_conversation_finished() {
+    let mut book = SlaBook::new("c");
+    let signals = run(
+        &mut book,
+        &[
+            (0.0, Observation::ConversationFinished),
+            (5.0, from_customer("late", t(5.0))),
+        ],
+    );
+    assert!(signals.is_empty(), "{signals:?}");
+    assert!(book.open_clocks().is_empty());
+}
+
+#[test]
 fn delivery_and_read_are_compliant_at_the_threshold_and_breached_just_above() {
     let mut book = SlaBook::new("c");
     let signals = run(
@@ -742,7 +803,25 @@ fn a_receipt_arriving_after_the_end_but_before_the_deadline_still_counts() {
         verdicts(&signals),
         vec![v(ClockKind::Delivery, "m", outcome(SlaOutcome::Compliant))]
     );
-    // The read clock would start after the end: nothing starts then.
+    // Receipt clocks still start after the end (the read clock of `m`, the delivery clock
+    // of `other`) and settle once their deadlines pass.
+    assert!(!book.is_settled());
+    let late = book.tick(&policy(), t(5_000.0));
+    let outcomes: Vec<Verdict> = verdicts(&late)
+        .into_iter()
+        .filter(|(_, _, kind)| matches!(kind, SlaSignalKind::Outcome(_)))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            v(ClockKind::Read, "m", outcome(SlaOutcome::MissingReceipt)),
+            v(
+                ClockKind::Delivery,
+                "other",
+                outcome(SlaOutcome::MissingReceipt)
+            ),
+        ]
+    );
     assert!(book.is_settled());
 }
 

@@ -246,9 +246,7 @@ async fn a_batch_stored_but_never_answered_is_maybe_delivered_and_a_resend_repla
     .await;
     let client = CrmClient::new(&config(&sink.base_url(), CrmAuth::None));
     let batch = records(&["a", "b", "c"]);
-    let key = convoy::crm::signing::idempotency_key(
-        &batch.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-    );
+    let key = convoy::crm::signing::idempotency_key(&batch);
     let lost = client.post_batch(&batch, &key).await.unwrap_err();
     assert!(lost.maybe_delivered(), "{lost:?}");
     assert!(lost.is_transient());
