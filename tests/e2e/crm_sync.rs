@@ -36,6 +36,9 @@ use crate::support::eventually;
 
 /// CRM settings that keep a faulty run short: small batches so there are many requests
 /// to fault, a short flush, a 1 s backoff cap (an outage is noticed to have ended fast).
+/// Receipt clocks of a finished conversation stay open until their deadline (a late
+/// receipt may still come), so short receipt thresholds let every clock settle
+/// (`missing_receipt`) within the test.
 const CRM_KEYS: &str = "batch_size = 20\nflush_interval = \"200ms\"\nretry_max_delay = \"1s\"\nrequest_timeout = \"5s\"\n";
 
 /// The daemon, its emulator and the CRM sink it syncs to.
@@ -49,7 +52,7 @@ impl SyncRun {
     async fn start(sink: CrmSinkOptions, extra_toml: &str) -> SyncRun {
         let sink = CrmSink::start(sink).await.unwrap();
         let toml = format!(
-            "[crm]\nendpoint = \"{}\"\n{CRM_KEYS}{extra_toml}",
+            "[sla]\ndelivery = \"3s\"\nread = \"3s\"\n[crm]\nendpoint = \"{}\"\n{CRM_KEYS}{extra_toml}",
             sink.base_url()
         );
         let run = Run::start(EmulatorOptions::default(), &toml).await;
@@ -90,6 +93,7 @@ impl SyncRun {
                 && crm.waiting_retry == 0
                 && crm.summaries_pending == 0
                 && sla.records_accepted > 0
+                && sla.open_clocks == 0
         })
         .await;
         assert!(
