@@ -64,7 +64,10 @@ async fn truth(http: &awc::Client, emulator: &Emulator) -> Vec<Value> {
         .await
         .unwrap();
     let body: Value = response.json().limit(256 * 1024 * 1024).await.unwrap();
-    body["conversations"].as_array().cloned().unwrap_or_default()
+    body["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn all_finished(truth: &[Value]) -> bool {
@@ -122,7 +125,9 @@ fn problems(sink: &CrmSink, truth: &[Value]) -> Vec<String> {
                     .map(|p| p["lifecycle"].clone())
             });
             if shown.as_ref().and_then(Value::as_str) != Some(lifecycle) {
-                problems.push(format!("{id}: {pid} is {shown:?} in the summary, {lifecycle} in truth"));
+                problems.push(format!(
+                    "{id}: {pid} is {shown:?} in the summary, {lifecycle} in truth"
+                ));
             }
         }
         for message in conversation["messages"].as_array().unwrap() {
@@ -158,12 +163,16 @@ fn problems(sink: &CrmSink, truth: &[Value]) -> Vec<String> {
     for (key, count) in &expected {
         let got = outcomes.get(key).copied().unwrap_or(0);
         if got != *count {
-            problems.push(format!("sla {key:?}: {got} outcomes, truth implies {count}"));
+            problems.push(format!(
+                "sla {key:?}: {got} outcomes, truth implies {count}"
+            ));
         }
     }
     for ((clock, outcome), count) in &outcomes {
         if outcome == "breached" {
-            problems.push(format!("{count} {clock} clocks breached with wide thresholds"));
+            problems.push(format!(
+                "{count} {clock} clocks breached with wide thresholds"
+            ));
         }
     }
     problems
