@@ -1,6 +1,7 @@
 mod admin;
 mod conversations;
 mod crm_sink;
+mod crm_sync;
 mod daemon;
 mod emulator_load;
 mod emulator_org;

@@ -296,12 +296,17 @@ impl SlaActor {
                 }
             }
         }
-        for record in &commit.records {
+        self.count_accepted(&commit.records);
+        commit
+    }
+
+    /// Every record committed counts as accepted, whichever path committed it.
+    fn count_accepted(&mut self, records: &[CrmRecord]) {
+        for record in records {
             metrics::counter!(names::CRM_RECORDS_ACCEPTED, "kind" => record.kind.clone())
                 .increment(1);
         }
-        self.stats.records_accepted += commit.records.len() as u64;
-        commit
+        self.stats.records_accepted += records.len() as u64;
     }
 
     /// Remembers the final tallies of a settled conversation; the oldest are forgotten
@@ -374,7 +379,7 @@ impl Handler<Handover> for SlaActor {
         if !self.tracked.contains_key(&id) {
             if let (true, Some(tallies)) = (self.settings.keep_records, self.settled.get(&id)) {
                 let document = handover.summary.document(tallies);
-                let records = handover
+                let records: Vec<CrmRecord> = handover
                     .steps
                     .iter()
                     .flat_map(|step| {
@@ -384,6 +389,8 @@ impl Handler<Handover> for SlaActor {
                     })
                     .collect();
                 let revision = self.next_revision();
+                // Late facts of a settled conversation are accepted records too.
+                self.count_accepted(&records);
                 let commit = Commit {
                     records,
                     summaries: vec![(id.as_str().to_owned(), document, revision)],
