@@ -36,6 +36,9 @@ const MAX_BACKLOG: usize = 4_096;
 #[derive(Debug)]
 pub struct OutboxGate {
     pending: AtomicU64,
+    /// Records appended to the outbox by this process (duplicates of pending ones
+    /// excluded): what "accepted" means.
+    appended: AtomicU64,
     cap: u64,
     backlog: AtomicUsize,
     failing: AtomicBool,
@@ -69,6 +72,7 @@ impl OutboxGate {
     pub fn new(cap: u64, pending: u64) -> OutboxGate {
         let gate = OutboxGate {
             pending: AtomicU64::new(pending),
+            appended: AtomicU64::new(0),
             cap,
             backlog: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
@@ -118,7 +122,14 @@ impl OutboxGate {
         self.changed.notify_waiters();
     }
 
+    /// Records appended since this process started (a record whose id was already pending
+    /// is not appended again).
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::SeqCst)
+    }
+
     pub fn records_accepted(&self, count: u64) {
+        self.appended.fetch_add(count, Ordering::SeqCst);
         self.pending.fetch_add(count, Ordering::SeqCst);
         self.publish();
     }

@@ -162,7 +162,13 @@ pub struct CrmBatchActor {
     busy: HashMap<String, u64>,
     next_batch: u64,
     in_flight: usize,
-    waiting: usize,
+    /// Batches waiting to be sent again (their conversations stay busy), by batch id.
+    retrying: HashMap<u64, Batch>,
+    retry_timers: HashMap<u64, SpawnHandle>,
+    /// Retries the CRM itself timed (`Retry-After`): never called early.
+    told_to_wait: HashSet<u64>,
+    /// Retries whose time came (or that a recovered CRM called early), sent first.
+    due_retries: VecDeque<u64>,
     aimd: Aimd,
     origin: Instant,
     wake: Option<SpawnHandle>,
@@ -196,7 +202,10 @@ impl CrmBatchActor {
             busy: HashMap::new(),
             next_batch: 0,
             in_flight: 0,
-            waiting: 0,
+            retrying: HashMap::new(),
+            retry_timers: HashMap::new(),
+            told_to_wait: HashSet::new(),
+            due_retries: VecDeque::new(),
             aimd,
             origin: Instant::now(),
             wake: None,
@@ -243,6 +252,14 @@ impl CrmBatchActor {
     /// the next partial batch.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         self.load();
+        while self.aimd.has_room() {
+            let Some(id) = self.due_retries.pop_front() else {
+                break;
+            };
+            if let Some(batch) = self.retrying.remove(&id) {
+                self.send(batch, ctx);
+            }
+        }
         let policy = self.settings.policy();
         while self.aimd.has_room() {
             let pending: Vec<PendingRecord> = self
@@ -415,6 +432,9 @@ impl CrmBatchActor {
                 }
                 self.acknowledge(&acknowledged);
                 self.dead_letter(&batch, letters);
+                if batch.attempts > 1 || !self.retry_timers.is_empty() {
+                    self.crm_is_back(ctx);
+                }
                 if resend.is_empty() {
                     self.release(&batch);
                 } else {
@@ -553,17 +573,45 @@ impl CrmBatchActor {
             metrics::counter!(names::CRM_RECORDS_RETRIED, "kind" => record.record.kind.clone())
                 .increment(1);
         }
-        self.waiting += 1;
         let wait = if self.stopping {
             wait.min(Duration::from_millis(200))
         } else {
             wait
         };
-        ctx.run_later(wait, move |actor, ctx| {
-            actor.waiting -= 1;
-            actor.send(batch, ctx);
+        let id = batch.id;
+        self.retrying.insert(id, batch);
+        if after.is_some() {
+            self.told_to_wait.insert(id);
+        }
+        let timer = ctx.run_later(wait, move |actor, ctx| {
+            actor.retry_timers.remove(&id);
+            actor.told_to_wait.remove(&id);
+            actor.due_retries.push_back(id);
+            actor.pump(ctx);
         });
+        self.retry_timers.insert(id, timer);
         self.publish();
+    }
+
+    /// The CRM answered a batch with a 2xx: whatever waits for a backoff after an outage
+    /// goes now (in order, within the concurrency limit) instead of up to
+    /// `crm.retry_max_delay` later; summaries likewise. A wait the CRM asked for
+    /// (`Retry-After`) is kept.
+    fn crm_is_back(&mut self, ctx: &mut Context<Self>) {
+        let mut waiting: Vec<u64> = self
+            .retry_timers
+            .keys()
+            .filter(|id| !self.told_to_wait.contains(id))
+            .copied()
+            .collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            if let Some(timer) = self.retry_timers.remove(&id) {
+                ctx.cancel_future(timer);
+                self.due_retries.push_back(id);
+            }
+        }
+        self.summary_backoff.clear();
     }
 
     fn refresh_summaries(&mut self) {
@@ -649,6 +697,7 @@ impl CrmBatchActor {
                         metrics::counter!(names::CRM_SUMMARY_UPSERTS, "outcome" => "failed")
                             .increment(1);
                         actor.etags.remove(&id);
+                        let first_failure = !actor.summary_backoff.contains_key(&id);
                         let backoff_settings = actor.settings.backoff();
                         let entry = actor
                             .summary_backoff
@@ -659,7 +708,12 @@ impl CrmBatchActor {
                             .next_backoff()
                             .unwrap_or(actor.settings.config.retry_max_delay);
                         entry.0 = Instant::now() + wait;
-                        tracing::warn!(%error, conversation_id = %id, retry_in_ms = wait.as_millis() as u64, "Summary upsert failed; retrying.");
+                        // One WARN per conversation and outage; the metric counts the rest.
+                        if first_failure {
+                            tracing::warn!(%error, conversation_id = %id, retry_in_ms = wait.as_millis() as u64, "Summary upsert failed; retrying until it lands.");
+                        } else {
+                            tracing::debug!(%error, conversation_id = %id, retry_in_ms = wait.as_millis() as u64, "Summary upsert failed again.");
+                        }
                     }
                 }
                 actor.pump_summaries(ctx);
@@ -672,7 +726,7 @@ impl CrmBatchActor {
         self.stats.concurrency_limit = self.aimd.limit();
         self.stats.window = self.window.len();
         self.stats.in_flight = self.in_flight;
-        self.stats.waiting_retry = self.waiting;
+        self.stats.waiting_retry = self.retrying.len();
         self.stats.summaries_pending = self.summaries.len();
         metrics::gauge!(names::CRM_CONCURRENCY_LIMIT).set(self.aimd.limit() as f64);
         metrics::gauge!(names::CRM_BATCHES_IN_FLIGHT).set(self.in_flight as f64);
@@ -699,7 +753,7 @@ impl CrmBatchActor {
     fn drained(&self) -> bool {
         self.window.is_empty()
             && self.in_flight == 0
-            && self.waiting == 0
+            && self.retrying.is_empty()
             && self.summaries.is_empty()
             && self.summaries_in_flight.is_empty()
     }
