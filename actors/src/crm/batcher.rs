@@ -174,7 +174,12 @@ pub struct CrmBatchActor {
     wake: Option<SpawnHandle>,
     summaries: BTreeMap<String, SummaryJob>,
     summaries_in_flight: HashSet<String>,
+    /// Per conversation: a summary the CRM refuses for what it is (not a transient
+    /// failure) waits out its own backoff.
     summary_backoff: HashMap<String, (Instant, ExponentialBackoff)>,
+    /// While the CRM fails transiently, summaries pause together: one probe per backoff
+    /// step instead of every pending conversation retrying on its own.
+    summaries_paused: Option<(Instant, ExponentialBackoff)>,
     summaries_dirty: bool,
     etags: HashMap<String, String>,
     stopping: bool,
@@ -212,6 +217,7 @@ impl CrmBatchActor {
             summaries: BTreeMap::new(),
             summaries_in_flight: HashSet::new(),
             summary_backoff: HashMap::new(),
+            summaries_paused: None,
             summaries_dirty: true,
             etags: HashMap::new(),
             stopping: false,
@@ -261,7 +267,9 @@ impl CrmBatchActor {
             }
         }
         let policy = self.settings.policy();
-        while self.aimd.has_room() {
+        // While a batch waits out a backoff the CRM is failing: it alone probes, and no
+        // new batch is opened (the records wait in the outbox, not in retry loops).
+        while self.aimd.has_room() && self.retrying.is_empty() {
             let pending: Vec<PendingRecord> = self
                 .window
                 .iter()
@@ -612,6 +620,7 @@ impl CrmBatchActor {
             }
         }
         self.summary_backoff.clear();
+        self.summaries_paused = None;
     }
 
     fn refresh_summaries(&mut self) {
@@ -647,6 +656,12 @@ impl CrmBatchActor {
             return;
         };
         let now = Instant::now();
+        let probing = match &self.summaries_paused {
+            Some((until, _)) if *until > now => return,
+            Some(_) => true,
+            None => false,
+        };
+        let room = if probing { 1 } else { SUMMARIES_IN_FLIGHT };
         let ready: Vec<String> = self
             .summaries
             .keys()
@@ -656,7 +671,7 @@ impl CrmBatchActor {
                     .get(*id)
                     .is_none_or(|(not_before, _)| *not_before <= now)
             })
-            .take(SUMMARIES_IN_FLIGHT.saturating_sub(self.summaries_in_flight.len()))
+            .take(room.saturating_sub(self.summaries_in_flight.len()))
             .cloned()
             .collect();
         for id in ready {
@@ -677,6 +692,7 @@ impl CrmBatchActor {
                     Ok((etag, conflicts)) => {
                         actor.etags.insert(id.clone(), etag);
                         actor.summary_backoff.remove(&id);
+                        actor.summaries_paused = None;
                         actor.stats.summaries_stored += 1;
                         let outcome = if conflicts > 0 {
                             actor.stats.summary_conflicts_resolved += u64::from(conflicts);
@@ -697,6 +713,27 @@ impl CrmBatchActor {
                         metrics::counter!(names::CRM_SUMMARY_UPSERTS, "outcome" => "failed")
                             .increment(1);
                         actor.etags.remove(&id);
+                        if error.is_transient() {
+                            let first_failure = actor.summaries_paused.is_none();
+                            let backoff_settings = actor.settings.backoff();
+                            let (until, backoff) = actor
+                                .summaries_paused
+                                .get_or_insert((Instant::now(), backoff_settings));
+                            let wait = backoff
+                                .next_backoff()
+                                .unwrap_or(actor.settings.config.retry_max_delay);
+                            *until = Instant::now() + wait;
+                            if first_failure {
+                                tracing::warn!(%error, conversation_id = %id, retry_in_ms = wait.as_millis() as u64, "Summary upsert failed; summaries pause and retry until the CRM takes them.");
+                            } else {
+                                tracing::debug!(%error, conversation_id = %id, retry_in_ms = wait.as_millis() as u64, "Summary upsert failed again.");
+                            }
+                            if actor.summaries_paused.is_some() {
+                                let wake = wait + Duration::from_millis(10);
+                                ctx.run_later(wake, |actor, ctx| actor.pump_summaries(ctx));
+                            }
+                            return;
+                        }
                         let first_failure = !actor.summary_backoff.contains_key(&id);
                         let backoff_settings = actor.settings.backoff();
                         let entry = actor
