@@ -41,7 +41,7 @@
 //! [`ExpectedClock::close_call`]: a real run's latencies may tip it either way (even make a
 //! `read` clock that is expected not start), so checks skip close calls and say how many.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -585,6 +585,165 @@ impl ExpectedConversation {
     }
 }
 
+/// How the `sla.outcome` records a run produced compare with the expectations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SlaComparison {
+    /// Expected clocks whose outcome record arrived with the expected outcome.
+    pub matched: usize,
+    /// Close calls not checked (whatever arrived, or nothing for a `read` clock).
+    pub close_calls: usize,
+    /// Expected clocks without an outcome record yet.
+    pub missing: usize,
+    /// Everything that differs: wrong outcomes, missing and unexpected records, clocks
+    /// with more than one outcome. Empty when the run equals the expectation.
+    pub differences: Vec<String>,
+    /// The outcome records by clock and outcome, as they arrived.
+    pub actual: SlaTallies,
+}
+
+/// The parts of an `sla.outcome` record the comparison reads.
+struct OutcomeRecord<'a> {
+    conversation: &'a str,
+    clock: &'a str,
+    subject: &'a str,
+    outcome: &'a str,
+}
+
+fn outcome_record(record: &crate::crm::CrmRecord) -> Option<OutcomeRecord<'_>> {
+    if record.kind != crate::crm::records::KIND_SLA_OUTCOME {
+        return None;
+    }
+    let field = |name: &str| record.payload.get(name).and_then(serde_json::Value::as_str);
+    Some(OutcomeRecord {
+        conversation: &record.conversation_id,
+        clock: field("clock")?,
+        subject: field("messageId").or_else(|| field("participantId"))?,
+        outcome: field("outcome")?,
+    })
+}
+
+/// Compares the `sla.outcome` records among `records` (as a CRM received them, any
+/// order, other kinds ignored) with the expectations, by conversation, clock and subject:
+/// the message id for message clocks (filled in by the driver), the one `answer` clock of
+/// the conversation for [`SlaSubject::Acd`].
+pub fn compare_sla(expected: &ExpectedOutcomes, records: &[crate::crm::CrmRecord]) -> SlaComparison {
+    let mut comparison = SlaComparison::default();
+    // (conversation, clock, subject) → outcomes seen (more than one is a difference).
+    let mut actual: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
+    for record in records.iter().filter_map(outcome_record) {
+        actual
+            .entry((record.conversation, record.clock, record.subject))
+            .or_default()
+            .push(record.outcome);
+        if let (Some(clock), Some(outcome)) =
+            (clock_kind(record.clock), sla_outcome(record.outcome))
+        {
+            *comparison
+                .actual
+                .entry(clock)
+                .or_default()
+                .entry(outcome)
+                .or_default() += 1;
+        }
+    }
+    for ((conversation, clock, subject), outcomes) in &actual {
+        if outcomes.len() > 1 {
+            comparison.differences.push(format!(
+                "{conversation}: {clock} {subject} has {} outcomes: {outcomes:?}",
+                outcomes.len()
+            ));
+        }
+    }
+    let mut claimed: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+    for (conversation_id, conversation, clock) in expected.clocks() {
+        let what = format!(
+            "conversation {} ({}) {} {:?}",
+            conversation.index,
+            conversation.shape,
+            clock.clock.as_str(),
+            clock.subject
+        );
+        let Some(conversation_id) = conversation_id else {
+            comparison
+                .differences
+                .push(format!("{what}: the run never learned its conversation id"));
+            continue;
+        };
+        let key = match clock.subject {
+            SlaSubject::Acd => actual
+                .keys()
+                .find(|(c, k, _)| *c == conversation_id && *k == clock.clock.as_str())
+                .copied(),
+            subject => conversation.subject_message_id(subject).and_then(|id| {
+                actual
+                    .get_key_value(&(conversation_id, clock.clock.as_str(), id))
+                    .map(|(key, _)| *key)
+            }),
+        };
+        let found = key.and_then(|key| {
+            claimed.insert(key);
+            actual.get(&key).and_then(|outcomes| outcomes.first())
+        });
+        match found {
+            _ if clock.close_call => comparison.close_calls += 1,
+            Some(outcome) if *outcome == clock.outcome.as_str() => comparison.matched += 1,
+            Some(outcome) => comparison.differences.push(format!(
+                "{what} in {conversation_id}: {outcome}, expected {}",
+                clock.outcome.as_str()
+            )),
+            None => {
+                comparison.missing += 1;
+                comparison.differences.push(format!(
+                    "{what} in {conversation_id}: no outcome yet, expected {}",
+                    clock.outcome.as_str()
+                ));
+            }
+        }
+    }
+    for (conversation, clock, subject) in actual.keys() {
+        if !claimed.contains(&(*conversation, *clock, *subject)) {
+            comparison.differences.push(format!(
+                "{conversation}: unexpected {clock} outcome for {subject}"
+            ));
+        }
+    }
+    comparison
+}
+
+fn clock_kind(text: &str) -> Option<ClockKind> {
+    ClockKind::ALL.into_iter().find(|clock| clock.as_str() == text)
+}
+
+fn sla_outcome(text: &str) -> Option<SlaOutcome> {
+    SlaOutcome::ALL
+        .into_iter()
+        .find(|outcome| outcome.as_str() == text)
+}
+
+impl ExpectedOutcomes {
+    /// Expected outcome counts per conversation id (the summary's `sla` tallies), for the
+    /// conversations whose clocks are all decided (no close call) and whose id is known.
+    pub fn tallies_by_conversation(&self) -> BTreeMap<String, SlaTallies> {
+        let mut by_conversation: BTreeMap<String, SlaTallies> = BTreeMap::new();
+        let mut undecided: BTreeSet<String> = BTreeSet::new();
+        for (id, _, clock) in self.clocks() {
+            let Some(id) = id else { continue };
+            if clock.close_call {
+                undecided.insert(id.to_owned());
+            }
+            *by_conversation
+                .entry(id.to_owned())
+                .or_default()
+                .entry(clock.clock)
+                .or_default()
+                .entry(clock.outcome)
+                .or_default() += 1;
+        }
+        by_conversation.retain(|id, _| !undecided.contains(id));
+        by_conversation
+    }
+}
+
 /// Expected outcomes by clock as one line: `answer 3 compliant, 1 abandoned; read …`.
 pub fn describe_tallies(tallies: &SlaTallies) -> String {
     let clocks: Vec<String> = tallies
@@ -850,5 +1009,64 @@ mod tests {
         let back: ExpectedOutcomes = serde_json::from_value(json).unwrap();
         assert_eq!(back, expected);
         assert!(describe_tallies(&expected.totals.sla_outcomes).starts_with("answer "));
+    }
+
+    #[test]
+    fn comparing_records_names_every_difference() {
+        use crate::crm::CrmRecord;
+        let plan = Plan::generate(
+            &Scenario::from_toml(
+                "[[shapes]]\nname = \"one\"\nkind = \"inbound\"\nweight = 1\n\
+                 [shapes.agents]\nanswer_after_ms = 300\nreply_after_ms = 300\n\
+                 wrapup_after_ms = 8000\n[shapes.receipts]\ndelivered_after_ms = 300\n\
+                 read_after_ms = 300\nread_share = 1.0\nnever_share = 0.0\nfailed_share = 0.0\n",
+            )
+            .unwrap(),
+            &PlanOptions {
+                conversations: 1,
+                seed: 1,
+                rate_per_second: None,
+                customer_prefix: None,
+            },
+        );
+        let mut expected = ExpectedOutcomes::from_plan(&plan, sla());
+        let conversation = &mut expected.conversations[0];
+        conversation.conversation_id = Some("c1".into());
+        conversation.messages[0].message_id = Some("in-1".into());
+        conversation.messages[1].message_id = Some("out-1".into());
+        let record = |clock: &str, subject: (&str, &str), outcome: &str| CrmRecord {
+            id: format!("c1/sla/{clock}/{}/outcome", subject.1),
+            conversation_id: "c1".into(),
+            kind: "sla.outcome".into(),
+            payload: serde_json::json!({
+                "clock": clock, subject.0: subject.1, "outcome": outcome,
+            }),
+        };
+        let mut records = vec![
+            record("answer", ("participantId", "acd-1"), "compliant"),
+            record("first_response", ("messageId", "in-1"), "compliant"),
+            record("delivery", ("messageId", "out-1"), "compliant"),
+        ];
+        let partial = compare_sla(&expected, &records);
+        assert_eq!(partial.matched, 3);
+        assert_eq!(partial.missing, 1, "{partial:?}");
+        records.push(record("read", ("messageId", "out-1"), "breached"));
+        records.push(record("next_response", ("messageId", "in-1"), "abandoned"));
+        let wrong = compare_sla(&expected, &records);
+        assert_eq!(wrong.matched, 3);
+        assert_eq!(wrong.differences.len(), 2, "{:?}", wrong.differences);
+        assert!(wrong.differences[0].contains("breached, expected compliant"));
+        assert!(wrong.differences[1].contains("unexpected next_response"));
+        records.pop();
+        records.pop();
+        records.push(record("read", ("messageId", "out-1"), "compliant"));
+        let equal = compare_sla(&expected, &records);
+        assert_eq!(equal.differences, Vec::<String>::new());
+        assert_eq!(equal.matched, 4);
+        assert_eq!(equal.actual, expected.totals.sla_outcomes);
+        assert_eq!(
+            expected.tallies_by_conversation()["c1"],
+            expected.totals.sla_outcomes
+        );
     }
 }
