@@ -626,7 +626,10 @@ fn outcome_record(record: &crate::crm::CrmRecord) -> Option<OutcomeRecord<'_>> {
 /// order, other kinds ignored) with the expectations, by conversation, clock and subject:
 /// the message id for message clocks (filled in by the driver), the one `answer` clock of
 /// the conversation for [`SlaSubject::Acd`].
-pub fn compare_sla(expected: &ExpectedOutcomes, records: &[crate::crm::CrmRecord]) -> SlaComparison {
+pub fn compare_sla(
+    expected: &ExpectedOutcomes,
+    records: &[crate::crm::CrmRecord],
+) -> SlaComparison {
     let mut comparison = SlaComparison::default();
     // (conversation, clock, subject) → outcomes seen (more than one is a difference).
     let mut actual: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
@@ -711,7 +714,9 @@ pub fn compare_sla(expected: &ExpectedOutcomes, records: &[crate::crm::CrmRecord
 }
 
 fn clock_kind(text: &str) -> Option<ClockKind> {
-    ClockKind::ALL.into_iter().find(|clock| clock.as_str() == text)
+    ClockKind::ALL
+        .into_iter()
+        .find(|clock| clock.as_str() == text)
 }
 
 fn sla_outcome(text: &str) -> Option<SlaOutcome> {
@@ -1068,5 +1073,74 @@ mod tests {
             expected.tallies_by_conversation()["c1"],
             expected.totals.sla_outcomes
         );
+    }
+
+    /// The end-to-end SLA test's plan (tests/e2e/sla.rs): every outcome of every clock a
+    /// simulation can produce, none a close call even with a 900 ms margin.
+    #[test]
+    fn the_sla_scenario_covers_every_outcome_with_wide_margins() {
+        let scenario =
+            Scenario::from_toml(include_str!("../../config/examples/scenario-sla.toml")).unwrap();
+        scenario.validate().unwrap();
+        let plan = Plan::generate(
+            &scenario,
+            &PlanOptions {
+                conversations: 12,
+                seed: 3717,
+                rate_per_second: None,
+                customer_prefix: None,
+            },
+        );
+        let shapes: BTreeSet<&str> = plan
+            .conversations
+            .iter()
+            .map(|c| c.shape.as_str())
+            .collect();
+        assert_eq!(shapes.len(), scenario.shapes.len(), "{shapes:?}");
+        let thresholds = SlaThresholds {
+            answer_ms: 2_000,
+            first_response_ms: 4_000,
+            next_response_ms: 4_000,
+            delivery_ms: 2_000,
+            read_ms: 2_000,
+            no_read_receipt: BTreeSet::new(),
+            margin_ms: 900,
+        };
+        let expected = ExpectedOutcomes::from_plan(&plan, thresholds);
+        assert_eq!(expected.totals.sla_close_calls, 0);
+        let outcomes = |clock| -> Vec<SlaOutcome> {
+            expected.totals.sla_outcomes[&clock]
+                .keys()
+                .copied()
+                .collect()
+        };
+        use SlaOutcome::*;
+        assert_eq!(
+            outcomes(ClockKind::Answer),
+            vec![Compliant, Breached, Abandoned]
+        );
+        assert_eq!(
+            outcomes(ClockKind::FirstResponse),
+            vec![Compliant, Breached, Abandoned]
+        );
+        assert_eq!(
+            outcomes(ClockKind::Delivery),
+            vec![Compliant, Breached, Failed, MissingReceipt]
+        );
+        assert_eq!(
+            outcomes(ClockKind::Read),
+            vec![Compliant, Breached, MissingReceipt]
+        );
+        // Agentless notices finish when sent: their delivery starts no read clock.
+        for conversation in expected
+            .conversations
+            .iter()
+            .filter(|c| c.kind == ShapeKind::Agentless)
+        {
+            assert!(conversation
+                .sla
+                .iter()
+                .all(|c| c.clock == ClockKind::Delivery));
+        }
     }
 }
