@@ -18,7 +18,7 @@ use convoy::sla::{ClockKind, SlaOutcome};
 use convoy_actors::app::{Daemon, RunOptions};
 use convoy_actors::crm::GetCrmStats;
 use convoy_actors::crm_sink::{CrmSink, CrmSinkOptions};
-use convoy_actors::demo::config_for;
+use convoy_actors::demo::{config_for, tallies_json};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{Simulator, SimulatorOptions};
 use convoy_actors::sla::GetSlaStats;
@@ -141,7 +141,7 @@ impl SlaRun {
         assert!(!expected.is_empty());
         let wanted: BTreeMap<String, serde_json::Value> = expected
             .iter()
-            .map(|(id, tallies)| (id.clone(), tally_json(tallies)))
+            .map(|(id, tallies)| (id.clone(), tallies_json(tallies)))
             .collect();
         let stored = || -> BTreeMap<String, serde_json::Value> {
             wanted
@@ -169,25 +169,6 @@ impl SlaRun {
         self.sink.stop().await;
         self.emulator.stop().await;
     }
-}
-
-fn tally_json(tallies: &convoy::sla::SlaTallies) -> serde_json::Value {
-    serde_json::Value::Object(
-        tallies
-            .iter()
-            .map(|(clock, outcomes)| {
-                (
-                    clock.as_str().to_owned(),
-                    serde_json::Value::Object(
-                        outcomes
-                            .iter()
-                            .map(|(outcome, count)| (outcome.as_str().to_owned(), (*count).into()))
-                            .collect(),
-                    ),
-                )
-            })
-            .collect(),
-    )
 }
 
 fn instant(record: &CrmRecord, field: &str) -> DateTime<Utc> {
