@@ -31,10 +31,13 @@
 //!   `compliant` when delivered within the threshold; delivered late: `breached` when the
 //!   receipt comes before `F`, else `missing_receipt` (a finished conversation's receipt
 //!   clock settles at its deadline); no receipt: `missing_receipt`;
-//! - `read`: started only by a delivery seen before `F` (the engine starts no clock after
-//!   the finish) and only for messenger types with read receipts (the emulator's open
-//!   messaging is `open`); read within the threshold `compliant`, late `breached` before
-//!   `F` else `missing_receipt`, never read `missing_receipt`.
+//! - `read`: started by the delivery, only for messenger types with read receipts (the
+//!   emulator's open messaging is `open`), after the finish too — as long as the
+//!   conversation's book is open: once every clock of a finished conversation settled, the
+//!   SlaActor keeps only its tallies and a late fact starts nothing (so a delivery that
+//!   came late *and* after the finish starts a read clock only while another clock still
+//!   runs); read within the threshold `compliant`, late `breached` before `F` else
+//!   `missing_receipt`, never read `missing_receipt`.
 //!
 //! Every comparison that decides an outcome (a measured time against a threshold, a
 //! receipt against `F`) within `margin_ms` of its boundary marks the clock a
@@ -368,11 +371,15 @@ fn expect_conversation(
     };
     let sla_clocks = match &conversation.script {
         Script::Inbound(script) => inbound_clocks(&script.routing, &script.receipts, sla),
+        // Each agentless message is a conversation (and a book) of its own.
         Script::Agentless(script) => script
             .receipts
             .iter()
             .enumerate()
-            .flat_map(|(index, receipt)| receipt_clocks(index, receipt, 0, 0, sla))
+            .flat_map(|(index, receipt)| {
+                let (planned, read) = receipt_clocks(index, receipt, 0, 0, sla);
+                resolve(planned, read.into_iter().collect(), sla)
+            })
             .collect(),
     };
     ExpectedConversation {
@@ -471,75 +478,168 @@ fn inbound_clocks(
         outcome,
     ));
 
+    // Answer and first response settle by the finish at the latest.
+    let mut planned: Vec<Planned> = clocks
+        .into_iter()
+        .map(|clock| Planned {
+            clock,
+            settles_at: finish,
+        })
+        .collect();
+    let mut pending = Vec::new();
     for (index, receipt) in receipts.iter().enumerate() {
         let sent = talking.saturating_add(routing.reply_after_ms.saturating_mul(index as u64 + 1));
-        clocks.extend(receipt_clocks(index, receipt, sent, finish, sla));
+        let (clocks, read) = receipt_clocks(index, receipt, sent, finish, sla);
+        planned.extend(clocks);
+        pending.extend(read);
+    }
+    resolve(planned, pending, sla)
+}
+
+/// An expected clock and the plan time it settles at.
+struct Planned {
+    clock: ExpectedClock,
+    settles_at: u64,
+}
+
+/// A `read` clock whose delivery came late and after the finish: it starts only if the
+/// conversation's book is still open then (some other clock still running); once every
+/// clock settled, the SlaActor keeps only the tallies and a late fact starts nothing.
+struct PendingRead {
+    read: Planned,
+    starts_at: u64,
+}
+
+/// The clocks of one conversation's book: the planned ones, and each pending `read`
+/// clock that finds the book still open (in start order; a started one keeps it open).
+fn resolve(
+    planned: Vec<Planned>,
+    mut pending: Vec<PendingRead>,
+    sla: &SlaThresholds,
+) -> Vec<ExpectedClock> {
+    let mut open_until = planned.iter().map(|p| p.settles_at).max().unwrap_or(0);
+    let mut clocks: Vec<ExpectedClock> = planned.into_iter().map(|p| p.clock).collect();
+    pending.sort_by_key(|read| read.starts_at);
+    for PendingRead {
+        mut read,
+        starts_at,
+    } in pending
+    {
+        let mut judge = Judge::new(sla);
+        if judge.before(starts_at, open_until) {
+            open_until = open_until.max(read.settles_at);
+            read.clock.close_call |= judge.close_call;
+            clocks.push(read.clock);
+        } else if judge.close_call {
+            read.clock.close_call = true;
+            clocks.push(read.clock);
+        }
     }
     clocks
 }
 
 /// The `delivery` and `read` clocks of outbound message `index`, sent at `sent` in a
-/// conversation that finishes at `finish` (same time origin).
+/// conversation that finishes at `finish` (same time origin), with when they settle; a
+/// `read` clock delivered late after the finish is pending (see [`PendingRead`]).
 fn receipt_clocks(
     index: usize,
     receipt: &ReceiptPlan,
     sent: u64,
     finish: u64,
     sla: &SlaThresholds,
-) -> Vec<ExpectedClock> {
+) -> (Vec<Planned>, Option<PendingRead>) {
     let subject = SlaSubject::Outbound(index);
-    let mut clocks = Vec::new();
+    // A receipt clock of a finished conversation that misses its deadline settles then.
+    let missing_at = |start: u64, threshold: u64| start.saturating_add(threshold).max(finish);
     let mut judge = Judge::new(sla);
-    match *receipt {
-        ReceiptPlan::Never => {
-            clocks.push(judge.expect(ClockKind::Delivery, subject, SlaOutcome::MissingReceipt));
-        }
+    let (outcome, settles_at, delivered) = match *receipt {
+        ReceiptPlan::Never => (
+            SlaOutcome::MissingReceipt,
+            missing_at(sent, sla.delivery_ms),
+            None,
+        ),
         ReceiptPlan::Failed { after_ms } => {
+            let failed_at = sent.saturating_add(after_ms);
             let in_time = judge.at_most(after_ms, sla.delivery_ms);
-            let outcome = if in_time || judge.before(sent.saturating_add(after_ms), finish) {
-                SlaOutcome::Failed
+            if in_time || judge.before(failed_at, finish) {
+                (SlaOutcome::Failed, failed_at, None)
             } else {
-                SlaOutcome::MissingReceipt
-            };
-            clocks.push(judge.expect(ClockKind::Delivery, subject, outcome));
+                (
+                    SlaOutcome::MissingReceipt,
+                    missing_at(sent, sla.delivery_ms),
+                    None,
+                )
+            }
         }
         ReceiptPlan::Delivered {
             after_ms,
             read_after_ms,
         } => {
             let delivered = sent.saturating_add(after_ms);
-            let outcome = if judge.at_most(after_ms, sla.delivery_ms) {
-                SlaOutcome::Compliant
+            let (outcome, settles_at) = if judge.at_most(after_ms, sla.delivery_ms) {
+                (SlaOutcome::Compliant, delivered)
             } else if judge.before(delivered, finish) {
-                SlaOutcome::Breached
+                (SlaOutcome::Breached, delivered)
             } else {
-                SlaOutcome::MissingReceipt
+                (
+                    SlaOutcome::MissingReceipt,
+                    missing_at(sent, sla.delivery_ms),
+                )
             };
-            clocks.push(judge.expect(ClockKind::Delivery, subject, outcome));
-
-            let mut judge = Judge::new(sla);
-            if sla.has_read_receipts() && judge.before(delivered, finish) {
-                let outcome = match read_after_ms {
-                    None => SlaOutcome::MissingReceipt,
-                    Some(read) if judge.at_most(read, sla.read_ms) => SlaOutcome::Compliant,
-                    Some(read) if judge.before(delivered.saturating_add(read), finish) => {
-                        SlaOutcome::Breached
-                    }
-                    Some(_) => SlaOutcome::MissingReceipt,
-                };
-                clocks.push(judge.expect(ClockKind::Read, subject, outcome));
-            } else if judge.close_call {
-                // The delivery may be seen before the finish after all: a read clock may
-                // start; expected as if it did, marked a close call.
-                let outcome = match read_after_ms {
-                    Some(read) if read <= sla.read_ms => SlaOutcome::Compliant,
-                    _ => SlaOutcome::MissingReceipt,
-                };
-                clocks.push(judge.expect(ClockKind::Read, subject, outcome));
-            }
+            (outcome, settles_at, Some((delivered, read_after_ms)))
         }
+    };
+    let delivery_close = judge.close_call;
+    let delivery = Planned {
+        clock: judge.expect(ClockKind::Delivery, subject, outcome),
+        settles_at,
+    };
+    let Some((delivered, read_after_ms)) = delivered.filter(|_| sla.has_read_receipts()) else {
+        return (vec![delivery], None);
+    };
+    let mut judge = Judge::new(sla);
+    let (outcome, settles_at) = match read_after_ms {
+        None => (
+            SlaOutcome::MissingReceipt,
+            missing_at(delivered, sla.read_ms),
+        ),
+        Some(read) if judge.at_most(read, sla.read_ms) => {
+            (SlaOutcome::Compliant, delivered.saturating_add(read))
+        }
+        Some(read) if judge.before(delivered.saturating_add(read), finish) => {
+            (SlaOutcome::Breached, delivered.saturating_add(read))
+        }
+        Some(_) => (
+            SlaOutcome::MissingReceipt,
+            missing_at(delivered, sla.read_ms),
+        ),
+    };
+    // Whether the delivery was met (so the book was open at it) may itself be a close call.
+    judge.close_call |= delivery_close;
+    let read = Planned {
+        clock: judge.expect(ClockKind::Read, subject, outcome),
+        settles_at,
+    };
+    if outcome_of_delivery_keeps_book_open(&delivery.clock) {
+        (vec![delivery, read], None)
+    } else {
+        (
+            vec![delivery],
+            Some(PendingRead {
+                read,
+                starts_at: delivered,
+            }),
+        )
     }
-    clocks
+}
+
+/// A delivery met (on time, or late before the finish) was open when the delivery came,
+/// so its read clock starts; a delivery that settled `missing_receipt` was not.
+fn outcome_of_delivery_keeps_book_open(delivery: &ExpectedClock) -> bool {
+    matches!(
+        delivery.outcome,
+        SlaOutcome::Compliant | SlaOutcome::Breached
+    )
 }
 
 impl ExpectedOutcomes {
@@ -878,10 +978,21 @@ mod tests {
         );
     }
 
+    /// The clocks of a book holding only this one message (as an agentless send's).
+    fn book_of_one(
+        receipt: ReceiptPlan,
+        sent: u64,
+        finish: u64,
+        sla: &SlaThresholds,
+    ) -> Vec<ExpectedClock> {
+        let (planned, read) = receipt_clocks(0, &receipt, sent, finish, sla);
+        resolve(planned, read.into_iter().collect(), sla)
+    }
+
     #[test]
     fn receipt_clocks_follow_the_engine() {
         // Sent at 1 s, the conversation finishes at 20 s.
-        let clocks = |receipt: ReceiptPlan| receipt_clocks(0, &receipt, 1_000, 20_000, &sla());
+        let clocks = |receipt: ReceiptPlan| book_of_one(receipt, 1_000, 20_000, &sla());
         let delivery = |receipt| {
             outcome_of(
                 &clocks(receipt),
@@ -911,22 +1022,59 @@ mod tests {
     }
 
     #[test]
-    fn receipts_after_the_finish_only_count_within_the_deadline() {
+    fn after_the_finish_receipt_clocks_start_while_the_book_is_open() {
         // Sent at 1 s, finished at 2 s (an agentless send finishes at once).
-        let clocks = |receipt: ReceiptPlan| receipt_clocks(0, &receipt, 1_000, 2_000, &sla());
-        let late = clocks(delivered(5_000, Some(300)));
+        let clocks = |receipt: ReceiptPlan| book_of_one(receipt, 1_000, 2_000, &sla());
+        // Delivered within its deadline, after the finish: the delivery clock kept the
+        // book open, so the read clock starts.
+        let on_time = clocks(delivered(1_000, Some(300)));
         assert_eq!(
-            outcome_of(&late, ClockKind::Delivery, SlaSubject::Outbound(0)),
+            on_time
+                .iter()
+                .map(|c| (c.clock, c.outcome))
+                .collect::<Vec<_>>(),
+            vec![
+                (ClockKind::Delivery, SlaOutcome::Compliant),
+                (ClockKind::Read, SlaOutcome::Compliant)
+            ]
+        );
+        // Read too late after the finish: settled missing_receipt at its deadline.
+        assert_eq!(
+            clocks(delivered(1_000, Some(5_000)))[1].outcome,
             SlaOutcome::MissingReceipt
         );
-        // Delivered after the finish: the engine starts no read clock any more.
-        let on_time = clocks(delivered(1_800, Some(300)));
-        assert_eq!(on_time.len(), 1);
-        assert_eq!(on_time[0].outcome, SlaOutcome::Compliant);
+        // Delivered after the deadline and the finish: the book settled (missing receipt)
+        // before, and a settled book starts nothing.
+        let late = clocks(delivered(5_000, Some(300)));
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].outcome, SlaOutcome::MissingReceipt);
         assert_eq!(
             clocks(ReceiptPlan::Failed { after_ms: 5_000 })[0].outcome,
             SlaOutcome::MissingReceipt
         );
+        // Unless another clock keeps the book open: a first reply delivered but unread
+        // keeps its read clock running until 11.3 s (read threshold 10 s).
+        let mut slow_read = sla();
+        slow_read.read_ms = 10_000;
+        let (mut planned, mut pending) = (Vec::new(), Vec::new());
+        for (index, (receipt, sent)) in [
+            (delivered(300, None), 1_000),
+            (delivered(2_500, Some(300)), 1_500),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (clocks, read) = receipt_clocks(index, &receipt, sent, 2_000, &slow_read);
+            planned.extend(clocks);
+            pending.extend(read);
+        }
+        assert_eq!(pending.len(), 1);
+        let book = resolve(planned, pending, &slow_read);
+        let second_read = book
+            .iter()
+            .find(|c| c.clock == ClockKind::Read && c.subject == SlaSubject::Outbound(1))
+            .expect("started while the first read clock ran");
+        assert_eq!(second_read.outcome, SlaOutcome::Compliant);
     }
 
     #[test]
@@ -934,23 +1082,23 @@ mod tests {
         let mut sla = sla();
         sla.no_read_receipt
             .insert(EMULATED_MESSENGER_TYPE.to_owned());
-        let clocks = receipt_clocks(0, &delivered(300, Some(300)), 1_000, 20_000, &sla);
+        let clocks = book_of_one(delivered(300, Some(300)), 1_000, 20_000, &sla);
         assert_eq!(clocks.len(), 1);
         assert_eq!(clocks[0].clock, ClockKind::Delivery);
     }
 
     #[test]
     fn comparisons_within_the_margin_are_close_calls() {
-        let near = receipt_clocks(0, &delivered(1_800, None), 1_000, 20_000, &sla());
+        let near = book_of_one(delivered(1_800, None), 1_000, 20_000, &sla());
         assert!(near[0].close_call);
-        assert!(!near[1].close_call, "the read clock is decided: {near:?}");
-        // Delivered just before the finish: the read clock may or may not start.
-        let edge = receipt_clocks(0, &delivered(1_000, Some(100)), 1_000, 2_100, &sla());
-        assert_eq!(edge.len(), 2);
-        assert!(edge[1].close_call);
-        let edge = receipt_clocks(0, &delivered(1_000, Some(100)), 1_000, 1_900, &sla());
-        assert_eq!(edge.len(), 2, "expected, as a close call: {edge:?}");
-        assert!(edge[1].close_call);
+        // The read clock's start depends on that delivery being met: a close call too.
+        assert!(near[1].close_call);
+        let decided = book_of_one(delivered(300, None), 1_000, 20_000, &sla());
+        assert!(decided.iter().all(|c| !c.close_call), "{decided:?}");
+        // Delivered late, just before the finish: breached or missing, a close call.
+        let edge = book_of_one(delivered(3_000, Some(100)), 1_000, 4_100, &sla());
+        assert!(edge[0].close_call);
+        assert_eq!(edge[0].outcome, SlaOutcome::Breached);
     }
 
     #[test]
@@ -1131,16 +1279,15 @@ mod tests {
             outcomes(ClockKind::Read),
             vec![Compliant, Breached, MissingReceipt]
         );
-        // Agentless notices finish when sent: their delivery starts no read clock.
+        // Agentless notices finish when sent: delivered on time afterwards, they start a
+        // read clock; delivered late, after the book settled, none.
         for conversation in expected
             .conversations
             .iter()
             .filter(|c| c.kind == ShapeKind::Agentless)
         {
-            assert!(conversation
-                .sla
-                .iter()
-                .all(|c| c.clock == ClockKind::Delivery));
+            let read = conversation.sla.iter().any(|c| c.clock == ClockKind::Read);
+            assert_eq!(read, conversation.shape == "notice", "{conversation:?}");
         }
     }
 }
