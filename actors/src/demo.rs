@@ -2,7 +2,10 @@
 //! the emulator in-process, runs the daemon against it exactly as against Genesys (same
 //! paths, same stream, same REST writes), drives simulated conversations through it, and
 //! checks that what Convoy believes equals the emulator's ground truth, with Convoy's
-//! participant attributes written back.
+//! participant attributes written back. A CRM test server (`convoy crm-sink`) runs
+//! in-process too: the demo ends with the SLA outcomes Convoy recorded there, by clock and
+//! outcome, and the CRM records synced (by kind, dead letters, summaries), each checked
+//! against the simulator's expectation ([`convoy::simulator::expect::compare_sla`]).
 //!
 //! It runs Convoy as users run it: `config/default.toml` and `convoy emulate`'s defaults
 //! (300 requests a minute per token, 30 s heartbeats), except what [`CHANGES`] lists —
@@ -22,13 +25,31 @@ use convoy::ids::ConversationId;
 use convoy::simulator::Scenario;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
+use convoy::simulator::expect::{compare_sla, describe_tallies, ExpectedOutcomes, SlaComparison};
+use convoy::simulator::SlaThresholds;
+use convoy::sla::{SlaPolicy, SlaTallies};
+
 use crate::app::{Daemon, RunOptions};
 use crate::config_load::{self, Layers};
+use crate::crm::GetCrmStats;
+use crate::crm_sink::{CrmSink, CrmSinkOptions};
 use crate::emulator::{Emulator, EmulatorOptions};
 use crate::simulator::{Simulator, SimulatorOptions};
 
-/// The scenario the demo plays unless told otherwise: every conversation shape, fast.
-pub const DEMO_SCENARIO: &str = include_str!("../../config/examples/scenario-fast.toml");
+/// The scenario the demo plays unless told otherwise: every conversation shape, with
+/// delays on both sides of the demo's SLA thresholds ([`DEMO_SLA`]), so every SLA outcome
+/// shows up.
+pub const DEMO_SCENARIO: &str = include_str!("../../config/examples/scenario-sla.toml");
+
+/// The demo's `[sla]` thresholds: seconds rather than the defaults' minutes, so every
+/// clock settles within the demo (`answer` and `tick` are set on the loaded configuration,
+/// the others through the loader).
+pub const DEMO_SLA: &str = "[sla]\nfirst_response = \"4s\"\ndelivery = \"2s\"\nread = \"2s\"\n";
+const DEMO_SLA_ANSWER: Duration = Duration::from_secs(2);
+const DEMO_SLA_NEXT_RESPONSE: Duration = Duration::from_secs(4);
+const DEMO_SLA_TICK: Duration = Duration::from_millis(200);
 
 /// Everything the demo sets differently from `config/default.toml` and `convoy emulate`,
 /// as `demo --help` and the README list it.
@@ -39,6 +60,9 @@ pub const CHANGES: &[&str] = &[
     "admin.listen = 127.0.0.1:0 (a free port, printed), so a daemon on 9464 is no obstacle",
     "outbox.path: a fresh file in the system's temporary folder, so a daemon using \
      data/outbox.redb here is no obstacle",
+    "crm.endpoint: a CRM test server (convoy crm-sink) running in-process on a free port",
+    "sla.answer = 2s, sla.first_response = 4s, sla.next_response = 4s, sla.delivery = 2s, \
+     sla.read = 2s, sla.tick = 200ms, so every SLA clock settles within the demo",
     "logs: warnings and errors only, so the demo's own lines stay readable",
     "CONVOY_* environment variables are ignored (config/default.toml plus the lines above)",
 ];
@@ -66,11 +90,95 @@ pub struct DemoReport {
     pub unwritten: Vec<String>,
     pub admin: std::net::SocketAddr,
     pub metrics: Vec<String>,
+    /// Expected `sla.outcome` records by clock and outcome.
+    pub expected_sla: SlaTallies,
+    /// The `sla.outcome` records at the CRM against the expectation.
+    pub sla: SlaComparison,
+    pub crm: CrmSynced,
+}
+
+/// What reached the CRM test server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrmSynced {
+    /// Records stored, by kind (`participant.transition`, `sla.outcome`, ...).
+    pub records_by_kind: BTreeMap<String, usize>,
+    /// Records Convoy dead-lettered (the CRM refused them).
+    pub dead_letters: u64,
+    /// Conversations with a summary document at the CRM, of those the emulator knows.
+    pub summaries: usize,
+    /// Summaries whose SLA tallies differ from the expectation.
+    pub summary_differences: Vec<String>,
 }
 
 impl DemoReport {
+    /// Convoy equals the ground truth, and the CRM holds exactly the expected SLA
+    /// outcomes and summaries, nothing dead-lettered.
     pub fn converged(&self) -> bool {
-        self.differences.is_empty() && self.unwritten.is_empty()
+        self.differences.is_empty()
+            && self.unwritten.is_empty()
+            && self.sla.differences.is_empty()
+            && self.crm.summary_differences.is_empty()
+            && self.crm.dead_letters == 0
+    }
+
+    /// Every difference found, ground truth first.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .differences
+            .iter()
+            .chain(&self.unwritten)
+            .chain(&self.sla.differences)
+            .chain(&self.crm.summary_differences)
+            .cloned()
+            .collect();
+        if self.crm.dead_letters > 0 {
+            problems.push(format!("{} records dead-lettered", self.crm.dead_letters));
+        }
+        problems
+    }
+
+    /// The summary table's SLA and CRM lines.
+    pub fn business_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "SLA outcomes at the CRM: {}",
+            describe_tallies(&self.sla.actual)
+        )];
+        lines.push(format!(
+            "  expected:             {}",
+            describe_tallies(&self.expected_sla)
+        ));
+        let mut check = format!(
+            "  checked: {} equal the expectation, {} differ, {} missing",
+            self.sla.matched,
+            self.sla.differences.len() - self.sla.missing.min(self.sla.differences.len()),
+            self.sla.missing
+        );
+        if self.sla.close_calls > 0 {
+            check.push_str(&format!(
+                ", {} close calls (within 500 ms of a threshold) not checked",
+                self.sla.close_calls
+            ));
+        }
+        lines.push(check);
+        let kinds: Vec<String> = self
+            .crm
+            .records_by_kind
+            .iter()
+            .map(|(kind, count)| format!("{count} {kind}"))
+            .collect();
+        lines.push(format!(
+            "CRM records synced: {} ({}); {} dead-lettered; {} of {} conversation summaries stored",
+            self.crm.records_by_kind.values().sum::<usize>(),
+            if kinds.is_empty() {
+                "none".to_owned()
+            } else {
+                kinds.join(", ")
+            },
+            self.crm.dead_letters,
+            self.crm.summaries,
+            self.conversations
+        ));
+        lines
     }
 }
 
@@ -90,6 +198,8 @@ pub enum DemoError {
     Simulator(String),
     #[error("reading the emulator's truth: {0}")]
     Truth(String),
+    #[error("CRM test server: {0}")]
+    Crm(String),
 }
 
 impl DemoError {
@@ -111,7 +221,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     })
     .await
     .map_err(|error| DemoError::Emulator(error.to_string()))?;
-    let result = run_against(&emulator, &options, scenario).await;
+    let sink = match CrmSink::start(CrmSinkOptions::default()).await {
+        Ok(sink) => sink,
+        Err(error) => {
+            emulator.stop().await;
+            return Err(DemoError::Crm(error.to_string()));
+        }
+    };
+    let result = run_against(&emulator, &sink, &options, scenario).await;
+    sink.stop().await;
     emulator.stop().await;
     result
 }
@@ -126,13 +244,25 @@ fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> 
 
 /// The daemon's configuration: `config/default.toml` and exactly the lines [`CHANGES`]
 /// names, through the real loader, without the caller's environment.
-fn demo_config(emulator: &Emulator) -> Result<convoy::config::Config, DemoError> {
+fn demo_config(emulator: &Emulator, crm: &str) -> Result<convoy::config::Config, DemoError> {
     let text = format!(
-        "{genesys}[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}",
+        "{genesys}[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}[crm]\nendpoint = \"{crm}\"\n{DEMO_SLA}",
         genesys = genesys_section(emulator),
         outbox = private_store(),
     );
-    load_from_text(&text, true)
+    let mut config = load_from_text(&text, true)?;
+    config.sla.answer = DEMO_SLA_ANSWER;
+    config.sla.next_response = DEMO_SLA_NEXT_RESPONSE;
+    config.sla.tick = DEMO_SLA_TICK;
+    Ok(config)
+}
+
+/// The thresholds a daemon with `config` judges by, for the simulator's expectations.
+pub fn sla_thresholds(config: &convoy::config::Config) -> SlaThresholds {
+    SlaThresholds::from_thresholds(
+        &SlaPolicy::from_config(&config.sla).thresholds,
+        config.sla.no_read_receipt.iter().cloned(),
+    )
 }
 
 /// The `[genesys]` lines that point a daemon at `emulator`: its bases, its default client
@@ -150,10 +280,11 @@ fn genesys_section(emulator: &Emulator) -> String {
 
 async fn run_against(
     emulator: &Emulator,
+    sink: &CrmSink,
     options: &DemoOptions,
     scenario: Scenario,
 ) -> Result<DemoReport, DemoError> {
-    let config = demo_config(emulator)?;
+    let config = demo_config(emulator, &sink.base_url())?;
 
     let daemon = Daemon::start(&config, RunOptions::default())
         .await
@@ -175,6 +306,9 @@ async fn run_against(
     simulation.scenario = scenario;
     simulation.conversations = options.conversations;
     simulation.seed = options.seed;
+    simulation.sla = sla_thresholds(&config);
+    // Conversations of the SLA scenario last up to ~12 s: play more of them at once.
+    simulation.concurrency = 25;
     let report = Simulator::new(simulation)
         .run()
         .await
@@ -204,6 +338,8 @@ async fn run_against(
             deadline = Instant::now() + options.settle;
         }
     }
+    let expected = report.expected;
+    let sla = wait_for_outcomes(sink, &expected, options.settle).await;
     let rendered = daemon.telemetry.render();
     let metrics = rendered
         .lines()
@@ -217,15 +353,114 @@ async fn run_against(
         })
         .map(str::to_owned)
         .collect();
+    let dead_letters = match &daemon.crm {
+        Some(crm) => crm
+            .send(GetCrmStats)
+            .await
+            .map_or(0, |stats| stats.records_dead_lettered),
+        None => 0,
+    };
+    let crm = crm_synced(sink, &expected, &truth, dead_letters);
     let report = DemoReport {
         conversations: truth.len(),
         differences: differences(&daemon.views, &truth),
         unwritten: unwritten_attributes(&truth),
         admin: daemon.admin.local_addr(),
         metrics,
+        expected_sla: expected.totals.sla_outcomes.clone(),
+        sla,
+        crm,
     };
     daemon.shutdown().await;
     Ok(report)
+}
+
+/// Waits until every expected `sla.outcome` record is at the CRM, as long as more keep
+/// arriving within `settle`; returns the last comparison.
+async fn wait_for_outcomes(
+    sink: &CrmSink,
+    expected: &ExpectedOutcomes,
+    settle: Duration,
+) -> SlaComparison {
+    let mut comparison = compare_sla(expected, &sink.records());
+    let mut least = comparison.missing;
+    let mut deadline = Instant::now() + settle;
+    while comparison.missing > 0 && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        comparison = compare_sla(expected, &sink.records());
+        if comparison.missing < least {
+            least = comparison.missing;
+            deadline = Instant::now() + settle;
+        }
+    }
+    // The summaries follow their records: give the last upserts a moment.
+    let summaries = expected.tallies_by_conversation();
+    let _ = wait_until(settle, || async {
+        summaries.iter().all(|(id, tallies)| {
+            sink.conversation(id)
+                .is_some_and(|doc| doc.document["sla"] == tallies_json(tallies))
+        })
+    })
+    .await;
+    comparison
+}
+
+/// What reached the CRM: records by kind, summaries of the emulator's conversations, and
+/// the summaries whose SLA tallies differ from the expectation.
+fn crm_synced(
+    sink: &CrmSink,
+    expected: &ExpectedOutcomes,
+    truth: &[Value],
+    dead_letters: u64,
+) -> CrmSynced {
+    let mut records_by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for record in sink.records() {
+        *records_by_kind.entry(record.kind).or_default() += 1;
+    }
+    let summaries = truth
+        .iter()
+        .filter(|conversation| sink.conversation(text(&conversation["id"])).is_some())
+        .count();
+    let summary_differences = expected
+        .tallies_by_conversation()
+        .iter()
+        .filter_map(|(id, tallies)| {
+            let wanted = tallies_json(tallies);
+            let stored = sink
+                .conversation(id)
+                .map(|doc| doc.document["sla"].clone())
+                .unwrap_or_default();
+            (stored != wanted).then(|| format!("{id}: summary sla {stored}, expected {wanted}"))
+        })
+        .collect();
+    CrmSynced {
+        records_by_kind,
+        dead_letters,
+        summaries,
+        summary_differences,
+    }
+}
+
+/// SLA tallies as the summary document shows them: `{"answer": {"compliant": 1}}`.
+pub fn tallies_json(tallies: &SlaTallies) -> Value {
+    Value::Object(
+        tallies
+            .iter()
+            .map(|(clock, outcomes)| {
+                (
+                    clock.as_str().to_owned(),
+                    Value::Object(
+                        outcomes
+                            .iter()
+                            .map(|(outcome, count)| {
+                                (outcome.as_str().to_owned(), Value::from(*count))
+                            })
+                            .collect(),
+                    ),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// The configuration of a daemon following every queue of `emulator`, loaded through
@@ -417,4 +652,73 @@ pub fn unwritten_attributes(truth: &[Value]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn report() -> DemoReport {
+        DemoReport {
+            conversations: 1,
+            differences: Vec::new(),
+            unwritten: Vec::new(),
+            admin: "127.0.0.1:1".parse().unwrap(),
+            metrics: Vec::new(),
+            expected_sla: SlaTallies::new(),
+            sla: SlaComparison::default(),
+            crm: CrmSynced::default(),
+        }
+    }
+
+    #[test]
+    fn an_sla_difference_a_summary_difference_or_a_dead_letter_fails_the_demo() {
+        assert!(report().converged());
+        let mut wrong_outcome = report();
+        wrong_outcome
+            .sla
+            .differences
+            .push("c1 read: breached, expected compliant".into());
+        assert!(!wrong_outcome.converged());
+        assert_eq!(wrong_outcome.problems().len(), 1);
+        let mut wrong_summary = report();
+        wrong_summary
+            .crm
+            .summary_differences
+            .push("c1: summary".into());
+        assert!(!wrong_summary.converged());
+        let mut dead = report();
+        dead.crm.dead_letters = 2;
+        assert!(!dead.converged());
+        assert_eq!(dead.problems(), vec!["2 records dead-lettered".to_owned()]);
+    }
+
+    #[test]
+    fn the_business_lines_show_outcomes_by_clock_and_records_by_kind() {
+        let mut report = report();
+        let mut tallies = SlaTallies::new();
+        tallies
+            .entry(convoy::sla::ClockKind::Answer)
+            .or_default()
+            .insert(convoy::sla::SlaOutcome::Compliant, 3);
+        report.sla.actual = tallies.clone();
+        report.expected_sla = tallies;
+        report.sla.matched = 3;
+        report.crm.records_by_kind.insert("sla.outcome".into(), 3);
+        report.crm.summaries = 1;
+        let lines = report.business_lines().join("\n");
+        assert!(
+            lines.contains("SLA outcomes at the CRM: answer 3 compliant"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("3 equal the expectation, 0 differ, 0 missing"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("CRM records synced: 3 (3 sla.outcome); 0 dead-lettered; 1 of 1"),
+            "{lines}"
+        );
+    }
 }

@@ -374,18 +374,23 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for line in &report.metrics {
         out.push_str(&format!("  {line}\n"));
     }
+    for line in report.business_lines() {
+        out.push_str(&format!("{line}\n"));
+    }
     let code = if report.converged() {
         out.push_str(&format!(
-            "OK: all {} conversations Convoy tracked equal the emulator's ground truth, and every participant carries Convoy's convoy.participant_state attribute.\n",
+            "OK: all {} conversations Convoy tracked equal the emulator's ground truth, every participant carries Convoy's convoy.participant_state attribute, and the CRM holds the expected SLA outcomes and summaries.\n",
             report.conversations
         ));
         ExitCode::SUCCESS
     } else {
+        let problems = report.problems();
         out.push_str(&format!(
-            "MISMATCH after {} s without progress:\n",
+            "MISMATCH ({} differences; waited until {} s passed without progress):\n",
+            problems.len(),
             convoy_actors::demo::SETTLE_WITHOUT_PROGRESS.as_secs()
         ));
-        for line in report.differences.iter().chain(&report.unwritten).take(20) {
+        for line in problems.iter().take(20) {
             out.push_str(&format!("  {line}\n"));
         }
         ExitCode::FAILURE

@@ -645,3 +645,68 @@ fn the_documentation_stands_alone() {
         }
     }
 }
+
+/// The quick start composed by hand at defaults: `emulate --write-config F`, then
+/// `crm-sink --write-config F` adds `[crm] endpoint` to the same file, and `run --config
+/// F` syncs to that sink — no TOML edited by hand, both on free ports.
+#[test]
+fn crm_sink_points_the_emulators_config_at_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, emulated, config) = emulate_with_config(dir.path());
+    let before = std::fs::read_to_string(&config).unwrap();
+
+    let (_sink, stdout) = Running::spawn(convoy(&[
+        "crm-sink",
+        "--write-config",
+        config.to_str().unwrap(),
+    ]));
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let sink: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|error| panic!("start-up line {line:?}: {error}"));
+    let base_url = sink["base_url"].as_str().unwrap().to_owned();
+    assert_eq!(sink["config_file"], config.to_str().unwrap());
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert!(after.starts_with(&before), "{after}");
+    assert!(
+        after.ends_with(&format!("[crm]\nendpoint = \"{base_url}\"\n")),
+        "{after}"
+    );
+
+    let check = output(convoy(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert!(check.status.success(), "{}", text(&check.stderr));
+
+    let (daemon, admin) = run_daemon(&config);
+    wait_until_ready(admin, &daemon);
+    let simulate = output(convoy(&[
+        "simulate",
+        "--base-url",
+        emulated["base_url"].as_str().unwrap(),
+        "--conversations",
+        "2",
+        "--scenario",
+        repo("config/examples/scenario-fast.toml").to_str().unwrap(),
+    ]));
+    assert!(simulate.status.success(), "{}", text(&simulate.stderr));
+    let sink_addr: SocketAddr = base_url.trim_start_matches("http://").parse().unwrap();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = http(sink_addr, "GET", "/_sink/stats");
+        assert_eq!(status, 200, "{body}");
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if stats["accepted"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no record reached the sink within {DEADLINE:?}: {body}\ndaemon stderr:\n{}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -20,6 +20,7 @@
 pub mod answer;
 pub mod batching;
 pub mod concurrency;
+pub mod config_file;
 pub mod records;
 pub mod signing;
 

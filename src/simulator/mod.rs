@@ -14,6 +14,8 @@ pub mod follow;
 pub mod plan;
 pub mod scenario;
 
-pub use expect::{ExpectedConversation, ExpectedOutcomes, SlaThresholds};
+pub use expect::{
+    ExpectedClock, ExpectedConversation, ExpectedOutcomes, SlaSubject, SlaThresholds,
+};
 pub use plan::{Plan, PlanOptions, PlannedConversation, ReceiptPlan, Script};
 pub use scenario::{Scenario, ScenarioError};

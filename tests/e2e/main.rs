@@ -10,6 +10,7 @@ mod metrics;
 mod ratelimit;
 mod scale;
 mod simulator;
+mod sla;
 mod stream;
 mod support;
 mod token;

@@ -1,9 +1,16 @@
-//! `convoy crm-sink`: flags, start-up line, serve until SIGINT/SIGTERM.
+//! `convoy crm-sink`: flags, start-up line, serve until SIGINT/SIGTERM. With
+//! `--write-config FILE` it also points a Convoy configuration at itself: it sets (adds or
+//! replaces) `[crm] endpoint` in FILE — typically the one `convoy emulate --write-config`
+//! wrote — keeping every other line, so the two test servers compose without editing
+//! TOML by hand.
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use convoy::crm::config_file::with_crm_endpoint;
 
 use super::{CrmSink, CrmSinkOptions, FaultSettings, SinkAuth};
 
@@ -55,6 +62,11 @@ pub struct CrmSinkArgs {
     /// Answer 428 to PUT /conversations/{id} without If-Match or If-None-Match.
     #[arg(long)]
     pub require_precondition: bool,
+    /// Set `[crm] endpoint` to this sink's URL in this Convoy configuration file (e.g. the
+    /// one `convoy emulate --write-config` wrote), keeping everything else; created if
+    /// missing. Credentials (`--auth`) are not written.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
 }
 
 impl CrmSinkArgs {
@@ -99,7 +111,16 @@ pub async fn run(args: CrmSinkArgs) -> anyhow::Result<()> {
     let sink = CrmSink::start(args.options())
         .await
         .with_context(|| format!("cannot serve the CRM sink on {}", args.listen))?;
-    let line = serde_json::json!({ "base_url": sink.base_url() });
+    if let Some(path) = &args.write_config {
+        if let Err(error) = write_endpoint(path, &sink.base_url()) {
+            sink.stop().await;
+            return Err(error);
+        }
+    }
+    let line = serde_json::json!({
+        "base_url": sink.base_url(),
+        "config_file": args.write_config,
+    });
     // A closed stdout (nobody reads the line) does not stop the sink.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
@@ -107,6 +128,24 @@ pub async fn run(args: CrmSinkArgs) -> anyhow::Result<()> {
     wait_for_shutdown_signal().await?;
     sink.stop().await;
     Ok(())
+}
+
+/// Sets `[crm] endpoint` in the file at `path` (created if missing); written to a
+/// temporary file beside it and renamed, so a reader never sees half a file.
+fn write_endpoint(path: &Path, endpoint: &str) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let edited = with_crm_endpoint(&text, endpoint)
+        .with_context(|| format!("cannot set crm.endpoint in {}", path.display()))?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".crm-sink.tmp");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, edited)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Resolves on SIGINT or (on Unix) SIGTERM.

@@ -66,12 +66,26 @@ pub struct SimulateArgs {
     /// `fromAddress` of agentless sends (default: the integration id).
     #[arg(long)]
     pub from_address: Option<String>,
-    /// Delivery SLA the expected breaches are computed for, e.g. 30s.
+    /// `sla.answer` the expected SLA outcomes are computed for, e.g. 20s (default: the
+    /// daemon's default; the same for the other `--sla-*` thresholds).
+    #[arg(long, value_parser = parse_duration)]
+    pub sla_answer: Option<Duration>,
+    /// `sla.first_response` the expected SLA outcomes are computed for.
+    #[arg(long, value_parser = parse_duration)]
+    pub sla_first_response: Option<Duration>,
+    /// `sla.next_response` the expected SLA outcomes are computed for.
+    #[arg(long, value_parser = parse_duration)]
+    pub sla_next_response: Option<Duration>,
+    /// `sla.delivery` the expected SLA outcomes are computed for, e.g. 30s.
     #[arg(long, value_parser = parse_duration)]
     pub sla_delivery: Option<Duration>,
-    /// Read SLA (from the send) the expected breaches are computed for, e.g. 5m.
+    /// `sla.read` (counted from the delivery) the expected SLA outcomes are computed for.
     #[arg(long, value_parser = parse_duration)]
     pub sla_read: Option<Duration>,
+    /// A messenger type without read receipts (`sla.no_read_receipt`; repeatable). The
+    /// emulator's open messaging is `open`.
+    #[arg(long = "sla-no-read-receipt", value_name = "MESSENGER_TYPE")]
+    pub sla_no_read_receipt: Vec<String>,
     /// How often a waiting conversation is re-read over REST while the notification
     /// socket is down (agent replies and ends otherwise arrive on the socket).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -132,10 +146,21 @@ impl SimulateArgs {
         options.concurrency = self.concurrency;
         options.rate_per_second = (self.rate > 0.0).then_some(self.rate);
         options.seed = self.seed;
-        options.sla = SlaThresholds {
-            delivery_ms: self.sla_delivery.map(millis),
-            read_ms: self.sla_read.map(millis),
-        };
+        let mut sla = SlaThresholds::default();
+        let thresholds = [
+            (&mut sla.answer_ms, self.sla_answer),
+            (&mut sla.first_response_ms, self.sla_first_response),
+            (&mut sla.next_response_ms, self.sla_next_response),
+            (&mut sla.delivery_ms, self.sla_delivery),
+            (&mut sla.read_ms, self.sla_read),
+        ];
+        for (slot, value) in thresholds {
+            if let Some(value) = value {
+                *slot = millis(value);
+            }
+        }
+        sla.no_read_receipt = self.sla_no_read_receipt.iter().cloned().collect();
+        options.sla = sla;
         options.integration_id = self.integration_id.clone();
         options.queues = self.queues.clone();
         options.from_address = self.from_address.clone();
@@ -238,7 +263,8 @@ mod tests {
         let options = args.options().unwrap();
         assert_eq!(options.client_id, DEFAULT_CLIENT_ID);
         assert_eq!(options.target, Target::Emulator);
-        assert_eq!(options.sla.delivery_ms, Some(30_000));
+        assert_eq!(options.sla.delivery_ms, 30_000);
+        assert_eq!(options.sla.answer_ms, SlaThresholds::default().answer_ms);
         assert_eq!(options.poll_interval, Duration::from_secs(2));
     }
 
@@ -313,7 +339,7 @@ mod tests {
             receipts_sent: 0,
             receipts_withheld: 0,
             receipts_failed: 0,
-            expected_sla_breaches: 0,
+            expected_sla: Default::default(),
             retries: 0,
             tokens_fetched: 1,
             requests: 0,

@@ -32,10 +32,11 @@ use std::time::Duration;
 
 use actix_web::rt::time::{sleep_until, Instant};
 use convoy::config::Secret;
-use convoy::simulator::expect::ExpectedOutcomes;
+use convoy::simulator::expect::{describe_tallies, ExpectedOutcomes};
 use convoy::simulator::follow::paced_start_rate;
 use convoy::simulator::plan::{Plan, PlanOptions, Script};
 use convoy::simulator::{Scenario, ScenarioError, SlaThresholds};
+use convoy::sla::SlaTallies;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -242,7 +243,8 @@ pub struct SimulationReport {
     pub receipts_withheld: usize,
     /// `Failed` receipts posted.
     pub receipts_failed: usize,
-    pub expected_sla_breaches: usize,
+    /// Expected `sla.outcome` records by clock and outcome.
+    pub expected_sla: SlaTallies,
     /// REST retries (429, 5xx, transport, token refresh).
     pub retries: usize,
     pub tokens_fetched: usize,
@@ -294,12 +296,19 @@ impl fmt::Display for SimulationReport {
             "receipts:      {} sent ({} Failed), {} messages withheld",
             self.receipts_sent, self.receipts_failed, self.receipts_withheld
         )?;
+        let sla = &self.expected.sla;
         writeln!(
             f,
-            "expected SLA breaches: {} (delivery {}, read {})",
-            self.expected_sla_breaches,
-            threshold(self.expected.sla.delivery_ms),
-            threshold(self.expected.sla.read_ms)
+            "expected SLA outcomes (answer {} ms, first response {} ms, delivery {} ms, read {} ms): {}{}",
+            sla.answer_ms,
+            sla.first_response_ms,
+            sla.delivery_ms,
+            sla.read_ms,
+            describe_tallies(&self.expected_sla),
+            match self.expected.totals.sla_close_calls {
+                0 => String::new(),
+                n => format!(" ({n} within {} ms of a threshold)", sla.margin_ms),
+            }
         )?;
         let budget = self
             .budget_per_minute
@@ -322,10 +331,6 @@ impl fmt::Display for SimulationReport {
         }
         Ok(())
     }
-}
-
-fn threshold(ms: Option<u64>) -> String {
-    ms.map_or_else(|| "off".to_owned(), |ms| format!("{ms} ms"))
 }
 
 /// The part of `GET /emulator/v1/org` the simulator needs.
@@ -377,7 +382,7 @@ impl Simulator {
             &self.options.scenario,
             &self.options.plan_options(rate_per_second),
         );
-        let expected = ExpectedOutcomes::from_plan(&plan, self.options.sla);
+        let expected = ExpectedOutcomes::from_plan(&plan, self.options.sla.clone());
         Ok((plan, expected))
     }
 
@@ -499,7 +504,7 @@ impl Simulator {
             receipts_sent: 0,
             receipts_withheld: expected.totals.receipts_withheld,
             receipts_failed: 0,
-            expected_sla_breaches: expected.totals.sla_breaches,
+            expected_sla: expected.totals.sla_outcomes.clone(),
             retries: client.retries(),
             tokens_fetched: client.tokens_fetched(),
             requests: client.requests(),
