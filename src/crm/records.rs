@@ -144,8 +144,14 @@ fn direction_str(direction: MessageDirection) -> &'static str {
     }
 }
 
-/// The record of one SLA signal.
-pub fn sla_record(conversation: &ConversationId, signal: &SlaSignal) -> CrmRecord {
+/// The record of one SLA signal, emitted at `emitted_at` (the timer's tick, or the
+/// observation that caused it): `at` says when it happened by the rules (a breach: its
+/// deadline), `emittedAt` when Convoy knew.
+pub fn sla_record(
+    conversation: &ConversationId,
+    signal: &SlaSignal,
+    emitted_at: DateTime<Utc>,
+) -> CrmRecord {
     let (kind, suffix, outcome) = match &signal.kind {
         SlaSignalKind::Warning => (KIND_SLA_WARNING, "warning", None),
         SlaSignalKind::Breach => (KIND_SLA_BREACH, "breach", None),
@@ -178,6 +184,7 @@ pub fn sla_record(conversation: &ConversationId, signal: &SlaSignal) -> CrmRecor
             "fulfilledAt": signal.fulfilled_at.as_ref().map(time),
             "calendar": signal.calendar,
             "at": time(&signal.at),
+            "emittedAt": time(&emitted_at),
         }),
     }
 }

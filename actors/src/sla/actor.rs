@@ -347,7 +347,7 @@ impl SlaActor {
             };
             let signals = tracked.book.tick(&self.settings.policy, now);
             self.count_signals(&signals);
-            let records = signals.iter().map(|s| sla_record(&id, s)).collect();
+            let records = signals.iter().map(|s| sla_record(&id, s, now)).collect();
             let commit = self.commit_for(&id, records);
             if let Some(writer) = &self.writer {
                 // Nobody waits on the timer's commits; the writer lands them regardless.
@@ -421,11 +421,11 @@ impl Handler<Handover> for SlaActor {
                     .map(|fact| fact_record(&id, fact, step.observed_at)),
             );
             let observations = sla_observations(&step.facts, step.finished);
-            signals.extend(
-                tracked
-                    .book
-                    .observe(policy, &observations, step.observed_at),
-            );
+            let caused = tracked
+                .book
+                .observe(policy, &observations, step.observed_at);
+            records.extend(caused.iter().map(|s| sla_record(&id, s, step.observed_at)));
+            signals.extend(caused);
         }
         tracked.summary = Some(handover.summary);
         let open_after = tracked.book.open_clocks();
@@ -443,7 +443,6 @@ impl Handler<Handover> for SlaActor {
             }
         }
         self.count_signals(&signals);
-        records.extend(signals.iter().map(|s| sla_record(&id, s)));
         let commit = self.commit_for(&id, records);
         self.reschedule(&id);
         self.publish_view(&id);
