@@ -472,20 +472,24 @@ pub fn config_for(
     genesys_extra: &str,
     extra_toml: &str,
 ) -> Result<convoy::config::Config, DemoError> {
+    // Each in-process daemon gets a durable store of its own (a second daemon cannot open
+    // the same redb file, and a store left by an earlier run would carry its state into
+    // this one), unless the caller names one; a caller's [outbox] section without a path
+    // (e.g. a cap) gets the private path added.
+    let extra = if names_outbox_path(extra_toml) {
+        extra_toml.to_owned()
+    } else if extra_toml.contains("[outbox]") {
+        extra_toml.replacen("[outbox]\n", &private_store(), 1)
+    } else {
+        format!("{}{extra_toml}", private_store())
+    };
     let text = format!(
-        "# Written for an in-process emulator.\n{genesys}{budget}{genesys_extra}\n{outbox}{extra_toml}",
+        "# Written for an in-process emulator.\n{genesys}{budget}{genesys_extra}\n{extra}",
         genesys = genesys_section(emulator),
         budget = if genesys_extra.contains("requests_per_minute") {
             ""
         } else {
             "requests_per_minute = 60000\n"
-        },
-        // Each in-process daemon gets a durable store of its own (a second daemon cannot
-        // open the same redb file).
-        outbox = if extra_toml.contains("[outbox]") {
-            String::new()
-        } else {
-            private_store()
         },
     );
     load_from_text(&text, false)
@@ -512,6 +516,18 @@ fn load_from_text(
     });
     let _ = std::fs::remove_file(&path);
     loaded.map_err(|error| DemoError::Config(error.to_string()))
+}
+
+/// Whether `toml` sets `outbox.path` itself (in its `[outbox]` section).
+fn names_outbox_path(toml: &str) -> bool {
+    toml.split("[outbox]").nth(1).is_some_and(|section| {
+        section
+            .split("\n[")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line.trim_start().starts_with("path"))
+    })
 }
 
 /// An `[outbox]` section naming a store no other daemon uses: a fresh folder under the
@@ -658,6 +674,21 @@ pub fn unwritten_attributes(truth: &[Value]) -> Vec<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_outbox_section_with_a_path_names_the_store() {
+        assert!(names_outbox_path("[outbox]\npath = \"x.redb\"\n"));
+        assert!(names_outbox_path(
+            "[crm]\nbatch_size = 5\n[outbox]\n  path = \"x\"\n"
+        ));
+        assert!(!names_outbox_path("[outbox]\nmax_records = 1000\n"));
+        assert!(!names_outbox_path(
+            "[outbox]\nmax_records = 1000\n[log]\npath_like = 1\n"
+        ));
+        assert!(!names_outbox_path(
+            "[crm]\nendpoint = \"http://127.0.0.1:1\"\n"
+        ));
+    }
 
     fn report() -> DemoReport {
         DemoReport {
