@@ -11,11 +11,11 @@
 //! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
 //! its normal dependencies include actix, awc or tokio.
 
+pub mod bench;
 pub mod config;
 pub mod conversation;
 pub mod crm;
 pub mod duration;
-pub mod bench;
 pub mod emulator;
 pub mod ids;
 pub mod inspect;

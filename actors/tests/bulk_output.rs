@@ -57,5 +57,9 @@ fn inspect_prints_every_report_of_a_large_capture_even_when_it_fails_at_the_end(
     }
     assert_eq!(reports[0]["classification"], "snapshot");
     assert_eq!(reports[1]["classification"], "heartbeat");
-    assert!(reports[frames - 1]["error"].is_string(), "{}", reports[frames - 1]);
+    assert!(
+        reports[frames - 1]["error"].is_string(),
+        "{}",
+        reports[frames - 1]
+    );
 }

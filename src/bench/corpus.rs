@@ -315,8 +315,7 @@ fn schedule_receipts(
     let at = |delay: i64| now_ms + (delay / STEP_MS + 1) * STEP_MS;
     for participant in participants.iter().filter(|p| p["purpose"] == "agent") {
         let communications = participant["messages"].as_array().into_iter().flatten();
-        for message in communications.flat_map(|c| c["messages"].as_array().into_iter().flatten())
-        {
+        for message in communications.flat_map(|c| c["messages"].as_array().into_iter().flatten()) {
             let (Some(id), Some("sent")) = (
                 message["messageId"].as_str(),
                 message["messageStatus"].as_str(),
@@ -405,16 +404,24 @@ mod tests {
         let sizes: Vec<usize> = corpus.frames.iter().map(|f| f.text.len()).collect();
         let big = sizes.iter().filter(|size| **size >= 2_000).count();
         assert!(big * 10 >= sizes.len() * 9, "most frames ≥ 2 KB");
-        assert!(sizes.iter().all(|size| *size <= 20_000), "{:?}", sizes.iter().max());
+        assert!(
+            sizes.iter().all(|size| *size <= 20_000),
+            "{:?}",
+            sizes.iter().max()
+        );
         let text: String = corpus.frames.iter().map(|f| f.text.as_str()).collect();
         assert!(text.contains("\"read\""), "read receipts played");
-        assert!(text.contains("delivery-success"), "delivery receipts played");
+        assert!(
+            text.contains("delivery-success"),
+            "delivery receipts played"
+        );
         assert_eq!(corpus.bytes(), sizes.iter().sum::<usize>());
     }
 
     #[test]
     fn a_capture_reads_recorded_lines_and_bare_frames_and_skips_blank_lines() {
-        let bare = r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#;
+        let bare =
+            r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#;
         let recorded = json!({"receivedAt": "2026-11-24T10:00:00Z", "frame": bare}).to_string();
         let embedded = json!({"receivedAt": "2026-11-24T10:00:01Z", "frame": {"a": 1}}).to_string();
         let input = format!("\u{feff}{recorded}\n\n{bare}\r\n{embedded}\nnot json\n");

@@ -113,7 +113,9 @@ impl CorePipeline {
             .map(|fact| fact_record(id, fact, observed_at))
             .collect();
         let observations = sla_observations(&facts, finished);
-        let signals = tracked.book.observe(&self.policy, &observations, observed_at);
+        let signals = tracked
+            .book
+            .observe(&self.policy, &observations, observed_at);
         self.totals.sla_signals += signals.len() as u64;
         records.extend(signals.iter().map(|signal| sla_record(id, signal)));
         let document = summary.document(&tracked.book.tallies());
@@ -141,11 +143,20 @@ mod tests {
         assert_eq!(totals.frames, 2_000);
         assert_eq!(totals.malformed, 0);
         assert_eq!(totals.snapshots + totals.other_frames, 2_000);
-        assert!(totals.changed < totals.snapshots, "duplicates change nothing");
+        assert!(
+            totals.changed < totals.snapshots,
+            "duplicates change nothing"
+        );
         assert!(totals.transitions > 0 && totals.facts > 0, "{totals:?}");
         assert!(totals.sla_signals > 0, "{totals:?}");
-        assert!(totals.records >= totals.facts + totals.sla_signals, "{totals:?}");
-        assert!(totals.summaries > 0 && totals.conversations >= 20, "{totals:?}");
+        assert!(
+            totals.records >= totals.facts + totals.sla_signals,
+            "{totals:?}"
+        );
+        assert!(
+            totals.summaries > 0 && totals.conversations >= 20,
+            "{totals:?}"
+        );
     }
 
     #[test]
@@ -158,7 +169,13 @@ mod tests {
             at,
         );
         let totals = pipeline.totals();
-        assert_eq!((totals.frames, totals.malformed, totals.other_frames), (2, 1, 1));
-        assert_eq!((totals.snapshots, totals.conversations, totals.records), (0, 0, 0));
+        assert_eq!(
+            (totals.frames, totals.malformed, totals.other_frames),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (totals.snapshots, totals.conversations, totals.records),
+            (0, 0, 0)
+        );
     }
 }
