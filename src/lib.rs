@@ -6,10 +6,12 @@
 //!   lifecycle, and the transitions a snapshot causes;
 //! - [`config`]: the total, validated configuration;
 //! - [`sla`]: the SLA clocks, their outcomes and business-hours calendars.
+//! - [`bench`]: the corpus and the per-frame work `convoy bench core` measures.
 //!
 //! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
 //! its normal dependencies include actix, awc or tokio.
 
+pub mod bench;
 pub mod config;
 pub mod conversation;
 pub mod crm;

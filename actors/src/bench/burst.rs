@@ -185,7 +185,7 @@ pub async fn run(args: BurstArgs) -> Result<bool, BenchError> {
             .map(|json| json + "\n")
             .map_err(|error| BenchError::Output(error.to_string()))?,
     };
-    print!("{text}");
+    super::write_report(&text)?;
     Ok(report.converged())
 }
 

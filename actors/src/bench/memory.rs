@@ -222,7 +222,7 @@ pub async fn run(args: MemoryArgs) -> Result<bool, BenchError> {
             .map(|json| json + "\n")
             .map_err(|error| BenchError::Output(error.to_string()))?,
     };
-    print!("{text}");
+    super::write_report(&text)?;
     Ok(true)
 }
 

@@ -1,6 +1,8 @@
 //! `convoy bench`: measurements of the live path at contact-center scale, run as one
 //! process on this machine (no network beyond 127.0.0.1).
 //!
+//! - [`core`]: the pure live path's throughput against parsing alone (`convoy bench
+//!   core`);
 //! - [`memory`]: resident memory per live conversation (`convoy bench memory`).
 //! - [`burst`]: the burst at Genesys' real request budget, end to end
 //!   (`convoy bench burst`): when Convoy's views and Genesys' attributes converge.
@@ -10,6 +12,7 @@
 //! the exit codes: 0 measured, 1 the run did not converge or could not run, 2 bad usage.
 
 pub mod burst;
+pub mod core;
 pub mod memory;
 
 use std::process::ExitCode;
@@ -17,9 +20,13 @@ use std::time::Duration;
 
 use crate::logging;
 
-/// `convoy bench memory|burst`.
+/// `convoy bench core|memory|burst`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BenchCommand {
+    /// Frames per second and MB/s of everything Convoy does with a frame but I/O (parse,
+    /// classify, join, transitions, facts, SLA clocks, CRM records), next to parsing the
+    /// same frames into serde's IgnoredAny, and the ratio of the two.
+    Core(core::CoreArgs),
     /// Resident memory per live conversation: spawn N synthetic conversations in the
     /// router, measure the process's RSS before and after, then retire them.
     Memory(memory::MemoryArgs),
@@ -54,6 +61,8 @@ pub enum BenchError {
     Simulator(String),
     #[error("writing the report: {0}")]
     Output(String),
+    #[error("building the corpus: {0}")]
+    Corpus(String),
 }
 
 /// Exit code for a bench that ran but did not converge, or could not run.
@@ -71,6 +80,7 @@ pub fn main(command: BenchCommand) -> ExitCode {
     });
     let outcome = actix_rt::System::new().block_on(async move {
         match command {
+            BenchCommand::Core(args) => core::run(args).await,
             BenchCommand::Memory(args) => memory::run(args).await,
             BenchCommand::Burst(args) => burst::run(args).await,
         }
@@ -87,6 +97,17 @@ pub fn main(command: BenchCommand) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Writes a report to stdout in one piece and flushes; a failed write (a closed pipe, a
+/// full disk) is an error, never a panic as `print!` would make it.
+pub fn write_report(text: &str) -> Result<(), BenchError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| BenchError::Output(error.to_string()))
 }
 
 const PROC_STATUS: &str = "/proc/self/status";
