@@ -298,10 +298,20 @@ pub enum AnalyticsSchedule {
     Every(Duration),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
     pub listen: SocketAddr,
+    /// `admin.token`: when set, every route but the health probes needs it as a bearer
+    /// token (`/conversations` shows customer names and attachment URLs).
+    pub token: Option<Secret<String>>,
+}
+
+impl AdminConfig {
+    /// True when the admin API is reachable only from this machine.
+    pub fn is_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
