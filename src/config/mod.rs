@@ -94,10 +94,23 @@ impl Config {
     /// Settings that are valid but will not do what they suggest: printed by `config
     /// check` and logged at start-up, never fatal.
     ///
-    /// None of the core's own today (the shell adds its file checks); kept so a setting
-    /// that is valid but misleading has one place to be reported from.
+    /// The shell adds its file checks.
     pub fn warnings(&self) -> Vec<String> {
-        Vec::new()
+        let mut warnings = Vec::new();
+        if !self.admin.is_loopback() {
+            let guard = if self.admin.token.is_some() {
+                "admin.token guards every route but /healthz and /readyz"
+            } else {
+                "without admin.token anyone who reaches it can read /conversations \
+                 (customer names, attachment URLs) and /metrics"
+            };
+            warnings.push(format!(
+                "admin.listen = {} is not a loopback address: the admin API is reachable from \
+                 the network; {guard}",
+                self.admin.listen
+            ));
+        }
+        warnings
     }
 }
 

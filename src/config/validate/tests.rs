@@ -884,3 +884,32 @@ fn allow_insecure_http_must_be_a_boolean() {
     assert_eq!(keys_of(&found), vec!["genesys.allow_insecure_http"]);
     assert!(found[0].reason.contains("true or false"));
 }
+
+#[test]
+fn an_admin_api_off_loopback_is_a_warning_that_says_whether_a_token_guards_it() {
+    let config = validate(&minimal(), &no_origin).unwrap();
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+
+    let open = with(minimal(), "admin.listen", json!("0.0.0.0:9464"));
+    let warnings = validate(&open, &no_origin).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("not a loopback address"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("without admin.token"),
+        "{}",
+        warnings[0]
+    );
+
+    let guarded = with(open, "admin.token", json!(SECRET));
+    let warnings = validate(&guarded, &no_origin).unwrap().warnings();
+    assert!(
+        warnings[0].contains("admin.token guards"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!warnings[0].contains(SECRET));
+}
