@@ -91,9 +91,8 @@ impl Config {
         self.genesys.topics()
     }
 
-    /// Settings that are valid but will not do what they suggest: printed by `config
-    /// check` and logged at start-up, never fatal.
-    ///
+    /// Settings that are valid but risky or misleading: printed by `config check` and
+    /// logged at start-up, never fatal. Today: an admin API reachable from the network.
     /// The shell adds its file checks.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
