@@ -11,6 +11,7 @@
 //! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
 //! its normal dependencies include actix, awc or tokio.
 
+pub mod admin_auth;
 pub mod bench;
 pub mod config;
 pub mod conversation;

@@ -151,6 +151,7 @@ impl Daemon {
                 gate: Arc::clone(&gate),
                 sla: Arc::clone(&sla_views),
             },
+            config.admin.token.clone(),
         )
         .map_err(|source| BootError::Admin {
             listen: config.admin.listen,

@@ -357,6 +357,19 @@ const SECRET_FILE_KEY: &str = "genesys.client_secret_file";
 
 /// The permission bits of a file that its group or others may read, or `None` (not
 /// readable by them, unreadable metadata, or not Unix).
+/// A secret kept in a file (`convoy simulate --client-secret-file`, `convoy crm-sink
+/// --auth-file`): the whole file, surrounding whitespace (the editor's final newline)
+/// trimmed. Errors name the file, never its content.
+pub fn read_secret_file(path: &Path) -> Result<Secret<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(secret.to_owned()))
+}
+
 fn readable_by_others(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {

@@ -253,9 +253,7 @@ pub async fn retry(
         Access::File(store) => retry_dead(store, selection, now)?,
         Access::Daemon { base } => {
             let url = format!("{base}/outbox/retry-dead");
-            let response = awc::Client::default()
-                .post(&url)
-                .timeout(ADMIN_TIMEOUT)
+            let response = admin_request(config, awc::Client::default().post(&url))
                 .send_json(&RetryDeadRequest::from_selection(selection))
                 .await;
             read_json(config, &url, response).await?
@@ -267,15 +265,25 @@ pub async fn retry(
 /// Generous: the daemon's blocking pool may be busy committing.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The timeout, and `admin.token` as a bearer token when one is set.
+fn admin_request(config: &Config, request: awc::ClientRequest) -> awc::ClientRequest {
+    let request = request.timeout(ADMIN_TIMEOUT);
+    match &config.admin.token {
+        Some(token) => request.insert_header((
+            actix_web::http::header::AUTHORIZATION,
+            format!("Bearer {}", token.expose_secret()),
+        )),
+        None => request,
+    }
+}
+
 async fn get_json<T: serde::de::DeserializeOwned>(
     config: &Config,
     base: &str,
     path: &str,
 ) -> Result<T, OutboxError> {
     let url = format!("{base}{path}");
-    let response = awc::Client::default()
-        .get(&url)
-        .timeout(ADMIN_TIMEOUT)
+    let response = admin_request(config, awc::Client::default().get(&url))
         .send()
         .await;
     read_json(config, &url, response).await

@@ -63,6 +63,9 @@ fn fill(store: &DurableStore) {
 }
 
 /// A complete configuration naming `outbox` and `admin`.
+/// The admin API's bearer token in these tests (`admin.token`).
+const ADMIN_TOKEN: &str = "adm1n-t0ken";
+
 fn config(dir: &Path, outbox: &Path, admin: SocketAddr) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let secret = dir.join("secret");
@@ -75,7 +78,7 @@ fn config(dir: &Path, outbox: &Path, admin: SocketAddr) -> PathBuf {
             "[genesys]\nregion = \"mypurecloud.ie\"\n\
              client_id = \"7de3af06-c0b3-4f9b-af45-72f4a1403797\"\n\
              client_secret_file = \"secret\"\nqueues = [\"4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b\"]\n\
-             [outbox]\npath = {:?}\n[admin]\nlisten = \"{admin}\"\n",
+             [outbox]\npath = {:?}\n[admin]\nlisten = \"{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n",
             outbox.display().to_string()
         ),
     )
@@ -199,14 +202,24 @@ fn retry_dead_needs_ids_or_all_and_a_missing_file_is_not_created() {
     assert!(!path.exists());
 }
 
-/// Sends one HTTP/1.0 request and returns the status and body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+/// Sends one HTTP/1.0 request (with `Authorization: Bearer TOKEN` when `token` is given)
+/// and returns the status and body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         {authorization}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -250,6 +263,7 @@ impl HeldOutbox {
                         gate: Arc::new(convoy_actors::outbox_writer::OutboxGate::new(1_000, 0)),
                         sla: convoy_actors::sla::SlaViews::default(),
                     },
+                    Some(convoy::config::Secret::new(ADMIN_TOKEN.to_owned())),
                 )
                 .unwrap();
                 addr_tx.send(server.local_addr()).unwrap();
@@ -292,8 +306,17 @@ fn while_the_file_is_held_the_commands_go_through_the_admin_api() {
     let mut held = HeldOutbox::start(store);
     let config = config(dir.path(), &path, held.addr);
 
-    let (status, body) = http(held.addr, "GET", "/outbox", "");
+    let (status, body) = http(held.addr, "GET", "/outbox", "", Some(ADMIN_TOKEN));
     assert_eq!(status, 503, "no store attached yet: {body}");
+    // admin.token is set: nothing but the probes answers without it.
+    let (status, body) = http(held.addr, "GET", "/outbox", "", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = http(held.addr, "GET", "/outbox", "", Some("wrong"));
+    assert_eq!(status, 401);
+    let (status, _) = http(held.addr, "POST", "/outbox/retry-dead", "{}", None);
+    assert_eq!(status, 401);
+    let (status, _) = http(held.addr, "GET", "/healthz", "", None);
+    assert_eq!(status, 200);
     held.attach.take().unwrap().send(()).unwrap();
 
     let status = json(&outbox(&config, &["status", "--format", "json"]));
@@ -310,7 +333,13 @@ fn while_the_file_is_held_the_commands_go_through_the_admin_api() {
         "the CRM refused the record"
     );
 
-    let (status, body) = http(held.addr, "POST", "/outbox/retry-dead", r#"{"ids":[]}"#);
+    let (status, body) = http(
+        held.addr,
+        "POST",
+        "/outbox/retry-dead",
+        r#"{"ids":[]}"#,
+        Some(ADMIN_TOKEN),
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid_request"), "{body}");
 
@@ -322,7 +351,7 @@ fn while_the_file_is_held_the_commands_go_through_the_admin_api() {
     );
     assert!(stdout(&retry).contains("moved 1 dead letter(s)"));
 
-    let (status, body) = http(held.addr, "GET", "/outbox", "");
+    let (status, body) = http(held.addr, "GET", "/outbox", "", Some(ADMIN_TOKEN));
     assert_eq!(status, 200);
     let counts: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

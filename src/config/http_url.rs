@@ -7,6 +7,10 @@
 /// The parts of an http(s) URL that configuration cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HttpUrl<'a> {
+    /// True for `http://`, false for `https://`.
+    pub(crate) plain_http: bool,
+    /// The host as written, without brackets for IPv6.
+    pub(crate) host: &'a str,
     /// Everything after the authority: path, query, fragment (may be empty).
     pub(crate) rest: &'a str,
 }
@@ -15,6 +19,17 @@ impl HttpUrl<'_> {
     /// True when there is nothing after the host and port but an optional `/`.
     pub(crate) fn is_origin(&self) -> bool {
         self.rest.is_empty() || self.rest == "/"
+    }
+
+    /// True when the host is this machine: `localhost`, `127.0.0.0/8` or `::1`. Traffic
+    /// to it never crosses a network, so plain http there exposes nothing.
+    pub(crate) fn is_loopback(&self) -> bool {
+        if self.host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        self.host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
     }
 }
 
@@ -97,7 +112,11 @@ pub(crate) fn parse_http_url(text: &str) -> Result<HttpUrl<'_>, UrlError> {
             return Err(UrlError::BadPort);
         }
     }
-    Ok(HttpUrl { rest })
+    Ok(HttpUrl {
+        plain_http: scheme.eq_ignore_ascii_case("http"),
+        host,
+        rest,
+    })
 }
 
 #[cfg(test)]
@@ -117,6 +136,43 @@ mod tests {
         assert_eq!(
             endpoint.map(|u| (u.is_origin(), u.rest)),
             Ok((false, "/api/in?x=1"))
+        );
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart_from_the_network() {
+        for text in [
+            "http://127.0.0.1:18080",
+            "http://127.5.6.7",
+            "http://localhost:8080/in",
+            "http://LocalHost",
+            "http://[::1]:8080",
+        ] {
+            let url = parse_http_url(text);
+            assert_eq!(
+                url.map(|u| (u.plain_http, u.is_loopback())),
+                Ok((true, true)),
+                "{text}"
+            );
+        }
+        for text in [
+            "http://crm.example.com",
+            "http://10.0.0.1:8080",
+            "http://128.0.0.1",
+            "http://localhost.example.com",
+            "http://[::2]",
+            "http://0.0.0.0:80",
+        ] {
+            let url = parse_http_url(text);
+            assert_eq!(
+                url.map(|u| (u.plain_http, u.is_loopback())),
+                Ok((true, false)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_http_url("HTTPS://api.mypurecloud.ie").map(|u| u.plain_http),
+            Ok(false)
         );
     }
 

@@ -16,6 +16,8 @@ pub enum KeyKind {
     IdList,
     /// A list of texts (names, opening ranges, dates), spelled like [`KeyKind::IdList`].
     TextList,
+    /// `true` or `false`.
+    Boolean,
 }
 
 /// One configuration key, dotted (`genesys.region`). A `*` segment stands for a name the
@@ -36,6 +38,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("genesys.region", KeyKind::Text),
     spec("genesys.api_base", KeyKind::Text),
     spec("genesys.login_base", KeyKind::Text),
+    spec("genesys.allow_insecure_http", KeyKind::Boolean),
     spec("genesys.client_id", KeyKind::Text),
     spec("genesys.client_secret", KeyKind::Secret),
     spec("genesys.client_secret_file", KeyKind::Text),
@@ -73,6 +76,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("sla.calendars.*.sunday", KeyKind::TextList),
     spec("sla.calendars.*.closed", KeyKind::TextList),
     spec("crm.endpoint", KeyKind::Text),
+    spec("crm.allow_insecure_http", KeyKind::Boolean),
     spec("crm.auth", KeyKind::Text),
     spec("crm.token", KeyKind::Secret),
     spec("crm.username", KeyKind::Text),
@@ -89,6 +93,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("analytics.schedule", KeyKind::Text),
     spec("analytics.output_dir", KeyKind::Text),
     spec("admin.listen", KeyKind::Text),
+    spec("admin.token", KeyKind::Secret),
     spec("log.format", KeyKind::Text),
     spec("log.filter", KeyKind::Text),
     spec("stream.max_frame_bytes", KeyKind::Integer),

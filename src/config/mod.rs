@@ -91,13 +91,25 @@ impl Config {
         self.genesys.topics()
     }
 
-    /// Settings that are valid but will not do what they suggest: printed by `config
-    /// check` and logged at start-up, never fatal.
-    ///
-    /// None of the core's own today (the shell adds its file checks); kept so a setting
-    /// that is valid but misleading has one place to be reported from.
+    /// Settings that are valid but risky or misleading: printed by `config check` and
+    /// logged at start-up, never fatal. Today: an admin API reachable from the network.
+    /// The shell adds its file checks.
     pub fn warnings(&self) -> Vec<String> {
-        Vec::new()
+        let mut warnings = Vec::new();
+        if !self.admin.is_loopback() {
+            let guard = if self.admin.token.is_some() {
+                "admin.token guards every route but /healthz and /readyz"
+            } else {
+                "without admin.token anyone who reaches it can read /conversations \
+                 (customer names, attachment URLs) and /metrics"
+            };
+            warnings.push(format!(
+                "admin.listen = {} is not a loopback address: the admin API is reachable from \
+                 the network; {guard}",
+                self.admin.listen
+            ));
+        }
+        warnings
     }
 }
 
@@ -298,10 +310,20 @@ pub enum AnalyticsSchedule {
     Every(Duration),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
     pub listen: SocketAddr,
+    /// `admin.token`: when set, every route but the health probes needs it as a bearer
+    /// token (`/conversations` shows customer names and attachment URLs).
+    pub token: Option<Secret<String>>,
+}
+
+impl AdminConfig {
+    /// True when the admin API is reachable only from this machine.
+    pub fn is_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

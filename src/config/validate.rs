@@ -192,6 +192,7 @@ pub fn validate(
     };
     let admin = AdminConfig {
         listen: check.admin_listen(),
+        token: check.secret("admin.token"),
     };
     let log = LogConfig {
         format: check.log_format(),
@@ -448,7 +449,27 @@ impl<'t> Checker<'t, '_> {
         PathBuf::from(self.text(key).unwrap_or(default))
     }
 
-    fn url(&mut self, key: &str, usage: UrlUse) -> Option<String> {
+    fn boolean(&mut self, key: &str) -> Option<bool> {
+        let value = self.lookup(key)?;
+        let flag = value.as_bool();
+        if flag.is_none() {
+            self.report(
+                key,
+                format!("expected true or false, found {}", kind_of(value)),
+            );
+        }
+        flag
+    }
+
+    /// An http(s) URL. Plain `http://` is refused unless the host is loopback or
+    /// `allow_key` is `true` (its value passed in as `allowed`): the client secret, bearer
+    /// tokens and CRM credentials would otherwise cross the network in clear text.
+    fn url(
+        &mut self,
+        key: &str,
+        usage: UrlUse,
+        (allow_key, allowed): (&str, bool),
+    ) -> Option<String> {
         let text = self.text(key)?.trim();
         let url = match parse_http_url(text) {
             Ok(url) => url,
@@ -473,6 +494,22 @@ impl<'t> Checker<'t, '_> {
             self.report(
                 key,
                 "give only scheme://host[:port]; Convoy appends the /api/v2 and /oauth paths itself",
+            );
+            return None;
+        }
+        if url.plain_http && !url.is_loopback() && !allowed {
+            let carried = if key.starts_with("crm.") {
+                "the CRM credentials and every record"
+            } else {
+                "the client secret and the bearer tokens"
+            };
+            self.report(
+                key,
+                format!(
+                    "plain http:// to a host that is not loopback would send {carried} in clear \
+                     text; use https://, or set {allow_key} = true if the network in between is \
+                     trusted (e.g. a TLS-terminating proxy next to Convoy)"
+                ),
             );
             return None;
         }
@@ -564,8 +601,10 @@ impl<'t> Checker<'t, '_> {
         let api_given = self.present("genesys.api_base");
         let login_given = self.present("genesys.login_base");
         let region = self.region();
-        let api_base = self.url("genesys.api_base", UrlUse::Origin);
-        let login_base = self.url("genesys.login_base", UrlUse::Origin);
+        const ALLOW: &str = "genesys.allow_insecure_http";
+        let allow = (ALLOW, self.boolean(ALLOW).unwrap_or(false));
+        let api_base = self.url("genesys.api_base", UrlUse::Origin, allow);
+        let login_base = self.url("genesys.login_base", UrlUse::Origin, allow);
 
         if region_given && (api_given || login_given) {
             self.report(
@@ -918,7 +957,9 @@ impl<'t> Checker<'t, '_> {
 
     fn crm(&mut self) -> Option<CrmConfig> {
         let endpoint_given = self.present("crm.endpoint");
-        let endpoint = self.url("crm.endpoint", UrlUse::Endpoint);
+        const ALLOW: &str = "crm.allow_insecure_http";
+        let allow = (ALLOW, self.boolean(ALLOW).unwrap_or(false));
+        let endpoint = self.url("crm.endpoint", UrlUse::Endpoint, allow);
         let auth_name = self.text("crm.auth").unwrap_or("none");
         let token = self.secret("crm.token");
         let username = self.text("crm.username");

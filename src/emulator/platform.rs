@@ -537,6 +537,12 @@ impl Platform {
         })
     }
 
+    /// Every access token alive now (issued, not yet swept): what a leak test looks for
+    /// in a client's output.
+    pub fn access_tokens(&self) -> Vec<String> {
+        self.token_ids.keys().cloned().collect()
+    }
+
     /// Checks the bearer token of an `/api/v2` call (the text after `Bearer `).
     pub fn authenticate(
         &self,

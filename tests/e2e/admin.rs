@@ -39,6 +39,7 @@ fn start_admin() -> Admin {
             gate: Arc::new(OutboxGate::new(1_000, 0)),
             sla: SlaViews::default(),
         },
+        None,
     )
     .unwrap();
     let base = format!("http://{}", server.local_addr());

@@ -6,6 +6,7 @@ mod daemon;
 mod emulator_load;
 mod emulator_org;
 mod emulator_platform;
+mod limits;
 mod metrics;
 mod ratelimit;
 mod scale;

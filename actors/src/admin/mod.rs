@@ -14,6 +14,10 @@
 //! waits on the disk); `retry-dead` is the one route that writes, and only moves dead
 //! letters back to the outbox. Until the daemon hands the store over
 //! ([`AdminServer::attach_outbox`]) they answer 503.
+//!
+//! With `admin.token` set, every route but `/healthz` and `/readyz` answers 401 without
+//! `Authorization: Bearer <token>` ([`convoy::admin_auth`] decides). Request bodies are
+//! limited to [`MAX_BODY_BYTES`].
 
 mod health;
 
@@ -22,8 +26,12 @@ mod outbox;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use actix_web::dev::ServerHandle;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use convoy::admin_auth::{admin_access, AdminAccess};
+use convoy::config::Secret;
 use convoy::ids::ConversationId;
 use serde::Deserialize;
 use serde_json::json;
@@ -49,7 +57,12 @@ struct AdminState {
     telemetry: Telemetry,
     outbox: OutboxSlot,
     pipeline: OutboxView,
+    token: Option<Secret<String>>,
 }
+
+/// The largest request body accepted: only `retry-dead` reads one (a selection of record
+/// ids, about 100 bytes each). Larger bodies get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the admin server shows of the outbox pipeline: the gate (back-pressure, pending
 /// count) and the open SLA clocks per conversation.
@@ -82,6 +95,7 @@ impl AdminServer {
         write_statuses: WriteStatuses,
         telemetry: Telemetry,
         pipeline: OutboxView,
+        token: Option<Secret<String>>,
     ) -> std::io::Result<AdminServer> {
         if actix::System::try_current().is_none() {
             return Err(std::io::Error::other(
@@ -96,14 +110,21 @@ impl AdminServer {
             telemetry,
             outbox: Arc::clone(&outbox),
             pipeline,
+            token,
         });
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-            // Probes and scrapes are rare and cheap; one worker thread is plenty.
-            .workers(1)
-            // SIGTERM belongs to the daemon's ordered shutdown, which keeps this server up
-            // (answering 503 on /readyz) while conversations drain.
-            .disable_signals()
-            .bind(listen)?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .wrap(actix_web::middleware::from_fn(require_token))
+                .configure(routes)
+        })
+        // Probes and scrapes are rare and cheap; one worker thread is plenty.
+        .workers(1)
+        // SIGTERM belongs to the daemon's ordered shutdown, which keeps this server up
+        // (answering 503 on /readyz) while conversations drain.
+        .disable_signals()
+        .bind(listen)?;
         let local_addr = server
             .addrs()
             .first()
@@ -145,6 +166,29 @@ impl AdminServer {
         // process, or `convoy outbox` after the daemon, opens it again).
         if let Ok(mut slot) = self.outbox.lock() {
             slot.take();
+        }
+    }
+}
+
+/// Refuses requests without the admin token (when one is set) before any handler runs.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let token = req
+        .app_data::<web::Data<AdminState>>()
+        .and_then(|state| state.token.clone());
+    let authorization = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match admin_access(req.path(), authorization, token.as_ref()) {
+        AdminAccess::Allowed => Ok(next.call(req).await?.map_into_boxed_body()),
+        AdminAccess::Refused => {
+            let response = HttpResponse::Unauthorized()
+                .insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"))
+                .json(json!({ "error": "admin.token is set: send Authorization: Bearer <admin.token>" }));
+            Ok(req.into_response(response))
         }
     }
 }

@@ -31,10 +31,12 @@ use serde_json::json;
 use super::messages::{ConversationInput, RouteEvent};
 use super::view::WriteStatuses;
 use crate::genesys::conversations::read_conversation;
-use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
+use crate::genesys::rest::{path_segment, GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::nth_delay;
 use crate::supervision::PanicGuard;
 use crate::telemetry::{names, ActorMetrics};
+
+const WRITE_ROUTE: &str = "PATCH /api/v2/conversations/{id}/participants/{id}/attributes";
 
 /// What a conversation's state owes Genesys now (all of it; an empty list settles the
 /// debt). Edge: conversation actor → writer with `do_send` (never waits: the writer's
@@ -304,10 +306,30 @@ async fn write_once(
         }
     }
     let id = &job.conversation_id;
-    let participant = &job.write.participant_id;
+    let segments = path_segment(id.as_str(), "conversation id", WRITE_ROUTE).and_then(|conv| {
+        let participant = path_segment(
+            job.write.participant_id.as_str(),
+            "participant id",
+            WRITE_ROUTE,
+        )?;
+        Ok((conv, participant))
+    });
+    let (conversation_segment, participant_segment) = match segments {
+        Ok(segments) => segments,
+        Err(error) => {
+            return AttemptResult {
+                outcome: Attempt::Refused {
+                    reason: error.to_string(),
+                },
+                etag: update,
+            }
+        }
+    };
     let mut request = RestRequest::patch(
-        format!("/api/v2/conversations/{id}/participants/{participant}/attributes"),
-        "PATCH /api/v2/conversations/{id}/participants/{id}/attributes",
+        format!(
+            "/api/v2/conversations/{conversation_segment}/participants/{participant_segment}/attributes"
+        ),
+        WRITE_ROUTE,
         json!({ "attributes": job.write.attributes() }),
     );
     // Background, like re-reads: a backlog of writes (minutes of it at 300 requests per
@@ -334,7 +356,7 @@ async fn write_once(
                 etag,
             }
         }
-        Err(error @ RestError::Rejected { .. }) => AttemptResult {
+        Err(error @ (RestError::Rejected { .. } | RestError::UnsafeId { .. })) => AttemptResult {
             outcome: Attempt::Refused {
                 reason: error.to_string(),
             },
@@ -358,7 +380,7 @@ async fn reread(
 ) -> Result<Option<String>, Attempt> {
     let read = match read_conversation(rest, id).await {
         Ok(read) => read,
-        Err(error @ RestError::Rejected { .. }) => {
+        Err(error @ (RestError::Rejected { .. } | RestError::UnsafeId { .. })) => {
             return Err(Attempt::Refused {
                 reason: error.to_string(),
             })

@@ -30,6 +30,15 @@ pub struct CrmSinkArgs {
         hide_default_value = true
     )]
     pub auth: SinkAuth,
+    /// File holding the --auth value (surrounding whitespace trimmed), so the credential
+    /// stays off the command line, which every user of the machine can see (`ps`).
+    #[arg(
+        long,
+        env = "CONVOY_CRM_SINK_AUTH_FILE",
+        conflicts_with = "auth",
+        value_name = "FILE"
+    )]
+    pub auth_file: Option<std::path::PathBuf>,
     /// Seed of the fault decisions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -73,22 +82,35 @@ impl CrmSinkArgs {
     /// What is wrong with the flags beyond what clap checks (ratios outside 0..=1 or
     /// adding up past 1): a usage error, reported before anything starts.
     pub fn check(&self) -> Result<(), String> {
+        self.auth()?;
         if !(0.0..=1.0).contains(&self.reject_ratio) {
             return Err(format!(
                 "--reject-ratio must be between 0 and 1, got {}",
                 self.reject_ratio
             ));
         }
-        self.options()
+        self.options()?
             .faults
             .validate()
             .map_err(|problem| problem.to_string())
     }
 
-    pub fn options(&self) -> CrmSinkOptions {
-        CrmSinkOptions {
+    /// `--auth`, or the content of `--auth-file`.
+    pub fn auth(&self) -> Result<SinkAuth, String> {
+        let Some(path) = &self.auth_file else {
+            return Ok(self.auth.clone());
+        };
+        let text = crate::config_load::read_secret_file(path)
+            .map_err(|error| format!("--auth-file: {error}"))?;
+        text.expose_secret()
+            .parse()
+            .map_err(|error| format!("--auth-file {}: {error}", path.display()))
+    }
+
+    pub fn options(&self) -> Result<CrmSinkOptions, String> {
+        Ok(CrmSinkOptions {
             listen: self.listen,
-            auth: self.auth.clone(),
+            auth: self.auth()?,
             faults: FaultSettings {
                 error_ratio: self.error_ratio,
                 rate_limit_ratio: self.rate_limit_ratio,
@@ -101,14 +123,15 @@ impl CrmSinkArgs {
             reject_ratio: self.reject_ratio,
             max_batch: self.max_batch,
             require_precondition: self.require_precondition,
-        }
+        })
     }
 }
 
 /// Starts the sink, prints `{"base_url": ...}` as one line on stdout, serves until SIGINT
 /// or SIGTERM.
 pub async fn run(args: CrmSinkArgs) -> anyhow::Result<()> {
-    let sink = CrmSink::start(args.options())
+    let options = args.options().map_err(anyhow::Error::msg)?;
+    let sink = CrmSink::start(options)
         .await
         .with_context(|| format!("cannot serve the CRM sink on {}", args.listen))?;
     if let Some(path) = &args.write_config {
@@ -207,7 +230,7 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{command:?}").contains("t0ken"));
-        let options = command.args.options();
+        let options = command.args.options().unwrap();
         assert_eq!(options.listen.port(), 0);
         assert_eq!(options.faults.retry_after_secs, 4);
         assert_eq!(options.faults.delay_ms, 20);
@@ -232,6 +255,31 @@ mod tests {
         assert!(parse(&["--error-ratio", "0.5"]).check().is_ok());
         assert!(parse(&["--reject-ratio", "1.5"]).check().is_err());
         assert!(parse(&["--reject-ratio", "1"]).check().is_ok());
+    }
+
+    #[test]
+    fn the_credential_can_come_from_a_file_instead_of_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth");
+        std::fs::write(&path, "basic:convoy:pa55word\n").unwrap();
+        let path_text = path.to_str().unwrap();
+        let command = Command::try_parse_from(["crm-sink", "--auth-file", path_text]).unwrap();
+        let auth = command.args.options().unwrap().auth;
+        // base64("convoy:pa55word")
+        assert!(auth.permits(Some("Basic Y29udm95OnBhNTV3b3Jk")));
+        assert!(!auth.permits(None));
+
+        std::fs::write(&path, "token:x").unwrap();
+        let command = Command::try_parse_from(["crm-sink", "--auth-file", path_text]).unwrap();
+        let refused = command.args.check().unwrap_err();
+        assert!(
+            refused.contains("--auth-file") && !refused.contains("token:x"),
+            "{refused}"
+        );
+        assert!(
+            Command::try_parse_from(["crm-sink", "--auth", "none", "--auth-file", path_text])
+                .is_err()
+        );
     }
 
     #[test]

@@ -44,7 +44,8 @@ use convoy::crm::CrmRecord;
 
 pub use auth::{SinkAuth, SinkAuthError};
 pub use faults::{FaultSettings, FaultSettingsError};
-pub use store::{FaultStats, RecordJudge, SinkStats, StoredDocument};
+pub use routes::MAX_BODY_BYTES;
+pub use store::{FaultStats, RecordJudge, SinkStats, StoredDocument, MAX_ANSWERED_KEYS};
 
 use faults::FaultInjector;
 use routes::{lock, SinkShared};

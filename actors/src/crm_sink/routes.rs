@@ -25,7 +25,7 @@ use super::store::{BatchOutcome, BatchStart, RecordJudge, SinkStore};
 use convoy::crm::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Largest request body accepted (a batch of 1 000 records of a few KiB fits).
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// State shared by all requests of one sink.
 #[derive(Debug)]

@@ -2,14 +2,23 @@
 //! answered and those still being processed, the conversation documents with their
 //! versions, and counters. Plain state behind one mutex; the handlers in [`super::routes`]
 //! do the HTTP.
+//!
+//! Answered idempotency keys are kept with their request bodies, so a client could grow
+//! them without limit: only the [`MAX_ANSWERED_KEYS`] most recent are remembered (the
+//! oldest forgotten first), as a CRM keeps keys for a retention window. A key resent
+//! after it was forgotten is processed again, and its records count as duplicates.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use convoy::crm::{
     decide_write, BatchRequest, BatchResponse, CrmRecord, Precondition, RecordResult, WriteOutcome,
     WriteRefused,
 };
 use serde::{Deserialize, Serialize};
+
+/// Answered idempotency keys remembered at most (with their bodies: up to about 100 MB
+/// at Convoy's default batches of 100 records of about 1 KB).
+pub const MAX_ANSWERED_KEYS: usize = 1_000;
 
 /// Counters the sink exposes at `GET /_sink/stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +145,8 @@ pub struct SinkStore {
     record_ids: HashSet<String>,
     /// Idempotency key → (request body as JSON, the answer given).
     answered: HashMap<String, (serde_json::Value, BatchResponse)>,
+    /// The keys of `answered`, oldest first.
+    answered_order: VecDeque<String>,
     /// Idempotency key → request body, while that request is being processed.
     in_progress: HashMap<String, serde_json::Value>,
     conversations: HashMap<String, StoredDocument>,
@@ -233,6 +244,12 @@ impl SinkStore {
         self.stats.duplicates += response.duplicates as u64;
         self.answered
             .insert(key.to_owned(), (body, response.clone()));
+        self.answered_order.push_back(key.to_owned());
+        while self.answered_order.len() > MAX_ANSWERED_KEYS {
+            if let Some(oldest) = self.answered_order.pop_front() {
+                self.answered.remove(&oldest);
+            }
+        }
         BatchOutcome::Processed(response)
     }
 
@@ -329,6 +346,33 @@ mod tests {
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(store.stats.duplicates, 2);
         assert_eq!(store.stats.records_received, 5);
+    }
+
+    #[test]
+    fn only_the_most_recent_idempotency_keys_are_remembered() {
+        let mut store = SinkStore::default();
+        for n in 0..=MAX_ANSWERED_KEYS {
+            let (body, request) = batch(&[&format!("r{n}")]);
+            store.apply_batch(&format!("k{n}"), body, request, None);
+        }
+        assert_eq!(store.answered.len(), MAX_ANSWERED_KEYS);
+        assert_eq!(store.answered_order.len(), MAX_ANSWERED_KEYS);
+        // The newest key still replays; the oldest was forgotten and counts as new, its
+        // record as a duplicate.
+        let newest = format!("r{MAX_ANSWERED_KEYS}");
+        let (body, request) = batch(&[&newest]);
+        let replay = store.apply_batch(&format!("k{MAX_ANSWERED_KEYS}"), body, request, None);
+        assert!(matches!(replay, BatchOutcome::Replayed(_)), "{replay:?}");
+        let (body, request) = batch(&["r0"]);
+        assert_eq!(
+            store.apply_batch("k0", body, request, None),
+            BatchOutcome::Processed(BatchResponse {
+                accepted: 0,
+                duplicates: 1,
+                results: vec![]
+            })
+        );
+        assert_eq!(store.records().len(), MAX_ANSWERED_KEYS + 1);
     }
 
     #[test]

@@ -320,11 +320,15 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     error_response(StatusCode::NOT_FOUND, frames::not_found(&context_id(&req)))
 }
 
+/// The largest JSON body any route reads (a message, a subscription list of 1 000
+/// topics); larger ones answer 413 before they are buffered.
+pub const MAX_JSON_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Malformed JSON bodies answer a 400 ErrorBody (415 for a wrong Content-Type), as the API
 /// does, rather than actix's plain text.
 pub(crate) fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(4 * 1024 * 1024)
+        .limit(MAX_JSON_BODY_BYTES)
         .error_handler(|error, req| {
             let context = context_id(req);
             let response = match &error {
@@ -337,6 +341,17 @@ pub(crate) fn json_config() -> web::JsonConfig {
                         &context,
                     ),
                 ),
+                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                    error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        frames::error_body(
+                            413,
+                            "request.entity.too.large",
+                            &error.to_string(),
+                            &context,
+                        ),
+                    )
+                }
                 other => error_response(
                     StatusCode::BAD_REQUEST,
                     frames::bad_request(&other.to_string(), &context),

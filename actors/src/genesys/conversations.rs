@@ -7,7 +7,7 @@ use convoy::conversation::ConversationSnapshot;
 use convoy::ids::ConversationId;
 use convoy::parse::read_conversation_body;
 
-use super::rest::{GenesysRest, RestError, RestRequest};
+use super::rest::{path_segment, GenesysRest, RestError, RestRequest};
 
 const ROUTE: &str = "GET /api/v2/conversations/{id}";
 
@@ -23,6 +23,7 @@ pub async fn read_conversation(
     rest: &GenesysRest,
     id: &ConversationId,
 ) -> Result<ConversationRead, RestError> {
+    let id = path_segment(id.as_str(), "conversation id", ROUTE)?;
     let response = rest
         .call(RestRequest::get(format!("/api/v2/conversations/{id}"), ROUTE).background())
         .await?;

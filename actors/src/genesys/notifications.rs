@@ -87,7 +87,9 @@ fn checked_channel_id<'a>(id: &'a str, route: &'static str) -> Result<&'a str, R
     let safe = !id.is_empty()
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+        // `.` and `..` would be resolved as relative segments.
+        && !id.bytes().all(|b| b == b'.');
     if safe {
         Ok(id)
     } else {
@@ -112,7 +114,7 @@ mod tests {
 
     #[test]
     fn ids_that_would_change_the_path_are_refused() {
-        for id in ["", "a/b", "a?b", "..%2f", "a b", "ü"] {
+        for id in ["", "a/b", "a?b", "..%2f", "a b", "ü", ".", ".."] {
             assert!(checked_channel_id(id, "r").is_err(), "{id:?}");
         }
     }

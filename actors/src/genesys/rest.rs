@@ -459,10 +459,34 @@ pub enum RestError {
     },
     #[error("{route}: unreadable response: {detail}")]
     Malformed { route: &'static str, detail: String },
+    /// An id (from a frame, a response) that cannot be one path segment: never sent,
+    /// because it would reach another resource with Convoy's token.
+    #[error("{route}: not sent: the {what} {id:?} cannot be a path segment: {reason}")]
+    UnsafeId {
+        route: &'static str,
+        what: &'static str,
+        id: String,
+        reason: convoy::ids::PathSegmentError,
+    },
     /// The daemon is shutting down ([`SharedBucket::close`]): the call was not (or no
     /// longer) attempted.
     #[error("not sent: shutting down")]
     ShuttingDown,
+}
+
+/// `id` as one path segment of `route` ([`convoy::ids::path_segment`]), or
+/// [`RestError::UnsafeId`] naming it as `what` (`"conversation id"`).
+pub fn path_segment<'a>(
+    id: &'a str,
+    what: &'static str,
+    route: &'static str,
+) -> Result<std::borrow::Cow<'a, str>, RestError> {
+    convoy::ids::path_segment(id).map_err(|reason| RestError::UnsafeId {
+        route,
+        what,
+        id: id.chars().take(80).collect(),
+        reason,
+    })
 }
 
 impl RestError {

@@ -31,8 +31,17 @@ pub struct SimulateArgs {
     #[arg(long, env = "CONVOY_SIM_CLIENT_ID")]
     pub client_id: Option<String>,
     /// OAuth client secret; default with --target emulator: the emulator's default secret.
+    /// Prefer the environment or --client-secret-file: a command line is visible to every
+    /// user of the machine (`ps`).
     #[arg(long, env = "CONVOY_SIM_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<Secret<String>>,
+    /// File holding the OAuth client secret (surrounding whitespace trimmed).
+    #[arg(
+        long,
+        env = "CONVOY_SIM_CLIENT_SECRET_FILE",
+        conflicts_with = "client_secret"
+    )]
+    pub client_secret_file: Option<PathBuf>,
     /// Conversations to run.
     #[arg(long, default_value_t = 20)]
     pub conversations: usize,
@@ -128,7 +137,15 @@ impl SimulateArgs {
             Some(path) => super::read_scenario_file(path).map_err(anyhow::Error::msg)?,
             None => Scenario::default(),
         };
-        let (client_id, client_secret) = match (&self.client_id, &self.client_secret) {
+        let from_file = match &self.client_secret_file {
+            Some(path) => Some(
+                crate::config_load::read_secret_file(path)
+                    .map_err(|error| anyhow!("--client-secret-file: {error}"))?,
+            ),
+            None => None,
+        };
+        let client_secret = self.client_secret.as_ref().or(from_file.as_ref());
+        let (client_id, client_secret) = match (&self.client_id, client_secret) {
             (Some(id), Some(secret)) => (id.clone(), secret.expose_secret().clone()),
             (None, None) if self.target == Target::Emulator => (
                 DEFAULT_CLIENT_ID.to_owned(),
@@ -297,6 +314,41 @@ mod tests {
         assert_eq!(options.queues, ["queue"]);
         assert_eq!(options.rate_per_second, None);
         assert!(!format!("{options:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_client_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "  s3cret-from-file\n").unwrap();
+        let path_text = path.to_str().unwrap();
+        let args = parse(&[
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--client-id",
+            "id",
+            "--client-secret-file",
+            path_text,
+        ])
+        .unwrap();
+        let options = args.options().unwrap();
+        assert_eq!(options.client_secret.expose_secret(), "s3cret-from-file");
+
+        std::fs::write(&path, "\n").unwrap();
+        let error = format!("{:#}", args.options().unwrap_err());
+        assert!(
+            error.contains("--client-secret-file") && error.contains("empty"),
+            "{error}"
+        );
+        assert!(parse(&[
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--client-secret",
+            "x",
+            "--client-secret-file",
+            path_text,
+        ])
+        .is_err());
     }
 
     #[test]

@@ -297,7 +297,14 @@ pub(super) async fn drive_inbound(
     let mut pending: Vec<DueReceipt> = Vec::new();
     let mut ended = false;
     let mut next_poll = Instant::now() + ctx.poll_interval;
-    let conversation_path = format!("/api/v2/conversations/messages/{conversation_id}");
+    // The id comes from the server's answer: escaped, so it cannot point the token-carrying
+    // polls at another path.
+    let segment =
+        convoy::ids::path_segment(&conversation_id).map_err(|error| DriveError::Unexpected {
+            index,
+            what: format!("the conversation id {conversation_id:?} cannot go into a path: {error}"),
+        })?;
+    let conversation_path = format!("/api/v2/conversations/messages/{segment}");
     let outcome = loop {
         if let Err(error) = post_due_receipts(
             ctx,

@@ -190,7 +190,19 @@ fn secrets_never_appear_in_config_debug_or_in_errors() {
         json!("convoy"),
     );
     let good = with(good, "crm.password", json!(SECRET));
-    let config = validate(&good, &no_origin).unwrap();
+    let config = validate(
+        &with(good.clone(), "admin.token", json!(SECRET)),
+        &no_origin,
+    )
+    .unwrap();
+    assert_eq!(
+        config
+            .admin
+            .token
+            .as_ref()
+            .map(|t| t.expose_secret().as_str()),
+        Some(SECRET)
+    );
     let debug = format!("{config:?} {config:#?}");
     assert!(!debug.contains(SECRET), "{debug}");
     assert!(debug.contains("***"));
@@ -785,4 +797,119 @@ fn sla_lists_and_shares_from_the_environment_are_text() {
         calendar.open_time_between(monday, monday + chrono::TimeDelta::days(1)),
         Duration::from_secs(7 * 3_600)
     );
+}
+
+/// The emulator's and a proxy's bases: plain http, as Genesys itself never is.
+fn with_bases(api_base: &str, login_base: &str) -> Value {
+    with(
+        with(
+            without(minimal(), "genesys.region"),
+            "genesys.api_base",
+            json!(api_base),
+        ),
+        "genesys.login_base",
+        json!(login_base),
+    )
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_because_credentials_would_travel_in_clear() {
+    let tree = with(
+        with_bases("http://genesys-proxy.internal", "http://10.1.2.3:8080"),
+        "crm.endpoint",
+        json!("http://crm.example.com/ingest"),
+    );
+    let found = problems(&tree);
+    assert_eq!(
+        keys_of(&found),
+        vec!["genesys.api_base", "genesys.login_base", "crm.endpoint"]
+    );
+    assert!(found[0].reason.contains("client secret"), "{}", found[0]);
+    assert!(found[0].reason.contains("clear text"), "{}", found[0]);
+    assert!(
+        found[0]
+            .reason
+            .contains("genesys.allow_insecure_http = true"),
+        "{}",
+        found[0]
+    );
+    assert!(found[2].reason.contains("crm.allow_insecure_http = true"));
+}
+
+#[test]
+fn plain_http_is_fine_on_loopback_or_when_explicitly_allowed() {
+    for (api, login, crm) in [
+        (
+            "http://127.0.0.1:18080",
+            "http://localhost:18080",
+            "http://[::1]:9000/in",
+        ),
+        (
+            "https://api.example.com",
+            "https://login.example.com",
+            "https://crm.example.com/in",
+        ),
+    ] {
+        let tree = with(with_bases(api, login), "crm.endpoint", json!(crm));
+        assert!(validate(&tree, &no_origin).is_ok(), "{api} {login} {crm}");
+    }
+    let tree = with(
+        with(
+            with(
+                with_bases("http://genesys-proxy.internal", "http://10.1.2.3:8080"),
+                "genesys.allow_insecure_http",
+                json!(true),
+            ),
+            "crm.endpoint",
+            json!("http://crm.example.com/ingest"),
+        ),
+        "crm.allow_insecure_http",
+        json!(true),
+    );
+    let config = validate(&tree, &no_origin).unwrap();
+    assert_eq!(
+        config.genesys.endpoints.api_base,
+        "http://genesys-proxy.internal"
+    );
+}
+
+#[test]
+fn allow_insecure_http_must_be_a_boolean() {
+    let tree = with(
+        with_bases("http://127.0.0.1:1", "http://127.0.0.1:1"),
+        "genesys.allow_insecure_http",
+        json!("yes"),
+    );
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), vec!["genesys.allow_insecure_http"]);
+    assert!(found[0].reason.contains("true or false"));
+}
+
+#[test]
+fn an_admin_api_off_loopback_is_a_warning_that_says_whether_a_token_guards_it() {
+    let config = validate(&minimal(), &no_origin).unwrap();
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+
+    let open = with(minimal(), "admin.listen", json!("0.0.0.0:9464"));
+    let warnings = validate(&open, &no_origin).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("not a loopback address"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("without admin.token"),
+        "{}",
+        warnings[0]
+    );
+
+    let guarded = with(open, "admin.token", json!(SECRET));
+    let warnings = validate(&guarded, &no_origin).unwrap().warnings();
+    assert!(
+        warnings[0].contains("admin.token guards"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!warnings[0].contains(SECRET));
 }
