@@ -117,7 +117,11 @@ impl CorePipeline {
             .book
             .observe(&self.policy, &observations, observed_at);
         self.totals.sla_signals += signals.len() as u64;
-        records.extend(signals.iter().map(|signal| sla_record(id, signal)));
+        records.extend(
+            signals
+                .iter()
+                .map(|signal| sla_record(id, signal, observed_at)),
+        );
         let document = summary.document(&tracked.book.tallies());
         self.totals.records += records.len() as u64;
         self.totals.summaries += u64::from(document.is_object());
