@@ -158,14 +158,7 @@ impl CrmClient {
         let retry_after = header_text(response.headers(), header::RETRY_AFTER.as_str());
         let replayed = header_text(response.headers(), "Idempotent-Replayed")
             .is_some_and(|value| value.eq_ignore_ascii_case("true"));
-        let answer = response
-            .body()
-            .limit(MAX_ANSWER_BYTES)
-            .await
-            .map_err(|problem| CrmCallError::MaybeDelivered {
-                reason: format!("reading the answer to a {status}: {problem}"),
-                timed_out: false,
-            })?;
+        let answer = read_body(&mut response, status).await?;
         let ids: Vec<String> = records.iter().map(|record| record.id.clone()).collect();
         let verdict = classify_batch_answer(
             status,
