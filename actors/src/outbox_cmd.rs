@@ -373,6 +373,7 @@ pub fn render_dead(letters: &[DeadLetter], source: &str) -> String {
     for letter in letters {
         let record = &letter.record;
         let status = letter
+            .failure
             .status
             .map_or_else(|| "no answer".to_owned(), |status| status.to_string());
         text.push_str(&format!(
@@ -381,17 +382,17 @@ pub fn render_dead(letters: &[DeadLetter], source: &str) -> String {
             record.id,
             record.conversation_id,
             record.kind,
-            letter.reason,
-            letter.attempts,
-            timestamp(letter.first_attempt_at),
-            timestamp(letter.last_attempt_at),
+            letter.failure.reason,
+            letter.failure.attempts,
+            timestamp(letter.failure.first_attempt_at),
+            timestamp(letter.failure.last_attempt_at),
             timestamp(letter.accepted_at),
             letter.seq,
         ));
-        if let Some(key) = &letter.idempotency_key {
+        if let Some(key) = &letter.failure.idempotency_key {
             text.push_str(&format!("  batch key: {key}\n"));
         }
-        if let Some(body) = &letter.body_excerpt {
+        if let Some(body) = &letter.failure.body_excerpt {
             text.push_str(&format!("  body:      {body}\n"));
         }
     }

@@ -139,10 +139,10 @@ pub struct CommitReport {
     pub last_seq: Option<u64>,
 }
 
-/// Why a pending record goes to the dead letters, with its delivery history.
+/// Why a record could not be delivered, with its delivery history: what a dead letter
+/// carries besides the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetterNew {
-    pub seq: u64,
+pub struct DeliveryFailure {
     /// The HTTP status of the refusal, if there was an answer.
     pub status: Option<u16>,
     pub reason: String,
@@ -155,20 +155,23 @@ pub struct DeadLetterNew {
     pub idempotency_key: Option<String>,
 }
 
-/// A dead-lettered record and the context of its death.
+/// A pending record (by seq) to move to the dead letters, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterNew {
+    pub seq: u64,
+    pub failure: DeliveryFailure,
+}
+
+/// A dead-lettered record and the context of its death (flattened: the JSON of
+/// `convoy outbox dead` and `/outbox/dead` lists the failure's fields beside the record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// The seq it had in the outbox.
     pub seq: u64,
     pub record: CrmRecord,
     pub accepted_at: DateTime<Utc>,
-    pub status: Option<u16>,
-    pub reason: String,
-    pub body_excerpt: Option<String>,
-    pub attempts: u32,
-    pub first_attempt_at: DateTime<Utc>,
-    pub last_attempt_at: DateTime<Utc>,
-    pub idempotency_key: Option<String>,
+    #[serde(flatten)]
+    pub failure: DeliveryFailure,
 }
 
 /// The store's counts, for `convoy outbox status`, `/outbox` and metrics.
@@ -508,13 +511,7 @@ impl DurableStore {
                     seq: letter.seq,
                     record: stored.record,
                     accepted_at: stored.accepted_at,
-                    status: letter.status,
-                    reason: letter.reason.clone(),
-                    body_excerpt: letter.body_excerpt.clone(),
-                    attempts: letter.attempts,
-                    first_attempt_at: letter.first_attempt_at,
-                    last_attempt_at: letter.last_attempt_at,
-                    idempotency_key: letter.idempotency_key.clone(),
+                    failure: letter.failure.clone(),
                 };
                 // An id dead once already (re-accepted meanwhile) keeps only its latest death.
                 if let Some(earlier) = dead_ids.insert(id.as_str(), letter.seq)? {
@@ -775,13 +772,15 @@ mod tests {
     fn letter(seq: u64, status: u16) -> DeadLetterNew {
         DeadLetterNew {
             seq,
-            status: Some(status),
-            reason: format!("the CRM answered {status}"),
-            body_excerpt: Some(excerpt(br#"{"error":"invalid_record"}"#)),
-            attempts: 3,
-            first_attempt_at: at(10),
-            last_attempt_at: at(20),
-            idempotency_key: Some("batch-1".to_owned()),
+            failure: DeliveryFailure {
+                status: Some(status),
+                reason: format!("the CRM answered {status}"),
+                body_excerpt: Some(excerpt(br#"{"error":"invalid_record"}"#)),
+                attempts: 3,
+                first_attempt_at: at(10),
+                last_attempt_at: at(20),
+                idempotency_key: Some("batch-1".to_owned()),
+            },
         }
     }
 
@@ -874,16 +873,16 @@ mod tests {
         assert_eq!(dead.len(), 2);
         assert_eq!(dead[0].record, record("r1", "c1"));
         assert_eq!(dead[0].seq, 1);
-        assert_eq!(dead[0].status, Some(422));
-        assert_eq!(dead[0].reason, "the CRM answered 422");
+        assert_eq!(dead[0].failure.status, Some(422));
+        assert_eq!(dead[0].failure.reason, "the CRM answered 422");
         assert_eq!(
-            dead[0].body_excerpt.as_deref(),
+            dead[0].failure.body_excerpt.as_deref(),
             Some(r#"{"error":"invalid_record"}"#)
         );
-        assert_eq!(dead[0].attempts, 3);
-        assert_eq!(dead[0].first_attempt_at, at(10));
-        assert_eq!(dead[0].last_attempt_at, at(20));
-        assert_eq!(dead[0].idempotency_key.as_deref(), Some("batch-1"));
+        assert_eq!(dead[0].failure.attempts, 3);
+        assert_eq!(dead[0].failure.first_attempt_at, at(10));
+        assert_eq!(dead[0].failure.last_attempt_at, at(20));
+        assert_eq!(dead[0].failure.idempotency_key.as_deref(), Some("batch-1"));
         assert_eq!(dead[0].accepted_at, at(0));
 
         let ids = vec!["r3".to_owned(), "unknown".to_owned()];
@@ -915,7 +914,7 @@ mod tests {
         store.dead_letter(&[letter(2, 409)]).unwrap();
         let dead = store.dead_letters().unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!((dead[0].seq, dead[0].status), (2, Some(409)));
+        assert_eq!((dead[0].seq, dead[0].failure.status), (2, Some(409)));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use convoy::crm::CrmRecord;
 use convoy_actors::admin::{AdminServer, ConversationViews, HealthBoard, WriteStatuses};
-use convoy_actors::store::{Commit, DeadLetterNew, DurableStore};
+use convoy_actors::store::{Commit, DeadLetterNew, DeliveryFailure, DurableStore};
 use convoy_actors::telemetry::Telemetry;
 use serde_json::Value;
 
@@ -51,13 +51,15 @@ fn fill(store: &DurableStore) {
     store
         .dead_letter(&[DeadLetterNew {
             seq: 2,
-            status: Some(422),
-            reason: "the CRM refused the record".to_owned(),
-            body_excerpt: Some(r#"{"error":"invalid_payload"}"#.to_owned()),
-            attempts: 1,
-            first_attempt_at: at(5),
-            last_attempt_at: at(5),
-            idempotency_key: Some("batch-key-1".to_owned()),
+            failure: DeliveryFailure {
+                status: Some(422),
+                reason: "the CRM refused the record".to_owned(),
+                body_excerpt: Some(r#"{"error":"invalid_payload"}"#.to_owned()),
+                attempts: 1,
+                first_attempt_at: at(5),
+                last_attempt_at: at(5),
+                idempotency_key: Some("batch-key-1".to_owned()),
+            },
         }])
         .unwrap();
 }

@@ -42,7 +42,7 @@ use serde_json::Value;
 
 use super::client::{CrmCallError, CrmClient, PutOutcome, UpsertPrecondition};
 use crate::outbox_writer::OutboxGate;
-use crate::store::{DeadLetterNew, DurableStore, OutboxRecord};
+use crate::store::{DeadLetterNew, DeliveryFailure, DurableStore, OutboxRecord};
 use crate::supervision::PanicGuard;
 use crate::telemetry::{names, ActorMetrics};
 
@@ -500,13 +500,15 @@ impl CrmBatchActor {
         let now = Utc::now();
         DeadLetterNew {
             seq: record.seq,
-            status,
-            reason,
-            body_excerpt: excerpt,
-            attempts: batch.attempts,
-            first_attempt_at: batch.first_attempt_at.unwrap_or(now),
-            last_attempt_at: now,
-            idempotency_key: Some(batch.key.clone()),
+            failure: DeliveryFailure {
+                status,
+                reason,
+                body_excerpt: excerpt,
+                attempts: batch.attempts,
+                first_attempt_at: batch.first_attempt_at.unwrap_or(now),
+                last_attempt_at: now,
+                idempotency_key: Some(batch.key.clone()),
+            },
         }
     }
 
