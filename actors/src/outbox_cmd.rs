@@ -357,7 +357,7 @@ pub fn render_status(status: &OutboxStatus, now: DateTime<Utc>, source: &str) ->
          oldest pending:     {oldest}\n\
          dead letters:       {}\n\
          summaries pending:  {}\n\
-         open SLA books:     {}\n\
+         SLA books:          {}\n\
          owed re-reads:      {}\n",
         status.pending,
         status.dead_lettered,
@@ -483,7 +483,7 @@ mod tests {
             "(1m 40s ago)",
             "dead letters:       1",
             "summaries pending:  3",
-            "open SLA books:     4",
+            "SLA books:          4",
             "owed re-reads:      5",
         ] {
             assert!(text.contains(expected), "{expected} in\n{text}");
