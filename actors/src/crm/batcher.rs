@@ -153,7 +153,7 @@ pub struct CrmBatchActor {
     gate: Arc<OutboxGate>,
     client: Option<Rc<CrmClient>>,
     /// Pending records not in a batch, seq order.
-    window: VecDeque<OutboxRecord>,
+    window: VecDeque<Windowed>,
     /// Highest seq read from the outbox.
     loaded_up_to: Option<u64>,
     /// Seqs taken into batches (in flight or waiting): never read into the window again.
@@ -240,7 +240,7 @@ impl CrmBatchActor {
                 for record in records {
                     self.loaded_up_to = Some(record.seq);
                     if !self.batched.contains(&record.seq) {
-                        self.window.push_back(record);
+                        self.window.push_back(Windowed::from(record));
                     }
                 }
             }
@@ -269,17 +269,10 @@ impl CrmBatchActor {
         let policy = self.settings.policy();
         // While a batch waits out a backoff the CRM is failing: it alone probes, and no
         // new batch is opened (the records wait in the outbox, not in retry loops).
+        // What the planner reads, taken from the window once per pump (sizes were
+        // measured when the records were read from the outbox).
+        let mut pending: Vec<PendingRecord> = self.window.iter().map(|w| w.plan.clone()).collect();
         while self.aimd.has_room() && self.retrying.is_empty() {
-            let pending: Vec<PendingRecord> = self
-                .window
-                .iter()
-                .map(|r| PendingRecord {
-                    seq: r.seq,
-                    conversation_id: r.record.conversation_id.clone(),
-                    size: encoded_size(r),
-                    accepted_at: r.accepted_at,
-                })
-                .collect();
             let busy = &self.busy;
             let planned = plan(&policy, &pending, &|conversation| {
                 busy.contains_key(conversation)
@@ -297,14 +290,15 @@ impl CrmBatchActor {
             }
             let chosen: HashSet<u64> = planned.seqs.iter().copied().collect();
             let mut records = Vec::with_capacity(chosen.len());
-            self.window.retain(|record| {
-                if chosen.contains(&record.seq) {
-                    records.push(record.clone());
+            self.window.retain(|windowed| {
+                if chosen.contains(&windowed.plan.seq) {
+                    records.push(windowed.record.clone());
                     false
                 } else {
                     true
                 }
             });
+            pending.retain(|record| !chosen.contains(&record.seq));
             let sent: Vec<_> = records.iter().map(|r| r.record.clone()).collect();
             self.next_batch += 1;
             let batch = Batch {
@@ -322,7 +316,6 @@ impl CrmBatchActor {
                 self.busy.insert(conversation, batch.id);
             }
             self.send(batch, ctx);
-            self.load();
         }
         self.publish();
     }
@@ -844,13 +837,29 @@ async fn upsert_summary(
     }
 }
 
-fn encoded_size(record: &OutboxRecord) -> usize {
-    // Close enough for the byte limit without serialising: ids, kind and payload.
-    record.record.id.len()
-        + record.record.conversation_id.len()
-        + record.record.kind.len()
-        + record.record.payload.to_string().len()
-        + 64
+/// A pending record in the window with what the planner needs of it, measured once when
+/// it is read from the outbox (not at every plan).
+struct Windowed {
+    record: OutboxRecord,
+    plan: PendingRecord,
+}
+
+impl From<OutboxRecord> for Windowed {
+    fn from(record: OutboxRecord) -> Windowed {
+        // The encoded size: ids, kind and payload, plus the JSON around them.
+        let size = record.record.id.len()
+            + record.record.conversation_id.len()
+            + record.record.kind.len()
+            + record.record.payload.to_string().len()
+            + 64;
+        let plan = PendingRecord {
+            seq: record.seq,
+            conversation_id: record.record.conversation_id.clone(),
+            size,
+            accepted_at: record.accepted_at,
+        };
+        Windowed { record, plan }
+    }
 }
 
 impl Actor for CrmBatchActor {

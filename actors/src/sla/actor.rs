@@ -90,9 +90,6 @@ struct Tracked {
     summary: Option<ConversationSummary>,
 }
 
-/// Outcome counts of a conversation, by clock and outcome.
-type Tallies = SlaTallies;
-
 /// A conversation's entry in the outbox's SLA table: its running clocks, or — once every
 /// clock settled — its final tallies, kept for [`SETTLED_KEPT_FOR`] so a conversation
 /// rebuilt after a restart (a re-read derives all its facts again) neither starts its
@@ -102,7 +99,7 @@ type Tallies = SlaTallies;
 enum StoredBook {
     Settled {
         settled_at: DateTime<Utc>,
-        tallies: Tallies,
+        tallies: SlaTallies,
     },
     Open(Tracked),
 }
@@ -121,7 +118,7 @@ pub struct SlaActor {
     tracked: HashMap<ConversationId, Tracked>,
     due: BTreeSet<(DateTime<Utc>, ConversationId)>,
     due_of: HashMap<ConversationId, DateTime<Utc>>,
-    settled: HashMap<ConversationId, Tallies>,
+    settled: HashMap<ConversationId, SlaTallies>,
     settled_order: VecDeque<(DateTime<Utc>, ConversationId)>,
     writer: Option<OutboxWriter>,
     views: SlaViews,
@@ -311,7 +308,7 @@ impl SlaActor {
 
     /// Remembers the final tallies of a settled conversation; the oldest are forgotten
     /// past [`SETTLED_MEMORY`] or [`SETTLED_KEPT_FOR`], and dropped from the outbox then.
-    fn remember_settled(&mut self, id: &ConversationId, tallies: Tallies, at: DateTime<Utc>) {
+    fn remember_settled(&mut self, id: &ConversationId, tallies: SlaTallies, at: DateTime<Utc>) {
         if self.settled.insert(id.clone(), tallies).is_none() {
             self.settled_order.push_back((at, id.clone()));
         }
