@@ -290,7 +290,7 @@ fn families() -> Vec<Family> {
         // CRM.
         counter(
             names::CRM_RECORDS_ACCEPTED,
-            "Records committed to the outbox, by kind.",
+            "Records handed to the outbox, by kind (a record whose id is already pending is not stored twice).",
             Seed::Each("kind", names::CRM_RECORD_KINDS.to_vec()),
         ),
         counter(
