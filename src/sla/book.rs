@@ -606,6 +606,31 @@ struct MessageContext<'a> {
     queue_id: Option<&'a str>,
 }
 
+/// The kinds of the clocks one observation started, for the `clocks started` metric: the
+/// clocks open after it that were not open before, and the clocks it settled that were not
+/// open before (started and met by the same observation).
+pub fn clocks_started(
+    open_before: &[OpenClock],
+    open_after: &[OpenClock],
+    signals: &[SlaSignal],
+) -> Vec<ClockKind> {
+    let was_open = |kind: ClockKind, subject: &ClockSubject| {
+        open_before
+            .iter()
+            .any(|c| c.kind == kind && &c.subject == subject)
+    };
+    let opened = open_after
+        .iter()
+        .filter(|clock| !was_open(clock.kind, &clock.subject))
+        .map(|clock| clock.kind);
+    let settled_at_once = signals
+        .iter()
+        .filter(|signal| matches!(signal.kind, SlaSignalKind::Outcome(_)))
+        .filter(|signal| !was_open(signal.clock, &signal.subject))
+        .map(|signal| signal.clock);
+    opened.chain(settled_at_once).collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

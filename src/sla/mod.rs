@@ -81,7 +81,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use book::{OpenClock, SlaBook, SlaTallies};
+pub use book::{clocks_started, OpenClock, SlaBook, SlaTallies};
 pub use calendar::{parse_date, parse_time_zone, Calendar, CalendarError, OpeningRange};
 pub use policy::{Share, SlaPolicy, ThresholdOverrides, Thresholds};
 

@@ -10,7 +10,9 @@ use convoy::conversation::facts::{sla_observations, Fact};
 use convoy::crm::records::{fact_record, sla_record, ConversationSummary};
 use convoy::crm::CrmRecord;
 use convoy::ids::ConversationId;
-use convoy::sla::{OpenClock, SlaBook, SlaPolicy, SlaSignal, SlaSignalKind, SlaTallies};
+use convoy::sla::{
+    clocks_started, OpenClock, SlaBook, SlaPolicy, SlaSignal, SlaSignalKind, SlaTallies,
+};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -406,7 +408,8 @@ impl Handler<Handover> for SlaActor {
         let open_before = self
             .tracked
             .get(&id)
-            .map_or(0, |t| t.book.open_clocks().len());
+            .map(|t| t.book.open_clocks())
+            .unwrap_or_default();
         let tracked = self.tracked.entry(id.clone()).or_insert_with(|| Tracked {
             book: SlaBook::new(id.as_str()),
             summary: None,
@@ -426,18 +429,8 @@ impl Handler<Handover> for SlaActor {
         }
         tracked.summary = Some(handover.summary);
         let open_after = tracked.book.open_clocks();
-        let outcomes = signals
-            .iter()
-            .filter(|s| matches!(s.kind, SlaSignalKind::Outcome(_)))
-            .count();
-        // Clocks started = those open now that were not before, plus those that opened
-        // and settled within this handover.
-        let started = (open_after.len() + outcomes).saturating_sub(open_before);
-        if started > 0 {
-            for clock in open_after.iter().take(started) {
-                metrics::counter!(names::SLA_CLOCKS_STARTED, "clock" => clock.kind.as_str())
-                    .increment(1);
-            }
+        for clock in clocks_started(&open_before, &open_after, &signals) {
+            metrics::counter!(names::SLA_CLOCKS_STARTED, "clock" => clock.as_str()).increment(1);
         }
         self.count_signals(&signals);
         let commit = self.commit_for(&id, records);

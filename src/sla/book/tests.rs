@@ -1186,3 +1186,43 @@ fn shuffle_with<T>(items: &mut [T], seed: u64) {
         items.swap(i, j);
     }
 }
+
+/// The `clocks started` metric counts each clock once, when it starts: not the clocks that
+/// were already open, and also those started and settled by the same observation.
+#[test]
+fn clocks_started_names_only_the_clocks_an_observation_started() {
+    let policy = policy();
+    let mut book = SlaBook::new("c1");
+    let before = book.open_clocks();
+    let signals = book.observe(&policy, &[from_customer("m1", t(0.0))], t(0.0));
+    let after = book.open_clocks();
+    assert_eq!(
+        clocks_started(&before, &after, &signals),
+        vec![ClockKind::FirstResponse]
+    );
+
+    // The agent's reply settles first_response and starts delivery; a second reply
+    // delivered at once starts and settles its own delivery clock in the same observation.
+    let before = book.open_clocks();
+    let signals = book.observe(
+        &policy,
+        &[
+            from_agent("m2", t(1.0)),
+            from_agent("m3", t(1.0)),
+            receipt("m3", MessageStatus::DeliverySuccess),
+        ],
+        t(1.0),
+    );
+    let after = book.open_clocks();
+    let mut started = clocks_started(&before, &after, &signals);
+    started.sort();
+    let mut expected = vec![ClockKind::Delivery, ClockKind::Delivery];
+    expected.extend(
+        after
+            .iter()
+            .filter(|c| c.kind == ClockKind::Read)
+            .map(|c| c.kind),
+    );
+    expected.sort();
+    assert_eq!(started, expected, "open after: {after:?}");
+}
