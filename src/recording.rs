@@ -212,7 +212,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -221,7 +223,10 @@ mod tests {
         let recording = parse_recording(text).unwrap();
         assert_eq!(recording.frames(), 2);
         assert_eq!(recording.rest_answers(), 0);
-        assert_eq!(recording.lines[0].received_at, at("2026-11-24T10:00:00.250Z"));
+        assert_eq!(
+            recording.lines[0].received_at,
+            at("2026-11-24T10:00:00.250Z")
+        );
         assert_eq!(
             recording.lines[0].entry,
             Recorded::Frame(r#"{"topicName":"channel.metadata"}"#.to_owned())
@@ -246,7 +251,10 @@ mod tests {
         );
         let line = rest_line(at("2026-11-24T10:00:02.000Z"), &exchange);
         assert!(!line.contains("secret-token-123"), "{line}");
-        assert!(!line.to_ascii_lowercase().contains("authorization"), "{line}");
+        assert!(
+            !line.to_ascii_lowercase().contains("authorization"),
+            "{line}"
+        );
         let parsed = parse_line(1, &line).unwrap();
         assert_eq!(parsed.entry, Recorded::Rest(exchange.clone()));
         assert_eq!(exchange.method, "GET");
@@ -271,7 +279,10 @@ mod tests {
         let good = frame_line(at("2026-11-24T10:00:00Z"), "a");
         let text = format!("{good}\nthis is not json\n{good}\n");
         let error = parse_recording(&text).unwrap_err();
-        assert!(matches!(error, RecordingError::NotJson { line: 2, .. }), "{error}");
+        assert!(
+            matches!(error, RecordingError::NotJson { line: 2, .. }),
+            "{error}"
+        );
         assert!(error.to_string().starts_with("line 2: "), "{error}");
     }
 
@@ -281,7 +292,10 @@ mod tests {
         let cut = &good[..good.len() / 2];
         let text = format!("{good}\n{cut}\n{good}\n");
         let error = parse_recording(&text).unwrap_err();
-        assert!(matches!(error, RecordingError::NotJson { line: 2, .. }), "{error}");
+        assert!(
+            matches!(error, RecordingError::NotJson { line: 2, .. }),
+            "{error}"
+        );
     }
 
     #[test]
@@ -309,7 +323,10 @@ mod tests {
             (r#"[1,2]"#, "not a recorded"),
         ] {
             let error = parse_line(9, text).unwrap_err();
-            assert!(matches!(error, RecordingError::Shape { line: 9, .. }), "{text}: {error}");
+            assert!(
+                matches!(error, RecordingError::Shape { line: 9, .. }),
+                "{text}: {error}"
+            );
             assert!(error.to_string().contains(needle), "{text}: {error}");
         }
     }

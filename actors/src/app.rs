@@ -28,8 +28,8 @@ use convoy::config::{ClientSecret, Config};
 use convoy::sla::SlaPolicy;
 use dashmap::DashMap;
 
-use crate::clock::Clock;
 use crate::admin::{AdminServer, HealthBoard, OutboxView};
+use crate::clock::Clock;
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
 use crate::conversation::{
@@ -170,10 +170,14 @@ impl Daemon {
             let store = Arc::clone(&store);
             let gate = Arc::clone(&gate);
             CrmBatchActor::start_in_arbiter(&crm_arbiter.handle(), move |_| {
-                CrmBatchActor::new(CrmSettings {
+                CrmBatchActor::new(
+                    CrmSettings {
                         config: crm_config,
                         in_process: None,
-                    }, store, gate)
+                    },
+                    store,
+                    gate,
+                )
             })
         });
         let notify = crm.clone().map(|crm| crm.recipient::<OutboxChanged>());

@@ -268,7 +268,8 @@ impl Merged {
         const PLACEHOLDER_ID: &str = "00000000-0000-4000-8000-000000000000";
         let mut tree = self.tree.clone();
         if let Some(genesys) = tree.get_mut("genesys").and_then(Value::as_object_mut) {
-            let unset = |genesys: &serde_json::Map<String, Value>, key: &str| match genesys.get(key) {
+            let unset = |genesys: &serde_json::Map<String, Value>, key: &str| match genesys.get(key)
+            {
                 None | Some(Value::Null) => true,
                 Some(Value::String(text)) => text.trim().is_empty(),
                 Some(Value::Array(items)) => items.is_empty(),

@@ -39,12 +39,15 @@ fn differences(replayed: &[Value], truth: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     for conversation in truth {
         let id = &conversation["id"];
-        let Some(mine) = replayed.iter().find(|view| &view["id"] == id) else {
+        let Some(mine) = replayed.iter().find(|view| &view["conversationId"] == id) else {
             problems.push(format!("{id}: not replayed"));
             continue;
         };
         if mine["ended"] != conversation["ended"] {
-            problems.push(format!("{id}: ended {} vs {}", mine["ended"], conversation["ended"]));
+            problems.push(format!(
+                "{id}: ended {} vs {}",
+                mine["ended"], conversation["ended"]
+            ));
         }
         for participant in list(&conversation["participants"]) {
             let found = list(&mine["participants"])
@@ -76,7 +79,13 @@ async fn a_recorded_run_replays_byte_identically_at_any_speed_and_equals_the_tru
     })
     .await
     .unwrap();
-    let config = config_for(&emulator, "", "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    // Tight SLA targets: the timer's warnings and breaches are part of what is replayed.
+    let config = config_for(
+        &emulator,
+        "",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[sla]\ntick = \"200ms\"\nanswer = \"1s\"\nfirst_response = \"1s\"\nnext_response = \"1s\"\ndelivery = \"1s\"\nread = \"1s\"\n",
+    )
+    .unwrap();
     let daemon = Daemon::start(
         &config,
         RunOptions {
@@ -96,7 +105,19 @@ async fn a_recorded_run_replays_byte_identically_at_any_speed_and_equals_the_tru
         http: client(),
         config: config.clone(),
     };
-    let report = run.simulate(30, 31).await;
+    // A socket drop in the middle: the reconnect's re-reads are recorded and replayed.
+    let drop_socket = {
+        let (http, base) = (run.http.clone(), run.emulator.base_url());
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(Duration::from_millis(1500)).await;
+            let _ = http
+                .post(format!("{base}/emulator/v1/sockets/drop"))
+                .send()
+                .await;
+        })
+    };
+    let report = run.simulate_at(30, 31, 10.0).await;
+    drop_socket.await.unwrap();
     assert_eq!(report.conversations_failed, 0, "{report}");
     run.assert_converges().await;
     let truth = run.truth().await;
@@ -124,7 +145,16 @@ async fn a_recorded_run_replays_byte_identically_at_any_speed_and_equals_the_tru
             speed,
         };
         let summary = replay::run(&config, &options).await.unwrap();
-        assert!(summary.frames > 0 && summary.conversations >= 30, "{summary:?}");
+        assert!(
+            summary.frames > 0 && summary.conversations >= 30,
+            "{summary:?}"
+        );
+        assert!(summary.rereads > 0, "the reconnect's re-reads: {summary:?}");
+        assert!(
+            summary.sla_ticks > 0,
+            "deadlines reached on the timer: {summary:?}"
+        );
+        assert_eq!(summary.unanswered_reads, 0, "{summary:?}");
         outputs.push(out);
     }
     for file in OUTPUT_FILES {
@@ -142,16 +172,30 @@ async fn a_recorded_run_replays_byte_identically_at_any_speed_and_equals_the_tru
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), OUTPUT_FILES.len(), "only the output stays: {names:?}");
+    assert_eq!(
+        names.len(),
+        OUTPUT_FILES.len(),
+        "only the output stays: {names:?}"
+    );
 
     let replayed = json_lines(&outputs[0], "conversations.jsonl");
     let problems = differences(&replayed, &truth);
-    assert!(problems.is_empty(), "{} differences: {problems:?}", problems.len());
+    assert!(
+        problems.is_empty(),
+        "{} differences: {problems:?}",
+        problems.len()
+    );
     let records = json_lines(&outputs[0], "records.jsonl");
     assert!(!records.is_empty());
     let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "records sorted by id, once each");
-    assert_eq!(json_lines(&outputs[0], "summaries.jsonl").len(), replayed.len());
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "records sorted by id, once each"
+    );
+    assert_eq!(
+        json_lines(&outputs[0], "summaries.jsonl").len(),
+        replayed.len()
+    );
     assert!(!json_lines(&outputs[0], "writes.jsonl").is_empty());
 }
 

@@ -310,7 +310,10 @@ impl CrmClient {
                 }
             };
             return Ok(
-                match sink.lock().put_conversation(id, &precondition, document.clone()) {
+                match sink
+                    .lock()
+                    .put_conversation(id, &precondition, document.clone())
+                {
                     Ok(
                         convoy::crm::WriteOutcome::Created { version }
                         | convoy::crm::WriteOutcome::Updated { version },
@@ -356,8 +359,9 @@ impl CrmClient {
         let request = match &self.transport {
             Transport::Http(http) => http.request(method, format!("{}{path}", self.endpoint)),
             // Never reached: every call answers in process before building a request.
-            Transport::InProcess(_) => awc::Client::default()
-                .request(method, format!("{}{path}", self.endpoint)),
+            Transport::InProcess(_) => {
+                awc::Client::default().request(method, format!("{}{path}", self.endpoint))
+            }
         };
         match &self.auth {
             CrmAuth::None => request,

@@ -209,7 +209,10 @@ impl Pipeline {
         let store = Arc::new(DurableStore::open(scratch)?);
         let gate = Arc::new(OutboxGate::new(config.outbox.max_records, 0));
         let sink = InProcessSink::new();
-        let mut crm_config = config.crm.clone().unwrap_or_else(|| placeholder_crm(config));
+        let mut crm_config = config
+            .crm
+            .clone()
+            .unwrap_or_else(|| placeholder_crm(config));
         // In process: no credential is needed, and a batch may leave at once (what the
         // sink holds does not depend on how records were batched).
         crm_config.auth = CrmAuth::None;
@@ -383,9 +386,10 @@ impl Pipeline {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
-        self.router.do_send(crate::conversation::ShutdownConversations {
-            also_owed: Vec::new(),
-        });
+        self.router
+            .do_send(crate::conversation::ShutdownConversations {
+                also_owed: Vec::new(),
+            });
     }
 }
 
@@ -485,7 +489,12 @@ async fn feed(
                     summary.inputs += 1;
                 }
                 Ok(Classified::Transcription(event)) => {
-                    route(pipeline, ConversationInput::Transcription(event), observed_at).await?;
+                    route(
+                        pipeline,
+                        ConversationInput::Transcription(event),
+                        observed_at,
+                    )
+                    .await?;
                     summary.inputs += 1;
                 }
                 // Heartbeats, channel and system messages: the stream's business, not
@@ -499,14 +508,14 @@ async fn feed(
             Recorded::Rest(exchange) => {
                 pipeline.rest.offer(exchange.clone());
                 if let Some(conversation_id) = reread_of(&exchange.method, &exchange.path) {
-                    pipeline.router.do_send(RereadConversation { conversation_id });
+                    pipeline
+                        .router
+                        .do_send(RereadConversation { conversation_id });
                     summary.rereads += 1;
                 }
             }
         }
-        pipeline
-            .settle(|| format!("line {}", line.line))
-            .await?;
+        pipeline.settle(|| format!("line {}", line.line)).await?;
     }
     if let Some(last) = summary.last_received_at {
         pipeline

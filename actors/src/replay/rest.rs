@@ -190,15 +190,30 @@ mod tests {
     fn reads_take_the_recorded_answers_of_their_path_in_order() {
         let rest = rest();
         let path = "/api/v2/conversations/c1";
-        rest.offer(RestExchange::new("GET", path, 200, [("etag", "\"1\"")], b"one"));
-        rest.offer(RestExchange::new("GET", path, 404, [], br#"{"code":"not.found"}"#));
+        rest.offer(RestExchange::new(
+            "GET",
+            path,
+            200,
+            [("etag", "\"1\"")],
+            b"one",
+        ));
+        rest.offer(RestExchange::new(
+            "GET",
+            path,
+            404,
+            [],
+            br#"{"code":"not.found"}"#,
+        ));
         let first = rest.answer(&RestRequest::get(path, "r")).unwrap();
         assert_eq!(&first.body[..], b"one");
         assert_eq!(first.etag.as_deref(), Some("\"1\""));
         let second = rest.answer(&RestRequest::get(path, "r")).unwrap_err();
         assert!(second.is_not_found(), "{second}");
         // Nothing left: a read the recording cannot answer is a 404, counted.
-        assert!(rest.answer(&RestRequest::get(path, "r")).unwrap_err().is_not_found());
+        assert!(rest
+            .answer(&RestRequest::get(path, "r"))
+            .unwrap_err()
+            .is_not_found());
         assert_eq!(rest.unanswered(), 1);
         assert_eq!(rest.unused(), 0);
     }

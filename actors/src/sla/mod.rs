@@ -10,6 +10,6 @@
 mod actor;
 
 pub use actor::{
-    GetSlaStats, Handover, HandoverRefused, HandoverStep, NextDue, SlaActor, SlaSettings,
-    SlaStats, SlaViews, StopSla, TickNow,
+    GetSlaStats, Handover, HandoverRefused, HandoverStep, NextDue, SlaActor, SlaSettings, SlaStats,
+    SlaViews, StopSla, TickNow,
 };
