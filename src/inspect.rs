@@ -411,14 +411,12 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let exchange = crate::recording::RestExchange::new(
-            "GET",
-            "/api/v2/conversations/c1",
-            200,
-            [],
-            b"{}",
+        let exchange =
+            crate::recording::RestExchange::new("GET", "/api/v2/conversations/c1", 200, [], b"{}");
+        let input = format!(
+            "{HEARTBEAT}\n{}\n",
+            crate::recording::rest_line(at, &exchange)
         );
-        let input = format!("{HEARTBEAT}\n{}\n", crate::recording::rest_line(at, &exchange));
         let frames = split_frames(input.as_bytes());
         let (report, failed) = inspect_frame_report(2, frames[1].line, &frames[1]);
         assert!(!failed, "{report}");
