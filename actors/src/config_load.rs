@@ -630,6 +630,42 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_needs_no_genesys_connection_and_ignores_a_missing_secret_file() {
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            // Nothing configured: placeholders stand in for the connection.
+            let merged = merge(&Layers::default()).map_err(fail)?;
+            let config = merged.validate_for_replay().map_err(fail)?;
+            assert_eq!(config.sla.answer, std::time::Duration::from_secs(20));
+            // A production file: its secret file is not on the replaying machine, its
+            // SLA targets are what the replay must use; a real problem is still reported.
+            jail.create_file(
+                "convoy.toml",
+                &format!(
+                    "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
+                     client_secret_file = \"/nonexistent/secret\"\nqueues = [\"{QUEUE}\"]\n\
+                     [sla]\nanswer = \"45s\"\n"
+                ),
+            )?;
+            let file = jail.directory().join("convoy.toml");
+            let config = merge(&layers(file.clone()))
+                .map_err(fail)?
+                .validate_for_replay()
+                .map_err(fail)?;
+            assert_eq!(config.sla.answer, std::time::Duration::from_secs(45));
+            assert!(merge(&layers(file)).map_err(fail)?.validate().is_err());
+            jail.create_file("bad.toml", "[sla]\nanswer = \"soon\"\n")?;
+            let errors = merge(&layers(jail.directory().join("bad.toml")))
+                .map_err(fail)?
+                .validate_for_replay()
+                .unwrap_err();
+            assert_eq!(errors.problems().len(), 1, "{errors}");
+            assert_eq!(errors.problems()[0].key, "sla.answer");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn default_toml_agrees_with_the_core_defaults() {
         Jail::expect_with(|jail| {
             let file = minimal_file(jail);
