@@ -132,6 +132,14 @@ enum RecordedFrame {
     Json(Value),
 }
 
+/// A REST answer `convoy run --record` wrote beside the frames (for `convoy replay`).
+#[derive(Deserialize)]
+struct RecordedRest {
+    #[serde(rename = "receivedAt")]
+    received_at: Value,
+    rest: crate::recording::RestExchange,
+}
+
 /// The report `inspect` prints for the `index`-th frame (1-based) starting on `line`,
 /// and whether the frame was malformed.
 pub fn inspect_frame_report(index: usize, line: usize, frame: &FrameText<'_>) -> (Value, bool) {
@@ -145,7 +153,17 @@ pub fn inspect_frame_report(index: usize, line: usize, frame: &FrameText<'_>) ->
                 };
                 with_received_at(describe_result(classified), recorded.received_at)
             }
-            Err(_) => describe_result(classify(text)),
+            // Not a frame: a recorded REST answer is named, not judged malformed.
+            Err(_) => match serde_json::from_str::<RecordedRest>(text) {
+                Ok(recorded) => Ok(json!({
+                    "classification": "rest_answer",
+                    "method": recorded.rest.method,
+                    "path": recorded.rest.path,
+                    "status": recorded.rest.status,
+                    "receivedAt": recorded.received_at,
+                })),
+                Err(_) => describe_result(classify(text)),
+            },
         },
     };
     let (mut report, failed) = match result {
@@ -386,6 +404,26 @@ mod tests {
         assert_eq!(frames.len(), 1);
         let error = frames[0].text.clone().unwrap_err();
         assert!(error.starts_with("unexpected end of input"), "{error}");
+    }
+
+    #[test]
+    fn a_recorded_rest_answer_is_named_not_judged_malformed() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let exchange =
+            crate::recording::RestExchange::new("GET", "/api/v2/conversations/c1", 200, [], b"{}");
+        let input = format!(
+            "{HEARTBEAT}\n{}\n",
+            crate::recording::rest_line(at, &exchange)
+        );
+        let frames = split_frames(input.as_bytes());
+        let (report, failed) = inspect_frame_report(2, frames[1].line, &frames[1]);
+        assert!(!failed, "{report}");
+        assert_eq!(report["classification"], "rest_answer");
+        assert_eq!(report["path"], "/api/v2/conversations/c1");
+        assert_eq!(report["status"], 200);
+        assert_eq!(report["receivedAt"], "2026-11-24T10:00:00.000Z");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod model;
 pub mod parse;
 pub mod ratelimit;
+pub mod recording;
 pub mod retry;
 pub mod simulator;
 pub mod sla;

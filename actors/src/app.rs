@@ -29,6 +29,7 @@ use convoy::sla::SlaPolicy;
 use dashmap::DashMap;
 
 use crate::admin::{AdminServer, HealthBoard, OutboxView};
+use crate::clock::Clock;
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
 use crate::conversation::{
@@ -37,10 +38,11 @@ use crate::conversation::{
 };
 use crate::crm::{CrmBatchActor, CrmSettings, FlushAndStop, OutboxChanged};
 use crate::genesys::oauth::TokenEndpoint;
-use crate::genesys::rest::{RestContext, SharedBucket};
+use crate::genesys::rest::{RestContext, RestTransport, SharedBucket};
 use crate::outbox_writer::{AfterCommit, OutboxGate, OutboxWriter};
 use crate::sla::{SlaActor, SlaSettings, SlaViews, StopSla};
 use crate::store::{DurableStore, StoreError};
+use crate::stream::recorder::Recorder;
 use crate::stream::{StopStream, StreamActor, StreamSettings};
 use crate::supervision::install_panic_hook;
 use crate::telemetry::{Telemetry, TelemetryError};
@@ -49,7 +51,7 @@ use crate::token::{TokenActor, TokenPolicy, TokenStats};
 /// Process-level options that are not configuration (one-off flags).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// `--record FILE`: raw capture of every received frame.
+    /// `--record FILE`: raw capture of every received frame and REST answer to a read.
     pub record: Option<PathBuf>,
 }
 
@@ -168,7 +170,14 @@ impl Daemon {
             let store = Arc::clone(&store);
             let gate = Arc::clone(&gate);
             CrmBatchActor::start_in_arbiter(&crm_arbiter.handle(), move |_| {
-                CrmBatchActor::new(CrmSettings { config: crm_config }, store, gate)
+                CrmBatchActor::new(
+                    CrmSettings {
+                        config: crm_config,
+                        in_process: None,
+                    },
+                    store,
+                    gate,
+                )
             })
         });
         let notify = crm.clone().map(|crm| crm.recipient::<OutboxChanged>());
@@ -188,6 +197,7 @@ impl Daemon {
             policy: SlaPolicy::from_config(&config.sla),
             tick: config.sla.tick,
             keep_records: config.crm.is_some(),
+            clock: Clock::System,
         };
         let sla = {
             let store = Arc::clone(&store);
@@ -214,10 +224,17 @@ impl Daemon {
         let bucket = Arc::new(
             SharedBucket::new(config.genesys.requests_per_minute).with_health(Arc::clone(&board)),
         );
+        // `--record`: the REST client appends its answers to reads beside the frames.
+        let record = options
+            .record
+            .as_deref()
+            .and_then(Recorder::open)
+            .map(|recorder| Arc::new(std::sync::Mutex::new(recorder)));
         let rest = RestContext {
             api_base: config.genesys.endpoints.api_base.clone(),
             tokens: tokens.clone(),
             bucket: Arc::clone(&bucket),
+            transport: RestTransport::Http { record },
         };
 
         let (router, writer) = start_conversations(ConversationsSetup {

@@ -260,6 +260,49 @@ impl Merged {
         }
     }
 
+    /// `convoy replay`: validates like [`Merged::validate`], with the Genesys connection
+    /// (bases, client id, secret, followed queues) filled with placeholders where unset,
+    /// and a `genesys.client_secret_file` replaced: a replay never connects, and the
+    /// secret file of a production configuration need not exist where it is replayed.
+    pub fn validate_for_replay(&self) -> Result<Config, ConfigErrors> {
+        const PLACEHOLDER_ID: &str = "00000000-0000-4000-8000-000000000000";
+        let mut tree = self.tree.clone();
+        if let Some(genesys) = tree.get_mut("genesys").and_then(Value::as_object_mut) {
+            let unset = |genesys: &serde_json::Map<String, Value>, key: &str| match genesys.get(key)
+            {
+                None | Some(Value::Null) => true,
+                Some(Value::String(text)) => text.trim().is_empty(),
+                Some(Value::Array(items)) => items.is_empty(),
+                Some(_) => false,
+            };
+            if unset(genesys, "region") && unset(genesys, "api_base") {
+                genesys.insert("api_base".into(), "https://api.replay.invalid".into());
+                genesys.insert("login_base".into(), "https://login.replay.invalid".into());
+            }
+            if unset(genesys, "client_id") {
+                genesys.insert("client_id".into(), PLACEHOLDER_ID.into());
+            }
+            genesys.remove("client_secret_file");
+            genesys.insert("client_secret".into(), "replay".into());
+            if unset(genesys, "queues") && unset(genesys, "users") {
+                genesys.insert("queues".into(), Value::Array(vec![PLACEHOLDER_ID.into()]));
+            }
+        }
+        let origin = |key: &str| self.source_of(key);
+        let mut problems = self.env_problems.clone();
+        problems.extend(self.check_log_filter());
+        match validate(&tree, &origin) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigErrors::new(problems)),
+            Err(mut errors) => {
+                for problem in problems {
+                    errors.push(problem);
+                }
+                Err(errors)
+            }
+        }
+    }
+
     /// Every leaf of the merged tree, secrets redacted, with its source; when `config` is
     /// given (the tree validated) the derived Genesys bases are added after their region.
     pub fn entries(&self, config: Option<&Config>) -> Vec<Entry> {
@@ -582,6 +625,42 @@ mod tests {
                 .problems()
                 .iter()
                 .all(|p| p.reason.starts_with("required") || p.reason.starts_with("follow")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_replay_needs_no_genesys_connection_and_ignores_a_missing_secret_file() {
+        Jail::expect_with(|jail| {
+            isolate(jail);
+            // Nothing configured: placeholders stand in for the connection.
+            let merged = merge(&Layers::default()).map_err(fail)?;
+            let config = merged.validate_for_replay().map_err(fail)?;
+            assert_eq!(config.sla.answer, std::time::Duration::from_secs(20));
+            // A production file: its secret file is not on the replaying machine, its
+            // SLA targets are what the replay must use; a real problem is still reported.
+            jail.create_file(
+                "convoy.toml",
+                &format!(
+                    "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
+                     client_secret_file = \"/nonexistent/secret\"\nqueues = [\"{QUEUE}\"]\n\
+                     [sla]\nanswer = \"45s\"\n"
+                ),
+            )?;
+            let file = jail.directory().join("convoy.toml");
+            let config = merge(&layers(file.clone()))
+                .map_err(fail)?
+                .validate_for_replay()
+                .map_err(fail)?;
+            assert_eq!(config.sla.answer, std::time::Duration::from_secs(45));
+            assert!(merge(&layers(file)).map_err(fail)?.validate().is_err());
+            jail.create_file("bad.toml", "[sla]\nanswer = \"soon\"\n")?;
+            let errors = merge(&layers(jail.directory().join("bad.toml")))
+                .map_err(fail)?
+                .validate_for_replay()
+                .unwrap_err();
+            assert_eq!(errors.problems().len(), 1, "{errors}");
+            assert_eq!(errors.problems()[0].key, "sla.answer");
             Ok(())
         });
     }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod bench;
+pub mod clock;
 pub mod config_load;
 pub mod conversation;
 pub mod crm;
@@ -13,6 +14,7 @@ pub mod genesys;
 pub mod logging;
 pub mod outbox_cmd;
 pub mod outbox_writer;
+pub mod replay;
 pub mod retry_schedule;
 pub mod simulator;
 pub mod sla;

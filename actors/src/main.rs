@@ -73,6 +73,11 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         path: String,
     },
+    /// Replay a recording (`convoy run --record FILE`) offline through the same actors, on
+    /// virtual time, with no network; write the CRM records, summaries, SLA outcomes,
+    /// final conversation states and attribute writes to --out DIR (same input, same
+    /// bytes out).
+    Replay(ReplayArgs),
     /// Run the whole pipeline offline: an in-process emulator, the daemon against it,
     /// simulated conversations, then a check that Convoy's state equals the emulator's
     /// ground truth (exit 1 if not).
@@ -147,6 +152,23 @@ struct RunArgs {
     /// (`{"receivedAt", "frame"}`), for `convoy inspect` or a later replay.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The recording (`convoy run --record FILE`).
+    #[arg(value_name = "FILE")]
+    recording: PathBuf,
+    /// Where the output files go (created if missing; files of an earlier replay are
+    /// replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// `max` (no pause), `realtime` (the recorded gaps) or a factor N (the gaps divided by
+    /// N); the output is the same at every speed.
+    #[arg(long, default_value = "max", value_name = "max|realtime|N")]
+    speed: convoy_actors::replay::Speed,
+    #[command(flatten)]
+    file: ConfigFileArg,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +262,7 @@ fn main() -> ExitCode {
         Command::Inspect { path } => {
             inspect_cmd::run(&path).context("cannot write to standard output")
         }
+        Command::Replay(args) => replay(args),
         Command::Demo(args) => demo(args),
         Command::Emulate(args) => serve(convoy_actors::emulator::cli::run(args)),
         Command::CrmSink(args) => match args.check() {
@@ -333,6 +356,45 @@ fn serve(
     command: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(command)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let merged = match config_load::merge(&layers(args.file)) {
+        Ok(merged) => merged,
+        Err(error) => return Ok(report_load_error(&error)),
+    };
+    let config = match merged.validate_for_replay() {
+        Ok(config) => config,
+        Err(errors) => return Ok(report_problems(&errors)),
+    };
+    logging::init(&convoy::config::LogConfig {
+        format: convoy::config::LogFormat::Text,
+        filter: "warn".to_owned(),
+    })
+    .context("cannot start logging")?;
+    let options = convoy_actors::replay::ReplayOptions {
+        recording: args.recording,
+        out: args.out,
+        speed: args.speed,
+    };
+    let summary = actix_rt::System::new()
+        .block_on(async { convoy_actors::replay::run(&config, &options).await })?;
+    write_stdout(
+        format!(
+            "Replayed {} lines ({} frames, {} REST answers) into {}: {} conversations, {} CRM records ({} SLA outcomes), {} summaries, {} attribute writes.\n",
+            summary.lines,
+            summary.frames,
+            summary.rest_answers,
+            options.out.display(),
+            summary.conversations,
+            summary.records,
+            summary.sla_outcomes,
+            summary.summaries,
+            summary.writes,
+        )
+        .as_bytes(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -83,6 +83,7 @@ impl Harness {
             api_base: emulator.base_url(),
             tokens,
             bucket: Arc::new(SharedBucket::new(60_000)),
+            transport: Default::default(),
         };
         let views: ConversationViews = Arc::new(DashMap::new());
         let census = Arc::new(ActorCensus::default());

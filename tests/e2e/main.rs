@@ -9,6 +9,7 @@ mod emulator_platform;
 mod limits;
 mod metrics;
 mod ratelimit;
+mod replay;
 mod scale;
 mod simulator;
 mod sla;

@@ -47,6 +47,7 @@ async fn an_absurd_retry_after_pauses_only_for_the_clamp_then_traffic_resumes() 
         api_base: emulator.base_url(),
         tokens,
         bucket: Arc::clone(&bucket),
+        transport: Default::default(),
     });
     control(
         &http,

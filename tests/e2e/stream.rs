@@ -179,6 +179,7 @@ impl Harness {
             api_base: emulator.base_url(),
             tokens,
             bucket: Arc::new(SharedBucket::new(60_000)),
+            transport: Default::default(),
         };
         let log: Log = Arc::default();
         let probe = Probe::new(&log).start();
@@ -1012,6 +1013,7 @@ async fn a_refused_oauth_client_restarts_the_stream_with_backoff_instead_of_spin
         api_base: emulator.base_url(),
         tokens,
         bucket: Arc::new(SharedBucket::new(60_000)),
+        transport: Default::default(),
     };
     let log: Log = Arc::default();
     let probe = Probe::new(&log).start();

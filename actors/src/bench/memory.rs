@@ -267,6 +267,7 @@ async fn measure_against(
             api_base: emulator.base_url(),
             tokens,
             bucket: Arc::new(SharedBucket::new(60_000)),
+            transport: Default::default(),
         },
         views: Arc::clone(&views),
         write_statuses: Arc::new(DashMap::new()),

@@ -119,6 +119,8 @@ pub struct ConversationDeps {
     pub census: Option<Arc<ActorCensus>>,
     /// This router's own tallies (the metrics are process-wide).
     pub tallies: Arc<ConversationTallies>,
+    /// Stamps inputs that do not come with their observation time (re-reads).
+    pub clock: crate::clock::Clock,
 }
 
 /// Tallies of one router's conversations, readable without touching an actor
@@ -126,6 +128,30 @@ pub struct ConversationDeps {
 #[derive(Debug, Default)]
 pub struct ConversationTallies {
     pub lifecycle_transitions: std::sync::atomic::AtomicU64,
+    /// Inputs routed to conversation actors and not yet applied, plus conversations
+    /// holding facts the SlaActor has not yet answered committed: zero when the
+    /// conversation side has nothing left to do (`convoy replay` waits for that).
+    unsettled: std::sync::atomic::AtomicI64,
+}
+
+impl ConversationTallies {
+    /// See the field: zero when every routed input is applied and its facts committed.
+    pub fn unsettled(&self) -> i64 {
+        self.unsettled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The router routed one input to an actor.
+    pub(super) fn input_routed(&self) {
+        self.unsettled
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn settle(&self, change: i64) {
+        if change != 0 {
+            self.unsettled
+                .fetch_add(change, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// Apply one input. Sent by the router.
@@ -338,6 +364,8 @@ impl ConversationActor {
         self.handing_over = true;
         let sent = recipient.send(handover).timeout(HANDOVER_TIMEOUT);
         ctx.spawn(sent.into_actor(self).map(move |answer, actor, ctx| {
+            // Unsettled now (a handover was on its way); settled at the end if nothing
+            // remains to hand over.
             actor.handing_over = false;
             match answer {
                 Ok(Ok(())) => {}
@@ -355,11 +383,17 @@ impl ConversationActor {
             }
             if actor.unhanded.is_empty() {
                 actor.unhanded_summary = None;
+                actor.deps.tallies.settle(-1);
                 actor.finish_stop(ctx);
             } else {
                 actor.hand_over(ctx);
             }
         }));
+    }
+
+    /// Facts not yet answered committed (on their way or waiting).
+    fn unsettled(&self) -> bool {
+        self.handing_over || !self.unhanded.is_empty()
     }
 
     /// Puts refused facts back in front of the newer ones and tries again shortly.
@@ -439,7 +473,12 @@ impl Handler<Apply> for ConversationActor {
 
     fn handle(&mut self, message: Apply, ctx: &mut Self::Context) {
         ActorMetrics::handled("conversation");
+        let was_unsettled = self.unsettled();
         self.apply(&message.input, message.observed_at, ctx);
+        // The input is applied; its facts may now wait for their commit.
+        self.deps
+            .tallies
+            .settle(i64::from(self.unsettled()) - i64::from(was_unsettled) - 1);
     }
 }
 

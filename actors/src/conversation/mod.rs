@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, AsyncContext};
 
+use crate::clock::Clock;
 use crate::genesys::rest::RestContext;
 use crate::store::DurableStore;
 
@@ -54,6 +55,14 @@ pub struct ConversationsSetup {
 pub fn start_conversations(
     setup: ConversationsSetup,
 ) -> (Addr<ConversationRouter>, Addr<AttributeWriter>) {
+    start_conversations_with_clock(setup, Clock::System)
+}
+
+/// [`start_conversations`] on `clock` (`convoy replay`: a virtual one).
+pub fn start_conversations_with_clock(
+    setup: ConversationsSetup,
+    clock: Clock,
+) -> (Addr<ConversationRouter>, Addr<AttributeWriter>) {
     let writer_slot: Rc<Cell<Option<Addr<AttributeWriter>>>> = Rc::default();
     let slot = Rc::clone(&writer_slot);
     let router = ConversationRouter::create(move |ctx| {
@@ -73,6 +82,7 @@ pub fn start_conversations(
                 transcription: None,
                 census: setup.census,
                 tallies: Arc::default(),
+                clock,
             },
             setup.router,
             setup.rest,

@@ -129,6 +129,9 @@ pub struct RouterStats {
     pub evicted_at_capacity: u64,
     /// Re-reads owed by the last run (from the durable store) not yet settled.
     pub stored_owed: usize,
+    /// Inputs routed but not yet applied, plus conversations whose facts are not yet
+    /// committed (zero: the conversation side is quiescent).
+    pub unsettled: i64,
 }
 
 enum Slot {
@@ -399,6 +402,7 @@ impl ConversationRouter {
             Route::Tombstoned { .. } => return Ok(()),
         };
         ActorMetrics::sent("conversation");
+        self.deps.tallies.input_routed();
         // `do_send`: the actor applies inputs without waiting on anything and runs on this
         // arbiter, so its queue drains as fast as this router fills it; the stream's wait
         // on this router's bounded mailbox is the back-pressure.
@@ -646,8 +650,9 @@ impl ConversationRouter {
                 metrics::counter!(names::REREADS, "outcome" => "ok").increment(1);
                 self.reread_failures = 0;
                 self.settle_stored(&id);
+                let observed_at = self.deps.clock.now();
                 if let Err(error) =
-                    self.deliver(ConversationInput::Snapshot(snapshot), Utc::now(), ctx)
+                    self.deliver(ConversationInput::Snapshot(snapshot), observed_at, ctx)
                 {
                     tracing::debug!(conversation_id = %id, %error, "Re-read not delivered.");
                 }
@@ -857,6 +862,7 @@ impl Handler<GetRouterStats> for ConversationRouter {
                 .load(std::sync::atomic::Ordering::Relaxed),
             evicted_at_capacity: self.evicted_at_capacity,
             stored_owed: self.stored_owed.len(),
+            unsettled: self.deps.tallies.unsettled(),
         }
     }
 }

@@ -40,7 +40,7 @@ use convoy::crm::records::SUMMARY_OWNED_FIELDS;
 use convoy::crm::signing::idempotency_key;
 use serde_json::Value;
 
-use super::client::{CrmCallError, CrmClient, PutOutcome, UpsertPrecondition};
+use super::client::{CrmCallError, CrmClient, InProcessSink, PutOutcome, UpsertPrecondition};
 use crate::outbox_writer::OutboxGate;
 use crate::store::{DeadLetterNew, DeliveryFailure, DurableStore, OutboxRecord};
 use crate::supervision::PanicGuard;
@@ -58,6 +58,8 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct CrmSettings {
     pub config: CrmConfig,
+    /// `convoy replay`: deliver to this in-process sink instead of `config.endpoint`.
+    pub in_process: Option<InProcessSink>,
 }
 
 impl CrmSettings {
@@ -866,7 +868,11 @@ impl Actor for CrmBatchActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.client = Some(Rc::new(CrmClient::new(&self.settings.config)));
+        let client = match &self.settings.in_process {
+            Some(sink) => CrmClient::in_process(&self.settings.config, sink.clone()),
+            None => CrmClient::new(&self.settings.config),
+        };
+        self.client = Some(Rc::new(client));
         ctx.run_interval(HOUSEKEEPING_EVERY, |actor, ctx| actor.housekeeping(ctx));
         self.pump(ctx);
         self.pump_summaries(ctx);

@@ -8,10 +8,14 @@
 //! after the request was (maybe) written is [`CrmCallError::MaybeDelivered`] — resend with
 //! the same `Idempotency-Key`, and the CRM answers the stored result.
 //!
-//! awc's `Client` is not `Send` (deps.md): build a `CrmClient` inside the actor that uses
+//! The transport is HTTP, or (`convoy replay`) an [`InProcessSink`]: the crm-sink's own
+//! store in this process, answering as `convoy crm-sink` would, with no socket.
+//!
+//! awc's `Client` is not `Send`: build a `CrmClient` inside the actor that uses
 //! it. TLS is verified against the webpki roots (awc's rustls connector). Credentials never
 //! reach `Debug` or a log line.
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use awc::error::{ConnectError, SendRequestError};
@@ -20,7 +24,10 @@ use base64::Engine;
 use convoy::config::{CrmAuth, CrmConfig};
 use convoy::crm::answer::{classify_batch_answer, excerpt, BatchVerdict};
 use convoy::crm::signing::{signature_header_value, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use convoy::crm::{CrmRecord, IDEMPOTENCY_KEY_HEADER};
+use convoy::crm::{
+    format_etag, parse_etag, BatchRequest, BatchResponse, CrmRecord, Precondition,
+    IDEMPOTENCY_KEY_HEADER,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -112,11 +119,69 @@ struct BatchBody<'a> {
     records: &'a [CrmRecord],
 }
 
-/// The CRM contract over HTTP.
+use crate::crm_sink::store::{BatchOutcome, BatchStart, SinkStore};
+use crate::crm_sink::StoredDocument;
+
+/// The CRM contract over HTTP, or in process.
 pub struct CrmClient {
-    http: awc::Client,
+    transport: Transport,
     endpoint: String,
     auth: CrmAuth,
+}
+
+enum Transport {
+    Http(awc::Client),
+    InProcess(InProcessSink),
+}
+
+/// `convoy replay`'s CRM: the crm-sink's store (same idempotency, record and ETag rules),
+/// shared with whoever reads the result; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct InProcessSink(Arc<Mutex<SinkStore>>);
+
+impl InProcessSink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every unique record received, in arrival order.
+    pub fn records(&self) -> Vec<CrmRecord> {
+        self.lock().records().to_vec()
+    }
+
+    /// Every conversation document, in creation order.
+    pub fn conversations(&self) -> Vec<StoredDocument> {
+        self.lock().conversations()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SinkStore> {
+        // Plain data: a panic mid-update leaves it usable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What `POST /records:batch` answers: status and body.
+    fn post_batch(&self, records: &[CrmRecord], key: &str) -> Result<(u16, Vec<u8>), CrmCallError> {
+        let body = serde_json::to_value(BatchBody { records })
+            .map_err(|problem| CrmCallError::Request(problem.to_string()))?;
+        let mut store = self.lock();
+        let answered = |response: &BatchResponse| serde_json::to_vec(response).unwrap_or_default();
+        Ok(match store.begin_batch(key, &body) {
+            BatchStart::Fresh => {
+                let batch = BatchRequest {
+                    records: records.to_vec(),
+                };
+                match store.apply_batch(key, body, batch, None) {
+                    BatchOutcome::Processed(response) | BatchOutcome::Replayed(response) => {
+                        (200, answered(&response))
+                    }
+                    BatchOutcome::KeyReused => (422, Vec::new()),
+                }
+            }
+            BatchStart::Replayed(response) => (200, answered(&response)),
+            BatchStart::KeyReused => (422, Vec::new()),
+            BatchStart::InProgress => (409, Vec::new()),
+        })
+    }
 }
 
 impl std::fmt::Debug for CrmClient {
@@ -135,7 +200,16 @@ impl CrmClient {
             .timeout(config.request_timeout)
             .finish();
         CrmClient {
-            http,
+            transport: Transport::Http(http),
+            endpoint: config.endpoint.trim_end_matches('/').to_owned(),
+            auth: config.auth.clone(),
+        }
+    }
+
+    /// A client whose every call is answered by `sink`, in process.
+    pub fn in_process(config: &CrmConfig, sink: InProcessSink) -> CrmClient {
+        CrmClient {
+            transport: Transport::InProcess(sink),
             endpoint: config.endpoint.trim_end_matches('/').to_owned(),
             auth: config.auth.clone(),
         }
@@ -147,6 +221,15 @@ impl CrmClient {
         records: &[CrmRecord],
         key: &str,
     ) -> Result<BatchAnswer, CrmCallError> {
+        if let Transport::InProcess(sink) = &self.transport {
+            let (status, answer) = sink.post_batch(records, key)?;
+            let ids: Vec<String> = records.iter().map(|record| record.id.clone()).collect();
+            return Ok(BatchAnswer {
+                status,
+                verdict: classify_batch_answer(status, None, &answer, &ids, chrono::Utc::now()),
+                replayed: false,
+            });
+        }
         let body = serde_json::to_vec(&BatchBody { records })
             .map_err(|problem| CrmCallError::Request(problem.to_string()))?;
         let request = self
@@ -176,6 +259,12 @@ impl CrmClient {
 
     /// `GET /conversations/{id}`: the document and its entity tag, `None` when absent.
     pub async fn get_summary(&self, id: &str) -> Result<Option<(Value, String)>, CrmCallError> {
+        if let Transport::InProcess(sink) = &self.transport {
+            return Ok(sink
+                .lock()
+                .conversation(id)
+                .map(|stored| (stored.document.clone(), format_etag(stored.version))));
+        }
         let path = format!("/conversations/{}", encode_path_segment(id));
         let mut response = self
             .request(awc::http::Method::GET, &path, b"")
@@ -213,6 +302,28 @@ impl CrmClient {
         document: &Value,
         precondition: UpsertPrecondition,
     ) -> Result<PutOutcome, CrmCallError> {
+        if let Transport::InProcess(sink) = &self.transport {
+            let precondition = match &precondition {
+                UpsertPrecondition::Create => Precondition::IfNoneMatchAny,
+                UpsertPrecondition::Match(etag) => {
+                    Precondition::IfMatch(parse_etag(etag).into_iter().collect())
+                }
+            };
+            return Ok(
+                match sink
+                    .lock()
+                    .put_conversation(id, &precondition, document.clone())
+                {
+                    Ok(
+                        convoy::crm::WriteOutcome::Created { version }
+                        | convoy::crm::WriteOutcome::Updated { version },
+                    ) => PutOutcome::Stored {
+                        etag: format_etag(version),
+                    },
+                    Err(_) => PutOutcome::PreconditionFailed,
+                },
+            );
+        }
         let path = format!("/conversations/{}", encode_path_segment(id));
         let body = serde_json::to_vec(document)
             .map_err(|problem| CrmCallError::Request(problem.to_string()))?;
@@ -245,9 +356,13 @@ impl CrmClient {
 
     /// A request to `path` with the credentials; HMAC signs `body` (the exact bytes sent).
     fn request(&self, method: awc::http::Method, path: &str, body: &[u8]) -> awc::ClientRequest {
-        let request = self
-            .http
-            .request(method, format!("{}{path}", self.endpoint));
+        let request = match &self.transport {
+            Transport::Http(http) => http.request(method, format!("{}{path}", self.endpoint)),
+            // Never reached: every call answers in process before building a request.
+            Transport::InProcess(_) => {
+                awc::Client::default().request(method, format!("{}{path}", self.endpoint))
+            }
+        };
         match &self.auth {
             CrmAuth::None => request,
             CrmAuth::Bearer { token } => request.insert_header((

@@ -10,6 +10,11 @@
 //!
 //! `GenesysRest` owns an awc client, which is not `Send`: each actor builds its own in
 //! `started()` from a [`RestContext`], which is `Send` and cheap to clone.
+//!
+//! Where a request leaves is the context's [`RestTransport`]: Genesys over HTTP (with
+//! `--record`, every final answer to a read — a GET, an analytics query — is appended to
+//! the capture, never the request's credentials), or, in `convoy replay`, the recording
+//! itself ([`crate::replay::ReplayRest`]: no socket, no token, no rate limit).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +32,9 @@ use tokio::sync::mpsc;
 
 use crate::admin::HealthBoard;
 use crate::genesys::oauth::TokenError;
+use crate::replay::ReplayRest;
 use crate::retry_schedule::RetrySchedule;
+use crate::stream::recorder::Recorder;
 use crate::telemetry::{names, ActorMetrics};
 use crate::token::{GetToken, InvalidateToken, TokenActor};
 
@@ -335,6 +342,34 @@ pub struct RestContext {
     pub api_base: String,
     pub tokens: Addr<TokenActor>,
     pub bucket: Arc<SharedBucket>,
+    pub transport: RestTransport,
+}
+
+/// Where requests go.
+#[derive(Clone)]
+pub enum RestTransport {
+    /// Genesys over HTTP. `record`: the `--record` capture, where every final answer to a
+    /// read is appended.
+    Http {
+        record: Option<Arc<Mutex<Recorder>>>,
+    },
+    /// `convoy replay`: reads are answered from the recording, writes by an in-process
+    /// fake; the token actor and the bucket are never asked.
+    Replay(Arc<ReplayRest>),
+}
+
+impl Default for RestTransport {
+    /// HTTP, nothing recorded.
+    fn default() -> Self {
+        RestTransport::Http { record: None }
+    }
+}
+
+/// Whether a request only reads (its answer is what a replay needs): a GET, or a query
+/// POSTed to the analytics API.
+fn is_read(request: &RestRequest) -> bool {
+    request.method == Method::GET
+        || (request.method == Method::POST && request.path.starts_with("/api/v2/analytics/"))
 }
 
 /// Live writes go first; reconciliation and discovery yield (they queue behind every live
@@ -528,6 +563,9 @@ impl GenesysRest {
 
     /// Sends `request` with retries; see the module docs for the policy.
     pub async fn call(&self, request: RestRequest) -> Result<RestResponse, RestError> {
+        if let RestTransport::Replay(replay) = &self.context.transport {
+            return replay.answer(&request);
+        }
         let route = request.route;
         let url = format!(
             "{}{}",
@@ -610,6 +648,7 @@ impl GenesysRest {
                 .and_then(|value| parse_retry_after(value, Utc::now()).ok());
             match classify_status(status, retry_after) {
                 RetryAction::Successful => {
+                    self.record_answer(&request, status, &headers, &body);
                     self.context.bucket.with(|bucket, _| bucket.not_throttled());
                     return Ok(RestResponse {
                         status,
@@ -674,6 +713,7 @@ impl GenesysRest {
                     self.context.bucket.sleep_unless_closed(delay).await?;
                 }
                 RetryAction::RefreshTokenAndRetryOnce | RetryAction::DontRetry { .. } => {
+                    self.record_answer(&request, status, &headers, &body);
                     let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
                     return Err(RestError::Rejected {
                         route,
@@ -685,6 +725,32 @@ impl GenesysRest {
                 }
             }
         }
+    }
+
+    /// With `--record`, appends the final answer to a read (what a replay answers from).
+    fn record_answer(&self, request: &RestRequest, status: u16, headers: &HeaderMap, body: &[u8]) {
+        let RestTransport::Http {
+            record: Some(recorder),
+        } = &self.context.transport
+        else {
+            return;
+        };
+        if !is_read(request) {
+            return;
+        }
+        let exchange = convoy::recording::RestExchange::new(
+            request.method.as_str(),
+            &request.path,
+            status,
+            headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+            body,
+        );
+        recorder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record_rest(Utc::now(), &exchange);
     }
 
     fn observe_rate_headers(&self, headers: &HeaderMap, route: &'static str) {

@@ -16,6 +16,7 @@ use convoy::sla::{
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::outbox_writer::OutboxWriter;
 use crate::store::{Commit, DurableStore};
 use crate::supervision::PanicGuard;
@@ -82,7 +83,21 @@ pub struct SlaSettings {
     /// Commit CRM records and summaries (only when a CRM is configured: nothing else
     /// would ever take them out of the outbox). The clocks' state is kept either way.
     pub keep_records: bool,
+    /// The system clock, or (`convoy replay`) a virtual one: then no timer runs and the
+    /// driver sends [`TickNow`] at the virtual instants it chooses.
+    pub clock: Clock,
 }
+
+/// `convoy replay`: emit what is due at the clock's (virtual) now; answered once the
+/// commits it caused are durable.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TickNow;
+
+/// `convoy replay`: the earliest deadline of a running clock, if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<DateTime<Utc>>")]
+pub struct NextDue;
 
 /// What the outbox keeps per conversation with running clocks: the clocks and the
 /// latest summary (a breach found by the timer after a restart updates the summary too).
@@ -139,8 +154,8 @@ impl SlaActor {
         writer: OutboxWriter,
         views: SlaViews,
     ) -> SlaActor {
+        let now = settings.clock.now();
         let mut actor = SlaActor {
-            settings,
             tracked: HashMap::new(),
             due: BTreeSet::new(),
             due_of: HashMap::new(),
@@ -148,11 +163,11 @@ impl SlaActor {
             settled_order: VecDeque::new(),
             writer: Some(writer),
             views,
-            revision: u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0),
+            revision: u64::try_from(settings.clock.now().timestamp_micros()).unwrap_or(0),
             stats: SlaStats::default(),
             _panic_guard: PanicGuard::essential("sla"),
+            settings,
         };
-        let now = Utc::now();
         let mut expired = Commit::default();
         match store.sla_books() {
             Ok(books) => {
@@ -273,7 +288,7 @@ impl SlaActor {
         }
         if tracked.book.is_settled() {
             let tallies = tracked.book.tallies();
-            let settled_at = Utc::now();
+            let settled_at = self.settings.clock.now();
             let stored = StoredBook::Settled {
                 settled_at,
                 tallies: tallies.clone(),
@@ -314,7 +329,7 @@ impl SlaActor {
         if self.settled.insert(id.clone(), tallies).is_none() {
             self.settled_order.push_back((at, id.clone()));
         }
-        let now = Utc::now();
+        let now = self.settings.clock.now();
         while let Some((at, oldest)) = self.settled_order.front().cloned() {
             if self.settled_order.len() <= SETTLED_MEMORY && now - at <= SETTLED_KEPT_FOR {
                 break;
@@ -331,8 +346,10 @@ impl SlaActor {
     }
 
     /// Emits what is due now (warnings, breaches, settlements) and commits it. Commits of
-    /// the timer have nobody waiting: the writer retries a failing commit until it lands.
-    fn tick(&mut self, now: DateTime<Utc>) {
+    /// the timer have nobody waiting: the writer retries a failing commit until it lands
+    /// (the answers come back for `convoy replay`, which waits for them).
+    fn tick(&mut self, now: DateTime<Utc>) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        let mut committed = Vec::new();
         let due: Vec<ConversationId> = self
             .due
             .iter()
@@ -349,13 +366,13 @@ impl SlaActor {
             let records = signals.iter().map(|s| sla_record(&id, s, now)).collect();
             let commit = self.commit_for(&id, records);
             if let Some(writer) = &self.writer {
-                // Nobody waits on the timer's commits; the writer lands them regardless.
-                drop(writer.submit(commit));
+                committed.push(writer.submit(commit));
             }
             self.reschedule(&id);
             self.publish_view(&id);
         }
         self.publish_open_clocks();
+        committed
     }
 }
 
@@ -364,8 +381,34 @@ impl Actor for SlaActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Deadlines that passed while Convoy was down are emitted at once.
-        self.tick(Utc::now());
-        ctx.run_interval(self.settings.tick, |actor, _| actor.tick(Utc::now()));
+        drop(self.tick(self.settings.clock.now()));
+        if !self.settings.clock.is_virtual() {
+            ctx.run_interval(self.settings.tick, |actor, _| {
+                // Nobody waits on the timer's commits; the writer lands them regardless.
+                drop(actor.tick(actor.settings.clock.now()));
+            });
+        }
+    }
+}
+
+impl Handler<TickNow> for SlaActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: TickNow, _: &mut Self::Context) -> Self::Result {
+        let committed = self.tick(self.settings.clock.now());
+        Box::pin(async move {
+            for answer in committed {
+                let _ = answer.await;
+            }
+        })
+    }
+}
+
+impl Handler<NextDue> for SlaActor {
+    type Result = Option<DateTime<Utc>>;
+
+    fn handle(&mut self, _: NextDue, _: &mut Self::Context) -> Self::Result {
+        self.due.first().map(|(at, _)| *at)
     }
 }
 

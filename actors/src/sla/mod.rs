@@ -10,6 +10,6 @@
 mod actor;
 
 pub use actor::{
-    GetSlaStats, Handover, HandoverRefused, HandoverStep, SlaActor, SlaSettings, SlaStats,
-    SlaViews, StopSla,
+    GetSlaStats, Handover, HandoverRefused, HandoverStep, NextDue, SlaActor, SlaSettings, SlaStats,
+    SlaViews, StopSla, TickNow,
 };

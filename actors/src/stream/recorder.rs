@@ -1,9 +1,13 @@
-//! `--record FILE`: the raw capture of every received text frame, so a production incident
-//! can be replayed later with `convoy inspect FILE`.
+//! `--record FILE`: the raw capture of every received text frame and of every Genesys REST
+//! answer to a read, so a production incident can be looked at with `convoy inspect FILE`
+//! and replayed offline with `convoy replay FILE`.
 //!
-//! One JSON line per frame, `{"receivedAt": "<RFC 3339, ms, UTC>", "frame": "<raw text>"}`,
-//! appended and flushed per line, so a crash loses at most the line being written and
-//! another process can tail the file.
+//! The line format is `convoy::recording`'s (a frame: `{"receivedAt", "frame"}`; a REST
+//! answer: `{"receivedAt", "rest"}`, never a credential). Each line is serialised whole
+//! and appended with one write, flushed at once, so a crash loses at most the line being
+//! written, another process can tail the file, and the stream's and the REST client's
+//! handles on the same file (both `O_APPEND`, both on the daemon's main arbiter) never
+//! interleave inside a line.
 //!
 //! Owns the file only. It must never be fatal: a capture is a diagnostic aid, so a failed
 //! open or write is logged and counted (`convoy_stream_record_errors_total`) and the
@@ -14,7 +18,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use convoy::recording::{frame_line, rest_line, RestExchange};
 
 use crate::telemetry::names;
 
@@ -67,7 +72,17 @@ impl Recorder {
 
     /// Appends one frame. Never fails from the caller's point of view.
     pub fn record(&mut self, received_at: DateTime<Utc>, frame: &str) {
-        let result = self.write_line(received_at, frame);
+        self.append(frame_line(received_at, frame));
+    }
+
+    /// Appends one REST answer. Never fails from the caller's point of view.
+    pub fn record_rest(&mut self, received_at: DateTime<Utc>, exchange: &RestExchange) {
+        self.append(rest_line(received_at, exchange));
+    }
+
+    fn append(&mut self, mut line: String) {
+        line.push('\n');
+        let result = self.write_line(line.as_bytes());
         match (result, self.failing) {
             (Ok(()), false) => {}
             (Ok(()), true) => {
@@ -88,13 +103,10 @@ impl Recorder {
         }
     }
 
-    fn write_line(&mut self, received_at: DateTime<Utc>, frame: &str) -> std::io::Result<()> {
-        let line = serde_json::json!({
-            "receivedAt": received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "frame": frame,
-        });
-        serde_json::to_writer(&mut self.out, &line)?;
-        self.out.write_all(b"\n")?;
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        // The buffer is empty between lines: a line longer than it goes straight through
+        // in one write, a shorter one leaves in one write at the flush.
+        self.out.write_all(line)?;
         self.out.flush()
     }
 }
@@ -128,6 +140,41 @@ mod tests {
         assert_eq!(lines[0]["receivedAt"], "2026-11-24T10:00:00.250Z");
         assert_eq!(lines[0]["frame"], r#"{"topicName":"channel.metadata"}"#);
         assert_eq!(lines[1]["frame"], "not json at all\nwith a newline");
+    }
+
+    #[test]
+    fn a_rest_answer_becomes_one_line_beside_the_frames_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capture.jsonl");
+        let mut frames = Recorder::open(&path).unwrap();
+        // The REST client holds its own handle on the same file.
+        let mut rest = Recorder::open(&path).unwrap();
+        let at = Utc::now();
+        frames.record(at, "frame one");
+        let big_body = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 * BUFFER_BYTES));
+        rest.record_rest(
+            at,
+            &RestExchange::new(
+                "GET",
+                "/api/v2/conversations/c1",
+                200,
+                [("authorization", "Bearer tok-123"), ("etag", "\"3\"")],
+                big_body.as_bytes(),
+            ),
+        );
+        frames.record(at, "frame two");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("tok-123"));
+        let recording = convoy::recording::parse_recording(&text).unwrap();
+        assert_eq!(recording.frames(), 2);
+        assert_eq!(recording.rest_answers(), 1);
+        match &recording.lines[1].entry {
+            convoy::recording::Recorded::Rest(exchange) => {
+                assert_eq!(exchange.body, big_body);
+                assert_eq!(exchange.etag(), Some("\"3\""));
+            }
+            other => panic!("not a REST line: {other:?}"),
+        }
     }
 
     #[test]
