@@ -301,8 +301,9 @@ impl SocketTask {
                 frame = self.socket.next() => match frame {
                     None => return SocketEnd::Dropped,
                     Some(Err(WsProtocolError::Overflow)) => {
-                        // awc refused one frame over `max_frame_size`, before reassembly.
-                        self.refused_message("too_large", None);
+                        // awc refused one frame over `max_frame_size`, before reassembly
+                        // (its size is not known: at least the cap).
+                        self.refused_message("too_large", self.spec.max_frame_bytes + 1);
                         return SocketEnd::Reassembly("too_large");
                     }
                     Some(Err(error)) => return SocketEnd::ProtocolError(error.to_string()),
@@ -373,14 +374,17 @@ impl SocketTask {
                 // framing (nothing to configure); best effort.
                 let code = match error {
                     convoy::stream::ReassemblyError::TooLarge { size, .. } => {
-                        self.refused_message(error.as_str(), Some(size));
+                        self.refused_message(error.as_str(), size);
                         CloseCode::Size
                     }
                     convoy::stream::ReassemblyError::TooManyFragments { .. } => {
-                        self.refused_message(error.as_str(), None);
+                        self.refused_message(error.as_str(), 0);
                         CloseCode::Size
                     }
                     _ => {
+                        self.wiring
+                            .activity
+                            .refused(error.as_str(), &error.to_string(), 0);
                         tracing::warn!(
                             connection = self.spec.connection,
                             channel = %self.spec.channel_id,
@@ -404,8 +408,16 @@ impl SocketTask {
 
     /// A message the caps refused ends this socket and costs a reconnect plus a full
     /// reconciliation: say so loudly, naming the setting, every time.
-    fn refused_message(&self, reason: &'static str, size: Option<usize>) {
+    fn refused_message(&self, reason: &'static str, size: usize) {
         metrics::counter!(names::STREAM_OVERSIZED_FRAMES, "reason" => reason).increment(1);
+        self.wiring.activity.refused(
+            reason,
+            &format!(
+                "message of at least {size} bytes refused (stream.max_frame_bytes = {}, at most {MAX_FRAGMENTS} fragments)",
+                self.spec.max_frame_bytes
+            ),
+            size,
+        );
         tracing::warn!(
             connection = self.spec.connection,
             channel = %self.spec.channel_id,
@@ -425,14 +437,18 @@ impl SocketTask {
         let classified = match classify_bytes(&message.bytes) {
             Ok(classified) => classified,
             Err(error) => {
-                // Never fatal: one bad frame must not cost the connection.
+                // Never fatal: one bad frame must not cost the connection. Counted for
+                // this daemon with its JSON path; the log gets the same bounded text (a
+                // mistyped giant string is quoted whole by serde).
                 metrics::counter!(names::STREAM_FRAMES, "kind" => "malformed").increment(1);
+                let rejection = self.wiring.activity.malformed(&error, message.bytes.len());
                 tracing::warn!(
                     connection = self.spec.connection,
                     channel = %self.spec.channel_id,
-                    path = error.path().unwrap_or("$"),
-                    %error,
-                    bytes = message.bytes.len(),
+                    path = %rejection.path,
+                    reason = rejection.reason,
+                    error = %rejection.detail,
+                    bytes = rejection.bytes,
                     "Malformed frame skipped."
                 );
                 return Step::Continue;
