@@ -41,7 +41,8 @@ pub struct Rejection {
     pub path: String,
     /// What was wrong, at most [`MAX_REASON_CHARS`] characters.
     pub detail: String,
-    /// The message's size (for a refusal: at least this many bytes had arrived).
+    /// The message's size (for a refusal: at least this many bytes had arrived; 0 when
+    /// the WebSocket client refused a single frame before any of it was read).
     pub bytes: usize,
 }
 

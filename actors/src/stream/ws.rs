@@ -302,8 +302,8 @@ impl SocketTask {
                     None => return SocketEnd::Dropped,
                     Some(Err(WsProtocolError::Overflow)) => {
                         // awc refused one frame over `max_frame_size`, before reassembly
-                        // (its size is not known: at least the cap).
-                        self.refused_message("too_large", self.spec.max_frame_bytes + 1);
+                        // (its size is not known: more than the cap).
+                        self.refused_message("too_large", None);
                         return SocketEnd::Reassembly("too_large");
                     }
                     Some(Err(error)) => return SocketEnd::ProtocolError(error.to_string()),
@@ -374,11 +374,11 @@ impl SocketTask {
                 // framing (nothing to configure); best effort.
                 let code = match error {
                     convoy::stream::ReassemblyError::TooLarge { size, .. } => {
-                        self.refused_message(error.as_str(), size);
+                        self.refused_message(error.as_str(), Some(size));
                         CloseCode::Size
                     }
                     convoy::stream::ReassemblyError::TooManyFragments { .. } => {
-                        self.refused_message(error.as_str(), 0);
+                        self.refused_message(error.as_str(), None);
                         CloseCode::Size
                     }
                     _ => {
@@ -408,16 +408,21 @@ impl SocketTask {
 
     /// A message the caps refused ends this socket and costs a reconnect plus a full
     /// reconciliation: say so loudly, naming the setting, every time.
-    fn refused_message(&self, reason: &'static str, size: usize) {
+    /// `size`: how much of the message had arrived, when known.
+    fn refused_message(&self, reason: &'static str, size: Option<usize>) {
         metrics::counter!(names::STREAM_OVERSIZED_FRAMES, "reason" => reason).increment(1);
-        self.wiring.activity.refused(
-            reason,
-            &format!(
-                "message of at least {size} bytes refused (stream.max_frame_bytes = {}, at most {MAX_FRAGMENTS} fragments)",
-                self.spec.max_frame_bytes
+        let max_frame_bytes = self.spec.max_frame_bytes;
+        let detail = match size {
+            Some(size) => format!(
+                "message of at least {size} bytes refused (stream.max_frame_bytes = {max_frame_bytes}, at most {MAX_FRAGMENTS} fragments)"
             ),
-            size,
-        );
+            None => format!(
+                "message refused (stream.max_frame_bytes = {max_frame_bytes}, at most {MAX_FRAGMENTS} fragments)"
+            ),
+        };
+        self.wiring
+            .activity
+            .refused(reason, &detail, size.unwrap_or(0));
         tracing::warn!(
             connection = self.spec.connection,
             channel = %self.spec.channel_id,
