@@ -1,8 +1,9 @@
 //! Channel WebSockets at `ws://HOST/channels/{id}` (API.md §3.3): no authentication (the
 //! channel is bound to its token), JSON text frames, heartbeats, ping → pong, the
 //! WebSocket-side subscribe protocol, RFC 6455 Ping answered with Pong, one socket per
-//! channel. Each socket is one task that owns the actix-ws session; everything else talks
-//! to it through a bounded outbox ([`SocketHandle`]), so a slow reader costs at most
+//! channel, and for bad-input tests any bytes the control API is handed ([`RawFrame`]).
+//! Each socket is one task that owns the actix-ws session; everything else talks to it
+//! through a bounded outbox ([`SocketHandle`]), so a slow reader costs at most
 //! [`OUTBOX_CAPACITY`] frames before it is dropped — the emulator never buffers without
 //! bound and never blocks a publisher on a client.
 
