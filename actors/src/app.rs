@@ -250,6 +250,7 @@ impl Daemon {
             store: Some(store),
             handover: Some(sla.clone().recipient()),
             census: None,
+            board: Some(Arc::clone(&board)),
         });
 
         let expiry_stats = Arc::clone(&token_stats);

@@ -2,7 +2,8 @@
 //! (ARCHITECTURE.md §4, anchors.md §2.6): when the socket is idle or dead ([`liveness`]),
 //! when to rotate to a fresh channel ([`rotation`]), how topics are spread over channels
 //! and which ones Genesys refused ([`topics`]), and how WebSocket continuation frames are
-//! put back together under caps ([`reassembly`]).
+//! put back together under caps ([`reassembly`]), and what bad input a link was sent
+//! ([`rejections`]).
 //!
 //! Owns decisions only. It never opens a socket, never sends a frame, never reads the
 //! clock: every input is an observation with the time it was made, every output is what
@@ -10,11 +11,13 @@
 
 pub mod liveness;
 pub mod reassembly;
+pub mod rejections;
 pub mod rotation;
 pub mod topics;
 
 pub use liveness::{Liveness, LivenessDecision, LivenessPolicy, LivenessPolicyError};
 pub use reassembly::{DataKind, FramePart, Reassembled, Reassembler, ReassemblyError};
+pub use rejections::{Rejection, RejectionKind, Rejections};
 pub use rotation::{
     rotation_margin, ChannelLease, PlannedRotation, RotationMargin, RotationReason,
     RotationSchedule,

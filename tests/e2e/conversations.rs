@@ -107,6 +107,7 @@ impl Harness {
             store: settings.store.clone(),
             handover: None,
             census: Some(Arc::clone(&census)),
+            board: None,
         });
         let mut harness = Harness {
             emulator,

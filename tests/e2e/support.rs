@@ -114,3 +114,52 @@ pub fn all_finished(truth: &[serde_json::Value]) -> bool {
             })
     })
 }
+
+/// How `push_raw_frame` puts bytes on the wire (the emulator's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RawKind {
+    /// One text frame (the bytes must be UTF-8).
+    Text,
+    /// One binary frame.
+    Binary,
+    /// A text message whose bytes are not checked for UTF-8.
+    UncheckedText,
+}
+
+/// Pushes `bytes` as one WebSocket message to the socket of `channel` (every socket when
+/// `None`) through the emulator (`POST /emulator/v1/sockets/raw`); returns how many
+/// sockets it was queued on.
+pub async fn push_raw_frame(
+    http: &awc::Client,
+    emulator: &convoy_actors::emulator::Emulator,
+    channel: Option<&str>,
+    kind: RawKind,
+    bytes: &[u8],
+) -> u64 {
+    let kind = match kind {
+        RawKind::Text => "text",
+        RawKind::Binary => "binary",
+        RawKind::UncheckedText => "unchecked_text",
+    };
+    let mut url = format!(
+        "{}/emulator/v1/sockets/raw?kind={kind}",
+        emulator.base_url()
+    );
+    if let Some(channel) = channel {
+        url.push_str(&format!("&channel={channel}"));
+    }
+    let mut response = http
+        .post(url)
+        .insert_header(("Content-Type", "application/octet-stream"))
+        .timeout(Duration::from_secs(30))
+        .send_body(bytes.to_vec())
+        .await
+        .expect("the control API answers");
+    assert!(
+        response.status().is_success(),
+        "raw frame: {}",
+        response.status()
+    );
+    let body: serde_json::Value = response.json().await.expect("a JSON answer");
+    body["sockets"].as_u64().expect("a socket count")
+}

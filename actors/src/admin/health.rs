@@ -31,6 +31,19 @@ pub struct HealthBoard {
     /// Until when Genesys paused every REST call (429 / used-up window), and what it
     /// asked for before clamping.
     rest_paused: Mutex<Option<(Instant, Duration)>>,
+    /// The router's load against `conversations.max_live`; `None` until it first reports.
+    conversations: Mutex<Option<ConversationLoad>>,
+}
+
+/// What the router last reported about its live conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationLoad {
+    pub live: usize,
+    pub max_live: usize,
+    /// Conversations retired to make room at the cap since boot.
+    pub evicted_at_capacity: u64,
+    /// When the last one was.
+    pub last_eviction_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +80,7 @@ impl HealthBoard {
             last_frame_at: Mutex::new(None),
             shutting_down: AtomicBool::new(false),
             rest_paused: Mutex::new(None),
+            conversations: Mutex::new(None),
         }
     }
 
@@ -130,6 +144,11 @@ impl HealthBoard {
         }
     }
 
+    /// The router's live count against its cap, and the evictions the cap caused.
+    pub fn set_conversations(&self, load: ConversationLoad) {
+        *lock(&self.conversations) = Some(load);
+    }
+
     /// Shutdown began: not ready from now on, so load balancers stop sending traffic.
     pub fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
@@ -163,6 +182,7 @@ impl HealthBoard {
             Check::passing()
         };
         let rest = rest_check(*lock(&self.rest_paused), now);
+        let conversations = conversations_check(*lock(&self.conversations), now);
         let ready =
             token.ok && socket.ok && subscriptions.ok && last_frame.ok && shutdown.ok && rest.ok;
         Readiness {
@@ -174,6 +194,7 @@ impl HealthBoard {
                 last_frame,
                 shutdown,
                 rest,
+                conversations,
                 outbox: Check::passing(),
             },
         }
@@ -214,8 +235,25 @@ pub struct ReadinessChecks {
     pub shutdown: Check,
     /// Failing while Genesys has paused every REST call (writes wait).
     pub rest: Check,
+    /// Live conversations against `conversations.max_live`. Never failing: at the cap the
+    /// least recently active conversation is retired to make room (and rebuilt on its next
+    /// event), so nothing is turned away; the detail says it is happening.
+    pub conversations: ConversationsCheck,
     /// Failing while the outbox applies back-pressure (full, or commits failing).
     pub outbox: Check,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConversationsCheck {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub live: usize,
+    pub max_live: usize,
+    /// `live` has reached `max_live`: every new conversation retires an older one.
+    pub at_capacity: bool,
+    /// Conversations retired to make room since boot.
+    pub evicted_at_capacity: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -320,6 +358,42 @@ fn subscriptions_check(subscriptions: Option<Subscriptions>) -> SubscriptionsChe
     }
 }
 
+fn conversations_check(load: Option<ConversationLoad>, now: Instant) -> ConversationsCheck {
+    let Some(load) = load else {
+        return ConversationsCheck {
+            ok: true,
+            detail: None,
+            live: 0,
+            max_live: 0,
+            at_capacity: false,
+            evicted_at_capacity: 0,
+        };
+    };
+    let at_capacity = load.max_live > 0 && load.live >= load.max_live;
+    let detail = match (at_capacity, load.last_eviction_at) {
+        (true, _) => Some(format!(
+            "at conversations.max_live ({} of {} live): {} conversations retired to make room so far; each is rebuilt on its next event",
+            load.live, load.max_live, load.evicted_at_capacity
+        )),
+        (false, Some(at)) => Some(format!(
+            "{} of {} live; {} conversations retired at the cap so far, the last {} s ago",
+            load.live,
+            load.max_live,
+            load.evicted_at_capacity,
+            now.saturating_duration_since(at).as_secs()
+        )),
+        (false, None) => None,
+    };
+    ConversationsCheck {
+        ok: true,
+        detail,
+        live: load.live,
+        max_live: load.max_live,
+        at_capacity,
+        evicted_at_capacity: load.evicted_at_capacity,
+    }
+}
+
 fn rest_check(paused: Option<(Instant, Duration)>, now: Instant) -> Check {
     match paused {
         Some((until, asked)) if until > now => Check::failing(format!(
@@ -399,6 +473,7 @@ mod tests {
                     "last_frame": {"ok": false, "detail": "no frame received yet"},
                     "shutdown": {"ok": true},
                     "rest": {"ok": true},
+                    "conversations": {"ok": true, "live": 0, "max_live": 0, "at_capacity": false, "evicted_at_capacity": 0},
                     "outbox": {"ok": true},
                 }
             })
@@ -426,6 +501,54 @@ mod tests {
     }
 
     #[test]
+    fn the_live_cap_is_reported_but_never_makes_the_board_unready() {
+        let now = Instant::now();
+        let board = healthy(now);
+        board.set_conversations(ConversationLoad {
+            live: 3,
+            max_live: 10,
+            evicted_at_capacity: 0,
+            last_eviction_at: None,
+        });
+        let below = board.readiness(now, MAX_AGE).checks.conversations;
+        assert!(below.ok && !below.at_capacity && below.detail.is_none());
+        board.set_conversations(ConversationLoad {
+            live: 10,
+            max_live: 10,
+            evicted_at_capacity: 7,
+            last_eviction_at: Some(now),
+        });
+        let readiness = board.readiness(now, MAX_AGE);
+        assert!(readiness.ready, "turn-taking loses nothing: {readiness:?}");
+        let check = readiness.checks.conversations;
+        assert!(check.at_capacity);
+        assert_eq!(
+            (check.live, check.max_live, check.evicted_at_capacity),
+            (10, 10, 7)
+        );
+        let detail = check.detail.unwrap_or_default();
+        assert!(
+            detail.contains("conversations.max_live") && detail.contains("7 conversations retired"),
+            "{detail}"
+        );
+        board.set_conversations(ConversationLoad {
+            live: 4,
+            max_live: 10,
+            evicted_at_capacity: 7,
+            last_eviction_at: Some(now - Duration::from_secs(5)),
+        });
+        let after = board.readiness(now, MAX_AGE).checks.conversations;
+        assert!(!after.at_capacity);
+        assert!(
+            after
+                .detail
+                .unwrap_or_default()
+                .contains("the last 5 s ago"),
+            "the evictions stay visible after the flood"
+        );
+    }
+
+    #[test]
     fn a_filled_board_is_ready() {
         let now = Instant::now();
         let readiness = healthy(now).readiness(now, MAX_AGE);
@@ -440,6 +563,7 @@ mod tests {
                     "last_frame": {"ok": true, "age_ms": 1200},
                     "shutdown": {"ok": true},
                     "rest": {"ok": true},
+                    "conversations": {"ok": true, "live": 0, "max_live": 0, "at_capacity": false, "evicted_at_capacity": 0},
                     "outbox": {"ok": true},
                 }
             })

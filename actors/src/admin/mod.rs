@@ -37,7 +37,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub use health::{
-    Check, FrameCheck, HealthBoard, Readiness, ReadinessChecks, RejectedTopic, SubscriptionsCheck,
+    Check, ConversationLoad, ConversationsCheck, FrameCheck, HealthBoard, Readiness,
+    ReadinessChecks, RejectedTopic, SubscriptionsCheck,
 };
 
 use crate::conversation::view::describe;

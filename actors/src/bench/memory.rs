@@ -280,6 +280,7 @@ async fn measure_against(
         store: None,
         handover: None,
         census: None,
+        board: None,
     });
     // Let start-up work (the token fetch, first metrics) finish before the baseline.
     stats(&router).await?;

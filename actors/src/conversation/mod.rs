@@ -47,6 +47,8 @@ pub struct ConversationsSetup {
     pub handover: Option<actix::Recipient<crate::sla::Handover>>,
     /// Tests only: counts actors per conversation.
     pub census: Option<Arc<actor::ActorCensus>>,
+    /// Where the router reports its live count against the cap (`/readyz`).
+    pub board: Option<Arc<crate::admin::HealthBoard>>,
 }
 
 /// Starts the router and the attribute writer, which address each other (debts one way,
@@ -89,6 +91,7 @@ pub fn start_conversations_with_clock(
             Some(writer.recipient()),
             setup.store,
         )
+        .with_board(setup.board)
     });
     // `create` runs its closure before returning: the slot is always filled here.
     let writer = match writer_slot.take() {

@@ -41,6 +41,7 @@ use super::actor::{
 use super::messages::{ConversationInput, Reconcile, RereadConversation, RouteError, RouteEvent};
 use super::view::{ConversationViews, Residence};
 use super::writer::ConversationRetired;
+use crate::admin::{ConversationLoad, HealthBoard};
 use crate::genesys::conversations::read_conversation;
 use crate::genesys::rest::{GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::nth_delay;
@@ -246,6 +247,9 @@ pub struct ConversationRouter {
     evicted_at_capacity: u64,
     cap_warned_at: Option<Instant>,
     evictions_since_warning: u64,
+    last_eviction_at: Option<Instant>,
+    /// Where `/readyz` reads the live count against the cap; `None` in tests without one.
+    board: Option<Arc<HealthBoard>>,
     _panic_guard: PanicGuard,
 }
 
@@ -286,8 +290,17 @@ impl ConversationRouter {
             evicted_at_capacity: 0,
             cap_warned_at: None,
             evictions_since_warning: 0,
+            last_eviction_at: None,
+            board: None,
             _panic_guard: PanicGuard::essential("router"),
         }
+    }
+
+    /// Reports the live count against `conversations.max_live` (and the evictions the cap
+    /// caused) to the health board, for `/readyz`.
+    pub fn with_board(mut self, board: Option<Arc<HealthBoard>>) -> Self {
+        self.board = board;
+        self
     }
 
     pub fn views(&self) -> ConversationViews {
@@ -306,8 +319,17 @@ impl ConversationRouter {
     }
 
     fn publish_gauges(&self) {
-        metrics::gauge!(names::CONVERSATIONS_LIVE).set(self.registry.live().len() as f64);
+        let live = self.registry.live().len();
+        metrics::gauge!(names::CONVERSATIONS_LIVE).set(live as f64);
         metrics::gauge!(names::REREADS_OWED).set(self.rereads.len() as f64);
+        if let Some(board) = &self.board {
+            board.set_conversations(ConversationLoad {
+                live,
+                max_live: self.settings.max_live,
+                evicted_at_capacity: self.evicted_at_capacity,
+                last_eviction_at: self.last_eviction_at,
+            });
+        }
     }
 
     /// Starts an actor for `id` from what is known of it: its final state (a finished
@@ -393,6 +415,7 @@ impl ConversationRouter {
             } => {
                 self.warn_at_cap();
                 self.evicted_at_capacity += 1;
+                self.last_eviction_at = Some(Instant::now());
                 tracing::debug!(conversation_id = %evict, max_live = self.settings.max_live, "At the live cap: retiring the least recently active conversation.");
                 metrics::counter!(names::CONVERSATIONS_EVICTED, "reason" => StopReason::Capacity.as_str())
                     .increment(1);

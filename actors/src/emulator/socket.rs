@@ -1,8 +1,9 @@
 //! Channel WebSockets at `ws://HOST/channels/{id}` (API.md §3.3): no authentication (the
 //! channel is bound to its token), JSON text frames, heartbeats, ping → pong, the
 //! WebSocket-side subscribe protocol, RFC 6455 Ping answered with Pong, one socket per
-//! channel. Each socket is one task that owns the actix-ws session; everything else talks
-//! to it through a bounded outbox ([`SocketHandle`]), so a slow reader costs at most
+//! channel, and for bad-input tests any bytes the control API is handed ([`RawFrame`]).
+//! Each socket is one task that owns the actix-ws session; everything else talks to it
+//! through a bounded outbox ([`SocketHandle`]), so a slow reader costs at most
 //! [`OUTBOX_CAPACITY`] frames before it is dropped — the emulator never buffers without
 //! bound and never blocks a publisher on a client.
 
@@ -27,10 +28,25 @@ const MAX_INBOUND_FRAME: usize = 256 * 1024;
 pub(crate) enum Outbound {
     /// Send this text frame.
     Frame(String),
+    /// Send these bytes as they are (the control API's raw frames: bad input tests).
+    Raw(RawFrame),
     /// Send this last frame (if any), then a close frame, then end.
     Close(Option<String>),
     /// End the connection without a close frame, as a network failure would.
     Drop,
+}
+
+/// A frame pushed through the control API (`POST /emulator/v1/sockets/raw`), sent
+/// without any check: what a broken or hostile server could send.
+#[derive(Debug, Clone)]
+pub(crate) enum RawFrame {
+    /// One text frame (the bytes are UTF-8: the route checked).
+    Text(String),
+    /// One binary frame.
+    Binary(bytes::Bytes),
+    /// A text message whose bytes are not checked for UTF-8, sent as a first text
+    /// fragment and an empty last one (a single text frame must be UTF-8 on this side).
+    UncheckedText(bytes::Bytes),
 }
 
 /// The registry's side of a socket.
@@ -132,6 +148,30 @@ impl SocketTask {
         }
     }
 
+    /// Sends a control-API frame as it is, unless a kill arrives meanwhile.
+    async fn send_raw(&mut self, frame: RawFrame) -> Result<(), End> {
+        let mut session = self.session.clone();
+        let kill = self.kill.clone();
+        let sending = async move {
+            match frame {
+                RawFrame::Text(text) => session.text(text).await,
+                RawFrame::Binary(bytes) => session.binary(bytes).await,
+                RawFrame::UncheckedText(bytes) => {
+                    session
+                        .continuation(actix_ws::Item::FirstText(bytes))
+                        .await?;
+                    session
+                        .continuation(actix_ws::Item::Last(bytes::Bytes::new()))
+                        .await
+                }
+            }
+        };
+        tokio::select! {
+            sent = sending => sent.map_err(|_| End::Drop),
+            _ = kill.notified() => Err(End::Drop),
+        }
+    }
+
     async fn run(mut self, mut stream: MessageStream, mut inbox: mpsc::Receiver<Outbound>) {
         let period = self.shared.heartbeat;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -142,6 +182,7 @@ impl SocketTask {
                 _ = heartbeat.tick() => self.send(frames::heartbeat_frame()).await,
                 outbound = inbox.recv() => match outbound {
                     Some(Outbound::Frame(frame)) => self.send(frame).await,
+                    Some(Outbound::Raw(frame)) => self.send_raw(frame).await,
                     Some(Outbound::Close(last)) => Err(End::Close(last, CloseCode::Normal)),
                     Some(Outbound::Drop) | None => Err(End::Drop),
                 },

@@ -25,7 +25,7 @@ use convoy::ids::ConversationId;
 use convoy::model::Channel;
 use convoy::stream::rotation::CHANNEL_LIFETIME;
 use convoy::stream::{
-    plan_channels, rotation_margin, subscription_verdict, ChannelLease, LivenessPolicy,
+    plan_channels, rotation_margin, subscription_verdict, ChannelLease, LivenessPolicy, Rejections,
     RotationReason, RotationSchedule, SubscriptionVerdict, MAX_TOPICS_PER_CHANNEL,
 };
 
@@ -742,9 +742,14 @@ impl StreamActor {
     }
 
     pub(super) fn status(&self) -> StreamStatus {
+        let mut rejections = Rejections::default();
+        for link in &self.links {
+            rejections.absorb(&link.activity.rejections());
+        }
         StreamStatus {
             links: self.links.iter().map(Link::status).collect(),
             totals: self.counters,
+            rejections,
             stopping: self.stopping,
         }
     }
@@ -841,6 +846,7 @@ impl Link {
                 .unwrap_or_default(),
             last_frame_at: self.activity.last_frame_at(),
             counters: self.counters,
+            rejections: self.activity.rejections(),
             transcriptions: self.transcriptions.len(),
         }
     }

@@ -53,7 +53,8 @@ use chrono::{DateTime, Utc};
 use convoy::config::StreamConfig;
 use convoy::model::Channel;
 use convoy::stream::{
-    LivenessPolicy, RejectedTopic, RotationReason, RotationSchedule, SubscriptionVerdict,
+    LivenessPolicy, RejectedTopic, Rejection, Rejections, RotationReason, RotationSchedule,
+    SubscriptionVerdict,
 };
 use serde::Serialize;
 
@@ -241,6 +242,8 @@ enum Attempt {
 pub struct LinkActivity {
     last_frame_at: Cell<Option<DateTime<Utc>>>,
     last_heartbeat_at: Cell<Option<Instant>>,
+    /// Messages skipped as malformed or refused by the caps, on any of the link's sockets.
+    rejections: RefCell<Rejections>,
 }
 
 impl LinkActivity {
@@ -260,6 +263,20 @@ impl LinkActivity {
 
     pub fn last_heartbeat_at(&self) -> Option<Instant> {
         self.last_heartbeat_at.get()
+    }
+
+    /// A message that did not parse: counted, kept (bounded) and returned for the log.
+    pub fn malformed(&self, error: &convoy::parse::ParseError, bytes: usize) -> Rejection {
+        self.rejections.borrow_mut().malformed(error, bytes)
+    }
+
+    /// A message the reassembly caps refused: counted, kept (bounded) and returned.
+    pub fn refused(&self, reason: &'static str, detail: &str, bytes: usize) -> Rejection {
+        self.rejections.borrow_mut().refused(reason, detail, bytes)
+    }
+
+    pub fn rejections(&self) -> Rejections {
+        self.rejections.borrow().clone()
     }
 }
 
@@ -297,6 +314,8 @@ pub struct WatchTranscription {
 pub struct StreamStatus {
     pub links: Vec<LinkStatus>,
     pub totals: StreamCounters,
+    /// Every link's rejections together (this daemon's, unlike the process-wide metrics).
+    pub rejections: Rejections,
     pub stopping: bool,
 }
 
@@ -310,6 +329,8 @@ pub struct LinkStatus {
     pub rejected: Vec<RejectedTopic>,
     pub last_frame_at: Option<DateTime<Utc>>,
     pub counters: StreamCounters,
+    /// Bad input this link was sent: counts and the most recent, with their JSON paths.
+    pub rejections: Rejections,
     /// Transcription topics placed on this channel (subscribed or about to be).
     pub transcriptions: usize,
 }

@@ -301,7 +301,8 @@ impl SocketTask {
                 frame = self.socket.next() => match frame {
                     None => return SocketEnd::Dropped,
                     Some(Err(WsProtocolError::Overflow)) => {
-                        // awc refused one frame over `max_frame_size`, before reassembly.
+                        // awc refused one frame over `max_frame_size`, before reassembly
+                        // (its size is not known: more than the cap).
                         self.refused_message("too_large", None);
                         return SocketEnd::Reassembly("too_large");
                     }
@@ -381,6 +382,9 @@ impl SocketTask {
                         CloseCode::Size
                     }
                     _ => {
+                        self.wiring
+                            .activity
+                            .refused(error.as_str(), &error.to_string(), 0);
                         tracing::warn!(
                             connection = self.spec.connection,
                             channel = %self.spec.channel_id,
@@ -404,8 +408,21 @@ impl SocketTask {
 
     /// A message the caps refused ends this socket and costs a reconnect plus a full
     /// reconciliation: say so loudly, naming the setting, every time.
+    /// `size`: how much of the message had arrived, when known.
     fn refused_message(&self, reason: &'static str, size: Option<usize>) {
         metrics::counter!(names::STREAM_OVERSIZED_FRAMES, "reason" => reason).increment(1);
+        let max_frame_bytes = self.spec.max_frame_bytes;
+        let detail = match size {
+            Some(size) => format!(
+                "message of at least {size} bytes refused (stream.max_frame_bytes = {max_frame_bytes}, at most {MAX_FRAGMENTS} fragments)"
+            ),
+            None => format!(
+                "message refused (stream.max_frame_bytes = {max_frame_bytes}, at most {MAX_FRAGMENTS} fragments)"
+            ),
+        };
+        self.wiring
+            .activity
+            .refused(reason, &detail, size.unwrap_or(0));
         tracing::warn!(
             connection = self.spec.connection,
             channel = %self.spec.channel_id,
@@ -425,14 +442,18 @@ impl SocketTask {
         let classified = match classify_bytes(&message.bytes) {
             Ok(classified) => classified,
             Err(error) => {
-                // Never fatal: one bad frame must not cost the connection.
+                // Never fatal: one bad frame must not cost the connection. Counted for
+                // this daemon with its JSON path; the log gets the same bounded text (a
+                // mistyped giant string is quoted whole by serde).
                 metrics::counter!(names::STREAM_FRAMES, "kind" => "malformed").increment(1);
+                let rejection = self.wiring.activity.malformed(&error, message.bytes.len());
                 tracing::warn!(
                     connection = self.spec.connection,
                     channel = %self.spec.channel_id,
-                    path = error.path().unwrap_or("$"),
-                    %error,
-                    bytes = message.bytes.len(),
+                    path = %rejection.path,
+                    reason = rejection.reason,
+                    error = %rejection.detail,
+                    bytes = rejection.bytes,
                     "Malformed frame skipped."
                 );
                 return Step::Continue;
