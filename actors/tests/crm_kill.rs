@@ -42,7 +42,7 @@ async fn kill_9_at_random_points_loses_nothing_and_changes_no_outcome() {
     .await
     .unwrap();
     let sink = CrmSink::start(CrmSinkOptions::default()).await.unwrap();
-    let files = daemon_files(&emulator, &sink);
+    let files = daemon_files(&emulator, &sink, "15s");
     let log = Log::default();
 
     let mut child = Convoy::spawn(&files.config, 0, &log);
