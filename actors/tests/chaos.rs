@@ -215,6 +215,44 @@ fn schedule(variant: &Variant, rng: &mut StdRng) -> Vec<(u64, Fault)> {
     steps
 }
 
+/// The schedule replays from its seed, and each variant's holds every kind of fault, each
+/// CRM stretch ending in fair weather.
+#[test]
+fn the_schedule_is_a_function_of_the_seed_and_holds_every_fault() {
+    for variant in [&SHORT, &LONG] {
+        let steps = |seed| schedule(variant, &mut StdRng::seed_from_u64(seed));
+        assert_eq!(steps(11), steps(11));
+        assert_ne!(steps(11), steps(12));
+        let steps = steps(11);
+        let count = |wanted: fn(&Fault) -> bool| steps.iter().filter(|(_, f)| wanted(f)).count();
+        assert_eq!(count(|f| *f == Fault::DropSockets), variant.drops);
+        assert_eq!(
+            count(|f| matches!(f, Fault::SocketClosing { .. })),
+            variant.closings
+        );
+        assert_eq!(count(|f| *f == Fault::ExpireTokens), variant.expiries);
+        assert_eq!(count(|f| *f == Fault::RevokeTokens), variant.revocations);
+        assert_eq!(count(|f| matches!(f, Fault::Kill { .. })), variant.kills);
+        let stretches = variant.crm_stretches * 4 + usize::from(variant.outage_ms.is_some());
+        assert_eq!(count(|f| *f == Fault::Crm(Weather::Fair)), stretches);
+        assert_eq!(
+            count(|f| matches!(f, Fault::Crm(w) if *w != Weather::Fair)),
+            stretches
+        );
+        assert!(steps.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+        let weather: Vec<&Weather> = steps
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Fault::Crm(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        assert!(weather
+            .chunks(2)
+            .all(|pair| pair[0] != &Weather::Fair && pair[1] == &Weather::Fair));
+    }
+}
+
 async fn control(http: &awc::Client, emulator: &Emulator, path: &str) {
     let response = http
         .post(format!("{}/emulator/v1/{path}", emulator.base_url()))
