@@ -12,8 +12,8 @@
 //! and the caller's `CONVOY_*` variables are ignored, so a shell set up for a real org
 //! cannot break it.
 //!
-//! [`differences`] and [`unwritten_attributes`] are the comparison the end-to-end tests
-//! use too.
+//! [`differences`] (or [`differences_by`]) and [`unwritten_attributes`] are the comparison
+//! the end-to-end and reliability tests use too.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -595,13 +595,24 @@ fn list(value: &Value) -> &[Value] {
 /// emulator's ground truth (`GET /emulator/v1/truth`): whether each conversation ended,
 /// each participant's lifecycle, each message's status. Empty when they agree.
 pub fn differences(views: &ConversationViews, truth: &[Value]) -> Vec<String> {
+    differences_by(
+        |id| {
+            views
+                .get(&ConversationId::from(id))
+                .map(|view| view.value().clone().to_json(None))
+        },
+        truth,
+    )
+}
+
+/// [`differences`] against views however they are reached: `view_of` gives a
+/// conversation's view as `/conversations` shows it (a test of a `convoy run` child
+/// process reads them over the admin API).
+pub fn differences_by(view_of: impl Fn(&str) -> Option<Value>, truth: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     for conversation in truth {
         let id = text(&conversation["id"]);
-        let Some(view) = views
-            .get(&ConversationId::from(id))
-            .map(|view| view.value().clone().to_json(None))
-        else {
+        let Some(view) = view_of(id) else {
             problems.push(format!("{id}: not tracked"));
             continue;
         };
