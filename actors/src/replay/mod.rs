@@ -280,6 +280,8 @@ impl Pipeline {
                 store: None,
                 handover: Some(sla.clone().recipient()),
                 census: None,
+                // No admin server and no /readyz in a replay.
+                board: None,
             },
             clock.clone(),
         );
