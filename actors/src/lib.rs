@@ -23,3 +23,9 @@ pub mod stream;
 pub mod supervision;
 pub mod telemetry;
 pub mod token;
+
+/// How long the HTTP servers Convoy ships (admin, emulator, crm-sink) keep an idle
+/// connection open. Longer than a client's pool keeps one (awc: 15 s; many HTTP clients:
+/// 30–60 s): with actix-web's default of 5 s a client could pick a pooled connection the
+/// server was just closing, and the request failed with a disconnect (seen under load).
+pub const SERVER_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);

@@ -121,6 +121,7 @@ impl AdminServer {
                 .configure(routes)
         })
         // Probes and scrapes are rare and cheap; one worker thread is plenty.
+        .keep_alive(crate::SERVER_KEEP_ALIVE)
         .workers(1)
         // SIGTERM belongs to the daemon's ordered shutdown, which keeps this server up
         // (answering 503 on /readyz) while conversations drain.

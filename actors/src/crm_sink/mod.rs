@@ -135,6 +135,7 @@ impl CrmSink {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .keep_alive(crate::SERVER_KEEP_ALIVE)
         .workers(1)
         .disable_signals()
         .shutdown_timeout(1)

@@ -301,6 +301,7 @@ impl Emulator {
                 .app_data(factory_shared.clone())
                 .configure(routes)
         })
+        .keep_alive(crate::SERVER_KEEP_ALIVE)
         .workers(1)
         // The owner (CLI or test) decides when to stop; actix must not grab SIGINT.
         .disable_signals()
