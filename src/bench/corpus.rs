@@ -10,7 +10,7 @@
 //! the conversation (2–20 KB). The same seed gives the same bytes.
 //!
 //! [`read_frames`] reads a capture: one frame per line, either as `convoy run --record`
-//! writes it (`{"receivedAt", "frame"}`) or the bare frame.
+//! writes it (`{"receivedAt", "frame"}`; its REST lines are skipped) or the bare frame.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -94,6 +94,8 @@ pub fn read_frames(input: &[u8]) -> Result<Corpus, CorpusError> {
                     RecordedFrame::Json(value) => value.to_string(),
                 },
             },
+            // A recorded REST answer is not a frame: the stream never sees it.
+            Err(_) if crate::recording::parse_line(index + 1, text).is_ok() => continue,
             Err(_) => CorpusFrame {
                 received_at: None,
                 text: text.to_owned(),
@@ -424,7 +426,11 @@ mod tests {
             r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#;
         let recorded = json!({"receivedAt": "2026-11-24T10:00:00Z", "frame": bare}).to_string();
         let embedded = json!({"receivedAt": "2026-11-24T10:00:01Z", "frame": {"a": 1}}).to_string();
-        let input = format!("\u{feff}{recorded}\n\n{bare}\r\n{embedded}\nnot json\n");
+        let rest = crate::recording::rest_line(
+            Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 2).unwrap(),
+            &crate::recording::RestExchange::new("GET", "/api/v2/conversations/c", 200, [], b"{}"),
+        );
+        let input = format!("\u{feff}{recorded}\n\n{bare}\r\n{embedded}\n{rest}\nnot json\n");
         let corpus = read_frames(input.as_bytes()).unwrap();
         assert_eq!(corpus.frames.len(), 4);
         assert_eq!(corpus.frames[0].text, bare);

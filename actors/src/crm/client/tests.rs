@@ -368,3 +368,62 @@ fn path_segments_are_percent_encoded() {
     assert_eq!(encode_path_segment("c 1/x"), "c%201%2Fx");
     assert_eq!(encode_path_segment("3f0a-9B_~."), "3f0a-9B_~.");
 }
+
+#[actix_rt::test]
+async fn the_in_process_sink_answers_as_the_crm_sink_does() {
+    let sink = InProcessSink::new();
+    let client = CrmClient::in_process(
+        &config("http://127.0.0.1/replay", CrmAuth::None),
+        sink.clone(),
+    );
+    let first = client
+        .post_batch(&records(&["r1", "r2"]), "k1")
+        .await
+        .unwrap();
+    assert_eq!((first.status, first.verdict), (200, acknowledged_all()));
+    // A resend under the same key, and a record held already under a new one: stored once.
+    client
+        .post_batch(&records(&["r1", "r2"]), "k1")
+        .await
+        .unwrap();
+    client
+        .post_batch(&records(&["r2", "r3"]), "k2")
+        .await
+        .unwrap();
+    let ids: Vec<String> = sink.records().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["r1", "r2", "r3"]);
+    // Summaries: create once, replace under the ETag read, refuse a stale one.
+    assert_eq!(client.get_summary("c1").await.unwrap(), None);
+    let PutOutcome::Stored { etag } = client
+        .put_summary("c1", &json!({"v": 1}), UpsertPrecondition::Create)
+        .await
+        .unwrap()
+    else {
+        panic!("not stored");
+    };
+    assert_eq!(
+        client
+            .put_summary("c1", &json!({"v": 9}), UpsertPrecondition::Create)
+            .await
+            .unwrap(),
+        PutOutcome::PreconditionFailed
+    );
+    client
+        .put_summary(
+            "c1",
+            &json!({"v": 2}),
+            UpsertPrecondition::Match(etag.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .put_summary("c1", &json!({"v": 3}), UpsertPrecondition::Match(etag))
+            .await
+            .unwrap(),
+        PutOutcome::PreconditionFailed
+    );
+    let (document, _) = client.get_summary("c1").await.unwrap().unwrap();
+    assert_eq!(document, json!({"v": 2}));
+    assert_eq!(sink.conversations().len(), 1);
+}
