@@ -740,7 +740,7 @@ impl ConversationRouter {
                 .map(|(id, _)| id.clone())
                 .collect();
             let mut count = 0;
-            for id in found.into_iter().chain(awaiting) {
+            for id in discovery_rereads(found, awaiting) {
                 if matches!(router.slots.get(&id), Some(Slot::Live { .. })) {
                     continue;
                 }
@@ -955,6 +955,24 @@ impl Handler<Reconcile> for ConversationRouter {
     }
 }
 
+/// The order discovery owes its re-reads in: finished conversations still waiting for
+/// receipts first, then the conversations analytics found, each once. A receipt clock is
+/// timed by when Convoy sees the receipt (events carry no receipt time), so a receipt
+/// missed in the gap must not queue behind every conversation of the discovery window:
+/// with a few hundred of them re-read two at a time, it waited half a minute in the
+/// chaos run and its clock ended `missing_receipt` although the receipt came at once.
+fn discovery_rereads(
+    found: Vec<ConversationId>,
+    awaiting: Vec<ConversationId>,
+) -> Vec<ConversationId> {
+    let mut seen = HashSet::new();
+    awaiting
+        .into_iter()
+        .chain(found)
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
 /// Conversations that started in `[since, until]`, from the analytics details query
 /// (the only way to learn about conversations whose events were missed).
 async fn discover(
@@ -1020,4 +1038,26 @@ async fn discover(
     found.sort();
     found.dedup();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<ConversationId> {
+        names
+            .iter()
+            .map(|name| ConversationId::from(*name))
+            .collect()
+    }
+
+    #[test]
+    fn discovery_rereads_conversations_awaiting_receipts_first_and_each_once() {
+        assert_eq!(
+            discovery_rereads(ids(&["a", "b", "c"]), ids(&["c", "x"])),
+            ids(&["c", "x", "a", "b"])
+        );
+        assert_eq!(discovery_rereads(ids(&["a"]), Vec::new()), ids(&["a"]));
+        assert_eq!(discovery_rereads(Vec::new(), ids(&["x"])), ids(&["x"]));
+    }
 }
