@@ -7,6 +7,7 @@
 //! - [`config`]: the total, validated configuration;
 //! - [`sla`]: the SLA clocks, their outcomes and business-hours calendars.
 //! - [`bench`]: the corpus and the per-frame work `convoy bench core` measures.
+//! - [`svg`]: deterministic SVG charts (line, grouped bars, counts over time) as text.
 //!
 //! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
 //! its normal dependencies include actix, awc or tokio.
@@ -28,3 +29,4 @@ pub mod simulator;
 pub mod sla;
 pub mod sorted_map;
 pub mod stream;
+pub mod svg;
