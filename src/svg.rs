@@ -535,7 +535,9 @@ impl AxisTicks {
                     (min, max)
                 };
                 let (lo, hi, step) = nice_ticks(min, max, TICK_TARGET);
-                let count = ((hi - lo) / step).round() as usize;
+                // About TICK_TARGET by construction; the cap only guards against float
+                // extremes (a range near f64::MAX) turning into a runaway loop.
+                let count = (((hi - lo) / step).round() as usize).min(4 * TICK_TARGET);
                 let ticks = (0..=count)
                     .map(|i| {
                         let value = lo + step * i as f64;
@@ -887,6 +889,67 @@ mod tests {
             !svg.contains(">09:15<"),
             "every third label is shown, not all"
         );
+    }
+
+    /// Every `<` in a chart opens markup the chart wrote itself.
+    fn only_own_markup(svg: &str) -> bool {
+        const OWN: [&str; 11] = [
+            "svg", "title", "text", "g", "rect", "line", "path", "polyline", "circle", "/", "?",
+        ];
+        svg.split('<').skip(1).all(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+                .collect();
+            let name = name.trim_start_matches('/');
+            OWN.contains(&name)
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_names_and_values_render_without_foreign_markup(
+            title in "[a-zÜ–<>&\"' ]{0,20}",
+            names in proptest::collection::vec("[a-zÜ–<>&\"' ]{0,12}", 0..4),
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -1e6f64..1e6,
+                    proptest::strategy::Just(f64::NAN),
+                    proptest::strategy::Just(f64::INFINITY),
+                    proptest::strategy::Just(0.0),
+                ],
+                0..12,
+            ),
+            log in proptest::bool::ANY,
+        ) {
+            let series: Vec<Series> = names
+                .iter()
+                .map(|name| Series {
+                    name: name.clone(),
+                    points: values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect(),
+                })
+                .collect();
+            let y = if log { Axis::log10("y <ms>") } else { Axis::linear("y <ms>") };
+            let svg = line_chart(&LineChart { title: title.clone(), x: Axis::linear("x"), y, series, size: size() });
+            proptest::prop_assert!(only_own_markup(&svg), "{}", svg);
+            proptest::prop_assert!(svg.ends_with("</svg>"));
+            let bars = bar_chart(&BarChart {
+                title,
+                y_title: "n".into(),
+                series: names.clone(),
+                groups: names
+                    .iter()
+                    .map(|label| BarGroup { label: label.clone(), values: values.clone() })
+                    .collect(),
+                size: size(),
+            });
+            proptest::prop_assert!(only_own_markup(&bars), "{}", bars);
+            for chart in [&svg, &bars] {
+                for bad in ["=\"NaN", "=\"inf", "=\"-inf", ",NaN", ",inf"] {
+                    proptest::prop_assert!(!chart.contains(bad), "{} in {}", bad, chart);
+                }
+            }
+        }
     }
 
     #[test]
