@@ -7,6 +7,8 @@
 //! - [`config`]: the total, validated configuration;
 //! - [`sla`]: the SLA clocks, their outcomes and business-hours calendars.
 //! - [`bench`]: the corpus and the per-frame work `convoy bench core` measures.
+//! - [`report`]: the QA report, one self-contained HTML page over a snapshot's figures.
+//! - [`svg`]: deterministic SVG charts (line, grouped bars, counts over time) as text.
 //!
 //! This crate never performs I/O and never reads the clock: time is an argument. CI fails if
 //! its normal dependencies include actix, awc or tokio.
@@ -24,8 +26,10 @@ pub mod model;
 pub mod parse;
 pub mod ratelimit;
 pub mod recording;
+pub mod report;
 pub mod retry;
 pub mod simulator;
 pub mod sla;
 pub mod sorted_map;
 pub mod stream;
+pub mod svg;
