@@ -147,9 +147,10 @@ const LONG: Variant = Variant {
     crm_stretches: 2,
     stretch_ms: (3_000, 10_000),
     outage_ms: Some(120_000),
-    // A token expiry makes Convoy re-read every tracked conversation (a few hundred here),
-    // two at a time: on a loaded machine a receipt can wait 20–30 s for its re-read.
-    receipts: "90s",
+    // Kills, reconnects and token expiries overlap here, and each makes Convoy re-read a
+    // few hundred conversations two at a time (receipts still awaited go first, after a
+    // restart they are not known yet): some margin over the short run.
+    receipts: "30s",
     deadline: Duration::from_secs(900),
 };
 
