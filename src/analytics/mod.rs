@@ -6,6 +6,10 @@
 //! No I/O and no clock: the shell (`convoy snapshot`, the AnalyticsActor) sends the
 //! requests the plan asks for, feeds the answers back, and writes the files it is given.
 
+pub mod build;
 pub mod model;
+pub mod output;
+pub mod plan;
+pub mod wire;
 
 pub use model::Snapshot;

@@ -31,7 +31,11 @@ impl Interval {
 
     /// `start/end` as Genesys wants it (`2025-03-04T00:00:00.000Z/…`).
     pub fn genesys(&self) -> String {
-        format!("{}/{}", millis_time::text(&self.from), millis_time::text(&self.to))
+        format!(
+            "{}/{}",
+            millis_time::text(&self.from),
+            millis_time::text(&self.to)
+        )
     }
 
     /// The folder name of a snapshot: `20250304T000000Z_20250305T000000Z`.
