@@ -10,6 +10,7 @@ pub mod build;
 pub mod model;
 pub mod output;
 pub mod plan;
+pub mod schedule;
 pub mod wire;
 
 pub use model::Snapshot;

@@ -1,4 +1,5 @@
 mod admin;
+mod analytics;
 mod conversations;
 mod crm_sink;
 mod crm_sync;
