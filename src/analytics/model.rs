@@ -237,9 +237,11 @@ pub enum DetailsSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Trust {
-    /// The details jobs' `dataAvailabilityDate` when the snapshot was taken: the data lake
-    /// had everything before it. Detail rows after it came from the near-real-time query
-    /// and may still change (conversations in progress, metrics not yet emitted).
+    /// The details jobs' `dataAvailabilityDate` when the snapshot was taken, capped at the
+    /// interval's end: the data lake had everything before it. Equal to the interval's
+    /// end means the whole interval was settled in Genesys' data lake; earlier means the
+    /// detail rows after it came from the near-real-time query and may still change
+    /// (conversations in progress, metrics not yet emitted).
     #[serde(with = "millis_time::option", default)]
     pub data_availability_date: Option<DateTime<Utc>>,
     pub details_source: DetailsSource,

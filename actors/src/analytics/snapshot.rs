@@ -173,10 +173,13 @@ pub async fn take(
         body: aggregates_query,
     });
     // A job's own page may report a later watermark than the availability asked first.
-    let data_availability_date = Some(
-        read.data_availability_date
-            .map_or(watermark, |seen| seen.max(watermark)),
-    );
+    // Capped at the interval's end: what the data lake holds after the interval does not
+    // concern this snapshot, and a snapshot of a settled interval taken again must be
+    // byte-identical even though the watermark moved on.
+    let seen = read
+        .data_availability_date
+        .map_or(watermark, |seen| seen.max(watermark));
+    let data_availability_date = Some(seen.min(interval.to));
     let snapshot = build_snapshot(&SnapshotInputs {
         interval,
         conversations: read.conversations,
