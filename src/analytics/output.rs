@@ -491,7 +491,7 @@ mod tests {
                 html: false
             }
         );
-        assert_eq!(Formats::parse("html, json").unwrap().json, true);
+        assert!(Formats::parse("html, json").unwrap().json);
         assert_eq!(
             Formats::parse("json,pdf").unwrap_err(),
             UnknownFormat("pdf".to_owned())

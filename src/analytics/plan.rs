@@ -1,5 +1,5 @@
 //! The plan that reads every detail row of an interval, as a state machine: the shell
-//! asks [`DetailsPlan::next`] what to send, sends it (through the rate-limited REST
+//! asks [`DetailsPlan::next_step`] what to send, sends it (through the rate-limited REST
 //! client), and feeds the typed answer back. The plan decides paging, splitting and the
 //! choice between the synchronous query and the async jobs; it never sends anything.
 //!
@@ -246,7 +246,7 @@ impl DetailsPlan {
     }
 
     /// The next request, or [`Step::Done`].
-    pub fn next(&mut self) -> Step {
+    pub fn next_step(&mut self) -> Step {
         if self.current.is_none() {
             self.current = match self.pieces.pop_front() {
                 None => return Step::Done,
@@ -456,16 +456,16 @@ impl DetailsPlan {
                 Some(self.data_availability_date.map_or(at, |d| d.max(at)));
         }
         self.keep(&interval, page.conversations);
-        self.current = match page.cursor.filter(|c| !c.is_empty()) {
-            Some(cursor) => Some(Current::Job {
+        self.current = page
+            .cursor
+            .filter(|c| !c.is_empty())
+            .map(|cursor| Current::Job {
                 interval,
                 job_id,
                 polls,
                 fulfilled: true,
                 cursor: Some(cursor),
-            }),
-            None => None,
-        };
+            });
         Ok(())
     }
 
@@ -550,7 +550,7 @@ mod tests {
 
     fn run(plan: &mut DetailsPlan, data: &[AnalyticsConversation], cap: u64) {
         for _ in 0..10_000 {
-            match plan.next() {
+            match plan.next_step() {
                 Step::Done => return,
                 Step::Send(Request::Query { body }) => {
                     plan.query_page(answer_query(&body, data, cap)).unwrap()
@@ -622,7 +622,7 @@ mod tests {
             max_query_interval: Duration::days(7),
         };
         let mut plan = DetailsPlan::new(tiny, tiny.to, limits);
-        let Step::Send(Request::Query { body }) = plan.next() else {
+        let Step::Send(Request::Query { body }) = plan.next_step() else {
             panic!("expected a query");
         };
         let error = plan.query_page(answer_query(&body, &rows, 2)).unwrap_err();
@@ -640,19 +640,19 @@ mod tests {
         let first = conversation("a", day.from);
         let mut again = first.clone();
         again.conversation_end = Some(day.from + Duration::minutes(3));
-        plan.next();
+        plan.next_step();
         plan.query_page(DetailsPage {
             total_hits: 3,
             conversations: vec![first, conversation("b", day.from)],
         })
         .unwrap();
-        plan.next();
+        plan.next_step();
         plan.query_page(DetailsPage {
             total_hits: 3,
             conversations: vec![again.clone()],
         })
         .unwrap();
-        assert_eq!(plan.next(), Step::Done);
+        assert_eq!(plan.next_step(), Step::Done);
         let read = plan.finish();
         assert_eq!(read.conversations.len(), 2);
         assert_eq!(read.conversations[0], again);
@@ -687,13 +687,13 @@ mod tests {
     fn a_job_is_created_polled_and_read_by_cursor_keeping_rows_that_started_in_it() {
         let month = interval("2025-02-01T00:00:00Z", "2025-03-01T00:00:00Z");
         let mut plan = DetailsPlan::new(month, month.to, PlanLimits::GENESYS);
-        let Step::Send(Request::CreateJob { body }) = plan.next() else {
+        let Step::Send(Request::CreateJob { body }) = plan.next_step() else {
             panic!("expected a job");
         };
         assert_eq!(body["interval"], month.genesys());
         plan.job_created("j1".to_owned()).unwrap();
         assert_eq!(
-            plan.next(),
+            plan.next_step(),
             Step::Send(Request::JobStatus {
                 job_id: "j1".to_owned(),
                 poll: false
@@ -705,7 +705,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            plan.next(),
+            plan.next_step(),
             Step::Send(Request::JobStatus {
                 job_id: "j1".to_owned(),
                 poll: true
@@ -717,7 +717,7 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(
-            plan.next(),
+            plan.next_step(),
             Step::Send(Request::JobResults { cursor: None, .. })
         ));
         plan.job_page(JobResultsPage {
@@ -730,7 +730,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            plan.next(),
+            plan.next_step(),
             Step::Send(Request::JobResults {
                 job_id: "j1".to_owned(),
                 cursor: Some("c2".to_owned())
@@ -742,7 +742,7 @@ mod tests {
             data_availability_date: Some(month.to),
         })
         .unwrap();
-        assert_eq!(plan.next(), Step::Done);
+        assert_eq!(plan.next_step(), Step::Done);
         let read = plan.finish();
         let ids: Vec<_> = read
             .conversations
@@ -758,9 +758,9 @@ mod tests {
     fn a_failed_job_is_an_error_naming_it() {
         let month = interval("2025-02-01T00:00:00Z", "2025-03-01T00:00:00Z");
         let mut plan = DetailsPlan::new(month, month.to, PlanLimits::GENESYS);
-        plan.next();
+        plan.next_step();
         plan.job_created("j9".to_owned()).unwrap();
-        plan.next();
+        plan.next_step();
         let error = plan
             .job_status(JobStatus {
                 state: JobState::Failed,

@@ -80,7 +80,7 @@ pub async fn take(
     let mut poll = RetrySchedule::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut job_started: Option<std::time::Instant> = None;
     loop {
-        let request = match plan.next() {
+        let request = match plan.next_step() {
             Step::Done => break,
             Step::Send(request) => request,
         };

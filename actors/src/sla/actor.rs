@@ -106,7 +106,7 @@ enum StoredBook {
         settled_at: DateTime<Utc>,
         tallies: SlaTallies,
     },
-    Open(Tracked),
+    Open(Box<Tracked>),
 }
 
 /// How long the final tallies of a settled conversation stay in the outbox. A restart
@@ -163,7 +163,7 @@ impl SlaActor {
                     let id = ConversationId::from(id.as_str());
                     match serde_json::from_value::<StoredBook>(value) {
                         Ok(StoredBook::Open(tracked)) => {
-                            actor.tracked.insert(id.clone(), tracked);
+                            actor.tracked.insert(id.clone(), *tracked);
                             actor.reschedule(&id);
                             actor.publish_view(&id);
                         }
@@ -303,7 +303,7 @@ impl SlaActor {
             self.tracked.remove(id);
             self.remember_settled(id, tallies, settled_at);
         } else {
-            match serde_json::to_value(StoredBook::Open(tracked.clone())) {
+            match serde_json::to_value(StoredBook::Open(Box::new(tracked.clone()))) {
                 Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
