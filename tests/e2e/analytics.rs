@@ -238,3 +238,44 @@ async fn a_snapshot_of_simulated_traffic_equals_the_truth_and_the_crm_outcomes()
     run.stop().await;
     sink.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_daemon_snapshots_the_previous_whole_interval_on_its_schedule() {
+    use convoy_actors::analytics::GetAnalyticsStats;
+    let out = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[analytics]\nschedule = \"1m\"\noutput_dir = \"{}\"\n",
+        out.path().display()
+    );
+    let run = Run::start(EmulatorOptions::default(), &toml).await;
+    // The first run covers the last whole minute at once.
+    let taken = eventually(Duration::from_secs(60), || async {
+        run.daemon
+            .analytics
+            .send(GetAnalyticsStats)
+            .await
+            .unwrap()
+            .taken
+            >= 1
+    })
+    .await;
+    let stats = run.daemon.analytics.send(GetAnalyticsStats).await.unwrap();
+    assert!(taken, "no scheduled snapshot: {stats:?}");
+    assert_eq!(stats.failed, 0);
+    let folder = stats.last_folder.unwrap();
+    let manifest = read_manifest(&folder);
+    let length = manifest.interval.to - manifest.interval.from;
+    assert!(
+        length >= chrono::Duration::minutes(1),
+        "{:?}",
+        manifest.interval
+    );
+    assert_eq!(
+        manifest.interval.to.timestamp() % 60,
+        0,
+        "aligned to the minute"
+    );
+    assert_eq!(stats.covered_to, Some(manifest.interval.to));
+    assert!(folder.starts_with(out.path()));
+    run.stop().await;
+}
