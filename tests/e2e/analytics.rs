@@ -279,3 +279,38 @@ async fn the_daemon_snapshots_the_previous_whole_interval_on_its_schedule() {
     assert!(folder.starts_with(out.path()));
     run.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_failed_scheduled_snapshot_is_retried_and_its_interval_covered() {
+    use convoy_actors::analytics::GetAnalyticsStats;
+    let folder = tempfile::tempdir().unwrap();
+    // The output folder cannot be created: a file is in the way.
+    let out = folder.path().join("snapshots");
+    std::fs::write(&out, b"in the way").unwrap();
+    let toml = format!(
+        "[analytics]\nschedule = \"1m\"\noutput_dir = \"{}\"\n",
+        out.display()
+    );
+    let run = Run::start(EmulatorOptions::default(), &toml).await;
+    let stats = || async { run.daemon.analytics.send(GetAnalyticsStats).await.unwrap() };
+    let failed = eventually(Duration::from_secs(60), || async {
+        stats().await.failed >= 1
+    })
+    .await;
+    assert!(failed, "{:?}", stats().await);
+    let after_failure = stats().await;
+    assert_eq!(after_failure.taken, 0);
+    assert_eq!(after_failure.covered_to, None, "nothing is marked covered");
+    // The obstacle goes; the retry (30 s later) covers what failed.
+    std::fs::remove_file(&out).unwrap();
+    let taken = eventually(Duration::from_secs(120), || async {
+        stats().await.taken >= 1
+    })
+    .await;
+    let stats = stats().await;
+    assert!(taken, "never retried: {stats:?}");
+    let manifest = read_manifest(stats.last_folder.as_ref().unwrap());
+    assert_eq!(stats.covered_to, Some(manifest.interval.to));
+    assert_eq!(manifest.interval.to.timestamp() % 60, 0);
+    run.stop().await;
+}
