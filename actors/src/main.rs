@@ -532,7 +532,7 @@ fn outbox(command: OutboxCommand) -> anyhow::Result<ExitCode> {
 
 /// `convoy snapshot`: loads the configuration like `run`, then hands over to
 /// `convoy_actors::analytics::cli`. Exit 0, 1 when the snapshot could not be taken, 2 for
-/// a configuration problem.
+/// a configuration problem or a bad `--from`, `--to` or `--format`.
 fn snapshot(args: SnapshotCliArgs) -> anyhow::Result<ExitCode> {
     use convoy_actors::analytics::cli::{run_snapshot, SnapshotArgs};
     let merged = match config_load::merge(&layers(args.file)) {
@@ -559,7 +559,11 @@ fn snapshot(args: SnapshotCliArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => {
             eprintln!("convoy snapshot: {error}");
-            Ok(ExitCode::FAILURE)
+            Ok(if error.is_usage() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

@@ -57,6 +57,18 @@ pub enum SnapshotCliError {
     Snapshot(#[from] SnapshotError),
 }
 
+impl SnapshotCliError {
+    /// A bad command line (exit 2), as opposed to a failure at run time (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            SnapshotCliError::BadInstant { .. }
+                | SnapshotCliError::EmptyInterval { .. }
+                | SnapshotCliError::Format(_)
+        )
+    }
+}
+
 /// What `convoy snapshot` reports.
 #[derive(Debug, Clone)]
 pub struct SnapshotReport {
