@@ -14,6 +14,7 @@
 //! its normal dependencies include actix, awc or tokio.
 
 pub mod admin_auth;
+pub mod analytics;
 pub mod bench;
 pub mod config;
 pub mod conversation;

@@ -11,6 +11,8 @@
 //! ConversationActors ─Handover→ SlaActor (own arbiter) ─Commit→ OutboxWriter (thread,
 //!   group commit into the redb outbox) ─OutboxChanged→ CrmBatchActor (own arbiter) → CRM
 //! OutboxGate: outbox full or commits failing → the stream stops reading (back-pressure)
+//! AnalyticsActor (own arbiter): on analytics.schedule, REST (background) + outbox
+//!   SLA outcomes → QA snapshot files in analytics.output_dir
 //! ```
 //!
 //! Shutdown (SIGTERM/SIGINT/SIGHUP): readiness goes 503, the stream stops taking frames,
@@ -29,6 +31,7 @@ use convoy::sla::SlaPolicy;
 use dashmap::DashMap;
 
 use crate::admin::{AdminServer, HealthBoard, OutboxView};
+use crate::analytics::{AnalyticsActor, AnalyticsSettings};
 use crate::clock::Clock;
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
@@ -122,7 +125,8 @@ pub struct Daemon {
     pub crm: Option<Addr<CrmBatchActor>>,
     pub gate: Arc<OutboxGate>,
     pub sla_views: SlaViews,
-    /// The SLA actor's and the CRM batcher's threads (their disk calls block them only).
+    pub analytics: Addr<AnalyticsActor>,
+    /// The SLA actor's, the CRM batcher's and the analytics actor's threads (their disk calls block them only).
     arbiters: Vec<Arbiter>,
     shutdown_deadline: Duration,
 }
@@ -237,6 +241,24 @@ impl Daemon {
             transport: RestTransport::Http { record },
         };
 
+        let analytics_arbiter = Arbiter::new();
+        let analytics = {
+            let settings = AnalyticsSettings {
+                every: match config.analytics.schedule {
+                    convoy::config::AnalyticsSchedule::Off => None,
+                    convoy::config::AnalyticsSchedule::Every(every) => Some(every),
+                },
+                output_dir: config.analytics.output_dir.clone(),
+                keep_outcomes: config.analytics.keep_outcomes,
+                take: crate::analytics::cli::take_settings(config),
+            };
+            let store = Arc::clone(&store);
+            let rest = rest.clone();
+            AnalyticsActor::start_in_arbiter(&analytics_arbiter.handle(), move |_| {
+                AnalyticsActor::new(settings, store, rest)
+            })
+        };
+
         let (router, writer) = start_conversations(ConversationsSetup {
             rest: rest.clone(),
             views: Arc::clone(&views),
@@ -301,7 +323,8 @@ impl Daemon {
             crm,
             gate,
             sla_views,
-            arbiters: vec![sla_arbiter, crm_arbiter],
+            analytics,
+            arbiters: vec![sla_arbiter, crm_arbiter, analytics_arbiter],
             shutdown_deadline: config.shutdown.deadline,
         })
     }

@@ -61,6 +61,7 @@ pub const CHANGES: &[&str] = &[
     "outbox.path: a fresh file in the system's temporary folder, so a daemon using \
      data/outbox.redb here is no obstacle",
     "crm.endpoint: a CRM test server (convoy crm-sink) running in-process on a free port",
+    "analytics.schedule = off: no scheduled QA snapshot is written into the working folder",
     "sla.answer = 2s, sla.first_response = 4s, sla.next_response = 4s, sla.delivery = 2s, \
      sla.read = 2s, sla.tick = 200ms, so every SLA clock settles within the demo",
     "logs: warnings and errors only, so the demo's own lines stay readable",
@@ -246,7 +247,7 @@ fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> 
 /// names, through the real loader, without the caller's environment.
 fn demo_config(emulator: &Emulator, crm: &str) -> Result<convoy::config::Config, DemoError> {
     let text = format!(
-        "{genesys}[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}[crm]\nendpoint = \"{crm}\"\n{DEMO_SLA}",
+        "{genesys}[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}[crm]\nendpoint = \"{crm}\"\n[analytics]\nschedule = \"off\"\n{DEMO_SLA}",
         genesys = genesys_section(emulator),
         outbox = private_store(),
     );
@@ -482,6 +483,13 @@ pub fn config_for(
         extra_toml.replacen("[outbox]\n", &private_store(), 1)
     } else {
         format!("{}{extra_toml}", private_store())
+    };
+    // Scheduled QA snapshots only when the caller asks for them: they would add analytics
+    // requests to every run and write into the working directory.
+    let extra = if extra.contains("[analytics]") {
+        extra
+    } else {
+        format!("{extra}[analytics]\nschedule = \"off\"\n")
     };
     let text = format!(
         "# Written for an in-process emulator.\n{genesys}{budget}{genesys_extra}\n{extra}",

@@ -1,6 +1,7 @@
 //! Convoy's imperative shell: actors, all I/O, the emulator server and the `convoy` binary's commands.
 
 pub mod admin;
+pub mod analytics;
 pub mod app;
 pub mod bench;
 pub mod clock;

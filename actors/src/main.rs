@@ -66,6 +66,10 @@ enum Command {
     /// the daemon runs (through its admin API at admin.listen) or not (on the file).
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Take a QA analytics snapshot of [--from, --to): Genesys' conversation details and
+    /// aggregates joined with Convoy's SLA outcomes, into DIR/<from>_<to>/ (canonical
+    /// JSON, one CSV per table, manifest.json). Works while the daemon runs or not.
+    Snapshot(SnapshotCliArgs),
     /// Print what Convoy understands of captured notification frames (JSON, one document
     /// per file or one frame per line).
     Inspect {
@@ -202,6 +206,24 @@ enum ConfigCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct SnapshotCliArgs {
+    /// Start of the interval (RFC 3339, e.g. 2025-03-04T00:00:00Z), included.
+    #[arg(long, value_name = "RFC3339")]
+    from: String,
+    /// End of the interval (RFC 3339), excluded.
+    #[arg(long, value_name = "RFC3339")]
+    to: String,
+    #[command(flatten)]
+    file: ConfigFileArg,
+    /// Folder the snapshot's own folder is written in [default: analytics.output_dir].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Files to write besides manifest.json: any of json, csv, html.
+    #[arg(long, value_name = "LIST", default_value = "json,csv,html")]
+    format: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum OutboxCommand {
     /// Pending records, the oldest one's age, dead letters, pending summaries, open SLA
@@ -272,6 +294,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => Ok(convoy_actors::simulator::cli::main(args)),
         Command::Bench(command) => Ok(convoy_actors::bench::main(command)),
         Command::Completions { shell } => completions(shell),
+        Command::Snapshot(args) => snapshot(args),
     };
     match outcome {
         Ok(code) => code,
@@ -567,6 +590,44 @@ fn outbox(command: OutboxCommand) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `convoy snapshot`: loads the configuration like `run`, then hands over to
+/// `convoy_actors::analytics::cli`. Exit 0, 1 when the snapshot could not be taken, 2 for
+/// a configuration problem or a bad `--from`, `--to` or `--format`.
+fn snapshot(args: SnapshotCliArgs) -> anyhow::Result<ExitCode> {
+    use convoy_actors::analytics::cli::{run_snapshot, SnapshotArgs};
+    let merged = match config_load::merge(&layers(args.file)) {
+        Ok(merged) => merged,
+        Err(error) => return Ok(report_load_error(&error)),
+    };
+    let config = match merged.validate() {
+        Ok(config) => config,
+        Err(errors) => return Ok(report_problems(&errors)),
+    };
+    logging::init(&config.log)?;
+    let request = SnapshotArgs {
+        from: args.from,
+        to: args.to,
+        out: args.out,
+        format: args.format,
+        progress: true,
+    };
+    let report = actix_rt::System::new().block_on(async { run_snapshot(&config, &request).await });
+    match report {
+        Ok(report) => {
+            write_stdout(report.text().as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("convoy snapshot: {error}");
+            Ok(if error.is_usage() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }
 
 fn show_config(file: ConfigFileArg, format: ShowFormat) -> anyhow::Result<ExitCode> {

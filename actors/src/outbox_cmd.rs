@@ -262,6 +262,34 @@ pub async fn retry(
     Ok(render_retry(&answer, &access.describe(config)))
 }
 
+/// Body of `GET /outbox/sla-outcomes?from=&to=`: the SLA outcomes decided in `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaOutcomesBody {
+    pub count: usize,
+    pub outcomes: Vec<convoy::analytics::model::StoredOutcome>,
+}
+
+/// The SLA outcomes decided in `[from, to)`, for `convoy snapshot`: from the file, or
+/// through the daemon holding it.
+pub async fn sla_outcomes(
+    config: &Config,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<convoy::analytics::model::StoredOutcome>, OutboxError> {
+    match Access::open(config)? {
+        Access::File(store) => Ok(store.sla_outcomes(from, to)?),
+        Access::Daemon { base } => {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("from", &from.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .append_pair("to", &to.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .finish();
+            let body: SlaOutcomesBody =
+                get_json(config, &base, &format!("/outbox/sla-outcomes?{query}")).await?;
+            Ok(body.outcomes)
+        }
+    }
+}
+
 /// Generous: the daemon's blocking pool may be busy committing.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 

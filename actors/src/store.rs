@@ -17,6 +17,13 @@
 //!   only at the revision that was sent, so a newer one committed meanwhile stays).
 //! - the **SLA books**: each conversation's open SLA clocks (opaque JSON, owned by the SLA
 //!   rules), committed with the records that caused them, so clocks resume after a crash.
+//! - the **SLA outcomes**: every decided clock ([`StoredOutcome`], keyed
+//!   `{conversation}/{clock}/{subject}`, indexed by decision time), committed in the same
+//!   transaction as its `sla.outcome` record, kept `analytics.keep_outcomes` for QA
+//!   snapshots, which read them by interval and never recompute them. Written whether or
+//!   not a CRM is configured.
+//! - the **analytics watermark**: the end of the last interval a scheduled snapshot
+//!   covered, so a missed run is caught up by the next.
 //!
 //! [`DurableStore::commit`] is the group commit: many accepting steps in one write
 //! transaction, one fsync. Counts come from redb's table lengths (stored in the tree
@@ -34,6 +41,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use convoy::analytics::model::StoredOutcome;
 use convoy::crm::CrmRecord;
 use convoy::ids::ConversationId;
 use redb::{
@@ -55,11 +63,19 @@ const DEAD_IDS: TableDefinition<&str, u64> = TableDefinition::new("outbox_dead_i
 const SUMMARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_summaries");
 /// Conversation id → its SLA book (JSON, opaque here).
 const SLA_BOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sla_books");
+/// `{conversation}/{clock}/{subject}` → [`StoredOutcome`] (JSON).
+const SLA_OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("sla_outcomes");
+/// (decided at, ms since the epoch; outcome key) → nothing: the outcomes by time, for
+/// reads by interval and pruning by age.
+const SLA_OUTCOMES_BY_TIME: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("sla_outcomes_by_time");
 /// Counters that must never go back, e.g. [`NEXT_SEQ`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The sequence number the next appended record gets; never reused, even when the outbox
 /// is empty, so a sequence number names one record for the life of the file.
 const NEXT_SEQ: &str = "next_seq";
+/// The end (ms since the epoch) of the last interval a scheduled snapshot covered.
+const ANALYTICS_COVERED_TO: &str = "analytics_covered_to";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,6 +144,17 @@ pub struct Commit {
     pub summaries: Vec<(String, serde_json::Value, u64)>,
     /// (conversation id, book): `None` removes the book (every clock settled).
     pub sla_books: Vec<(String, Option<serde_json::Value>)>,
+    /// Decided SLA outcomes (an outcome already stored under its key is replaced).
+    pub sla_outcomes: Vec<StoredOutcome>,
+}
+
+impl Commit {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.summaries.is_empty()
+            && self.sla_books.is_empty()
+            && self.sla_outcomes.is_empty()
+    }
 }
 
 /// What [`DurableStore::commit`] did.
@@ -308,6 +335,8 @@ impl DurableStore {
             txn.open_table(DEAD_IDS)?;
             txn.open_table(SUMMARIES)?;
             txn.open_table(SLA_BOOKS)?;
+            txn.open_table(SLA_OUTCOMES)?;
+            txn.open_table(SLA_OUTCOMES_BY_TIME)?;
             txn.open_table(META)?;
             Ok(())
         })?;
@@ -370,9 +399,7 @@ impl DurableStore {
         commits: &[Commit],
         accepted_at: DateTime<Utc>,
     ) -> Result<CommitReport, StoreError> {
-        if commits.iter().all(|commit| {
-            commit.records.is_empty() && commit.summaries.is_empty() && commit.sla_books.is_empty()
-        }) {
+        if commits.iter().all(Commit::is_empty) {
             return Ok(CommitReport::default());
         }
         self.write(|txn| {
@@ -382,9 +409,25 @@ impl DurableStore {
             let dead_ids = txn.open_table(DEAD_IDS)?;
             let mut summaries = txn.open_table(SUMMARIES)?;
             let mut books = txn.open_table(SLA_BOOKS)?;
+            let mut outcomes = txn.open_table(SLA_OUTCOMES)?;
+            let mut outcomes_by_time = txn.open_table(SLA_OUTCOMES_BY_TIME)?;
             let mut meta = txn.open_table(META)?;
             let mut next_seq = meta.get(NEXT_SEQ)?.map_or(1, |guard| guard.value());
             for commit in commits {
+                for outcome in &commit.sla_outcomes {
+                    let key = outcome.key();
+                    let earlier = match outcomes.get(key.as_str())? {
+                        Some(guard) => Some(decode::<StoredOutcome>(guard.value(), "SLA outcome")?),
+                        None => None,
+                    };
+                    if let Some(earlier) = earlier {
+                        outcomes_by_time
+                            .remove((earlier.decided_at.timestamp_millis(), key.as_str()))?;
+                    }
+                    outcomes.insert(key.as_str(), encode(outcome, "SLA outcome")?.as_slice())?;
+                    outcomes_by_time
+                        .insert((outcome.decided_at.timestamp_millis(), key.as_str()), ())?;
+                }
                 for record in &commit.records {
                     let id = record.id.as_str();
                     if pending_ids.get(id)?.is_some() || dead_ids.get(id)?.is_some() {
@@ -644,6 +687,67 @@ impl DurableStore {
                 books.push((id.value().to_owned(), decode(bytes.value(), "SLA book")?));
             }
             Ok(books)
+        })
+    }
+
+    /// The SLA outcomes decided in `[from, to)`, in decision-time order.
+    pub fn sla_outcomes(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredOutcome>, StoreError> {
+        self.read(|txn| {
+            let index = txn.open_table(SLA_OUTCOMES_BY_TIME)?;
+            let outcomes = txn.open_table(SLA_OUTCOMES)?;
+            let mut found = Vec::new();
+            let (from, to) = (from.timestamp_millis(), to.timestamp_millis());
+            for entry in index.range((from, "")..(to, ""))? {
+                let (key, _) = entry?;
+                let (_, key) = key.value();
+                if let Some(bytes) = outcomes.get(key)? {
+                    found.push(decode(bytes.value(), "SLA outcome")?);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// Drops the SLA outcomes decided before `before`. Returns how many went.
+    pub fn prune_sla_outcomes(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut index = txn.open_table(SLA_OUTCOMES_BY_TIME)?;
+            let mut outcomes = txn.open_table(SLA_OUTCOMES)?;
+            let mut old: Vec<(i64, String)> = Vec::new();
+            for entry in index.range(..(before.timestamp_millis(), ""))? {
+                let (key, _) = entry?;
+                let (at, key) = key.value();
+                old.push((at, key.to_owned()));
+            }
+            for (at, key) in &old {
+                index.remove((*at, key.as_str()))?;
+                outcomes.remove(key.as_str())?;
+            }
+            Ok(old.len())
+        })
+    }
+
+    /// The end of the last interval a scheduled snapshot covered, if any.
+    pub fn analytics_covered_to(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|txn| {
+            let meta = txn.open_table(META)?;
+            let millis = meta.get(ANALYTICS_COVERED_TO)?.map(|guard| guard.value());
+            Ok(millis
+                .and_then(|ms| i64::try_from(ms).ok())
+                .and_then(DateTime::from_timestamp_millis))
+        })
+    }
+
+    /// A scheduled snapshot covered everything up to `to`.
+    pub fn set_analytics_covered_to(&self, to: DateTime<Utc>) -> Result<(), StoreError> {
+        let millis = u64::try_from(to.timestamp_millis()).unwrap_or(0);
+        self.write(|txn| {
+            txn.open_table(META)?.insert(ANALYTICS_COVERED_TO, millis)?;
+            Ok(())
         })
     }
 
@@ -999,6 +1103,7 @@ mod tests {
                 ],
                 summaries: vec![(format!("c{step}"), serde_json::json!({}), 1)],
                 sla_books: vec![(format!("c{step}"), Some(serde_json::json!([])))],
+                ..Commit::default()
             })
             .collect();
         let report = store.commit(&commits, at(0)).unwrap();
@@ -1059,6 +1164,7 @@ mod tests {
                         records: vec![record("r1", "c1"), record("r2", "c1")],
                         summaries: vec![("c1".to_owned(), serde_json::json!({ "n": 1 }), 4)],
                         sla_books: vec![("c1".to_owned(), Some(serde_json::json!({ "b": 1 })))],
+                        ..Commit::default()
                     }],
                     at(0),
                 )
@@ -1138,6 +1244,7 @@ mod tests {
                     records: vec![record("r1", "c1"), record("r2", "c1")],
                     summaries: vec![("c1".to_owned(), serde_json::json!({}), 1)],
                     sla_books: vec![("c1".to_owned(), Some(serde_json::json!({ "open": 1 })))],
+                    ..Commit::default()
                 }],
                 at(0),
             )
@@ -1286,5 +1393,75 @@ mod tests {
         std::fs::write(&file, b"not a folder").unwrap();
         let error = DurableStore::open(&file.join("outbox.redb")).unwrap_err();
         assert!(error.to_string().contains("a-file"), "{error}");
+    }
+
+    fn outcome(conversation: &str, decided_second: i64) -> StoredOutcome {
+        StoredOutcome {
+            conversation_id: conversation.to_owned(),
+            clock: convoy::sla::ClockKind::Answer,
+            subject: "acd-1".to_owned(),
+            outcome: convoy::sla::SlaOutcome::Compliant,
+            deadline: at(decided_second),
+            fulfilled_at: Some(at(decided_second)),
+            queue_id: Some("q1".to_owned()),
+            messenger_type: Some("open".to_owned()),
+            decided_at: at(decided_second),
+        }
+    }
+
+    #[test]
+    fn sla_outcomes_are_read_by_interval_replaced_by_key_and_pruned_by_age() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("outbox.redb");
+        {
+            let store = DurableStore::open(&path).unwrap();
+            let commit = Commit {
+                records: vec![record("c1/sla/answer/acd-1/outcome", "c1")],
+                sla_outcomes: vec![outcome("c1", 10), outcome("c2", 20), outcome("c3", 30)],
+                ..Commit::default()
+            };
+            store.commit(&[commit], at(0)).unwrap();
+            // c2 decided again (a rebuilt conversation): one entry, the later decision.
+            let again = Commit {
+                sla_outcomes: vec![outcome("c2", 25)],
+                ..Commit::default()
+            };
+            store.commit(&[again], at(0)).unwrap();
+        }
+        let store = DurableStore::open(&path).unwrap();
+        let ids = |found: Vec<StoredOutcome>| -> Vec<(String, i64)> {
+            found
+                .into_iter()
+                .map(|o| (o.conversation_id, o.decided_at.timestamp() - 1_700_000_000))
+                .collect()
+        };
+        assert_eq!(
+            ids(store.sla_outcomes(at(10), at(30)).unwrap()),
+            vec![("c1".to_owned(), 10), ("c2".to_owned(), 25)],
+            "[from, to): the start is in, the end is out"
+        );
+        assert_eq!(store.prune_sla_outcomes(at(25)).unwrap(), 1);
+        assert_eq!(
+            ids(store.sla_outcomes(at(0), at(100)).unwrap()),
+            vec![("c2".to_owned(), 25), ("c3".to_owned(), 30)]
+        );
+        assert_eq!(
+            store.status().unwrap().pending,
+            1,
+            "the record committed beside them"
+        );
+    }
+
+    #[test]
+    fn the_analytics_watermark_survives_a_reopen() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("outbox.redb");
+        {
+            let store = DurableStore::open(&path).unwrap();
+            assert_eq!(store.analytics_covered_to().unwrap(), None);
+            store.set_analytics_covered_to(at(3_600)).unwrap();
+        }
+        let store = DurableStore::open(&path).unwrap();
+        assert_eq!(store.analytics_covered_to().unwrap(), Some(at(3_600)));
     }
 }

@@ -710,3 +710,63 @@ fn crm_sink_points_the_emulators_config_at_itself() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn snapshot_names_a_bad_argument_and_reads_outcomes_through_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, _, config) = emulate_with_config(dir.path());
+    let config = config.to_str().unwrap();
+    let bad = output(convoy(&[
+        "snapshot",
+        "-c",
+        config,
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "soon",
+    ]));
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--to: \"soon\""),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let (daemon, admin) = run_daemon(Path::new(config));
+    wait_until_ready(admin, &daemon);
+    let out = dir.path().join("qa");
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:00:00Z")
+        .to_string();
+    let to = (now + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:00:00Z")
+        .to_string();
+    let mut command = convoy(&[
+        "snapshot",
+        "-c",
+        config,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--format",
+        "json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    // The daemon holds the outbox (`outbox.path` is relative to the config's folder here):
+    // the outcomes come through its admin API.
+    command
+        .current_dir(dir.path())
+        .env("CONVOY_ADMIN__LISTEN", admin.to_string());
+    let taken = output(command);
+    assert_eq!(taken.status.code(), Some(0), "{}", text(&taken.stderr));
+    assert!(text(&taken.stdout).contains("reconciliation with the aggregates: clean"));
+    let folders: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert_eq!(folders.len(), 1);
+    let folder = folders[0].as_ref().unwrap().path();
+    assert!(folder.join("manifest.json").is_file());
+    assert!(folder.join("snapshot.json").is_file());
+    assert!(!folder.join("queues.csv").exists(), "--format json: no CSV");
+}

@@ -44,6 +44,7 @@ fn fill(store: &DurableStore) {
                 records: vec![record("r1"), record("r2"), record("r3")],
                 summaries: vec![("conv-1".to_owned(), serde_json::json!({ "n": 1 }), 1)],
                 sla_books: vec![("conv-1".to_owned(), Some(serde_json::json!({ "open": 1 })))],
+                ..Commit::default()
             }],
             at(0),
         )

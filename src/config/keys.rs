@@ -92,6 +92,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("outbox.max_records", KeyKind::Integer),
     spec("analytics.schedule", KeyKind::Text),
     spec("analytics.output_dir", KeyKind::Text),
+    spec("analytics.keep_outcomes", KeyKind::Text),
     spec("admin.listen", KeyKind::Text),
     spec("admin.token", KeyKind::Secret),
     spec("log.format", KeyKind::Text),

@@ -54,6 +54,7 @@ pub mod defaults {
     pub const OUTBOX_MAX_RECORDS: u64 = 1_000_000;
     pub const ANALYTICS_EVERY: Duration = Duration::from_secs(3_600);
     pub const ANALYTICS_OUTPUT_DIR: &str = "data/snapshots";
+    pub const ANALYTICS_KEEP_OUTCOMES: Duration = Duration::from_secs(35 * 24 * 3_600);
     pub const ADMIN_LISTEN: SocketAddr =
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
     pub const LOG_FILTER: &str = "info";
@@ -301,6 +302,8 @@ pub struct AnalyticsConfig {
     pub schedule: AnalyticsSchedule,
     /// Where QA snapshot files are written.
     pub output_dir: PathBuf,
+    /// How long decided SLA outcomes stay in the outbox database for snapshots.
+    pub keep_outcomes: Duration,
 }
 
 /// `analytics.schedule`: `"off"` or an interval such as `"1h"`.

@@ -45,6 +45,7 @@ const ONE_SECOND: Duration = Duration::from_secs(1);
 const ONE_MINUTE: Duration = Duration::from_secs(60);
 const ONE_DAY: Duration = Duration::from_secs(24 * 3_600);
 const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3_600);
+const ONE_YEAR: Duration = Duration::from_secs(366 * 24 * 3_600);
 /// Longest value text quoted in a problem; a pasted certificate need not fill the terminal.
 const MAX_SHOWN_VALUE: usize = 120;
 
@@ -189,6 +190,9 @@ pub fn validate(
     let analytics = AnalyticsConfig {
         schedule: check.analytics_schedule(),
         output_dir: check.path_or("analytics.output_dir", defaults::ANALYTICS_OUTPUT_DIR),
+        keep_outcomes: check
+            .duration("analytics.keep_outcomes", ONE_DAY, ONE_YEAR)
+            .unwrap_or(defaults::ANALYTICS_KEEP_OUTCOMES),
     };
     let admin = AdminConfig {
         listen: check.admin_listen(),

@@ -66,7 +66,7 @@ impl ReportData {
             },
             trust: Trust {
                 data_availability_date: Some(at(300)),
-                generated_at: at(365),
+                generated_at: Some(at(365)),
                 queries: vec![
                     QuerySummary {
                         name: "conversation details query".into(),

@@ -94,12 +94,18 @@ fn trust(page: &mut String, data: &ReportData) {
     page.push_str("<h2 id=\"trust\">How far these figures can be trusted</h2>\n<dl>\n");
     let _ = writeln!(
         page,
-        "<dt>Analytics data complete up to</dt><dd>{}</dd>\n<dt>Generated at</dt><dd>{}</dd>",
+        "<dt>Analytics data complete up to</dt><dd>{}</dd>",
         trust
             .data_availability_date
             .map_or_else(|| "unknown".to_owned(), format::instant),
-        format::instant(trust.generated_at)
     );
+    if let Some(generated_at) = trust.generated_at {
+        let _ = writeln!(
+            page,
+            "<dt>Generated at</dt><dd>{}</dd>",
+            format::instant(generated_at)
+        );
+    }
     page.push_str("</dl>\n<h3>Queries</h3>\n");
     if trust.queries.is_empty() {
         page.push_str("<p class=\"muted\">No queries recorded.</p>\n");

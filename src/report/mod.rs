@@ -55,7 +55,9 @@ pub struct Trust {
     /// The details jobs' `dataAvailabilityDate`: analytics data after it may still be
     /// missing. `None` when the snapshot could not learn it.
     pub data_availability_date: Option<DateTime<Utc>>,
-    pub generated_at: DateTime<Utc>,
+    /// When the figures were read; `None` where the output must depend on the data alone
+    /// (a QA snapshot's files are byte-identical for the same data, whenever taken).
+    pub generated_at: Option<DateTime<Utc>>,
     /// The queries the snapshot ran, as the manifest records them.
     pub queries: Vec<QuerySummary>,
     /// Where the detail rows and the aggregates disagree; empty when they agree.

@@ -1,4 +1,5 @@
 mod admin;
+mod analytics;
 mod bad_input;
 mod conversations;
 mod crm_sink;

@@ -8,8 +8,9 @@
 //! the metrics registry. It must never send a message to an actor or wait on one, so a
 //! stuck or overloaded actor cannot make a health probe hang.
 //!
-//! The outbox routes (`GET /outbox`, `GET /outbox/dead`, `POST /outbox/retry-dead`) are
-//! how `convoy outbox` reaches the durable store while the daemon holds its file (redb
+//! The outbox routes (`GET /outbox`, `GET /outbox/dead`, `POST /outbox/retry-dead`,
+//! `GET /outbox/sla-outcomes`) are
+//! how `convoy outbox` and `convoy snapshot` reach the durable store while the daemon holds its file (redb
 //! lets one process open it). They call the store directly, on the blocking pool (redb
 //! waits on the disk); `retry-dead` is the one route that writes, and only moves dead
 //! letters back to the outbox. Until the daemon hands the store over
@@ -206,7 +207,8 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/conversations/{id}", web::get().to(conversation))
         .route("/outbox", web::get().to(outbox::status))
         .route("/outbox/dead", web::get().to(outbox::dead))
-        .route("/outbox/retry-dead", web::post().to(outbox::retry_dead));
+        .route("/outbox/retry-dead", web::post().to(outbox::retry_dead))
+        .route("/outbox/sla-outcomes", web::get().to(outbox::sla_outcomes));
 }
 
 /// Alive as long as this server can answer.

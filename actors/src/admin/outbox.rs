@@ -1,12 +1,14 @@
 //! The outbox routes: `GET /outbox` (counts), `GET /outbox/dead` (every dead letter with
-//! its context), `POST /outbox/retry-dead` (`{"ids": […]}` or `{"all": true}`). Their
-//! bodies are `crate::outbox_cmd`'s wire types, which `convoy outbox` reads.
+//! its context), `POST /outbox/retry-dead` (`{"ids": […]}` or `{"all": true}`),
+//! `GET /outbox/sla-outcomes?from=&to=` (SLA outcomes decided in `[from, to)`, RFC 3339).
+//! Their bodies are `crate::outbox_cmd`'s wire types, which `convoy outbox` and
+//! `convoy snapshot` read.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::AdminState;
-use crate::outbox_cmd::{retry_dead as retry, DeadLettersBody, RetryDeadRequest};
+use crate::outbox_cmd::{retry_dead as retry, DeadLettersBody, RetryDeadRequest, SlaOutcomesBody};
 use crate::store::{DurableStore, StoreError};
 
 pub(super) async fn status(state: web::Data<AdminState>) -> HttpResponse {
@@ -32,6 +34,38 @@ pub(super) async fn retry_dead(state: web::Data<AdminState>, body: web::Bytes) -
         Ok(selection) => {
             with_store(&state, move |store| {
                 retry(store, &selection, chrono::Utc::now())
+            })
+            .await
+        }
+        Err(message) => HttpResponse::BadRequest()
+            .json(json!({ "error": "invalid_request", "message": message })),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct OutcomesQuery {
+    from: String,
+    to: String,
+}
+
+pub(super) async fn sla_outcomes(
+    state: web::Data<AdminState>,
+    query: web::Query<OutcomesQuery>,
+) -> HttpResponse {
+    let parse = |name: &str, text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .map_err(|_| format!("{name} must be an RFC 3339 instant, got {text:?}"))
+    };
+    let interval = parse("from", &query.from).and_then(|from| Ok((from, parse("to", &query.to)?)));
+    match interval {
+        Ok((from, to)) => {
+            with_store(&state, move |store| {
+                let outcomes = store.sla_outcomes(from, to)?;
+                Ok(SlaOutcomesBody {
+                    count: outcomes.len(),
+                    outcomes,
+                })
             })
             .await
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use convoy::analytics::model::StoredOutcome;
 use convoy::conversation::facts::{sla_observations, Fact};
 use convoy::crm::records::{fact_record, sla_record, ConversationSummary};
 use convoy::crm::CrmRecord;
@@ -105,6 +106,10 @@ pub struct NextDue;
 struct Tracked {
     book: SlaBook,
     summary: Option<ConversationSummary>,
+    /// The messaging platform of the conversation (from its message facts), stored with
+    /// its SLA outcomes.
+    #[serde(default)]
+    messenger_type: Option<String>,
 }
 
 /// A conversation's entry in the outbox's SLA table: its running clocks, or — once every
@@ -118,7 +123,7 @@ enum StoredBook {
         settled_at: DateTime<Utc>,
         tallies: SlaTallies,
     },
-    Open(Tracked),
+    Open(Box<Tracked>),
 }
 
 /// How long the final tallies of a settled conversation stay in the outbox. A restart
@@ -175,7 +180,7 @@ impl SlaActor {
                     let id = ConversationId::from(id.as_str());
                     match serde_json::from_value::<StoredBook>(value) {
                         Ok(StoredBook::Open(tracked)) => {
-                            actor.tracked.insert(id.clone(), tracked);
+                            actor.tracked.insert(id.clone(), *tracked);
                             actor.reschedule(&id);
                             actor.publish_view(&id);
                         }
@@ -265,15 +270,27 @@ impl SlaActor {
     }
 
     /// The commit for one conversation after its clocks moved: the records, the summary
-    /// (if any) and the clocks (removed once settled).
-    fn commit_for(&mut self, id: &ConversationId, mut records: Vec<CrmRecord>) -> Commit {
+    /// (if any), the clocks (removed once settled) and the outcomes the `signals` decided,
+    /// in the same transaction as their `sla.outcome` records (kept without a CRM too:
+    /// QA snapshots read them).
+    fn commit_for(
+        &mut self,
+        id: &ConversationId,
+        mut records: Vec<CrmRecord>,
+        signals: &[SlaSignal],
+    ) -> Commit {
         let revision = self.next_revision();
         let keep = self.settings.keep_records;
         if !keep {
             records.clear();
         }
+        let messenger_type = self
+            .tracked
+            .get(id)
+            .and_then(|tracked| tracked.messenger_type.clone());
         let mut commit = Commit {
             records,
+            sla_outcomes: stored_outcomes(id, signals, messenger_type),
             ..Commit::default()
         };
         let Some(tracked) = self.tracked.get(id) else {
@@ -303,7 +320,7 @@ impl SlaActor {
             self.tracked.remove(id);
             self.remember_settled(id, tallies, settled_at);
         } else {
-            match serde_json::to_value(StoredBook::Open(tracked.clone())) {
+            match serde_json::to_value(StoredBook::Open(Box::new(tracked.clone()))) {
                 Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
@@ -364,7 +381,7 @@ impl SlaActor {
             let signals = tracked.book.tick(&self.settings.policy, now);
             self.count_signals(&signals);
             let records = signals.iter().map(|s| sla_record(&id, s, now)).collect();
-            let commit = self.commit_for(&id, records);
+            let commit = self.commit_for(&id, records, &signals);
             if let Some(writer) = &self.writer {
                 committed.push(writer.submit(commit));
             }
@@ -456,8 +473,18 @@ impl Handler<Handover> for SlaActor {
         let tracked = self.tracked.entry(id.clone()).or_insert_with(|| Tracked {
             book: SlaBook::new(id.as_str()),
             summary: None,
+            messenger_type: None,
         });
         for step in &handover.steps {
+            for fact in &step.facts {
+                if let Fact::MessageStatus {
+                    messenger_type: Some(messenger_type),
+                    ..
+                } = fact
+                {
+                    tracked.messenger_type = Some(messenger_type.clone());
+                }
+            }
             records.extend(
                 step.facts
                     .iter()
@@ -476,12 +503,37 @@ impl Handler<Handover> for SlaActor {
             metrics::counter!(names::SLA_CLOCKS_STARTED, "clock" => clock.as_str()).increment(1);
         }
         self.count_signals(&signals);
-        let commit = self.commit_for(&id, records);
+        let commit = self.commit_for(&id, records, &signals);
         self.reschedule(&id);
         self.publish_view(&id);
         self.publish_open_clocks();
         self.submit(commit)
     }
+}
+
+/// The outcome signals among `signals`, as the outbox's `sla_outcomes` table keeps them.
+fn stored_outcomes(
+    id: &ConversationId,
+    signals: &[SlaSignal],
+    messenger_type: Option<String>,
+) -> Vec<StoredOutcome> {
+    signals
+        .iter()
+        .filter_map(|signal| match signal.kind {
+            SlaSignalKind::Outcome(outcome) => Some(StoredOutcome {
+                conversation_id: id.as_str().to_owned(),
+                clock: signal.clock,
+                subject: signal.subject.id().to_owned(),
+                outcome,
+                deadline: signal.deadline,
+                fulfilled_at: signal.fulfilled_at,
+                queue_id: signal.queue_id.clone(),
+                messenger_type: messenger_type.clone(),
+                decided_at: signal.at,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 impl SlaActor {

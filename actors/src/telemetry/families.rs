@@ -338,6 +338,26 @@ fn families() -> Vec<Family> {
             "Conversation summaries waiting to be upserted.",
             Unlabeled,
         ),
+        // Analytics.
+        counter(
+            names::ANALYTICS_SNAPSHOTS,
+            "Scheduled QA snapshots, by result (taken, failed; a failed one is retried and its interval covered by the next).",
+            Seed::Each("result", names::SNAPSHOT_RESULTS.to_vec()),
+        ),
+        counter(
+            names::ANALYTICS_ROWS,
+            "Conversation rows written by scheduled QA snapshots.",
+            Unlabeled,
+        ),
+        histogram(
+            names::ANALYTICS_SECONDS,
+            "Seconds one scheduled QA snapshot took, failed ones included.",
+        ),
+        gauge(
+            names::ANALYTICS_MISMATCHES,
+            "Detail-vs-aggregate reconciliation mismatches of the last scheduled QA snapshot.",
+            Unlabeled,
+        ),
         // SLA.
         counter(
             names::SLA_CLOCKS_STARTED,

@@ -99,6 +99,16 @@ pub const CRM_SUMMARIES_PENDING: &str = "convoy_crm_summaries_pending";
 pub const SLA_CLOCKS_STARTED: &str = "convoy_sla_clocks_started_total";
 /// Labels `clock`, `outcome`.
 pub const SLA_OUTCOMES: &str = "convoy_sla_outcomes_total";
+
+// Analytics (QA snapshots).
+/// Label `result`: [`SNAPSHOT_RESULTS`].
+pub const ANALYTICS_SNAPSHOTS: &str = "convoy_analytics_snapshots_total";
+/// Conversation rows written by snapshots.
+pub const ANALYTICS_ROWS: &str = "convoy_analytics_snapshot_rows_total";
+/// Histogram: seconds one scheduled snapshot took (success or failure).
+pub const ANALYTICS_SECONDS: &str = "convoy_analytics_snapshot_seconds";
+/// Gauge: reconciliation mismatches of the last scheduled snapshot.
+pub const ANALYTICS_MISMATCHES: &str = "convoy_analytics_snapshot_mismatches";
 pub const SLA_BREACHES: &str = "convoy_sla_breaches_total";
 pub const SLA_WARNINGS: &str = "convoy_sla_warnings_total";
 /// Gauge: clocks running now.
@@ -158,6 +168,7 @@ pub const CRM_RECORD_KINDS: &[&str] = &[
     "sla.breach",
     "sla.outcome",
 ];
+pub const SNAPSHOT_RESULTS: &[&str] = &["taken", "failed"];
 pub const SUMMARY_OUTCOMES: &[&str] = &["stored", "conflict_resolved", "failed"];
 pub const RECONNECT_REASONS: &[&str] = &[
     "dropped",
@@ -193,6 +204,11 @@ pub const GENESYS_ROUTES: &[&str] = &[
     "GET /api/v2/conversations/{id}",
     "PATCH /api/v2/conversations/{id}/participants/{id}/attributes",
     "POST /api/v2/analytics/conversations/details/query",
+    "GET /api/v2/analytics/conversations/details/jobs/availability",
+    "POST /api/v2/analytics/conversations/details/jobs",
+    "GET /api/v2/analytics/conversations/details/jobs/{id}",
+    "GET /api/v2/analytics/conversations/details/jobs/{id}/results",
+    "POST /api/v2/analytics/conversations/aggregates/query",
 ];
 /// The `class` label of `REST_REQUESTS`.
 pub const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "5xx", "transport"];

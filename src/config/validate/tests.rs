@@ -577,6 +577,24 @@ fn analytics_can_be_switched_off_or_scheduled() {
 }
 
 #[test]
+fn sla_outcomes_are_kept_35_days_unless_configured() {
+    assert_eq!(
+        validate(&minimal(), &no_origin)
+            .unwrap()
+            .analytics
+            .keep_outcomes,
+        Duration::from_secs(35 * 24 * 3_600)
+    );
+    let week = with(minimal(), "analytics.keep_outcomes", json!("7d"));
+    assert_eq!(
+        validate(&week, &no_origin).unwrap().analytics.keep_outcomes,
+        Duration::from_secs(7 * 24 * 3_600)
+    );
+    let short = with(minimal(), "analytics.keep_outcomes", json!("1h"));
+    assert_eq!(keys_of(&problems(&short)), vec!["analytics.keep_outcomes"]);
+}
+
+#[test]
 fn listen_address_and_log_format_are_checked() {
     let tree = with(
         with(minimal(), "admin.listen", json!("localhost:9464")),
