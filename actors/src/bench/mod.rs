@@ -13,6 +13,7 @@
 
 pub mod burst;
 pub mod core;
+pub mod e2e;
 pub mod memory;
 
 use std::process::ExitCode;
@@ -34,6 +35,10 @@ pub enum BenchCommand {
     /// emulator (no emulator-side limit), the full daemon, the simulator unpaced; reports
     /// when Convoy's views equal the truth and when every attribute is written.
     Burst(burst::BurstArgs),
+    /// The whole live path on loopback (emulator → WebSocket → Convoy → outbox → CRM test
+    /// server) at offered loads: sustained frames per second and the latency from a
+    /// frame's receipt to its durable commit (p50, p90, p99, max), with and without fsync.
+    E2e(e2e::E2eArgs),
 }
 
 /// How a bench prints its report.
@@ -83,6 +88,7 @@ pub fn main(command: BenchCommand) -> ExitCode {
             BenchCommand::Core(args) => core::run(args).await,
             BenchCommand::Memory(args) => memory::run(args).await,
             BenchCommand::Burst(args) => burst::run(args).await,
+            BenchCommand::E2e(args) => e2e::run(args).await,
         }
     });
     match outcome {
