@@ -595,7 +595,8 @@ async fn step(
     let mut read = 0;
     let mut last_read_at = started;
     while read < frames as u64 {
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        // Rendering the metrics runs on the daemon's own thread: not too often.
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
         let now_read = frames_read(daemon).saturating_sub(before);
         if now_read > read {
             read = now_read;

@@ -252,7 +252,10 @@ async fn run_against(
             drained = Some(started.elapsed());
         }
         if let Ok(stats) = daemon.router.send(GetRouterStats).await {
-            rereads_left = stats.stored_owed + stats.rereads_owed + stats.rereads_in_flight;
+            // The last run's owed ids are in the re-read queue too: not a sum.
+            rereads_left = stats
+                .stored_owed
+                .max(stats.rereads_owed + stats.rereads_in_flight);
             if reconciled.is_none() && rereads_left == 0 {
                 reconciled = Some(started.elapsed());
             }
