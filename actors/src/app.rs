@@ -42,7 +42,7 @@ use crate::conversation::{
 use crate::crm::{CrmBatchActor, CrmSettings, FlushAndStop, OutboxChanged};
 use crate::genesys::oauth::TokenEndpoint;
 use crate::genesys::rest::{RestContext, RestTransport, SharedBucket};
-use crate::outbox_writer::{AfterCommit, OutboxGate, OutboxWriter};
+use crate::outbox_writer::{AfterCommit, CommitLatency, OutboxGate, OutboxWriter};
 use crate::sla::{SlaActor, SlaSettings, SlaViews, StopSla};
 use crate::store::{DurableStore, StoreError};
 use crate::stream::recorder::Recorder;
@@ -56,6 +56,18 @@ use crate::token::{TokenActor, TokenPolicy, TokenStats};
 pub struct RunOptions {
     /// `--record FILE`: raw capture of every received frame and REST answer to a read.
     pub record: Option<PathBuf>,
+    /// What `convoy bench` changes or observes; nothing for `convoy run`.
+    pub bench: BenchHooks,
+}
+
+/// Benchmark-only switches of an in-process daemon (`convoy bench e2e|restart`).
+#[derive(Debug, Clone, Default)]
+pub struct BenchHooks {
+    /// Commit the outbox without fsync (redb `Durability::None`): what per-commit fsync
+    /// costs. Never for production: a crash may lose what was acknowledged.
+    pub no_fsync: bool,
+    /// Record each frame's receipt-to-durable latency here.
+    pub commit_latency: Option<Arc<CommitLatency>>,
 }
 
 /// Why the daemon could not start.
@@ -163,7 +175,11 @@ impl Daemon {
             listen: config.admin.listen,
             source,
         })?;
-        let store = Arc::new(DurableStore::open(&config.outbox.path)?);
+        let mut store = DurableStore::open(&config.outbox.path)?;
+        if options.bench.no_fsync {
+            store.set_fsync(false);
+        }
+        let store = Arc::new(store);
         // `convoy outbox` reaches the store through the admin API while this process holds it.
         admin.attach_outbox(Arc::clone(&store));
         gate.set_pending(store.status()?.pending);
@@ -193,9 +209,13 @@ impl Daemon {
                 });
             }
         });
-        let writer_thread =
-            OutboxWriter::start(Arc::clone(&store), Arc::clone(&gate), after_commit)
-                .map_err(BootError::OutboxWriter)?;
+        let writer_thread = OutboxWriter::start_timed(
+            Arc::clone(&store),
+            Arc::clone(&gate),
+            after_commit,
+            options.bench.commit_latency.clone(),
+        )
+        .map_err(BootError::OutboxWriter)?;
         let sla_arbiter = Arbiter::new();
         let sla_settings = SlaSettings {
             policy: SlaPolicy::from_config(&config.sla),

@@ -535,7 +535,15 @@ fn run_daemon(config: Config, record: Option<PathBuf>) -> anyhow::Result<ExitCod
     );
     let system = actix_rt::System::new();
     system.runtime().spawn(async move {
-        let code = match convoy_actors::app::run_until_signal(config, RunOptions { record }).await {
+        let code = match convoy_actors::app::run_until_signal(
+            config,
+            RunOptions {
+                record,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        {
             Ok(code) => code,
             Err(error) => {
                 tracing::error!(%error, "Convoy could not start.");

@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::Utc;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
 use tokio::sync::{oneshot, Notify};
 
 use crate::store::{Commit, CommitReport, DurableStore};
@@ -180,6 +183,65 @@ impl OutboxGate {
 struct Job {
     commit: Commit,
     done: Option<oneshot::Sender<()>>,
+    /// When the frames whose facts this commit carries were received (only collected
+    /// while a [`CommitLatency`] is attached).
+    observed: Vec<DateTime<Utc>>,
+}
+
+/// Highest latency the histogram tells apart (longer ones are clamped to it): an hour.
+const LATENCY_CEILING_MICROS: u64 = 3_600_000_000;
+
+/// Latency from a frame's receipt (the socket task's read) to the durable commit of what
+/// it caused, in microseconds, in an HDR histogram. Attached by `convoy bench e2e` only:
+/// without it the writer collects no timestamps and records nothing.
+#[derive(Debug)]
+pub struct CommitLatency {
+    histogram: Mutex<Histogram<u64>>,
+}
+
+impl CommitLatency {
+    /// Three significant digits from 1 µs to an hour: ~0.1 % error in a fixed ~200 KB.
+    pub fn new() -> Result<CommitLatency, hdrhistogram::CreationError> {
+        Ok(CommitLatency {
+            histogram: Mutex::new(Histogram::new_with_bounds(1, LATENCY_CEILING_MICROS, 3)?),
+        })
+    }
+
+    /// Records one latency (negative ones, from a clock step, count as zero).
+    pub fn record(&self, observed_at: DateTime<Utc>, durable_at: DateTime<Utc>) {
+        let micros = (durable_at - observed_at)
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .clamp(1, LATENCY_CEILING_MICROS as i64) as u64;
+        let mut histogram = self
+            .histogram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        histogram.saturating_record(micros);
+    }
+
+    /// Latencies recorded since the last take.
+    pub fn len(&self) -> u64 {
+        self.histogram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What was recorded since the last take, and a fresh start.
+    pub fn take(&self) -> Histogram<u64> {
+        let mut histogram = self
+            .histogram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let taken = histogram.clone();
+        histogram.reset();
+        taken
+    }
 }
 
 /// Called on the writer thread after each durable group commit.
@@ -191,6 +253,8 @@ pub struct OutboxWriter {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     gate: Arc<OutboxGate>,
+    /// Whether a [`CommitLatency`] is attached (callers then pass receipt times).
+    timed: bool,
 }
 
 impl std::fmt::Debug for OutboxWriter {
@@ -205,21 +269,56 @@ impl OutboxWriter {
         gate: Arc<OutboxGate>,
         after_commit: AfterCommit,
     ) -> std::io::Result<OutboxWriter> {
+        OutboxWriter::start_timed(store, gate, after_commit, None)
+    }
+
+    /// [`OutboxWriter::start`], recording into `latency` (when given) how long each
+    /// frame took from receipt to durable.
+    pub fn start_timed(
+        store: Arc<DurableStore>,
+        gate: Arc<OutboxGate>,
+        after_commit: AfterCommit,
+        latency: Option<Arc<CommitLatency>>,
+    ) -> std::io::Result<OutboxWriter> {
         let (jobs, inbox) = mpsc::channel();
         let thread_gate = Arc::clone(&gate);
+        let timed = latency.is_some();
         let thread = std::thread::Builder::new()
             .name("convoy-outbox-writer".to_owned())
-            .spawn(move || write_loop(&store, &thread_gate, &inbox, &after_commit))?;
+            .spawn(move || {
+                write_loop(
+                    &store,
+                    &thread_gate,
+                    &inbox,
+                    &after_commit,
+                    latency.as_deref(),
+                )
+            })?;
         Ok(OutboxWriter {
             jobs: Some(jobs),
             thread: Some(thread),
             gate,
+            timed,
         })
+    }
+
+    /// Whether receipt times passed to [`OutboxWriter::submit_observed`] are used.
+    pub fn timed(&self) -> bool {
+        self.timed
     }
 
     /// Queues a commit; the answer resolves once it is durable. An empty commit resolves
     /// at once.
     pub fn submit(&self, commit: Commit) -> oneshot::Receiver<()> {
+        self.submit_observed(commit, Vec::new())
+    }
+
+    /// [`OutboxWriter::submit`] of the facts of frames received at `observed`.
+    pub fn submit_observed(
+        &self,
+        commit: Commit,
+        observed: Vec<DateTime<Utc>>,
+    ) -> oneshot::Receiver<()> {
         let (done, answer) = oneshot::channel();
         if commit.records.is_empty() && commit.summaries.is_empty() && commit.sla_books.is_empty() {
             let _ = done.send(());
@@ -230,6 +329,7 @@ impl OutboxWriter {
             if let Err(mpsc::SendError(job)) = jobs.send(Job {
                 commit,
                 done: Some(done),
+                observed,
             }) {
                 // The thread is gone (closed): the answer channel drops, the caller
                 // sees a refusal and keeps its facts.
@@ -266,6 +366,7 @@ fn write_loop(
     gate: &OutboxGate,
     inbox: &Receiver<Job>,
     after_commit: &AfterCommit,
+    latency: Option<&CommitLatency>,
 ) {
     loop {
         let first = match inbox.recv_timeout(Duration::from_secs(3600)) {
@@ -300,6 +401,12 @@ fn write_loop(
         metrics::histogram!(names::OUTBOX_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(names::OUTBOX_GROUP_SIZE).record(commits.len() as f64);
         gate.records_accepted(report.appended as u64);
+        if let Some(latency) = latency {
+            let durable_at = Utc::now();
+            for observed_at in group.iter().flat_map(|job| &job.observed) {
+                latency.record(*observed_at, durable_at);
+            }
+        }
         after_commit(&report);
         let answered = group.len();
         for job in group {

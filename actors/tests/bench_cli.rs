@@ -109,3 +109,98 @@ fn bench_core_reads_a_recorded_capture_and_refuses_a_missing_one() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.jsonl"));
 }
+
+fn run_bench(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn bench_e2e_reports_each_step_with_consistent_counts_latencies_and_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("e2e.svg");
+    let report = run_bench(&[
+        "e2e",
+        "--rate",
+        "200",
+        "--duration",
+        "2s",
+        "--fsync",
+        "on",
+        "--corpus",
+        "300",
+        "--format",
+        "json",
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
+    assert_eq!(report["corpus_frames"], 300);
+    let modes = report["modes"].as_array().unwrap();
+    assert_eq!(modes.len(), 1);
+    assert_eq!(modes[0]["fsync"], true);
+    let steps = modes[0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "no search without --search: {report}");
+    let step = &steps[0];
+    assert_eq!(step["offered_frames_per_second"], 200);
+    assert_eq!(step["frames"], 400);
+    assert!(step["frames_read"].as_u64().unwrap() >= 400, "{step}");
+    assert!(step["sustained_frames_per_second"].as_f64().unwrap() > 0.0);
+    let committed = step["frames_committed"].as_u64().unwrap();
+    assert!(committed > 0 && committed <= 400, "{step}");
+    let latency = &step["latency_ms"];
+    let (p50, p90, p99, max) = (
+        latency["p50"].as_f64().unwrap(),
+        latency["p90"].as_f64().unwrap(),
+        latency["p99"].as_f64().unwrap(),
+        latency["max"].as_f64().unwrap(),
+    );
+    assert!(
+        0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= max,
+        "{latency}"
+    );
+    assert!(modes[0]["crm_records_received"].as_u64().unwrap() > 0);
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn bench_restart_reports_ready_drained_and_reconciled_at_a_tiny_size() {
+    let report = run_bench(&[
+        "restart",
+        "--pending",
+        "300",
+        "--conversations",
+        "3",
+        "--requests-per-minute",
+        "6000",
+        "--max-wait",
+        "120s",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(report["pending"], 300);
+    assert_eq!(report["conversations"], 3);
+    assert!(
+        report["crm_records_received"].as_u64().unwrap() >= 300,
+        "{report}"
+    );
+    assert_eq!(report["rereads_left"], 0, "{report}");
+    for field in ["ready_seconds", "drained_seconds", "reconciled_seconds"] {
+        assert!(report[field].as_f64().unwrap() >= 0.0, "{field}: {report}");
+    }
+}

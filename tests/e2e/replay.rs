@@ -90,6 +90,7 @@ async fn a_recorded_run_replays_byte_identically_at_any_speed_and_equals_the_tru
         &config,
         RunOptions {
             record: Some(recording.clone()),
+            ..RunOptions::default()
         },
     )
     .await

@@ -5,22 +5,28 @@
 //!   core`);
 //! - [`memory`]: resident memory per live conversation (`convoy bench memory`).
 //! - [`burst`]: the burst at Genesys' real request budget, end to end
-//!   (`convoy bench burst`): when Convoy's views and Genesys' attributes converge.
+//!   (`convoy bench burst`): when Convoy's views and Genesys' attributes converge;
+//! - [`e2e`]: sustained frames per second and receipt-to-durable latency of the whole
+//!   live path at offered loads (`convoy bench e2e`);
+//! - [`restart`]: time to ready, to drain a full outbox and to reconcile after a restart
+//!   (`convoy bench restart`).
 //!
-//! This module owns the command line of both, the helpers they share (reading the
+//! This module owns the command line of each, the helpers they share (reading the
 //! process's resident memory, summing a metric from the Prometheus text, formatting) and
 //! the exit codes: 0 measured, 1 the run did not converge or could not run, 2 bad usage.
 
 pub mod burst;
 pub mod core;
+pub mod e2e;
 pub mod memory;
+pub mod restart;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::logging;
 
-/// `convoy bench core|memory|burst`.
+/// `convoy bench core|memory|burst|e2e|restart`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BenchCommand {
     /// Frames per second and MB/s of everything Convoy does with a frame but I/O (parse,
@@ -34,6 +40,14 @@ pub enum BenchCommand {
     /// emulator (no emulator-side limit), the full daemon, the simulator unpaced; reports
     /// when Convoy's views equal the truth and when every attribute is written.
     Burst(burst::BurstArgs),
+    /// The whole live path on loopback (emulator → WebSocket → Convoy → outbox → CRM test
+    /// server) at offered loads: sustained frames per second and the latency from a
+    /// frame's receipt to its durable commit (p50, p90, p99, max), with and without fsync.
+    E2e(e2e::E2eArgs),
+    /// Restart cost: start on an outbox holding pending CRM records and conversations
+    /// owed a re-read (against the emulator's rate limit); time to ready, to drain the
+    /// outbox, and to reconcile.
+    Restart(restart::RestartArgs),
 }
 
 /// How a bench prints its report.
@@ -83,6 +97,8 @@ pub fn main(command: BenchCommand) -> ExitCode {
             BenchCommand::Core(args) => core::run(args).await,
             BenchCommand::Memory(args) => memory::run(args).await,
             BenchCommand::Burst(args) => burst::run(args).await,
+            BenchCommand::E2e(args) => e2e::run(args).await,
+            BenchCommand::Restart(args) => restart::run(args).await,
         }
     });
     match outcome {

@@ -38,6 +38,7 @@ use convoy::emulator::platform::{
 use convoy::emulator::TopicEvent;
 
 pub use api::RequestContext;
+pub use socket::SocketFeed;
 use socket::{Outbound, SocketHandle};
 
 /// How often the org advances its synthetic agents and the platform sweeps expired tokens
@@ -150,6 +151,16 @@ impl EmulatorShared {
         }
         let deliveries = lock(&self.platform).deliver(&events, self.now());
         self.dispatch(deliveries);
+    }
+
+    /// Every live socket's outbox, for a load generator that writes pre-rendered frames
+    /// itself (`convoy bench e2e`): it waits for room instead of being dropped as a slow
+    /// reader, and bypasses the org model (no lock, no re-serialising per frame).
+    pub fn socket_feeds(&self) -> Vec<SocketFeed> {
+        lock(&self.sockets)
+            .values()
+            .map(SocketHandle::feed)
+            .collect()
     }
 
     /// Queues frames on their sockets. A socket whose bounded outbox is full is dropped:

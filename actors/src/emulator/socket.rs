@@ -58,6 +58,12 @@ pub(crate) struct SocketHandle {
 }
 
 impl SocketHandle {
+    pub(crate) fn feed(&self) -> SocketFeed {
+        SocketFeed {
+            outbox: self.outbox.clone(),
+        }
+    }
+
     /// Queues without waiting. A full outbox means the client is not reading: drop it.
     pub(crate) fn send(&self, message: Outbound) {
         match self.outbox.try_send(message) {
@@ -72,6 +78,31 @@ impl SocketHandle {
             // The task already ended; it removes itself from the registry.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+}
+
+/// A load generator's handle on one socket's outbox ([`super::EmulatorShared::socket_feeds`]).
+#[derive(Debug, Clone)]
+pub struct SocketFeed {
+    outbox: mpsc::Sender<Outbound>,
+}
+
+impl SocketFeed {
+    /// Queues one text frame, waiting while the outbox is full (the client is behind).
+    /// False once the socket is gone.
+    pub async fn send(&self, frame: String) -> bool {
+        self.outbox.send(Outbound::Frame(frame)).await.is_ok()
+    }
+
+    /// [`SocketFeed::send`] from a plain thread (not a runtime's): the load generator runs
+    /// on its own thread so it does not take turns with the daemon it measures.
+    pub fn send_blocking(&self, frame: String) -> bool {
+        self.outbox.blocking_send(Outbound::Frame(frame)).is_ok()
+    }
+
+    /// Whether the socket has ended.
+    pub fn is_closed(&self) -> bool {
+        self.outbox.is_closed()
     }
 }
 

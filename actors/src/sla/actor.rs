@@ -455,7 +455,7 @@ impl Handler<Handover> for SlaActor {
                     summaries: vec![(id.as_str().to_owned(), document, revision)],
                     ..Commit::default()
                 };
-                return self.submit(commit);
+                return self.submit(commit, &handover.steps);
             }
             if self.settled.contains_key(&id) {
                 // Outcomes are final and no CRM takes records: nothing to keep.
@@ -507,7 +507,7 @@ impl Handler<Handover> for SlaActor {
         self.reschedule(&id);
         self.publish_view(&id);
         self.publish_open_clocks();
-        self.submit(commit)
+        self.submit(commit, &handover.steps)
     }
 }
 
@@ -538,11 +538,21 @@ fn stored_outcomes(
 
 impl SlaActor {
     /// Queues the commit; the answer resolves once it is durable.
-    fn submit(&self, commit: Commit) -> ResponseFuture<Result<(), HandoverRefused>> {
+    /// `steps`: the handover's, whose receipt times a bench's latency probe records.
+    fn submit(
+        &self,
+        commit: Commit,
+        steps: &[HandoverStep],
+    ) -> ResponseFuture<Result<(), HandoverRefused>> {
         let Some(writer) = &self.writer else {
             return Box::pin(async { Err(HandoverRefused::WriterClosed) });
         };
-        let committed = writer.submit(commit);
+        let observed = if writer.timed() {
+            steps.iter().map(|step| step.observed_at).collect()
+        } else {
+            Vec::new()
+        };
+        let committed = writer.submit_observed(commit, observed);
         Box::pin(async move { committed.await.map_err(|_| HandoverRefused::WriterClosed) })
     }
 }
