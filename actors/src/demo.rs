@@ -172,8 +172,9 @@ pub struct DemoReport {
     pub outbox_pending: u64,
     /// From the start of the emulator to the end of the checks.
     pub wall: Duration,
-    /// The wall-clock interval the demo's conversations fall in (from before the daemon
-    /// started to after the checks): what a QA snapshot of the demo covers.
+    /// The wall-clock interval the demo's conversations fall in (from the daemon's start,
+    /// before the first conversation, to after the checks): what a QA snapshot of the demo
+    /// covers.
     pub interval: (DateTime<Utc>, DateTime<Utc>),
 }
 
@@ -268,30 +269,31 @@ impl DemoReport {
     /// The summary table: what Convoy did, what the ground truth and the expectation say,
     /// and whether they agree (`ok`, `DIFF`; blank where nothing is expected).
     pub fn table(&self) -> String {
-        let mut rows: Vec<Row> = Vec::new();
-        rows.push(Row::checked(
-            "conversations tracked (ground truth)",
-            self.tracked,
-            self.conversations,
-        ));
-        rows.push(Row::checked(
-            "  played to their end by the simulator",
-            self.completed,
-            self.planned,
-        ));
-        rows.push(Row::checked(
-            "participants, final lifecycle at the CRM",
-            self.participants - self.transitions_missing.len().min(self.participants),
-            self.participants,
-        ));
-        rows.push(Row::info(
-            "participant transitions synced",
-            self.crm
-                .records_by_kind
-                .get("participant.transition")
-                .copied()
-                .unwrap_or(0),
-        ));
+        let mut rows: Vec<Row> = vec![
+            Row::checked(
+                "conversations tracked (ground truth)",
+                self.tracked,
+                self.conversations,
+            ),
+            Row::checked(
+                "  played to their end by the simulator",
+                self.completed,
+                self.planned,
+            ),
+            Row::checked(
+                "participants, final lifecycle at the CRM",
+                self.participants - self.transitions_missing.len().min(self.participants),
+                self.participants,
+            ),
+            Row::info(
+                "participant transitions synced",
+                self.crm
+                    .records_by_kind
+                    .get("participant.transition")
+                    .copied()
+                    .unwrap_or(0),
+            ),
+        ];
         rows.push(Row::info("voice calls", self.voice_calls));
         let mut segments = Row::checked(
             "  transcript segments",

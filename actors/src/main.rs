@@ -111,7 +111,7 @@ enum CompletionShell {
 fn demo_changes() -> String {
     let mut text = String::from(
         "Convoy runs with config/default.toml and the emulator with `convoy emulate`'s \
-         defaults (300 requests a minute per token, 30 s heartbeats), except:\n",
+         defaults (30 s heartbeats), except:\n",
     );
     for change in convoy_actors::demo::CHANGES {
         text.push_str("  - ");
