@@ -12,36 +12,53 @@
 //! and the caller's `CONVOY_*` variables are ignored, so a shell set up for a real org
 //! cannot break it.
 //!
+//! Faults happen in the middle of the run ([`inject_faults`]): once a third of the
+//! conversations are tracked the CRM answers every request with a 5xx for [`CRM_OUTAGE`];
+//! once two thirds have finished every notification socket is dropped. Both must be
+//! survived with nothing lost: the same checks run afterwards, and the summary counts the
+//! reconnects and the CRM retries. SLA clocks run on observation time and Genesys replays
+//! nothing after a drop, so the clocks of conversations live around the socket gap are
+//! close calls (counted, not checked; [`exposed_to_gap`]). On a terminal a live progress line shows on stderr;
+//! the end is a summary table ([`DemoReport::table`]) whose every line is checked.
+//!
 //! [`differences`] (or [`differences_by`]) and [`unwritten_attributes`] are the comparison
 //! the end-to-end and reliability tests use too.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Timelike, Utc};
+
 use crate::conversation::ConversationViews;
 use convoy::ids::ConversationId;
+use convoy::simulator::scenario::ShapeKind;
 use convoy::simulator::Scenario;
 use serde_json::Value;
 
 use std::collections::BTreeMap;
 
-use convoy::simulator::expect::{compare_sla, describe_tallies, ExpectedOutcomes, SlaComparison};
+use convoy::crm::CrmRecord;
+use convoy::simulator::expect::{compare_sla, ExpectedOutcomes, SlaComparison};
 use convoy::simulator::SlaThresholds;
-use convoy::sla::{SlaPolicy, SlaTallies};
+use convoy::sla::{ClockKind, SlaOutcome, SlaPolicy, SlaTallies};
 
 use crate::app::{Daemon, RunOptions};
 use crate::config_load::{self, Layers};
 use crate::crm::GetCrmStats;
-use crate::crm_sink::{CrmSink, CrmSinkOptions};
+use crate::crm_sink::{CrmSink, CrmSinkOptions, FaultSettings as CrmFaults};
 use crate::emulator::{Emulator, EmulatorOptions};
 use crate::simulator::{Simulator, SimulatorOptions};
+use crate::stream::GetStreamStatus;
 
-/// The scenario the demo plays unless told otherwise: every conversation shape, with
-/// delays on both sides of the demo's SLA thresholds ([`DEMO_SLA`]), so every SLA outcome
-/// shows up.
-pub const DEMO_SCENARIO: &str = include_str!("../../config/examples/scenario-sla.toml");
+/// The scenario the demo plays unless told otherwise: every conversation shape (messages
+/// with photos, late, failed and missing receipts, transfers, abandons, agentless notices,
+/// voice calls transcribed in real time), with delays on both sides of the demo's SLA
+/// thresholds ([`DEMO_SLA`]), so every SLA outcome shows up.
+pub const DEMO_SCENARIO: &str = include_str!("../../config/examples/scenario-demo.toml");
 
 /// The demo's `[sla]` thresholds: seconds rather than the defaults' minutes, so every
 /// clock settles within the demo (`answer` and `tick` are set on the loaded configuration,
@@ -51,10 +68,25 @@ const DEMO_SLA_ANSWER: Duration = Duration::from_secs(2);
 const DEMO_SLA_NEXT_RESPONSE: Duration = Duration::from_secs(4);
 const DEMO_SLA_TICK: Duration = Duration::from_millis(200);
 
+/// Conversations the demo plays unless told otherwise (`convoy demo --conversations`).
+pub const DEFAULT_CONVERSATIONS: usize = 300;
+
+/// The request budget of the demo's emulator and daemon. Genesys allows 300 requests a
+/// minute per OAuth client; a few hundred conversations write back several participant
+/// states each, which at 300/min takes many minutes. The demo shows the pipeline, not the
+/// budget: it grants 20 times that (`convoy bench burst` keeps the real 300).
+pub const DEMO_REQUESTS_PER_MINUTE: u32 = 6_000;
+
+/// How long the CRM answers every request with a 5xx in the middle of the run.
+pub const CRM_OUTAGE: Duration = Duration::from_secs(5);
+
 /// Everything the demo sets differently from `config/default.toml` and `convoy emulate`,
 /// as `demo --help` and the README list it.
 pub const CHANGES: &[&str] = &[
     "the emulator runs in-process on a free port of 127.0.0.1, seeded with --seed (emulate: 0)",
+    "the emulator allows 6000 requests a minute per token (Genesys and emulate: 300) and \
+     genesys.requests_per_minute = 6000, so a few hundred conversations' write-backs fit \
+     in a minute",
     "genesys.api_base and genesys.login_base: that emulator; genesys.client_id and \
      genesys.client_secret: its default client; genesys.queues: every queue of its org",
     "admin.listen = 127.0.0.1:0 (a free port, printed), so a daemon on 9464 is no obstacle",
@@ -65,6 +97,9 @@ pub const CHANGES: &[&str] = &[
     "sla.answer = 2s, sla.first_response = 4s, sla.next_response = 4s, sla.delivery = 2s, \
      sla.read = 2s, sla.tick = 200ms, so every SLA clock settles within the demo",
     "logs: warnings and errors only, so the demo's own lines stay readable",
+    "faults on purpose: the CRM test server answers 5xx for 5 s once a third of the \
+     conversations are tracked, and every notification socket is dropped once two thirds \
+     have finished",
     "CONVOY_* environment variables are ignored (config/default.toml plus the lines above)",
 ];
 
@@ -81,6 +116,24 @@ pub struct DemoOptions {
     /// ground truth (Convoy's writes are paced by the rate limit, so a long run may need
     /// minutes; a stuck one is given up after this).
     pub settle: Duration,
+    /// Draw the live progress line on stderr (the CLI: when stderr is a terminal).
+    pub progress: bool,
+    /// Drop the sockets and take the CRM down in the middle of the run.
+    pub faults: bool,
+}
+
+impl DemoOptions {
+    /// The demo as `convoy demo` runs it without flags (progress line off).
+    pub fn new(conversations: usize, seed: u64) -> DemoOptions {
+        DemoOptions {
+            conversations,
+            seed,
+            scenario: None,
+            settle: SETTLE_WITHOUT_PROGRESS,
+            progress: false,
+            faults: true,
+        }
+    }
 }
 
 /// What the demo found.
@@ -91,11 +144,76 @@ pub struct DemoReport {
     pub unwritten: Vec<String>,
     pub admin: std::net::SocketAddr,
     pub metrics: Vec<String>,
-    /// Expected `sla.outcome` records by clock and outcome.
+    /// Expected `sla.outcome` records by clock and outcome, close calls left out.
     pub expected_sla: SlaTallies,
+    /// Conversations live around the socket gap (their SLA clocks are close calls).
+    pub exposed: usize,
     /// The `sla.outcome` records at the CRM against the expectation.
     pub sla: SlaComparison,
     pub crm: CrmSynced,
+    /// Conversations the simulator planned, and those it played to their end.
+    pub planned: usize,
+    pub completed: usize,
+    /// Conversations of the ground truth Convoy tracks.
+    pub tracked: usize,
+    /// Participants of the ground truth, and those whose final lifecycle is not among the
+    /// `participant.transition` records at the CRM.
+    pub participants: usize,
+    pub transitions_missing: Vec<String>,
+    /// The faults injected in the middle of the run.
+    pub faults: FaultLog,
+    /// Voice calls of the ground truth.
+    pub voice_calls: usize,
+    pub transcripts: Transcripts,
+    /// Notification sockets Convoy re-established.
+    pub reconnects: u64,
+    /// Batches Convoy's CRM batcher sent again (5xx, 429, lost answers).
+    pub crm_retries: u64,
+    /// Records still in Convoy's outbox at the end.
+    pub outbox_pending: u64,
+    /// From the start of the emulator to the end of the checks.
+    pub wall: Duration,
+    /// The wall-clock interval the demo's conversations fall in (from the daemon's start,
+    /// before the first conversation, to after the checks): what a QA snapshot of the demo
+    /// covers.
+    pub interval: (DateTime<Utc>, DateTime<Utc>),
+}
+
+/// The real-time transcripts of the simulated calls: what Convoy holds against the
+/// utterances the emulator transcribed. Genesys replays nothing after a socket drop, so a
+/// call live around the gap may miss utterances (in Convoy as against Genesys); every
+/// other call must hold all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transcripts {
+    /// Segments Convoy holds, over the calls the simulator placed.
+    pub segments: u64,
+    /// Utterances the plan has the emulator transcribe.
+    pub expected: u64,
+    /// Of the missing ones, those of calls live around the socket gap.
+    pub lost_in_gap: u64,
+    pub differences: Vec<String>,
+}
+
+/// How far around the socket gap a conversation counts as exposed to it: Convoy learns of
+/// the conversations that started in the gap from the reconciliation re-read (then
+/// subscribes a call's transcription topic), and receipts follow a message by seconds.
+const GAP_SETTLE: Duration = Duration::from_secs(5);
+
+/// What [`inject_faults`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultLog {
+    /// Faults were asked for (`DemoOptions::faults`).
+    pub planned: bool,
+    /// Sockets the emulator dropped (`None`: not done).
+    pub sockets_dropped: Option<usize>,
+    /// When the sockets were dropped, and when Convoy had every socket back.
+    pub socket_gap: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// How long the CRM answered 5xx (`None`: not done).
+    pub crm_outage: Option<Duration>,
+    /// Requests the CRM test server answered with a 5xx during the outage.
+    pub crm_errors: u64,
+    /// Why a fault could not be injected.
+    pub problems: Vec<String>,
 }
 
 /// What reached the CRM test server.
@@ -115,11 +233,7 @@ impl DemoReport {
     /// Convoy equals the ground truth, and the CRM holds exactly the expected SLA
     /// outcomes and summaries, nothing dead-lettered.
     pub fn converged(&self) -> bool {
-        self.differences.is_empty()
-            && self.unwritten.is_empty()
-            && self.sla.differences.is_empty()
-            && self.crm.summary_differences.is_empty()
-            && self.crm.dead_letters == 0
+        self.problems().is_empty()
     }
 
     /// Every difference found, ground truth first.
@@ -130,57 +244,247 @@ impl DemoReport {
             .chain(&self.unwritten)
             .chain(&self.sla.differences)
             .chain(&self.crm.summary_differences)
+            .chain(&self.transitions_missing)
+            .chain(&self.transcripts.differences)
+            .chain(&self.faults.problems)
             .cloned()
             .collect();
         if self.crm.dead_letters > 0 {
             problems.push(format!("{} records dead-lettered", self.crm.dead_letters));
         }
+        if self.completed < self.planned {
+            problems.push(format!(
+                "the simulator played {} of {} conversations to their end",
+                self.completed, self.planned
+            ));
+        }
+        if self.outbox_pending > 0 {
+            problems.push(format!(
+                "{} records still pending in Convoy's outbox",
+                self.outbox_pending
+            ));
+        }
         problems
     }
 
-    /// The summary table's SLA and CRM lines.
-    pub fn business_lines(&self) -> Vec<String> {
-        let mut lines = vec![format!(
-            "SLA outcomes at the CRM: {}",
-            describe_tallies(&self.sla.actual)
-        )];
-        lines.push(format!(
-            "  expected:             {}",
-            describe_tallies(&self.expected_sla)
-        ));
-        let mut check = format!(
-            "  checked: {} equal the expectation, {} differ, {} missing",
-            self.sla.matched,
-            self.sla.differences.len() - self.sla.missing.min(self.sla.differences.len()),
-            self.sla.missing
+    /// The summary table: what Convoy did, what the ground truth and the expectation say,
+    /// and whether they agree (`ok`, `DIFF`; blank where nothing is expected).
+    pub fn table(&self) -> String {
+        let mut rows: Vec<Row> = vec![
+            Row::checked(
+                "conversations tracked (ground truth)",
+                self.tracked,
+                self.conversations,
+            ),
+            Row::checked(
+                "  played to their end by the simulator",
+                self.completed,
+                self.planned,
+            ),
+            Row::checked(
+                "participants, final lifecycle at the CRM",
+                self.participants - self.transitions_missing.len().min(self.participants),
+                self.participants,
+            ),
+            Row::info(
+                "participant transitions synced",
+                self.crm
+                    .records_by_kind
+                    .get("participant.transition")
+                    .copied()
+                    .unwrap_or(0),
+            ),
+        ];
+        rows.push(Row::info("voice calls", self.voice_calls));
+        let mut segments = Row::checked(
+            "  transcript segments",
+            self.transcripts.segments,
+            self.transcripts.expected,
         );
+        if self.transcripts.differences.is_empty() && self.transcripts.lost_in_gap > 0 {
+            segments.verdict = "lost in the socket gap";
+        }
+        rows.push(segments);
+        let mut clocks: BTreeMap<(ClockKind, SlaOutcome), (u64, u64)> = BTreeMap::new();
+        for (clock, outcomes) in &self.expected_sla {
+            for (outcome, count) in outcomes {
+                clocks.entry((*clock, *outcome)).or_default().1 += u64::from(*count);
+            }
+        }
+        for (clock, outcomes) in &self.sla.actual {
+            for (outcome, count) in outcomes {
+                clocks.entry((*clock, *outcome)).or_default().0 += u64::from(*count);
+            }
+        }
+        // A close call (within 500 ms of a threshold) may tip either way in a real run:
+        // its clock's counts may differ without the check failing.
+        let tolerated = self.sla.close_calls > 0 && self.sla.differences.is_empty();
+        for ((clock, outcome), (actual, expected)) in clocks {
+            let mut row = Row::checked(
+                &format!("SLA {} {}", clock.as_str(), outcome.as_str()),
+                actual,
+                expected,
+            );
+            if actual != expected && tolerated {
+                row.verdict = "close call";
+            }
+            rows.push(row);
+        }
+        rows.push(Row::checked(
+            "SLA outcomes equal to the expectation",
+            self.sla.matched,
+            self.sla.matched + self.sla.differences.len(),
+        ));
         if self.sla.close_calls > 0 {
-            check.push_str(&format!(
-                ", {} close calls (within 500 ms of a threshold) not checked",
-                self.sla.close_calls
+            rows.push(Row::info(
+                "  not checked (close calls, socket gap)",
+                self.sla.close_calls,
             ));
         }
-        lines.push(check);
-        let kinds: Vec<String> = self
-            .crm
-            .records_by_kind
-            .iter()
-            .map(|(kind, count)| format!("{count} {kind}"))
-            .collect();
-        lines.push(format!(
-            "CRM records synced: {} ({}); {} dead-lettered; {} of {} conversation summaries stored",
-            self.crm.records_by_kind.values().sum::<usize>(),
-            if kinds.is_empty() {
-                "none".to_owned()
-            } else {
-                kinds.join(", ")
-            },
-            self.crm.dead_letters,
+        let total: usize = self.crm.records_by_kind.values().sum();
+        rows.push(Row::info("records synced to the CRM", total));
+        for (kind, count) in &self.crm.records_by_kind {
+            rows.push(Row::info(&format!("  {kind}"), *count));
+        }
+        rows.push(Row::checked(
+            "summaries with the expected SLA tallies",
+            self.crm.summaries - self.crm.summary_differences.len().min(self.crm.summaries),
             self.crm.summaries,
-            self.conversations
         ));
-        lines
+        rows.push(Row::checked("dead letters", self.crm.dead_letters, 0u64));
+        rows.push(Row::checked(
+            "outbox pending at the end",
+            self.outbox_pending,
+            0u64,
+        ));
+        if let Some(sockets) = self.faults.sockets_dropped {
+            rows.push(Row::info("sockets dropped (fault)", sockets));
+            if let Some((dropped, back)) = self.faults.socket_gap {
+                rows.push(Row {
+                    what: "  Convoy's sockets back after".to_owned(),
+                    convoy: format!(
+                        "{:.1} s",
+                        (back - dropped).num_milliseconds() as f64 / 1000.0
+                    ),
+                    expected: String::new(),
+                    verdict: "",
+                });
+                rows.push(Row::info(
+                    "  conversations live around the gap",
+                    self.exposed,
+                ));
+            }
+            let mut row = Row::info("reconnects survived", self.reconnects);
+            row.expected = "at least 1".to_owned();
+            row.verdict = if self.reconnects >= 1 || sockets == 0 {
+                "ok"
+            } else {
+                "DIFF"
+            };
+            rows.push(row);
+        }
+        if let Some(outage) = self.faults.crm_outage {
+            rows.push(Row {
+                what: "CRM outage (fault)".to_owned(),
+                convoy: format!(
+                    "{:.1} s, {} answered 5xx",
+                    outage.as_secs_f64(),
+                    self.faults.crm_errors
+                ),
+                expected: String::new(),
+                verdict: "",
+            });
+        }
+        rows.push(Row::info("CRM retries", self.crm_retries));
+        rows.push(Row {
+            what: "wall time".to_owned(),
+            convoy: format!("{:.1} s", self.wall.as_secs_f64()),
+            expected: String::new(),
+            verdict: "",
+        });
+        render_table(&rows)
     }
+}
+
+/// One line of the summary table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    what: String,
+    convoy: String,
+    expected: String,
+    verdict: &'static str,
+}
+
+impl Row {
+    fn checked(what: &str, actual: impl Count, expected: impl Count) -> Row {
+        let (actual, expected) = (actual.count(), expected.count());
+        Row {
+            what: what.to_owned(),
+            convoy: actual.to_string(),
+            expected: expected.to_string(),
+            verdict: if actual == expected { "ok" } else { "DIFF" },
+        }
+    }
+
+    fn info(what: &str, value: impl Count) -> Row {
+        Row {
+            what: what.to_owned(),
+            convoy: value.count().to_string(),
+            expected: String::new(),
+            verdict: "",
+        }
+    }
+}
+
+/// A count of the table, whatever integer type its source keeps it in.
+trait Count {
+    fn count(self) -> u64;
+}
+
+impl Count for u64 {
+    fn count(self) -> u64 {
+        self
+    }
+}
+
+impl Count for usize {
+    fn count(self) -> u64 {
+        u64::try_from(self).unwrap_or(u64::MAX)
+    }
+}
+
+fn render_table(rows: &[Row]) -> String {
+    let what = rows
+        .iter()
+        .map(|row| row.what.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let convoy = rows
+        .iter()
+        .map(|row| row.convoy.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let expected = rows
+        .iter()
+        .map(|row| row.expected.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let mut out = format!(
+        "{:<what$}  {:>convoy$}  {:>expected$}  check\n",
+        "", "Convoy", "expected"
+    );
+    for row in rows {
+        let line = format!(
+            "{:<what$}  {:>convoy$}  {:>expected$}  {}",
+            row.what, row.convoy, row.expected, row.verdict
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Why the demo could not run. Each variant's text carries its cause (none is chained as
@@ -215,9 +519,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     // Read the scenario first: a mistake in it is the caller's, reported before anything
     // starts.
     let scenario = read_scenario(options.scenario.as_deref())?;
-    // `convoy emulate`'s defaults (the org is seeded with the emulator's seed).
+    let started = Instant::now();
+    // `convoy emulate`'s defaults (the org is seeded with the emulator's seed) but for the
+    // request budget (see [`DEMO_REQUESTS_PER_MINUTE`]).
     let emulator = Emulator::start(EmulatorOptions {
         seed: options.seed,
+        rate_limit_per_minute: DEMO_REQUESTS_PER_MINUTE,
         ..EmulatorOptions::default()
     })
     .await
@@ -229,7 +536,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             return Err(DemoError::Crm(error.to_string()));
         }
     };
-    let result = run_against(&emulator, &sink, &options, scenario).await;
+    let result = run_against(&emulator, &sink, &options, scenario, started).await;
     sink.stop().await;
     emulator.stop().await;
     result
@@ -247,7 +554,7 @@ fn read_scenario(path: Option<&std::path::Path>) -> Result<Scenario, DemoError> 
 /// names, through the real loader, without the caller's environment.
 fn demo_config(emulator: &Emulator, crm: &str) -> Result<convoy::config::Config, DemoError> {
     let text = format!(
-        "{genesys}[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}[crm]\nendpoint = \"{crm}\"\n[analytics]\nschedule = \"off\"\n{DEMO_SLA}",
+        "{genesys}requests_per_minute = {DEMO_REQUESTS_PER_MINUTE}\n[admin]\nlisten = \"127.0.0.1:0\"\n{outbox}[crm]\nendpoint = \"{crm}\"\n[analytics]\nschedule = \"off\"\n{DEMO_SLA}",
         genesys = genesys_section(emulator),
         outbox = private_store(),
     );
@@ -284,12 +591,67 @@ async fn run_against(
     sink: &CrmSink,
     options: &DemoOptions,
     scenario: Scenario,
+    started: Instant,
 ) -> Result<DemoReport, DemoError> {
     let config = demo_config(emulator, &sink.base_url())?;
 
     let daemon = Daemon::start(&config, RunOptions::default())
         .await
         .map_err(|error| DemoError::Boot(error.to_string()))?;
+    // The conversations start after this instant (whole seconds: analytics intervals).
+    let interval_start = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+    let phase = Cell::new("starting");
+    let faults = RefCell::new(FaultLog {
+        planned: options.faults,
+        ..FaultLog::default()
+    });
+    let mut line = ProgressLine::new(options.progress, options.conversations, started);
+    let outcome = {
+        let work = play_and_check(
+            emulator,
+            sink,
+            &daemon,
+            options,
+            scenario,
+            &config,
+            (&phase, &faults),
+        );
+        tokio::pin!(work);
+        // The progress line is drawn between the steps of the work, on the same thread.
+        loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                () = actix_rt::time::sleep(ProgressLine::INTERVAL) => {
+                    line.draw(&Glance::of(&daemon, sink, phase.get(), &faults.borrow()));
+                }
+            }
+        }
+    };
+    line.finish();
+    daemon.shutdown().await;
+    let mut report = outcome?;
+    report.faults = faults.take();
+    report.interval = (interval_start, Utc::now());
+    // QA SNAPSHOT OF THE DEMO (issue 10, `convoy snapshot`): the place to take a snapshot
+    // of `report.interval` into a folder and put its paths in the report for the CLI to
+    // print. Here the daemon has stopped (its outbox, `config.outbox.path`, holds the SLA
+    // outcomes and can be opened) and the emulator still answers the analytics queries
+    // at `emulator.base_url()`.
+    report.wall = started.elapsed();
+    Ok(report)
+}
+
+/// Plays the simulation with the faults beside it, waits for Convoy to settle, and
+/// compares. `status` is the phase shown on the progress line and the fault log.
+async fn play_and_check(
+    emulator: &Emulator,
+    sink: &CrmSink,
+    daemon: &Daemon,
+    options: &DemoOptions,
+    scenario: Scenario,
+    config: &convoy::config::Config,
+    (phase, faults): (&Cell<&'static str>, &RefCell<FaultLog>),
+) -> Result<DemoReport, DemoError> {
     let ready = wait_until(Duration::from_secs(30), || async {
         daemon.board.readiness_now().ready
     })
@@ -307,18 +669,29 @@ async fn run_against(
     simulation.scenario = scenario;
     simulation.conversations = options.conversations;
     simulation.seed = options.seed;
-    simulation.sla = sla_thresholds(&config);
-    // Conversations of the SLA scenario last up to ~12 s: play more of them at once.
-    simulation.concurrency = 25;
-    let report = Simulator::new(simulation)
-        .run()
-        .await
-        .map_err(|error| DemoError::Simulator(error.to_string()))?;
+    simulation.sla = sla_thresholds(config);
+    // Conversations of the demo's scenario last up to ~12 s: play many of them at once.
+    simulation.concurrency = DEMO_CONCURRENCY;
+    phase.set("simulating");
+    let simulate = async {
+        Simulator::new(simulation)
+            .run()
+            .await
+            .map_err(|error| DemoError::Simulator(error.to_string()))
+    };
+    let inject = async {
+        if options.faults {
+            inject_faults(emulator, sink, daemon, options.conversations, faults).await;
+        }
+    };
+    let (report, ()) = futures_util::future::join(simulate, inject).await;
+    let report = report?;
     tracing::info!(
         completed = report.conversations_completed,
         "Simulation finished."
     );
 
+    phase.set("settling");
     let http = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish();
@@ -339,8 +712,39 @@ async fn run_against(
             deadline = Instant::now() + options.settle;
         }
     }
-    let expected = report.expected;
-    let sla = wait_for_outcomes(sink, &expected, options.settle).await;
+    // SLA clocks run on observation time, and Genesys replays nothing after a drop: a
+    // conversation live around the socket gap is observed late or in part (a queue wait
+    // inside the gap is never seen). Its clocks are close calls: counted, not checked.
+    let gap = faults.borrow().socket_gap;
+    let exposed = exposed_to_gap(&truth, gap);
+    let mut expected = report.expected;
+    for conversation in &mut expected.conversations {
+        let ids = conversation
+            .messages
+            .iter()
+            .filter_map(|message| message.conversation_id.as_deref())
+            .chain(conversation.conversation_id.as_deref());
+        if ids.into_iter().any(|id| exposed.contains(id)) {
+            for clock in &mut conversation.sla {
+                clock.close_call = true;
+            }
+        }
+    }
+    let checked = |records: Vec<CrmRecord>| -> Vec<CrmRecord> {
+        records
+            .into_iter()
+            .filter(|record| !exposed.contains(&record.conversation_id))
+            .collect()
+    };
+    let sla = wait_for_outcomes(sink, &expected, &checked, options.settle).await;
+    // Every participant's final lifecycle is a `participant.transition` record.
+    let _ = wait_until(options.settle, || async {
+        missing_transitions(&truth, &sink.records()).is_empty()
+    })
+    .await;
+    // The outbox drains once the CRM acknowledged everything.
+    let _ = wait_until(options.settle, || async { daemon.gate.pending() == 0 }).await;
+    phase.set("checking");
     let rendered = daemon.telemetry.render();
     let metrics = rendered
         .lines()
@@ -354,26 +758,379 @@ async fn run_against(
         })
         .map(str::to_owned)
         .collect();
-    let dead_letters = match &daemon.crm {
-        Some(crm) => crm
-            .send(GetCrmStats)
-            .await
-            .map_or(0, |stats| stats.records_dead_lettered),
-        None => 0,
+    let crm_stats = match &daemon.crm {
+        Some(crm) => crm.send(GetCrmStats).await.ok(),
+        None => None,
     };
+    let dead_letters = crm_stats
+        .as_ref()
+        .map_or(0, |stats| stats.records_dead_lettered);
+    let reconnects = daemon
+        .stream
+        .send(GetStreamStatus)
+        .await
+        .map_or(0, |status| status.totals.reconnects);
+    let records = sink.records();
     let crm = crm_synced(sink, &expected, &truth, dead_letters);
-    let report = DemoReport {
+    let transcripts = transcripts(&daemon.views, &expected, &exposed);
+    let tracked = truth
+        .iter()
+        .filter(|conversation| {
+            daemon
+                .views
+                .contains_key(&ConversationId::from(text(&conversation["id"])))
+        })
+        .count();
+    Ok(DemoReport {
         conversations: truth.len(),
         differences: differences(&daemon.views, &truth),
         unwritten: unwritten_attributes(&truth),
         admin: daemon.admin.local_addr(),
         metrics,
-        expected_sla: expected.totals.sla_outcomes.clone(),
+        expected_sla: decided_tallies(&expected),
+        exposed: exposed.len(),
         sla,
         crm,
+        planned: report.conversations_planned,
+        completed: report.conversations_completed,
+        tracked,
+        participants: truth
+            .iter()
+            .map(|conversation| list(&conversation["participants"]).len())
+            .sum(),
+        transitions_missing: missing_transitions(&truth, &records),
+        faults: FaultLog::default(),
+        voice_calls: truth
+            .iter()
+            .filter(|conversation| conversation["mediaType"] == "voice")
+            .count(),
+        transcripts,
+        reconnects,
+        crm_retries: crm_stats.map_or(0, |stats| stats.retries),
+        outbox_pending: daemon.gate.pending(),
+        wall: Duration::ZERO,
+        interval: (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MIN_UTC),
+    })
+}
+
+/// Conversations the simulator plays at once: the demo's last ~12 s at most, so a few
+/// hundred of them finish within a minute.
+const DEMO_CONCURRENCY: usize = 100;
+
+/// Compares the transcript segments Convoy holds for each simulated call with the
+/// utterances its plan has the emulator transcribe. A call live around the socket gap
+/// (`exposed`) may hold fewer; no call may hold more.
+fn transcripts(
+    views: &ConversationViews,
+    expected: &ExpectedOutcomes,
+    exposed: &HashSet<String>,
+) -> Transcripts {
+    let mut result = Transcripts::default();
+    for call in expected
+        .conversations
+        .iter()
+        .filter(|conversation| conversation.kind == ShapeKind::Voice)
+    {
+        let Some(id) = &call.conversation_id else {
+            continue;
+        };
+        let held = views
+            .get(&ConversationId::from(id.as_str()))
+            .map_or(0, |view| {
+                view.value().conversation.read().state.transcript.len()
+            });
+        let held = u64::try_from(held).unwrap_or(u64::MAX);
+        result.segments += held;
+        result.expected += call.utterances;
+        if held < call.utterances && exposed.contains(id) {
+            result.lost_in_gap += call.utterances - held;
+        } else if held != call.utterances {
+            result.differences.push(format!(
+                "{id}: {held} transcript segments, {} utterances transcribed",
+                call.utterances
+            ));
+        }
+    }
+    result
+}
+
+/// The conversations of the ground truth live around the socket gap `(dropped, back)`:
+/// started before Convoy was back (plus [`GAP_SETTLE`]: the calls and conversations that
+/// started in the gap are learned from the reconciliation re-read) and not ended
+/// [`GAP_SETTLE`] before the drop (late receipts of a finished conversation).
+pub fn exposed_to_gap(
+    truth: &[Value],
+    gap: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> HashSet<String> {
+    let Some((dropped, back)) = gap else {
+        return HashSet::new();
     };
-    daemon.shutdown().await;
-    Ok(report)
+    let settle = chrono::Duration::from_std(GAP_SETTLE).unwrap_or_default();
+    let time = |conversation: &Value, key: &str| {
+        conversation[key]
+            .as_str()
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|time| time.with_timezone(&Utc))
+    };
+    truth
+        .iter()
+        .filter(|conversation| {
+            let started =
+                time(conversation, "startTime").is_none_or(|start| start <= back + settle);
+            let ended_before =
+                time(conversation, "endTime").is_some_and(|end| end + settle < dropped);
+            started && !ended_before
+        })
+        .map(|conversation| text(&conversation["id"]).to_owned())
+        .collect()
+}
+
+/// Expected `sla.outcome` records by clock and outcome, close calls left out.
+fn decided_tallies(expected: &ExpectedOutcomes) -> SlaTallies {
+    let mut tallies = SlaTallies::new();
+    for (_, _, clock) in expected.clocks() {
+        if !clock.close_call {
+            *tallies
+                .entry(clock.clock)
+                .or_default()
+                .entry(clock.outcome)
+                .or_default() += 1;
+        }
+    }
+    tallies
+}
+
+/// Participants of the ground truth whose final lifecycle has no `participant.transition`
+/// record (`{conversation}/participant/{participant}/{lifecycle}`) among `records`.
+pub fn missing_transitions(truth: &[Value], records: &[CrmRecord]) -> Vec<String> {
+    let ids: HashSet<&str> = records
+        .iter()
+        .filter(|record| record.kind == "participant.transition")
+        .map(|record| record.id.as_str())
+        .collect();
+    truth
+        .iter()
+        .flat_map(|conversation| {
+            list(&conversation["participants"])
+                .iter()
+                .map(move |participant| (conversation, participant))
+        })
+        .filter_map(|(conversation, participant)| {
+            let id = format!(
+                "{}/participant/{}/{}",
+                text(&conversation["id"]),
+                text(&participant["id"]),
+                text(&participant["lifecycle"])
+            );
+            (!ids.contains(id.as_str())).then(|| format!("{id}: no such record at the CRM"))
+        })
+        .collect()
+}
+
+/// The faults of the run's middle: the CRM down for [`CRM_OUTAGE`] once a third of the
+/// `planned` conversations are tracked; every notification socket dropped once two thirds
+/// have finished (the last third still live, so the gap hits live traffic while most
+/// conversations' SLA clocks stay checkable). A fault not injected is a problem.
+async fn inject_faults(
+    emulator: &Emulator,
+    sink: &CrmSink,
+    daemon: &Daemon,
+    planned: usize,
+    log: &RefCell<FaultLog>,
+) {
+    let views = &daemon.views;
+    let want = |share: usize| (planned * share / 3).max(1);
+    let tracked = wait_until(FAULT_WAIT, || async { views.len() >= want(1) }).await;
+    if tracked {
+        crm_outage(sink, log).await;
+    } else {
+        log.borrow_mut()
+            .problems
+            .push("the CRM outage was not injected: too few conversations tracked".into());
+    }
+    let finished = wait_until(FAULT_WAIT, || async {
+        views
+            .iter()
+            .filter(|view| view.value().conversation.read().state.is_finished())
+            .count()
+            >= want(2)
+    })
+    .await;
+    if finished {
+        drop_sockets(emulator, daemon, log).await;
+    } else {
+        log.borrow_mut()
+            .problems
+            .push("the socket drop was not injected: too few conversations finished".into());
+    }
+}
+
+/// The CRM test server answers every request with a 5xx for [`CRM_OUTAGE`].
+async fn crm_outage(sink: &CrmSink, log: &RefCell<FaultLog>) {
+    let before = sink.stats().faults.errors;
+    let down = Instant::now();
+    if let Err(error) = sink.set_faults(CrmFaults {
+        error_ratio: 1.0,
+        ..CrmFaults::default()
+    }) {
+        log.borrow_mut()
+            .problems
+            .push(format!("the CRM outage could not start: {error}"));
+        return;
+    }
+    actix_rt::time::sleep(CRM_OUTAGE).await;
+    // Default settings cannot be refused.
+    let _ = sink.set_faults(CrmFaults::default());
+    let mut log = log.borrow_mut();
+    log.crm_outage = Some(down.elapsed());
+    log.crm_errors = sink.stats().faults.errors - before;
+}
+
+/// The emulator drops every notification socket (no close frame); the gap lasts until
+/// Convoy has all its sockets back.
+async fn drop_sockets(emulator: &Emulator, daemon: &Daemon, log: &RefCell<FaultLog>) {
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let url = format!("{}/emulator/v1/sockets/drop", emulator.base_url());
+    let reconnects = || {
+        let stream = daemon.stream.clone();
+        async move {
+            stream
+                .send(GetStreamStatus)
+                .await
+                .map(|status| {
+                    (
+                        status.totals.reconnects,
+                        status.links.iter().all(|link| link.connected),
+                    )
+                })
+                .unwrap_or((0, false))
+        }
+    };
+    let (before, _) = reconnects().await;
+    let dropped_at = Utc::now();
+    match http.post(&url).send().await {
+        Ok(mut response) if response.status().is_success() => {
+            let body: Value = response.json().await.unwrap_or_default();
+            let sockets = body["sockets"].as_u64().unwrap_or(0);
+            log.borrow_mut().sockets_dropped = Some(usize::try_from(sockets).unwrap_or(0));
+            let back = wait_until(FAULT_WAIT, || async {
+                let (now, connected) = reconnects().await;
+                now > before && connected
+            })
+            .await;
+            if back {
+                log.borrow_mut().socket_gap = Some((dropped_at, Utc::now()));
+            } else {
+                log.borrow_mut()
+                    .problems
+                    .push("Convoy did not reconnect after the socket drop".into());
+            }
+        }
+        Ok(response) => log
+            .borrow_mut()
+            .problems
+            .push(format!("the socket drop answered {}", response.status())),
+        Err(error) => log
+            .borrow_mut()
+            .problems
+            .push(format!("the socket drop failed: {error}")),
+    }
+}
+
+/// How long a fault waits for its share of the conversations to be tracked or finished.
+const FAULT_WAIT: Duration = Duration::from_secs(120);
+
+/// What the progress line shows, read between two steps of the work.
+struct Glance {
+    phase: &'static str,
+    tracked: usize,
+    finished: usize,
+    synced: u64,
+    pending: u64,
+    faults: String,
+}
+
+impl Glance {
+    fn of(daemon: &Daemon, sink: &CrmSink, phase: &'static str, faults: &FaultLog) -> Glance {
+        let finished = daemon
+            .views
+            .iter()
+            .filter(|view| view.value().conversation.read().state.is_finished())
+            .count();
+        let mut done = Vec::new();
+        if let Some(sockets) = faults.sockets_dropped {
+            done.push(format!("{sockets} sockets dropped"));
+        }
+        if let Some(outage) = faults.crm_outage {
+            done.push(format!("CRM down {:.0} s", outage.as_secs_f64()));
+        }
+        Glance {
+            phase,
+            tracked: daemon.views.len(),
+            finished,
+            synced: sink.stats().accepted,
+            pending: daemon.gate.pending(),
+            faults: done.join(", "),
+        }
+    }
+}
+
+/// The live line on stderr: `\r`-redrawn, only when enabled (a terminal).
+struct ProgressLine {
+    enabled: bool,
+    planned: usize,
+    started: Instant,
+    drawn: bool,
+}
+
+impl ProgressLine {
+    const INTERVAL: Duration = Duration::from_millis(250);
+
+    fn new(enabled: bool, planned: usize, started: Instant) -> ProgressLine {
+        ProgressLine {
+            enabled,
+            planned,
+            started,
+            drawn: false,
+        }
+    }
+
+    fn draw(&mut self, glance: &Glance) {
+        if !self.enabled {
+            return;
+        }
+        let line = progress_text(glance, self.planned, self.started.elapsed());
+        let mut stderr = std::io::stderr().lock();
+        // Clear to the end of the line: the previous line may have been longer.
+        let _ = write!(stderr, "\r{line}\x1b[K");
+        let _ = stderr.flush();
+        self.drawn = true;
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+fn progress_text(glance: &Glance, planned: usize, elapsed: Duration) -> String {
+    let mut line = format!(
+        "{:>5.1} s {:<10} conversations {} of ~{planned} tracked, {} finished | CRM records {} | outbox pending {}",
+        elapsed.as_secs_f64(),
+        glance.phase,
+        glance.tracked,
+        glance.finished,
+        glance.synced,
+        glance.pending,
+    );
+    if !glance.faults.is_empty() {
+        line.push_str(" | ");
+        line.push_str(&glance.faults);
+    }
+    line
 }
 
 /// Waits until every expected `sla.outcome` record is at the CRM, as long as more keep
@@ -381,14 +1138,15 @@ async fn run_against(
 async fn wait_for_outcomes(
     sink: &CrmSink,
     expected: &ExpectedOutcomes,
+    checked: &dyn Fn(Vec<CrmRecord>) -> Vec<CrmRecord>,
     settle: Duration,
 ) -> SlaComparison {
-    let mut comparison = compare_sla(expected, &sink.records());
+    let mut comparison = compare_sla(expected, &checked(sink.records()));
     let mut least = comparison.missing;
     let mut deadline = Instant::now() + settle;
     while comparison.missing > 0 && Instant::now() < deadline {
         actix_rt::time::sleep(Duration::from_millis(200)).await;
-        comparison = compare_sla(expected, &sink.records());
+        comparison = compare_sla(expected, &checked(sink.records()));
         if comparison.missing < least {
             least = comparison.missing;
             deadline = Instant::now() + settle;
@@ -717,8 +1475,22 @@ mod tests {
             admin: "127.0.0.1:1".parse().unwrap(),
             metrics: Vec::new(),
             expected_sla: SlaTallies::new(),
+            exposed: 0,
             sla: SlaComparison::default(),
             crm: CrmSynced::default(),
+            planned: 1,
+            completed: 1,
+            tracked: 1,
+            participants: 2,
+            transitions_missing: Vec::new(),
+            faults: FaultLog::default(),
+            voice_calls: 0,
+            transcripts: Transcripts::default(),
+            reconnects: 0,
+            crm_retries: 0,
+            outbox_pending: 0,
+            wall: Duration::from_millis(1500),
+            interval: (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MIN_UTC),
         }
     }
 
@@ -745,30 +1517,112 @@ mod tests {
     }
 
     #[test]
-    fn the_business_lines_show_outcomes_by_clock_and_records_by_kind() {
+    fn the_table_shows_outcomes_by_clock_against_the_expectation() {
         let mut report = report();
         let mut tallies = SlaTallies::new();
         tallies
-            .entry(convoy::sla::ClockKind::Answer)
+            .entry(ClockKind::Answer)
             .or_default()
-            .insert(convoy::sla::SlaOutcome::Compliant, 3);
-        report.sla.actual = tallies.clone();
-        report.expected_sla = tallies;
+            .insert(SlaOutcome::Compliant, 3);
+        report.expected_sla = tallies.clone();
+        tallies
+            .entry(ClockKind::Read)
+            .or_default()
+            .insert(SlaOutcome::Breached, 1);
+        report.sla.actual = tallies;
         report.sla.matched = 3;
-        report.crm.records_by_kind.insert("sla.outcome".into(), 3);
+        report.crm.records_by_kind.insert("sla.outcome".into(), 4);
         report.crm.summaries = 1;
-        let lines = report.business_lines().join("\n");
-        assert!(
-            lines.contains("SLA outcomes at the CRM: answer 3 compliant"),
-            "{lines}"
+        report.crm_retries = 7;
+        let table = report.table();
+        let line = |start: &str| {
+            table
+                .lines()
+                .find(|line| line.starts_with(start))
+                .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| panic!("no line {start:?} in\n{table}"))
+        };
+        assert_eq!(line("SLA answer compliant"), "SLA answer compliant 3 3 ok");
+        assert_eq!(line("SLA read breached"), "SLA read breached 1 0 DIFF");
+        assert_eq!(line("records synced"), "records synced to the CRM 4");
+        assert_eq!(line("  sla.outcome").trim(), "sla.outcome 4");
+        assert_eq!(line("CRM retries"), "CRM retries 7");
+        assert_eq!(line("wall time"), "wall time 1.5 s");
+        assert_eq!(line("dead letters"), "dead letters 0 0 ok");
+        // Every line is aligned: the numbers end in the same column.
+        let header = table.lines().next().unwrap();
+        assert!(header.ends_with("Convoy  expected  check"), "{header}");
+    }
+
+    #[test]
+    fn faults_show_with_the_reconnects_they_must_cause() {
+        let mut report = report();
+        report.faults = FaultLog {
+            planned: true,
+            sockets_dropped: Some(2),
+            socket_gap: None,
+            crm_outage: Some(Duration::from_secs(5)),
+            crm_errors: 12,
+            problems: Vec::new(),
+        };
+        let table = report.table();
+        assert!(table.contains("reconnects survived"), "{table}");
+        assert!(table.contains("5.0 s, 12 answered 5xx"), "{table}");
+        let reconnects = table
+            .lines()
+            .find(|line| line.starts_with("reconnects survived"))
+            .unwrap();
+        assert!(reconnects.ends_with("DIFF"), "{reconnects}");
+        report.reconnects = 2;
+        assert!(report
+            .table()
+            .lines()
+            .any(|line| line.starts_with("reconnects survived") && line.ends_with("ok")));
+    }
+
+    #[test]
+    fn a_missing_final_lifecycle_record_is_a_difference() {
+        let truth = vec![serde_json::json!({
+            "id": "c1",
+            "participants": [
+                {"id": "p1", "lifecycle": "left"},
+                {"id": "p2", "lifecycle": "left"},
+            ],
+        })];
+        let record = |id: &str| CrmRecord {
+            id: id.to_owned(),
+            conversation_id: "c1".to_owned(),
+            kind: "participant.transition".to_owned(),
+            payload: Value::Null,
+        };
+        let records = vec![
+            record("c1/participant/p1/active"),
+            record("c1/participant/p1/left"),
+            record("c1/participant/p2/active"),
+        ];
+        assert_eq!(
+            missing_transitions(&truth, &records),
+            vec!["c1/participant/p2/left: no such record at the CRM".to_owned()]
         );
-        assert!(
-            lines.contains("3 equal the expectation, 0 differ, 0 missing"),
-            "{lines}"
-        );
-        assert!(
-            lines.contains("CRM records synced: 3 (3 sla.outcome); 0 dead-lettered; 1 of 1"),
-            "{lines}"
+        let mut report = report();
+        report.transitions_missing = missing_transitions(&truth, &records);
+        assert!(!report.converged());
+    }
+
+    #[test]
+    fn the_progress_line_names_the_phase_the_counts_and_the_faults() {
+        let glance = Glance {
+            phase: "simulating",
+            tracked: 40,
+            finished: 12,
+            synced: 300,
+            pending: 9,
+            faults: "2 sockets dropped".to_owned(),
+        };
+        let line = progress_text(&glance, 300, Duration::from_millis(12_300));
+        assert_eq!(
+            line,
+            " 12.3 s simulating conversations 40 of ~300 tracked, 12 finished | CRM records 300 | outbox pending 9 | 2 sockets dropped"
         );
     }
 }

@@ -120,7 +120,7 @@ enum CompletionShell {
 fn demo_changes() -> String {
     let mut text = String::from(
         "Convoy runs with config/default.toml and the emulator with `convoy emulate`'s \
-         defaults (300 requests a minute per token, 30 s heartbeats), except:\n",
+         defaults (30 s heartbeats), except:\n",
     );
     for change in convoy_actors::demo::CHANGES {
         text.push_str("  - ");
@@ -178,7 +178,7 @@ struct ReplayArgs {
 #[derive(Debug, Args)]
 struct DemoArgs {
     /// Conversations to simulate.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = convoy_actors::demo::DEFAULT_CONVERSATIONS)]
     conversations: usize,
     /// Seed of the emulator and the simulator (same seed, same run).
     #[arg(long, default_value_t = 7)]
@@ -428,10 +428,9 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot start logging")?;
     let options = convoy_actors::demo::DemoOptions {
-        conversations: args.conversations,
-        seed: args.seed,
         scenario: args.scenario,
-        settle: convoy_actors::demo::SETTLE_WITHOUT_PROGRESS,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..convoy_actors::demo::DemoOptions::new(args.conversations, args.seed)
     };
     write_stdout(
         format!(
@@ -459,9 +458,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for line in &report.metrics {
         out.push_str(&format!("  {line}\n"));
     }
-    for line in report.business_lines() {
-        out.push_str(&format!("{line}\n"));
-    }
+    out.push_str(&report.table());
     let code = if report.converged() {
         out.push_str(&format!(
             "OK: all {} conversations Convoy tracked equal the emulator's ground truth, every participant carries Convoy's convoy.participant_state attribute, and the CRM holds the expected SLA outcomes and summaries.\n",

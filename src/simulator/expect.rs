@@ -213,6 +213,13 @@ pub struct ExpectedConversation {
     /// agentless message live in that message's own conversation
     /// ([`ExpectedMessage::conversation_id`]).
     pub sla: Vec<ExpectedClock>,
+    /// Voice calls: the utterances transcribed in real time (two per talk turn).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub utterances: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl ExpectedConversation {
@@ -325,11 +332,7 @@ fn expect_conversation(
 ) -> ExpectedConversation {
     let (outcome, ended, agent_participants, messages) = match &conversation.script {
         Script::Inbound(script) => {
-            let (outcome, agents) = match script.routing.outcome {
-                Outcome::Answered => (ExpectedOutcome::Answered, 1),
-                Outcome::Abandon => (ExpectedOutcome::Abandoned, 0),
-                Outcome::Transfer => (ExpectedOutcome::Transferred, 2),
-            };
+            let (outcome, agents) = routed_outcome(script.routing.outcome);
             let inbound = script
                 .customer_messages
                 .iter()
@@ -368,9 +371,15 @@ fn expect_conversation(
                 .collect();
             (ExpectedOutcome::Agentless, None, 0, messages)
         }
+        Script::Voice(script) => {
+            let (outcome, agents) = routed_outcome(script.routing.outcome);
+            (outcome, Some(true), agents, Vec::new())
+        }
     };
     let sla_clocks = match &conversation.script {
         Script::Inbound(script) => inbound_clocks(&script.routing, &script.receipts, sla),
+        // A call has no messages: only its answer clock.
+        Script::Voice(script) => vec![answer_clock(&script.routing, sla)],
         // Each agentless message is a conversation (and a book) of its own.
         Script::Agentless(script) => script
             .receipts
@@ -393,7 +402,33 @@ fn expect_conversation(
         agent_participants,
         messages,
         sla: sla_clocks,
+        utterances: match &conversation.script {
+            Script::Voice(script) => script.utterances(),
+            Script::Inbound(_) | Script::Agentless(_) => 0,
+        },
     }
+}
+
+/// How a routed conversation ends, and the agent participants it has.
+fn routed_outcome(outcome: Outcome) -> (ExpectedOutcome, usize) {
+    match outcome {
+        Outcome::Answered => (ExpectedOutcome::Answered, 1),
+        Outcome::Abandon => (ExpectedOutcome::Abandoned, 0),
+        Outcome::Transfer => (ExpectedOutcome::Transferred, 2),
+    }
+}
+
+/// The `answer` clock of a routed conversation: stopped when the first agent connects.
+fn answer_clock(routing: &RoutingPlan, sla: &SlaThresholds) -> ExpectedClock {
+    let mut judge = Judge::new(sla);
+    let outcome = if routing.outcome == Outcome::Abandon {
+        SlaOutcome::Abandoned
+    } else if judge.at_most(routing.answer_after_ms, sla.answer_ms) {
+        SlaOutcome::Compliant
+    } else {
+        SlaOutcome::Breached
+    };
+    judge.expect(ClockKind::Answer, SlaSubject::Acd, outcome)
 }
 
 /// Decides the comparisons of one clock, noting whether any was within the margin.
@@ -447,17 +482,7 @@ fn inbound_clocks(
     let answered = routing.outcome != Outcome::Abandon;
     let talking = routing.talking_since_ms();
     let finish = routing.duration_ms();
-    let mut clocks = Vec::new();
-
-    let mut judge = Judge::new(sla);
-    let outcome = if !answered {
-        SlaOutcome::Abandoned
-    } else if judge.at_most(routing.answer_after_ms, sla.answer_ms) {
-        SlaOutcome::Compliant
-    } else {
-        SlaOutcome::Breached
-    };
-    clocks.push(judge.expect(ClockKind::Answer, SlaSubject::Acd, outcome));
+    let mut clocks = vec![answer_clock(routing, sla)];
 
     let mut judge = Judge::new(sla);
     let outcome = if answered && routing.agent_replies > 0 {
@@ -1145,6 +1170,7 @@ mod tests {
                     assert_eq!(expected.agent_participants, 0);
                     assert_eq!(count(ClockKind::Answer), 0);
                 }
+                (Script::Voice(_), _) => panic!("the default scenario places no calls"),
             }
         }
         assert_eq!(expected.totals.outbound_messages, outbound);
@@ -1225,6 +1251,64 @@ mod tests {
 
     /// The end-to-end SLA test's plan (tests/e2e/sla.rs): every outcome of every clock a
     /// simulation can produce, none a close call even with a 900 ms margin.
+    #[test]
+    fn the_demo_scenario_adds_calls_with_their_answer_clock_and_utterances() {
+        let scenario =
+            Scenario::from_toml(include_str!("../../config/examples/scenario-demo.toml")).unwrap();
+        let plan = Plan::generate(
+            &scenario,
+            &PlanOptions {
+                conversations: 300,
+                seed: 7,
+                rate_per_second: None,
+                customer_prefix: None,
+            },
+        );
+        let shapes: BTreeSet<&str> = plan
+            .conversations
+            .iter()
+            .map(|c| c.shape.as_str())
+            .collect();
+        assert_eq!(shapes.len(), scenario.shapes.len(), "{shapes:?}");
+        let thresholds = SlaThresholds {
+            answer_ms: 2_000,
+            first_response_ms: 4_000,
+            next_response_ms: 4_000,
+            delivery_ms: 2_000,
+            read_ms: 2_000,
+            no_read_receipt: BTreeSet::new(),
+            margin_ms: 900,
+        };
+        let expected = ExpectedOutcomes::from_plan(&plan, thresholds);
+        assert_eq!(expected.totals.sla_close_calls, 0);
+        let calls: Vec<&ExpectedConversation> = expected
+            .conversations
+            .iter()
+            .filter(|c| c.kind == ShapeKind::Voice)
+            .collect();
+        assert!(!calls.is_empty());
+        for call in calls {
+            // A call has no messages: its answer clock only, and no first response.
+            assert_eq!(call.sla.len(), 1, "{call:?}");
+            assert!(call.messages.is_empty());
+            assert_eq!(call.ended, Some(true));
+            let (outcome, utterances, agents) = match call.shape.as_str() {
+                "call" => (SlaOutcome::Compliant, 4, 1),
+                "slow-call" => (SlaOutcome::Breached, 2, 1),
+                _ => (SlaOutcome::Abandoned, 0, 0),
+            };
+            assert_eq!(call.sla[0].clock, ClockKind::Answer);
+            assert_eq!(call.sla[0].outcome, outcome, "{call:?}");
+            assert_eq!(call.utterances, utterances, "{call:?}");
+            assert_eq!(call.agent_participants, agents);
+        }
+        assert!(expected
+            .conversations
+            .iter()
+            .flat_map(|c| &c.messages)
+            .any(|m| m.has_attachment));
+    }
+
     #[test]
     fn the_sla_scenario_covers_every_outcome_with_wide_margins() {
         let scenario =

@@ -118,7 +118,8 @@ impl Followed {
     }
 }
 
-/// The REST requests a plan makes: every customer message, agentless send and receipt.
+/// The REST requests a plan makes: every customer message, agentless send, placed call
+/// and receipt.
 pub fn planned_requests(plan: &Plan) -> usize {
     plan.conversations
         .iter()
@@ -126,6 +127,8 @@ pub fn planned_requests(plan: &Plan) -> usize {
             let sends = match &conversation.script {
                 Script::Inbound(script) => script.customer_messages.len(),
                 Script::Agentless(script) => script.messages.len(),
+                // The call is placed with one request.
+                Script::Voice(_) => 1,
             };
             let receipts: usize = conversation
                 .script

@@ -58,6 +58,25 @@ pub struct PlannedConversation {
 pub enum Script {
     Inbound(InboundScript),
     Agentless(AgentlessScript),
+    Voice(VoiceScript),
+}
+
+/// A voice call routed to agents, transcribed in real time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiceScript {
+    /// `agent_replies` counts talk turns: the customer speaks, the agent answers, each
+    /// utterance published on the call's transcription topic.
+    pub routing: RoutingPlan,
+}
+
+impl VoiceScript {
+    /// Utterances the emulator transcribes: two per talk turn of an answered call.
+    pub fn utterances(&self) -> u64 {
+        match self.routing.outcome {
+            Outcome::Abandon => 0,
+            Outcome::Answered | Outcome::Transfer => u64::from(self.routing.agent_replies) * 2,
+        }
+    }
 }
 
 /// An inbound open-messaging conversation routed to agents.
@@ -235,6 +254,7 @@ impl Script {
         match self {
             Script::Inbound(_) => ShapeKind::Inbound,
             Script::Agentless(_) => ShapeKind::Agentless,
+            Script::Voice(_) => ShapeKind::Voice,
         }
     }
 
@@ -243,6 +263,7 @@ impl Script {
         match self {
             Script::Inbound(script) => &script.receipts,
             Script::Agentless(script) => &script.receipts,
+            Script::Voice(_) => &[],
         }
     }
 
@@ -278,6 +299,7 @@ impl Script {
                 .map(|(message, receipt)| message.at_ms.saturating_add(receipt.last_due_ms()))
                 .max()
                 .unwrap_or(0),
+            Script::Voice(script) => script.routing.duration_ms(),
         }
     }
 }
@@ -384,25 +406,33 @@ fn plan_receipt(behaviour: &ReceiptBehaviour, rng: &mut StdRng) -> ReceiptPlan {
     }
 }
 
+/// How the synthetic agents handle a routed conversation (inbound message or call).
+fn plan_routing(scenario: &Scenario, shape: &Shape, rng: &mut StdRng) -> RoutingPlan {
+    let agents = scenario.agents_for(shape);
+    let outcome = shape.outcome();
+    RoutingPlan {
+        answer_after_ms: sample(agents.answer_after_ms, rng),
+        reply_after_ms: sample(agents.reply_after_ms, rng),
+        agent_replies: match outcome {
+            Outcome::Abandon => 0,
+            Outcome::Answered | Outcome::Transfer => {
+                let replies = shape.agent_replies.unwrap_or(Span::Fixed(1));
+                u32::try_from(sample(replies, rng)).unwrap_or(u32::MAX)
+            }
+        },
+        wrapup_after_ms: sample(agents.wrapup_after_ms, rng),
+        outcome,
+    }
+}
+
 fn plan_script(scenario: &Scenario, shape: &Shape, index: usize, rng: &mut StdRng) -> Script {
     let receipts_behaviour = scenario.receipts_for(shape);
     match shape.kind {
+        ShapeKind::Voice => Script::Voice(VoiceScript {
+            routing: plan_routing(scenario, shape, rng),
+        }),
         ShapeKind::Inbound => {
-            let agents = scenario.agents_for(shape);
-            let outcome = shape.outcome();
-            let routing = RoutingPlan {
-                answer_after_ms: sample(agents.answer_after_ms, rng),
-                reply_after_ms: sample(agents.reply_after_ms, rng),
-                agent_replies: match outcome {
-                    Outcome::Abandon => 0,
-                    Outcome::Answered | Outcome::Transfer => {
-                        let replies = shape.agent_replies.unwrap_or(Span::Fixed(1));
-                        u32::try_from(sample(replies, rng)).unwrap_or(u32::MAX)
-                    }
-                },
-                wrapup_after_ms: sample(agents.wrapup_after_ms, rng),
-                outcome,
-            };
+            let routing = plan_routing(scenario, shape, rng);
             let count = sample(shape.customer_messages.unwrap_or(Span::Fixed(1)), rng).max(1);
             let mut offsets = vec![0u64];
             for _ in 1..count {

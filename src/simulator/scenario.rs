@@ -35,6 +35,12 @@
 //! kind = "agentless"
 //! weight = 2
 //! messages = 1
+//!
+//! [[shapes]]
+//! name = "call"
+//! kind = "voice"                 # emulator only; outcome, agent_replies (talk turns of
+//! weight = 1                     # two transcribed utterances), [shapes.agents]
+//! agent_replies = 2
 //! ```
 //! A shape may carry its own `[shapes.agents]` / `[shapes.receipts]` tables; they replace the
 //! top-level ones for that shape.
@@ -75,6 +81,11 @@ pub enum ShapeKind {
     Inbound,
     /// The business sends agentless outbound messages; no agent, no routing.
     Agentless,
+    /// The customer calls the queue; the call is routed to an agent and transcribed in
+    /// real time (`v2.conversations.{id}.transcription`), two utterances per agent turn.
+    /// Emulator only: a call is placed through `POST /emulator/v1/conversations/voice`
+    /// (Genesys has no API that places an inbound call from outside).
+    Voice,
 }
 
 /// How the routing of an inbound conversation ends (the emulator's `convoy.sim.outcome`).
@@ -397,6 +408,25 @@ impl Scenario {
                         check_share(&at("attachment_share"), share, &mut problem);
                     }
                 }
+                ShapeKind::Voice => {
+                    for (key, present) in [
+                        ("customer_messages", shape.customer_messages.is_some()),
+                        ("attachment_share", shape.attachment_share.is_some()),
+                        ("messages", shape.messages.is_some()),
+                        ("message_gap_ms", shape.message_gap_ms.is_some()),
+                        ("receipts", shape.receipts.is_some()),
+                    ] {
+                        if present {
+                            problem(at(key), "voice shapes do not take this key");
+                        }
+                    }
+                    if let Some(span) = shape.agent_replies {
+                        check_span(&at("agent_replies"), span, &mut problem);
+                        if shape.outcome() == Outcome::Abandon && span.max() > 0 {
+                            problem(at("agent_replies"), "an abandoned call has no agent turns");
+                        }
+                    }
+                }
                 ShapeKind::Agentless => {
                     for (key, present) in [
                         ("outcome", shape.outcome.is_some()),
@@ -445,6 +475,13 @@ impl Scenario {
     /// The shape's receipt behaviour: its own table, else the scenario's.
     pub fn receipts_for(&self, shape: &Shape) -> ReceiptBehaviour {
         shape.receipts.unwrap_or(self.receipts)
+    }
+
+    /// Whether any shape with weight places voice calls (emulator only).
+    pub fn uses_voice(&self) -> bool {
+        self.shapes
+            .iter()
+            .any(|shape| shape.weight > 0 && shape.kind == ShapeKind::Voice)
     }
 
     /// Whether any shape with weight sends agentless messages (needs a from-address).
@@ -577,6 +614,10 @@ read_share = 0.0
                 "scenario-fast.toml",
                 include_str!("../../config/examples/scenario-fast.toml"),
             ),
+            (
+                "scenario-demo.toml",
+                include_str!("../../config/examples/scenario-demo.toml"),
+            ),
         ] {
             let scenario = Scenario::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(scenario.shapes.len() >= 4, "{name}");
@@ -642,6 +683,29 @@ outcome = "answered"
         ] {
             assert!(paths.contains(&expected), "{expected} missing in {paths:?}");
         }
+    }
+
+    #[test]
+    fn voice_shapes_take_routing_keys_only() {
+        let ok = Scenario::from_toml(
+            "[[shapes]]\nname='call'\nkind='voice'\nweight=1\nagent_replies=[1,2]\n[shapes.agents]\nanswer_after_ms=500\n",
+        )
+        .unwrap();
+        assert!(ok.uses_voice());
+        let text = "[[shapes]]\nname='call'\nkind='voice'\nweight=1\noutcome='abandon'\nagent_replies=1\ncustomer_messages=1\nattachment_share=0.5\n[shapes.receipts]\nread_share=1.0\n";
+        let ScenarioError::Invalid(problems) = Scenario::from_toml(text).unwrap_err() else {
+            panic!("expected validation problems")
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "shapes[0].customer_messages",
+                "shapes[0].attachment_share",
+                "shapes[0].receipts",
+                "shapes[0].agent_replies",
+            ]
+        );
     }
 
     #[test]

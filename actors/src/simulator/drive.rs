@@ -1,6 +1,7 @@
 //! Plays one planned conversation over the real REST paths: the customer's open-messaging
 //! messages, the agentless sends, and the receipts of every outbound message on the plan's
-//! schedule. Agent replies and the end are learned from the notification [`Feed`]; the
+//! schedule. Voice calls are placed through the emulator's control API (Genesys has no
+//! API that places an inbound call) and read over REST until they ended. Agent replies and the end are learned from the notification [`Feed`]; the
 //! conversation is read over REST (`GET /api/v2/conversations/messages/{id}`) only after
 //! the socket reconnected (events may have been lost) or while it is down.
 //!
@@ -17,7 +18,7 @@ use actix_web::http::Method;
 use actix_web::rt::time::{sleep_until, Instant};
 use convoy::simulator::expect::{ExpectedConversation, MessageDirection};
 use convoy::simulator::plan::{
-    AgentlessScript, CustomerMessage, InboundScript, PlannedConversation, ReceiptPlan,
+    AgentlessScript, CustomerMessage, InboundScript, PlannedConversation, ReceiptPlan, VoiceScript,
 };
 use serde_json::{json, Value};
 
@@ -507,4 +508,79 @@ pub(super) async fn drive_agentless(
         ctx.feed.forget(id);
     }
     Ok(())
+}
+
+/// Places a voice call on `queue_id` (`POST /emulator/v1/conversations/voice` with the
+/// plan's routing), then reads the call over REST from its planned end on, at the poll
+/// interval, until every participant has left.
+pub(super) async fn drive_voice(
+    ctx: &DriveContext<'_>,
+    planned: &PlannedConversation,
+    script: &VoiceScript,
+    queue_id: &str,
+    expected: &mut ExpectedConversation,
+    tally: &mut DriveTally,
+) -> Result<(), DriveError> {
+    let index = planned.index;
+    if ctx.target != Target::Emulator {
+        return Err(DriveError::Unexpected {
+            index,
+            what: "voice calls can only be placed on the emulator".to_owned(),
+        });
+    }
+    let mut rest = RestTime::default();
+    let routing = &script.routing;
+    let body = json!({
+        "queueId": queue_id,
+        "answer_after_ms": routing.answer_after_ms,
+        "reply_after_ms": routing.reply_after_ms,
+        "agent_replies": routing.agent_replies,
+        "wrapup_after_ms": routing.wrapup_after_ms,
+        "outcome": routing.outcome.as_str(),
+    });
+    let answer = rest
+        .call(
+            ctx,
+            Method::POST,
+            "/emulator/v1/conversations/voice",
+            Some(&body),
+            Priority::Live,
+        )
+        .await
+        .map_err(|source| DriveError::Call { index, source })?;
+    let placed = Instant::now();
+    tally.started = true;
+    let Some(conversation_id) = answer["id"].as_str().map(str::to_owned) else {
+        return Err(DriveError::Unexpected {
+            index,
+            what: "the voice call answer carried no id".to_owned(),
+        });
+    };
+    expected.conversation_id = Some(conversation_id.clone());
+    let segment =
+        convoy::ids::path_segment(&conversation_id).map_err(|error| DriveError::Unexpected {
+            index,
+            what: format!("the conversation id {conversation_id:?} cannot go into a path: {error}"),
+        })?;
+    let path = format!("/api/v2/conversations/{segment}");
+    let planned_end = after(placed, planned.script.duration_ms());
+    let deadline = planned_end + ctx.slack;
+    sleep_until(planned_end).await;
+    loop {
+        let body = rest
+            .call(ctx, Method::GET, &path, None, Priority::Background)
+            .await
+            .map_err(|source| DriveError::Call { index, source })?;
+        if body["endTime"].is_string() {
+            return Ok(());
+        }
+        // The deadline moves with the time spent in this call's own requests.
+        if Instant::now() >= deadline + rest.0 {
+            return Err(DriveError::Unexpected {
+                index,
+                what: format!("voice call {conversation_id} not ended by its deadline"),
+            });
+        }
+        sleep_until(Instant::now() + ctx.poll_interval.min(Duration::from_millis(500))).await;
+    }
 }

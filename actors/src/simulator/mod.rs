@@ -44,7 +44,7 @@ use crate::genesys::oauth::{TokenEndpoint, TokenError};
 
 use client::ApiClient;
 pub use client::CallError;
-use drive::{drive_agentless, drive_inbound, Channel, DriveContext, DriveTally};
+use drive::{drive_agentless, drive_inbound, drive_voice, Channel, DriveContext, DriveTally};
 use follow::Feed;
 pub use follow::FollowError;
 
@@ -171,6 +171,11 @@ impl SimulatorOptions {
             }
         }
         self.scenario.validate()?;
+        if self.target == Target::Genesys && self.scenario.uses_voice() {
+            return invalid(
+                "voice shapes need the emulator (calls are placed through its control API)",
+            );
+        }
         Ok(())
     }
 }
@@ -431,6 +436,7 @@ impl Simulator {
             slack: options.conversation_slack,
         };
         let channels = &routing.channels;
+        let queues = &routing.queues;
         let progress = RefCell::new(progress::ProgressBar::new(
             options.progress,
             plan.conversations.len(),
@@ -471,6 +477,11 @@ impl Simulator {
                                 &mut tally,
                             )
                             .await
+                        }
+                        Script::Voice(script) => {
+                            let queue = &queues[planned.index % queues.len()];
+                            drive_voice(ctx, planned, script, queue, &mut expectation, &mut tally)
+                                .await
                         }
                     };
                     done.set(done.get() + 1);

@@ -244,6 +244,8 @@ impl Org {
                 }],
                 "engineProvider": "GENESYS",
                 "dialect": "en-US",
+                // The org transcribes its voice calls (Genesys sets it per result).
+                "voiceTranscriptionEnabled": true,
             }],
         });
         Some(TopicEvent {
