@@ -20,6 +20,9 @@ use crate::model::{
     MessageConversationBody, MessageDetails, MessageParticipant, MetadataMessage, Participant,
     SystemMessage, TranscriptChannel, TranscriptionBody, Wrapup,
 };
+use crate::stream::duplicates::{BodyKey, BodyShape, RecentBodies};
+
+mod lean;
 
 /// Why a frame or body could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,11 +190,6 @@ pub fn classify_bytes(bytes: &[u8]) -> Result<Classified, ParseError> {
 /// body: `eventBody` is kept as the raw text and deserialised straight into its typed
 /// shape, so a large snapshot costs one typed copy, not a `Value` tree besides it.
 pub fn classify(text: &str) -> Result<Classified, ParseError> {
-    let not_json = |error: serde_json::Error| ParseError::NotJson {
-        line: error.line(),
-        column: error.column(),
-        reason: error.to_string(),
-    };
     if !text.trim_start().starts_with('{') {
         // Not an object: say so precisely (valid JSON of another type) or report the
         // syntax error.
@@ -200,9 +198,59 @@ pub fn classify(text: &str) -> Result<Classified, ParseError> {
             path: "$".to_owned(),
         });
     }
-    // Path tracking only when the fast read fails (see `Body::read`).
-    let envelope: RawEnvelope<'_> = match serde_json::from_str(text) {
-        Ok(envelope) => envelope,
+    let envelope = read_envelope(text)?;
+    classify_envelope(text, envelope)
+}
+
+/// What [`classify_bytes_fresh`] made of a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fresh {
+    /// A frame read in full, as [`classify_bytes`] reads it.
+    Frame(Classified),
+    /// A conversation snapshot whose body is byte for byte one of `RecentBodies`, with
+    /// the same shape: the same change, sent again on another topic. Not read again;
+    /// joining it would change nothing.
+    Duplicate,
+}
+
+/// Like [`classify_bytes`], but a snapshot body byte-identical to a recent one (same
+/// shape) is reported as [`Fresh::Duplicate`] without its typed parse, and every snapshot
+/// read is remembered in `recent`. See [`crate::stream::duplicates`].
+pub fn classify_bytes_fresh(bytes: &[u8], recent: &mut RecentBodies) -> Result<Fresh, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| ParseError::NotUtf8 {
+        offset: error.valid_up_to(),
+    })?;
+    if !text.trim_start().starts_with('{') {
+        return classify(text).map(Fresh::Frame);
+    }
+    let envelope = read_envelope(text)?;
+    let body_key = match (&envelope.topic_name, envelope.event_body) {
+        (Some(topic), Some(body)) if body.get() != "null" => snapshot_topic(topic).map(|topic| {
+            let shape = match topic.shape {
+                SnapshotShape::AllMedia => BodyShape::AllMedia,
+                SnapshotShape::Messages | SnapshotShape::Medium(_) => BodyShape::PerParticipant,
+            };
+            (BodyKey::of(shape, body.get().as_bytes()), body.get())
+        }),
+        _ => None,
+    };
+    if let Some((key, body)) = &body_key {
+        if recent.contains(key, body.as_bytes()) {
+            return Ok(Fresh::Duplicate);
+        }
+    }
+    let classified = classify_envelope(text, envelope)?;
+    if let (Some((key, body)), Classified::Snapshot { .. }) = (body_key, &classified) {
+        recent.remember(key, body.as_bytes());
+    }
+    Ok(Fresh::Frame(classified))
+}
+
+/// Reads the envelope of a frame that starts with `{`, its body left as raw text. Path
+/// tracking only when the fast read fails (see `Body::read`).
+fn read_envelope(text: &str) -> Result<RawEnvelope<'_>, ParseError> {
+    match serde_json::from_str(text) {
+        Ok(envelope) => Ok(envelope),
         Err(_) => {
             let mut deserializer = serde_json::Deserializer::from_str(text);
             let envelope: RawEnvelope<'_> = serde_path_to_error::deserialize(&mut deserializer)
@@ -218,14 +266,25 @@ pub fn classify(text: &str) -> Result<Classified, ParseError> {
                     }
                 })?;
             deserializer.end().map_err(not_json)?;
-            envelope
+            Ok(envelope)
         }
-    };
+    }
+}
+
+fn classify_envelope(text: &str, envelope: RawEnvelope<'_>) -> Result<Classified, ParseError> {
     if envelope.topic_name.is_none() && envelope.result.is_some() {
         return Body::Raw(text).read("").map(Classified::ChannelReply);
     }
     let topic = envelope.topic_name.ok_or_else(|| missing("topicName"))?;
     classify_body(topic, envelope.event_body.map(Body::from_raw))
+}
+
+fn not_json(error: serde_json::Error) -> ParseError {
+    ParseError::NotJson {
+        line: error.line(),
+        column: error.column(),
+        reason: error.to_string(),
+    }
 }
 
 /// Classifies an already-decoded frame.
@@ -334,16 +393,7 @@ fn classify_body(topic: String, body: Option<Body<'_>>) -> Result<Classified, Pa
     }
     if let Some(snapshot_topic) = snapshot_topic(&topic) {
         let body = body.ok_or_else(|| missing("eventBody"))?;
-        let snapshot = match snapshot_topic.shape {
-            SnapshotShape::AllMedia => {
-                let wire: ConversationBody = body.read("eventBody")?;
-                conversation_snapshot(&wire, "eventBody")?
-            }
-            SnapshotShape::Messages | SnapshotShape::Medium(_) => {
-                let wire: MessageConversationBody = body.read("eventBody")?;
-                message_conversation_snapshot(&wire, "eventBody")?
-            }
-        };
+        let snapshot = read_snapshot(body, &snapshot_topic.shape)?;
         return Ok(Classified::Snapshot {
             topic: snapshot_topic,
             snapshot,
@@ -370,6 +420,48 @@ fn classify_body(topic: String, body: Option<Body<'_>>) -> Result<Classified, Pa
         }
     }
     Ok(Classified::UnknownTopic { topic })
+}
+
+/// Reads a snapshot body of the given shape: the lean, borrowing read first (see [`lean`]);
+/// a body it cannot read is read again with the owned model and path tracking, which
+/// names the problem (or, should the owned model accept what the lean one refused, gives
+/// the snapshot).
+fn read_snapshot(
+    body: Body<'_>,
+    shape: &SnapshotShape,
+) -> Result<ConversationSnapshot, ParseError> {
+    if let Body::Raw(text) = &body {
+        let text: &str = text;
+        let lean = match shape {
+            SnapshotShape::AllMedia => serde_json::from_str::<lean::ConversationBody<'_>>(text)
+                .map(|wire| lean::conversation_snapshot(wire, "eventBody")),
+            SnapshotShape::Messages | SnapshotShape::Medium(_) => {
+                serde_json::from_str::<lean::MessageConversationBody<'_>>(text)
+                    .map(|wire| lean::message_conversation_snapshot(wire, "eventBody"))
+            }
+        };
+        if let Ok(snapshot) = lean {
+            return snapshot;
+        }
+    }
+    read_snapshot_owned(body, shape)
+}
+
+/// The owned read of a snapshot body: every documented field, path tracking on failure.
+fn read_snapshot_owned(
+    body: Body<'_>,
+    shape: &SnapshotShape,
+) -> Result<ConversationSnapshot, ParseError> {
+    match shape {
+        SnapshotShape::AllMedia => {
+            let wire: ConversationBody = body.read("eventBody")?;
+            conversation_snapshot(&wire, "eventBody")
+        }
+        SnapshotShape::Messages | SnapshotShape::Medium(_) => {
+            let wire: MessageConversationBody = body.read("eventBody")?;
+            message_conversation_snapshot(&wire, "eventBody")
+        }
+    }
 }
 
 /// Recognises `v2.users.{id}.conversations[.medium]` and

@@ -429,3 +429,97 @@ fn topics_map_to_their_subject_and_shape() {
 fn json(text: &str) -> Value {
     Value::String(text.to_owned())
 }
+
+/// The lean read (`parse::lean`) and the owned read of one snapshot frame; the lean read
+/// must succeed on its own, without falling back.
+fn both_reads(text: &str) -> (ConversationSnapshot, ConversationSnapshot) {
+    let envelope: RawEnvelope<'_> = serde_json::from_str(text).unwrap();
+    let topic = snapshot_topic(envelope.topic_name.as_deref().unwrap()).unwrap();
+    let body = envelope.event_body.unwrap().get();
+    let lean = match topic.shape {
+        SnapshotShape::AllMedia => lean::conversation_snapshot(
+            serde_json::from_str::<lean::ConversationBody<'_>>(body).unwrap(),
+            "eventBody",
+        ),
+        _ => lean::message_conversation_snapshot(
+            serde_json::from_str::<lean::MessageConversationBody<'_>>(body).unwrap(),
+            "eventBody",
+        ),
+    };
+    let owned = read_snapshot_owned(Body::Raw(body), &topic.shape);
+    (lean.unwrap(), owned.unwrap())
+}
+
+#[test]
+fn the_lean_read_gives_the_same_snapshot_as_the_owned_model() {
+    let fixtures = [
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        fixture!("ws_event_queue_conversations_message_disconnected.json"),
+        fixture!("ws_event_queue_conversations_call_terminated.json"),
+        fixture!("ws_event_user_conversations_messages_topic.json"),
+    ];
+    let mut frames: Vec<String> = fixtures.iter().map(|text| text.to_string()).collect();
+    // What the lean read handles its own way: escaped text (not borrowable), attributes
+    // that are not text or are null, errorInfo, null lists, wrap-ups.
+    frames.push(with_change(fixtures[0], |v| {
+        let participant = &mut v["eventBody"]["participants"][0];
+        participant["name"] = json("Dana \"DJ\" Customer\\n\u{e9}");
+        participant["attributes"] = json!({
+            "n": 7, "b": true, "gone": null, "obj": {"a": [1, 2.5]}, "text": "x\ty",
+            "dup": "first"
+        });
+        participant["wrapup"] = json!({
+            "code": "c-1", "name": "Sold", "notes": "line\nbreak", "tags": ["t"],
+            "durationSeconds": 12, "endTime": "2025-03-04T14:09:00.000Z"
+        });
+        participant["messages"][0]["errorInfo"] = json!({"code": "x"});
+        participant["messages"][0]["afterCallWork"] = json!({"state": "pending"});
+        participant["messages"][0]["messagesTranscriptUri"] = json("https://t/1");
+        participant["calls"] = Value::Null;
+        v["eventBody"]["participants"][1]["messages"][0]["errorInfo"] = Value::Null;
+    }));
+    frames.push(with_change(fixtures[4], |v| {
+        let participant = &mut v["eventBody"]["participants"][0];
+        participant["errorInfo"] = json!({"code": "x"});
+        participant["user"] = json!({"id": "u-1", "name": "n"});
+        participant["queue"] = json!({"id": "q\u{2603}"});
+        participant["wrapupSkipped"] = json!(true);
+        participant["attributes"] = Value::Null;
+    }));
+    let corpus = crate::bench::corpus::generate(400, 7).unwrap();
+    frames.extend(corpus.frames.into_iter().map(|frame| frame.text));
+    let mut compared = 0;
+    for text in &frames {
+        if !matches!(classify(text), Ok(Classified::Snapshot { .. })) {
+            continue;
+        }
+        let (lean, owned) = both_reads(text);
+        assert_eq!(lean, owned, "{text}");
+        compared += 1;
+    }
+    assert!(compared > 300, "{compared} snapshots compared");
+}
+
+#[test]
+fn a_body_the_lean_read_refuses_is_named_by_the_owned_read() {
+    // A participant that is not an object fails the lean read; the owned read, with path
+    // tracking, says where.
+    let text = with_change(
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        |v| v["eventBody"]["participants"][1] = json!(7),
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[1]")
+    );
+    // A wrong type in a field only the owned model reads: still named, as before.
+    let text = with_change(
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        |v| v["eventBody"]["participants"][0]["attributes"] = json!(["a"]),
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[0].attributes")
+    );
+}
