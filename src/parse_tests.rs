@@ -523,3 +523,86 @@ fn a_body_the_lean_read_refuses_is_named_by_the_owned_read() {
         Some("eventBody.participants[0].attributes")
     );
 }
+
+/// `fixture` with another envelope: its body on `topic`, members in the given layout.
+fn envelope_of(fixture: &str, topic: &str, layout: &str) -> String {
+    let body = serde_json::from_str::<Value>(fixture).unwrap()["eventBody"].to_string();
+    layout.replace("TOPIC", topic).replace("BODY", &body)
+}
+
+#[test]
+fn a_byte_identical_body_on_another_topic_is_a_duplicate_and_not_read_again() {
+    let fixture = fixture!("ws_event_user_conversations_message_alerting.json");
+    let user = "v2.users.c1969995-565b-4c59-881c-83a921a85da9.conversations";
+    let queue = "v2.routing.queues.ff1633b1-a1f1-4efb-abe7-1a0a9021dd32.conversations";
+    let mut recent = RecentBodies::default();
+    let first = envelope_of(
+        fixture,
+        user,
+        r#"{"topicName":"TOPIC","version":"2","eventBody":BODY,"metadata":{"CorrelationId":"a"}}"#,
+    );
+    let Ok(Fresh::Frame(Classified::Snapshot { snapshot, .. })) =
+        classify_bytes_fresh(first.as_bytes(), &mut recent)
+    else {
+        panic!("the first copy is read");
+    };
+    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    // The same body on the queue topic, in every envelope layout: topic first or last,
+    // other metadata, no metadata, whitespace (the full path finds it then).
+    for layout in [
+        r#"{"topicName":"TOPIC","version":"2","eventBody":BODY,"metadata":{"CorrelationId":"b"}}"#,
+        r#"{"eventBody":BODY,"metadata":{"CorrelationId":"c"},"topicName":"TOPIC","version":"2"}"#,
+        r#"{"version":"2","topicName":"TOPIC","eventBody":BODY}"#,
+        r#"{ "topicName": "TOPIC", "eventBody": BODY }"#,
+    ] {
+        let copy = envelope_of(fixture, queue, layout);
+        assert_eq!(
+            classify_bytes_fresh(copy.as_bytes(), &mut recent),
+            Ok(Fresh::Duplicate),
+            "{layout}"
+        );
+    }
+    // The same bytes read with the other shape are read (here: they do not fit it).
+    let messages = envelope_of(
+        fixture,
+        &format!("{queue}.messages"),
+        r#"{"topicName":"TOPIC","eventBody":BODY}"#,
+    );
+    assert_eq!(
+        classify_bytes_fresh(messages.as_bytes(), &mut recent),
+        classify(&messages).map(Fresh::Frame)
+    );
+    // Another body (one byte apart) is read.
+    let changed = first.replace("Dana Customer", "Dana CustomeR");
+    assert!(matches!(
+        classify_bytes_fresh(changed.as_bytes(), &mut recent),
+        Ok(Fresh::Frame(Classified::Snapshot { .. }))
+    ));
+}
+
+#[test]
+fn a_copy_in_a_broken_envelope_gets_the_same_error_as_without_the_filter() {
+    let fixture = fixture!("ws_event_queue_conversations_message_connected.json");
+    let queue = "v2.routing.queues.ff1633b1-a1f1-4efb-abe7-1a0a9021dd32.conversations";
+    let mut recent = RecentBodies::default();
+    let first = envelope_of(fixture, queue, r#"{"topicName":"TOPIC","eventBody":BODY}"#);
+    classify_bytes_fresh(first.as_bytes(), &mut recent).unwrap();
+    for layout in [
+        r#"{"topicName":"TOPIC","eventBody":BODY,}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY} x"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"topicName":"TOPIC"}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"eventBody":{}}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"result":1,"result":2}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"metadata":{"CorrelationId":}}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY"#,
+        r#"{"eventBody":BODY,"topicName":7}"#,
+    ] {
+        let copy = envelope_of(fixture, queue, layout);
+        let expected = classify(&copy).unwrap_err();
+        assert_eq!(
+            classify_bytes_fresh(copy.as_bytes(), &mut recent),
+            Err(expected),
+            "{layout}"
+        );
+    }
+}

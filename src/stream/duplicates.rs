@@ -86,6 +86,17 @@ impl RecentBodies {
             .any(|(seen, bytes)| seen == key && **bytes == *body)
     }
 
+    /// The length of a recent body that `bytes` starts with, if any. A body is one whole
+    /// JSON value, so a frame whose body position starts with it holds exactly that body
+    /// there; the caller still checks the shape and the rest of the frame.
+    pub fn prefix_of(&self, bytes: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(_, body)| bytes.starts_with(body))
+            .map(|(_, body)| body.len())
+    }
+
     /// Remembers a body that was read (and found to be a snapshot), forgetting the oldest
     /// ones beyond the bounds.
     pub fn remember(&mut self, key: BodyKey, body: &[u8]) {
@@ -190,6 +201,19 @@ mod tests {
         // A forged collision: the same key, other bytes of the same length.
         assert!(!recent.contains(&key, b"bbbbbbbb"));
         assert!(recent.contains(&key, first));
+    }
+
+    #[test]
+    fn a_recent_body_is_found_at_the_start_of_a_longer_text() {
+        let mut recent = RecentBodies::default();
+        let body = br#"{"id":"c1"}"#;
+        recent.remember(BodyKey::of(BodyShape::AllMedia, body), body);
+        assert_eq!(
+            recent.prefix_of(br#"{"id":"c1"},"metadata":{}}"#),
+            Some(body.len())
+        );
+        assert_eq!(recent.prefix_of(br#"{"id":"c2"},"metadata":{}}"#), None);
+        assert_eq!(recent.prefix_of(br#"{"id":"c1""#), None);
     }
 
     #[test]
