@@ -204,6 +204,9 @@ pub fn classify(text: &str) -> Result<Classified, ParseError> {
 
 /// What [`classify_bytes_fresh`] made of a frame.
 #[derive(Debug, Clone, PartialEq)]
+// Returned by value once per frame, as `Classified` itself is; boxing would cost an
+// allocation per frame to save stack bytes.
+#[allow(clippy::large_enum_variant)]
 pub enum Fresh {
     /// A frame read in full, as [`classify_bytes`] reads it.
     Frame(Classified),

@@ -641,8 +641,11 @@ struct JoinLog {
     participants: Vec<(ParticipantId, Option<(Lifecycle, bool)>)>,
     /// First touch of each message: `None` if the join added it, else its status and the
     /// attachment keys the join added to it.
-    messages: Vec<(MessageId, Option<(Option<MessageStatus>, Vec<String>)>)>,
+    messages: Vec<(MessageId, Option<MessageBefore>)>,
 }
+
+/// A message's status before the join, and the attachment keys the join added to it.
+type MessageBefore = (Option<MessageStatus>, Vec<String>);
 
 impl JoinLog {
     fn new(state: &ConversationState) -> JoinLog {
