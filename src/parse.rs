@@ -5,6 +5,12 @@
 //! values, with `serde_path_to_error` recording where a type mismatch happened; then the
 //! conversion to domain types checks the fields Convoy cannot work without (ids, attachment
 //! URLs) and reports a missing one as [`ParseError::MissingField`] with its path.
+//!
+//! On the live path snapshot bodies are read first with the lean, borrowing shapes of
+//! `lean` (only the fields the domain snapshot takes); a body that read refuses is read
+//! again with the owned model and path tracking, so errors are named as above. And
+//! [`classify_bytes_fresh`] drops a snapshot body byte-identical to a recent one (the same
+//! change on another topic) before any typed read.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
