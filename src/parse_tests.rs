@@ -429,3 +429,180 @@ fn topics_map_to_their_subject_and_shape() {
 fn json(text: &str) -> Value {
     Value::String(text.to_owned())
 }
+
+/// The lean read (`parse::lean`) and the owned read of one snapshot frame; the lean read
+/// must succeed on its own, without falling back.
+fn both_reads(text: &str) -> (ConversationSnapshot, ConversationSnapshot) {
+    let envelope: RawEnvelope<'_> = serde_json::from_str(text).unwrap();
+    let topic = snapshot_topic(envelope.topic_name.as_deref().unwrap()).unwrap();
+    let body = envelope.event_body.unwrap().get();
+    let lean = match topic.shape {
+        SnapshotShape::AllMedia => lean::conversation_snapshot(
+            serde_json::from_str::<lean::ConversationBody<'_>>(body).unwrap(),
+            "eventBody",
+        ),
+        _ => lean::message_conversation_snapshot(
+            serde_json::from_str::<lean::MessageConversationBody<'_>>(body).unwrap(),
+            "eventBody",
+        ),
+    };
+    let owned = read_snapshot_owned(Body::Raw(body), &topic.shape);
+    (lean.unwrap(), owned.unwrap())
+}
+
+#[test]
+fn the_lean_read_gives_the_same_snapshot_as_the_owned_model() {
+    let fixtures = [
+        fixture!("ws_event_user_conversations_message_alerting.json"),
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        fixture!("ws_event_queue_conversations_message_disconnected.json"),
+        fixture!("ws_event_queue_conversations_call_terminated.json"),
+        fixture!("ws_event_user_conversations_messages_topic.json"),
+    ];
+    let mut frames: Vec<String> = fixtures.iter().map(|text| text.to_string()).collect();
+    // What the lean read handles its own way: escaped text (not borrowable), attributes
+    // that are not text or are null, errorInfo, null lists, wrap-ups.
+    frames.push(with_change(fixtures[0], |v| {
+        let participant = &mut v["eventBody"]["participants"][0];
+        participant["name"] = json("Dana \"DJ\" Customer\\n\u{e9}");
+        participant["attributes"] = json!({
+            "n": 7, "b": true, "gone": null, "obj": {"a": [1, 2.5]}, "text": "x\ty",
+            "dup": "first"
+        });
+        participant["wrapup"] = json!({
+            "code": "c-1", "name": "Sold", "notes": "line\nbreak", "tags": ["t"],
+            "durationSeconds": 12, "endTime": "2025-03-04T14:09:00.000Z"
+        });
+        participant["messages"][0]["errorInfo"] = json!({"code": "x"});
+        participant["messages"][0]["afterCallWork"] = json!({"state": "pending"});
+        participant["messages"][0]["messagesTranscriptUri"] = json("https://t/1");
+        participant["calls"] = Value::Null;
+        v["eventBody"]["participants"][1]["messages"][0]["errorInfo"] = Value::Null;
+    }));
+    frames.push(with_change(fixtures[4], |v| {
+        let participant = &mut v["eventBody"]["participants"][0];
+        participant["errorInfo"] = json!({"code": "x"});
+        participant["user"] = json!({"id": "u-1", "name": "n"});
+        participant["queue"] = json!({"id": "q\u{2603}"});
+        participant["wrapupSkipped"] = json!(true);
+        participant["attributes"] = Value::Null;
+    }));
+    let corpus = crate::bench::corpus::generate(400, 7).unwrap();
+    frames.extend(corpus.frames.into_iter().map(|frame| frame.text));
+    let mut compared = 0;
+    for text in &frames {
+        if !matches!(classify(text), Ok(Classified::Snapshot { .. })) {
+            continue;
+        }
+        let (lean, owned) = both_reads(text);
+        assert_eq!(lean, owned, "{text}");
+        compared += 1;
+    }
+    assert!(compared > 300, "{compared} snapshots compared");
+}
+
+#[test]
+fn a_body_the_lean_read_refuses_is_named_by_the_owned_read() {
+    // A participant that is not an object fails the lean read; the owned read, with path
+    // tracking, says where.
+    let text = with_change(
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        |v| v["eventBody"]["participants"][1] = json!(7),
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[1]")
+    );
+    // A wrong type in a field only the owned model reads: still named, as before.
+    let text = with_change(
+        fixture!("ws_event_queue_conversations_message_connected.json"),
+        |v| v["eventBody"]["participants"][0]["attributes"] = json!(["a"]),
+    );
+    assert_eq!(
+        classify(&text).unwrap_err().path(),
+        Some("eventBody.participants[0].attributes")
+    );
+}
+
+/// `fixture` with another envelope: its body on `topic`, members in the given layout.
+fn envelope_of(fixture: &str, topic: &str, layout: &str) -> String {
+    let body = serde_json::from_str::<Value>(fixture).unwrap()["eventBody"].to_string();
+    layout.replace("TOPIC", topic).replace("BODY", &body)
+}
+
+#[test]
+fn a_byte_identical_body_on_another_topic_is_a_duplicate_and_not_read_again() {
+    let fixture = fixture!("ws_event_user_conversations_message_alerting.json");
+    let user = "v2.users.c1969995-565b-4c59-881c-83a921a85da9.conversations";
+    let queue = "v2.routing.queues.ff1633b1-a1f1-4efb-abe7-1a0a9021dd32.conversations";
+    let mut recent = RecentBodies::default();
+    let first = envelope_of(
+        fixture,
+        user,
+        r#"{"topicName":"TOPIC","version":"2","eventBody":BODY,"metadata":{"CorrelationId":"a"}}"#,
+    );
+    let Ok(Fresh::Frame(Classified::Snapshot { snapshot, .. })) =
+        classify_bytes_fresh(first.as_bytes(), &mut recent)
+    else {
+        panic!("the first copy is read");
+    };
+    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    // The same body on the queue topic, in every envelope layout: topic first or last,
+    // other metadata, no metadata, whitespace (the full path finds it then).
+    for layout in [
+        r#"{"topicName":"TOPIC","version":"2","eventBody":BODY,"metadata":{"CorrelationId":"b"}}"#,
+        r#"{"eventBody":BODY,"metadata":{"CorrelationId":"c"},"topicName":"TOPIC","version":"2"}"#,
+        r#"{"version":"2","topicName":"TOPIC","eventBody":BODY}"#,
+        r#"{ "topicName": "TOPIC", "eventBody": BODY }"#,
+    ] {
+        let copy = envelope_of(fixture, queue, layout);
+        assert_eq!(
+            classify_bytes_fresh(copy.as_bytes(), &mut recent),
+            Ok(Fresh::Duplicate),
+            "{layout}"
+        );
+    }
+    // The same bytes read with the other shape are read (here: they do not fit it).
+    let messages = envelope_of(
+        fixture,
+        &format!("{queue}.messages"),
+        r#"{"topicName":"TOPIC","eventBody":BODY}"#,
+    );
+    assert_eq!(
+        classify_bytes_fresh(messages.as_bytes(), &mut recent),
+        classify(&messages).map(Fresh::Frame)
+    );
+    // Another body (one byte apart) is read.
+    let changed = first.replace("Dana Customer", "Dana CustomeR");
+    assert!(matches!(
+        classify_bytes_fresh(changed.as_bytes(), &mut recent),
+        Ok(Fresh::Frame(Classified::Snapshot { .. }))
+    ));
+}
+
+#[test]
+fn a_copy_in_a_broken_envelope_gets_the_same_error_as_without_the_filter() {
+    let fixture = fixture!("ws_event_queue_conversations_message_connected.json");
+    let queue = "v2.routing.queues.ff1633b1-a1f1-4efb-abe7-1a0a9021dd32.conversations";
+    let mut recent = RecentBodies::default();
+    let first = envelope_of(fixture, queue, r#"{"topicName":"TOPIC","eventBody":BODY}"#);
+    classify_bytes_fresh(first.as_bytes(), &mut recent).unwrap();
+    for layout in [
+        r#"{"topicName":"TOPIC","eventBody":BODY,}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY} x"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"topicName":"TOPIC"}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"eventBody":{}}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"result":1,"result":2}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY,"metadata":{"CorrelationId":}}"#,
+        r#"{"topicName":"TOPIC","eventBody":BODY"#,
+        r#"{"eventBody":BODY,"topicName":7}"#,
+    ] {
+        let copy = envelope_of(fixture, queue, layout);
+        let expected = classify(&copy).unwrap_err();
+        assert_eq!(
+            classify_bytes_fresh(copy.as_bytes(), &mut recent),
+            Err(expected),
+            "{layout}"
+        );
+    }
+}

@@ -122,6 +122,24 @@ impl<K: Ord, V> SortedMap<K, V> {
         &mut self.entries[at].1
     }
 
+    /// The value of `key`, inserted first if absent; the owned key is made (cloned) only
+    /// then, so a lookup of an existing key allocates nothing.
+    pub fn get_or_insert_cloned<Q>(&mut self, key: &Q, make: impl FnOnce() -> V) -> &mut V
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
+        let at = match self.position(key) {
+            Ok(at) => at,
+            Err(at) => {
+                self.entries.reserve_exact(1);
+                self.entries.insert(at, (key.to_owned(), make()));
+                at
+            }
+        };
+        &mut self.entries[at].1
+    }
+
     /// `BTreeMap`-style entry for `key` (inserting only through the returned handle).
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
         Entry { map: self, key }

@@ -219,6 +219,34 @@ proptest! {
     }
 
     #[test]
+    fn the_join_reports_what_a_copy_of_the_state_before_would_show(
+        (snapshots, order) in snapshots_and_replay(),
+        own in prop::collection::vec((0usize..4, 0u8..3, any::<bool>()), 0..6),
+    ) {
+        // Some snapshots also carry Convoy's own attributes (echoes of its writes).
+        let mut snapshots = snapshots;
+        for (at, version, active) in own {
+            if let Some(participant) = snapshots.get_mut(at).and_then(|s| s.participants.first_mut()) {
+                participant.attributes.insert("convoy.version".to_owned(), version.to_string());
+                participant.attributes.insert(
+                    "convoy.participant_state".to_owned(),
+                    if active { "active" } else { "joined" }.to_owned(),
+                );
+            }
+        }
+        let mut conversation = Conversation::new(ConversationId(CONVERSATION.to_owned()));
+        for &i in &order {
+            let before = conversation.state.clone();
+            let outcome = conversation.apply_snapshot(&snapshots[i]).unwrap();
+            let (changed, own_only, transitions) =
+                crate::conversation::state::outcome_from_copy(&before, &conversation.state);
+            prop_assert_eq!(outcome.changed, changed);
+            prop_assert_eq!(outcome.own_attributes_changed, own_only);
+            prop_assert_eq!(outcome.transitions, transitions);
+        }
+    }
+
+    #[test]
     fn applying_a_snapshot_twice_changes_nothing_the_second_time(snapshots in prop::collection::vec(snapshot(), 1..5)) {
         let mut conversation = apply_all(&snapshots);
         let version = conversation.version;

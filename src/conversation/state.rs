@@ -85,15 +85,13 @@ fn join_ranked<T: Clone + Ord>(
         }
         Some(old) => {
             // Rank first, then the value itself, so two unknown values still order totally.
-            let key_old = (rank(old), old.clone());
-            let key_new = (rank(new), new.clone());
-            if key_new > key_old {
-                *current = Some(new.clone());
-                Step::Advanced
-            } else if key_new < key_old {
-                Step::Behind
-            } else {
-                Step::Same
+            match (rank(new), new).cmp(&(rank(old), &*old)) {
+                std::cmp::Ordering::Greater => {
+                    *current = Some(new.clone());
+                    Step::Advanced
+                }
+                std::cmp::Ordering::Less => Step::Behind,
+                std::cmp::Ordering::Equal => Step::Same,
             }
         }
     }
@@ -516,14 +514,32 @@ impl Conversation {
         snapshot: &ConversationSnapshot,
     ) -> Result<ApplyOutcome, WrongConversation> {
         self.check_is_mine(&snapshot.conversation_id)?;
-        let before = self.state.clone();
+        // Joined in place: the log keeps what the touched records were before, which is
+        // all the transitions need (a copy of the whole state per snapshot cost more
+        // than the join itself).
+        let mut log = JoinLog::new(&self.state);
         let mut stale = Vec::new();
-        join_time(&mut self.state.start_time, &snapshot.start_time);
-        join_time(&mut self.state.end_time, &snapshot.end_time);
+        log.beyond_own |= join_time(&mut self.state.start_time, &snapshot.start_time);
+        log.beyond_own |= join_time(&mut self.state.end_time, &snapshot.end_time);
         for participant in &snapshot.participants {
-            join_participant(&mut self.state, participant, &mut stale);
+            join_participant(&mut self.state, participant, &mut stale, &mut log);
         }
-        Ok(self.finish(&before, stale))
+        let changed = log.beyond_own;
+        let own_attributes_changed = log.own && !changed;
+        if changed {
+            self.version += 1;
+        }
+        Ok(ApplyOutcome {
+            transitions: if changed {
+                log.transitions(&self.state)
+            } else {
+                Vec::new()
+            },
+            stale,
+            changed,
+            own_attributes_changed,
+            version: self.version,
+        })
     }
 
     /// Joins a real-time transcription event into the state.
@@ -612,42 +628,138 @@ fn segment_order(a: &TranscriptSegment, b: &TranscriptSegment) -> std::cmp::Orde
         )
 }
 
+/// What one snapshot's join did, gathered while it mutates the state: whether anything
+/// changed (beyond Convoy's own attributes, or only those), and what each record it
+/// touched was before — exactly what [`diff`] would read from a copy of the whole state.
+/// Records a snapshot does not touch do not change, so they have no transitions.
+struct JoinLog {
+    beyond_own: bool,
+    own: bool,
+    was_ended: bool,
+    /// First touch of each participant: `None` if the join added it, else its lifecycle
+    /// and whether it had a recorded wrap-up.
+    participants: Vec<(ParticipantId, Option<(Lifecycle, bool)>)>,
+    /// First touch of each message: `None` if the join added it, else its status and the
+    /// attachment keys the join added to it.
+    messages: Vec<(MessageId, Option<MessageBefore>)>,
+}
+
+/// A message's status before the join, and the attachment keys the join added to it.
+type MessageBefore = (Option<MessageStatus>, Vec<String>);
+
+impl JoinLog {
+    fn new(state: &ConversationState) -> JoinLog {
+        JoinLog {
+            beyond_own: false,
+            own: false,
+            was_ended: state.is_ended(),
+            participants: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    fn touch_participant(&mut self, id: &ParticipantId, record: Option<&ParticipantRecord>) {
+        if self.participants.iter().any(|(seen, _)| seen == id) {
+            return;
+        }
+        let before = record.map(|r| (r.lifecycle(), r.recorded_wrapup().is_some()));
+        self.participants.push((id.clone(), before));
+    }
+
+    /// Logs the message's first touch; returns its index in the log.
+    fn touch_message(&mut self, id: &MessageId, record: Option<&MessageRecord>) -> usize {
+        if let Some(at) = self.messages.iter().position(|(seen, _)| seen == id) {
+            return at;
+        }
+        let before = record.map(|r| (r.status.clone(), Vec::new()));
+        self.messages.push((id.clone(), before));
+        self.messages.len() - 1
+    }
+
+    /// The transitions, in [`diff`]'s order: participants by id, messages by id, the end.
+    fn transitions(mut self, after: &ConversationState) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        self.participants.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, before) in &self.participants {
+            let Some(participant) = after.participants.get(id) else {
+                continue;
+            };
+            participant_transitions(
+                id,
+                participant,
+                before.map(|(lifecycle, _)| lifecycle),
+                before.is_some_and(|(_, had_wrapup)| had_wrapup),
+                &mut transitions,
+            );
+        }
+        self.messages.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, before) in &self.messages {
+            let Some(message) = after.messages.get(id) else {
+                continue;
+            };
+            message_transitions(
+                id,
+                message,
+                before.as_ref().map(|(status, _)| status.as_ref()),
+                |key| {
+                    before
+                        .as_ref()
+                        .is_some_and(|(_, added)| !added.iter().any(|k| k == key))
+                },
+                &mut transitions,
+            );
+        }
+        if !self.was_ended && after.is_ended() {
+            transitions.push(Transition::ConversationEnded);
+        }
+        transitions
+    }
+}
+
 fn join_participant(
     state: &mut ConversationState,
     incoming: &ParticipantSnapshot,
     stale: &mut Vec<StaleInput>,
+    log: &mut JoinLog,
 ) {
-    let record = state
-        .participants
-        .entry(incoming.id.clone())
-        .or_insert_with(ParticipantRecord::new);
-    join_max(&mut record.purpose, &incoming.purpose);
-    join_max(&mut record.name, &incoming.name);
-    join_max(&mut record.user_id, &incoming.user_id);
-    join_max(&mut record.queue_id, &incoming.queue_id);
-    if join_ranked(&mut record.state, &incoming.state, state_rank) == Step::Behind {
-        stale.push(stale_input(
+    log.touch_participant(&incoming.id, state.participants.get(&incoming.id));
+    let mut changed = false;
+    let record = state.participants.get_or_insert_cloned(&incoming.id, || {
+        changed = true;
+        ParticipantRecord::new()
+    });
+    changed |= join_max(&mut record.purpose, &incoming.purpose);
+    changed |= join_max(&mut record.name, &incoming.name);
+    changed |= join_max(&mut record.user_id, &incoming.user_id);
+    changed |= join_max(&mut record.queue_id, &incoming.queue_id);
+    match join_ranked(&mut record.state, &incoming.state, state_rank) {
+        Step::Behind => stale.push(stale_input(
             format!("participants[{}].state", incoming.id),
             record.state.as_ref(),
             incoming.state.as_ref(),
-        ));
+        )),
+        Step::Advanced => changed = true,
+        Step::Same => {}
     }
-    join_max(&mut record.disconnect_type, &incoming.disconnect_type);
-    join_flag(
+    changed |= join_max(&mut record.disconnect_type, &incoming.disconnect_type);
+    changed |= join_flag(
         &mut record.error,
         reports_failure(incoming.error, incoming.disconnect_type.as_ref()),
     );
-    join_time(&mut record.connected_time, &incoming.connected_time);
-    join_time(&mut record.end_time, &incoming.end_time);
-    join_max(&mut record.wrapup_required, &incoming.wrapup_required);
-    join_max(&mut record.wrapup_skipped, &incoming.wrapup_skipped);
-    join_max(&mut record.wrapup, &incoming.wrapup);
-    join_attributes(&mut record.attributes, &incoming.attributes);
+    changed |= join_time(&mut record.connected_time, &incoming.connected_time);
+    changed |= join_time(&mut record.end_time, &incoming.end_time);
+    changed |= join_max(&mut record.wrapup_required, &incoming.wrapup_required);
+    changed |= join_max(&mut record.wrapup_skipped, &incoming.wrapup_skipped);
+    changed |= join_max(&mut record.wrapup, &incoming.wrapup);
+    let (own, others) = join_attributes(&mut record.attributes, &incoming.attributes);
+    log.own |= own;
+    changed |= others;
     for communication in &incoming.communications {
-        join_communication(record, &incoming.id, communication, stale);
+        changed |= join_communication(record, &incoming.id, communication, stale);
     }
+    log.beyond_own |= changed;
     for message in &incoming.messages {
-        join_message(&mut state.messages, &incoming.id, message, stale);
+        join_message(&mut state.messages, &incoming.id, message, stale, log);
     }
 }
 
@@ -656,10 +768,18 @@ fn join_participant(
 /// per-key "greater string" join would keep `pending` over a later `active` for good and
 /// make every echo of Convoy's own write look like a write still owed. Other keys resolve
 /// to the greater string: deterministic, order-independent, informational only.
-fn join_attributes(current: &mut SortedMap<String, String>, incoming: &BTreeMap<String, String>) {
+///
+/// Returns whether Convoy's own attributes changed and whether any other did.
+fn join_attributes(
+    current: &mut SortedMap<String, String>,
+    incoming: &BTreeMap<String, String>,
+) -> (bool, bool) {
+    let mut own = false;
     if incoming.keys().any(|key| is_own_attribute(key))
         && own_attributes_rank(incoming) > own_attributes_rank(current.iter())
     {
+        // A strictly higher rank is a different set of own attributes.
+        own = true;
         current.retain(|key, _| !is_own_attribute(key));
         current.extend(
             incoming
@@ -668,15 +788,21 @@ fn join_attributes(current: &mut SortedMap<String, String>, incoming: &BTreeMap<
                 .map(|(key, value)| (key.clone(), value.clone())),
         );
     }
+    let mut others = false;
     for (key, value) in incoming {
         if is_own_attribute(key) {
             continue;
         }
-        let slot = current.entry(key.clone()).or_default();
+        let slot = current.get_or_insert_cloned(key.as_str(), || {
+            others = true;
+            String::new()
+        });
         if value > slot {
             slot.clone_from(value);
+            others = true;
         }
     }
+    (own, others)
 }
 
 fn is_own_attribute(key: &str) -> bool {
@@ -721,57 +847,66 @@ fn differs_beyond_own_attributes(before: &ConversationState, after: &Conversatio
         .any(|((id_a, a), (id_b, b))| id_a != id_b || !a.same_beyond_own_attributes(b))
 }
 
+/// Returns whether the participant's communications changed.
 fn join_communication(
     participant: &mut ParticipantRecord,
     participant_id: &ParticipantId,
     incoming: &CommunicationSnapshot,
     stale: &mut Vec<StaleInput>,
-) {
+) -> bool {
+    let mut changed = false;
     let record = participant
         .communications
-        .entry(incoming.id.clone())
-        .or_insert_with(|| CommunicationRecord::new(incoming.medium));
+        .get_or_insert_cloned(&incoming.id, || {
+            changed = true;
+            CommunicationRecord::new(incoming.medium)
+        });
     // The medium of an id never changes in practice; keep the smaller on disagreement so the
     // join stays order-independent.
     if incoming.medium < record.medium {
         record.medium = incoming.medium;
+        changed = true;
     }
-    if join_ranked(&mut record.state, &incoming.state, state_rank) == Step::Behind {
-        stale.push(stale_input(
+    match join_ranked(&mut record.state, &incoming.state, state_rank) {
+        Step::Behind => stale.push(stale_input(
             format!(
                 "participants[{participant_id}].communications[{}].state",
                 incoming.id
             ),
             record.state.as_ref(),
             incoming.state.as_ref(),
-        ));
+        )),
+        Step::Advanced => changed = true,
+        Step::Same => {}
     }
-    join_max(&mut record.direction, &incoming.direction);
-    join_max(&mut record.disconnect_type, &incoming.disconnect_type);
-    join_flag(
+    changed |= join_max(&mut record.direction, &incoming.direction);
+    changed |= join_max(&mut record.disconnect_type, &incoming.disconnect_type);
+    changed |= join_flag(
         &mut record.error,
         reports_failure(incoming.error, incoming.disconnect_type.as_ref()),
     );
-    join_time(&mut record.connected_time, &incoming.connected_time);
-    join_time(&mut record.disconnected_time, &incoming.disconnected_time);
-    join_max(&mut record.message_type, &incoming.message_type);
-    join_max(&mut record.transcript_uri, &incoming.transcript_uri);
-    if join_ranked(
+    changed |= join_time(&mut record.connected_time, &incoming.connected_time);
+    changed |= join_time(&mut record.disconnected_time, &incoming.disconnected_time);
+    changed |= join_max(&mut record.message_type, &incoming.message_type);
+    changed |= join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+    match join_ranked(
         &mut record.after_call_work,
         &incoming.after_call_work,
         after_call_work_rank,
-    ) == Step::Behind
-    {
-        stale.push(stale_input(
+    ) {
+        Step::Behind => stale.push(stale_input(
             format!(
                 "participants[{participant_id}].communications[{}].afterCallWork.state",
                 incoming.id
             ),
             record.after_call_work.as_ref(),
             incoming.after_call_work.as_ref(),
-        ));
+        )),
+        Step::Advanced => changed = true,
+        Step::Same => {}
     }
-    join_max(&mut record.wrapup, &incoming.wrapup);
+    changed |= join_max(&mut record.wrapup, &incoming.wrapup);
+    changed
 }
 
 fn join_message(
@@ -779,10 +914,13 @@ fn join_message(
     participant_id: &ParticipantId,
     incoming: &MessageSnapshot,
     stale: &mut Vec<StaleInput>,
+    log: &mut JoinLog,
 ) {
-    let record = messages
-        .entry(incoming.id.clone())
-        .or_insert_with(|| MessageRecord {
+    let logged = log.touch_message(&incoming.id, messages.get(&incoming.id));
+    let mut changed = false;
+    let record = messages.get_or_insert_cloned(&incoming.id, || {
+        changed = true;
+        MessageRecord {
             participant_id: participant_id.clone(),
             communication_id: None,
             status: None,
@@ -791,32 +929,50 @@ fn join_message(
             media: SortedMap::new(),
             stickers: BTreeSet::new(),
             transcript_uri: None,
-        });
+        }
+    });
     if *participant_id < record.participant_id {
         record.participant_id = participant_id.clone();
+        changed = true;
     }
-    join_max(&mut record.communication_id, &incoming.communication_id);
-    if join_ranked(&mut record.status, &incoming.status, message_status_rank) == Step::Behind {
-        stale.push(stale_input(
+    changed |= join_max(&mut record.communication_id, &incoming.communication_id);
+    match join_ranked(&mut record.status, &incoming.status, message_status_rank) {
+        Step::Behind => stale.push(stale_input(
             format!("messages[{}].status", incoming.id),
             record.status.as_ref(),
             incoming.status.as_ref(),
-        ));
+        )),
+        Step::Advanced => changed = true,
+        Step::Same => {}
     }
-    join_time(&mut record.message_time, &incoming.message_time);
-    join_max(&mut record.segment_count, &incoming.segment_count);
+    changed |= join_time(&mut record.message_time, &incoming.message_time);
+    changed |= join_max(&mut record.segment_count, &incoming.segment_count);
     for attachment in &incoming.media {
-        let key = attachment.key().to_owned();
-        match record.media.get_mut(&key) {
+        match record.media.get_mut(attachment.key()) {
             None => {
-                record.media.insert(key, attachment.clone());
+                record
+                    .media
+                    .insert(attachment.key().to_owned(), attachment.clone());
+                changed = true;
+                if let Some((_, Some((_, added)))) = log.messages.get_mut(logged) {
+                    added.push(attachment.key().to_owned());
+                }
             }
-            Some(current) if attachment > current => *current = attachment.clone(),
+            Some(current) if attachment > current => {
+                *current = attachment.clone();
+                changed = true;
+            }
             Some(_) => {}
         }
     }
-    record.stickers.extend(incoming.stickers.iter().cloned());
-    join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+    for sticker in &incoming.stickers {
+        if !record.stickers.contains(sticker) {
+            record.stickers.insert(sticker.clone());
+            changed = true;
+        }
+    }
+    changed |= join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+    log.beyond_own |= changed;
 }
 
 fn stale_input<T: std::fmt::Display>(
@@ -832,82 +988,48 @@ fn stale_input<T: std::fmt::Display>(
     }
 }
 
+/// What `apply_snapshot` reports, computed the way it was before the join logged its
+/// changes: from a copy of the whole state before. The property tests hold the two equal.
+#[cfg(test)]
+pub(super) fn outcome_from_copy(
+    before: &ConversationState,
+    after: &ConversationState,
+) -> (bool, bool, Vec<Transition>) {
+    let anything = *before != *after;
+    let changed = anything && differs_beyond_own_attributes(before, after);
+    let transitions = if changed {
+        diff(before, after)
+    } else {
+        Vec::new()
+    };
+    (changed, anything && !changed, transitions)
+}
+
 /// The transitions between two states of one conversation, in a stable order:
 /// participants (by id), then messages (by id), then transcript, then the end.
 pub fn diff(before: &ConversationState, after: &ConversationState) -> Vec<Transition> {
     let mut transitions = Vec::new();
     for (id, participant) in &after.participants {
         let previous = before.participants.get(id);
-        if previous.is_none() {
-            transitions.push(Transition::ParticipantAdded {
-                participant_id: id.clone(),
-                purpose: participant.purpose.clone(),
-            });
-        }
-        let from = previous.map_or(Lifecycle::Pending, ParticipantRecord::lifecycle);
-        let to = participant.lifecycle();
-        if to > from {
-            let participant_id = id.clone();
-            transitions.push(match to {
-                Lifecycle::Pending => continue,
-                Lifecycle::Joined => Transition::ParticipantJoined {
-                    participant_id,
-                    from,
-                },
-                Lifecycle::Active => Transition::ParticipantBecameActive {
-                    participant_id,
-                    from,
-                },
-                Lifecycle::Left => Transition::ParticipantLeft {
-                    participant_id,
-                    from,
-                },
-                Lifecycle::Failed => Transition::ParticipantFailed {
-                    participant_id,
-                    from,
-                },
-            });
-        }
-        let had_wrapup = previous
-            .and_then(ParticipantRecord::recorded_wrapup)
-            .is_some();
-        if let (false, Some(wrapup)) = (had_wrapup, participant.recorded_wrapup()) {
-            transitions.push(Transition::WrapupRecorded {
-                participant_id: id.clone(),
-                wrapup: wrapup.clone(),
-            });
-        }
+        participant_transitions(
+            id,
+            participant,
+            previous.map(ParticipantRecord::lifecycle),
+            previous
+                .and_then(ParticipantRecord::recorded_wrapup)
+                .is_some(),
+            &mut transitions,
+        );
     }
     for (id, message) in &after.messages {
         let previous = before.messages.get(id);
-        match previous {
-            None => transitions.push(Transition::MessageSeen {
-                message_id: id.clone(),
-                participant_id: message.participant_id.clone(),
-                direction: message.direction(),
-                status: message.status.clone(),
-                message_time: message.message_time,
-            }),
-            Some(previous) if previous.status != message.status => {
-                if let Some(to) = &message.status {
-                    transitions.push(Transition::MessageStatusAdvanced {
-                        message_id: id.clone(),
-                        from: previous.status.clone(),
-                        to: to.clone(),
-                    });
-                }
-            }
-            Some(_) => {}
-        }
-        for (key, attachment) in &message.media {
-            let known = previous.is_some_and(|p| p.media.contains_key(key));
-            if !known {
-                transitions.push(Transition::AttachmentAdded {
-                    message_id: id.clone(),
-                    attachment: attachment.clone(),
-                });
-            }
-        }
+        message_transitions(
+            id,
+            message,
+            previous.map(|p| p.status.as_ref()),
+            |key| previous.is_some_and(|p| p.media.contains_key(key)),
+            &mut transitions,
+        );
     }
     for (utterance_id, segment) in &after.transcript {
         if before.transcript.get(utterance_id) != Some(segment) {
@@ -921,6 +1043,93 @@ pub fn diff(before: &ConversationState, after: &ConversationState) -> Vec<Transi
         transitions.push(Transition::ConversationEnded);
     }
     transitions
+}
+
+/// One participant's transitions: `before` is its lifecycle before (`None`: it is new),
+/// `had_wrapup` whether a wrap-up was recorded before.
+fn participant_transitions(
+    id: &ParticipantId,
+    participant: &ParticipantRecord,
+    before: Option<Lifecycle>,
+    had_wrapup: bool,
+    transitions: &mut Vec<Transition>,
+) {
+    if before.is_none() {
+        transitions.push(Transition::ParticipantAdded {
+            participant_id: id.clone(),
+            purpose: participant.purpose.clone(),
+        });
+    }
+    let from = before.unwrap_or(Lifecycle::Pending);
+    let to = participant.lifecycle();
+    if to > from {
+        let participant_id = id.clone();
+        let transition = match to {
+            Lifecycle::Pending => None,
+            Lifecycle::Joined => Some(Transition::ParticipantJoined {
+                participant_id,
+                from,
+            }),
+            Lifecycle::Active => Some(Transition::ParticipantBecameActive {
+                participant_id,
+                from,
+            }),
+            Lifecycle::Left => Some(Transition::ParticipantLeft {
+                participant_id,
+                from,
+            }),
+            Lifecycle::Failed => Some(Transition::ParticipantFailed {
+                participant_id,
+                from,
+            }),
+        };
+        // `Pending` is the lowest lifecycle: `to > from` never reaches it.
+        transitions.extend(transition);
+    }
+    if let (false, Some(wrapup)) = (had_wrapup, participant.recorded_wrapup()) {
+        transitions.push(Transition::WrapupRecorded {
+            participant_id: id.clone(),
+            wrapup: wrapup.clone(),
+        });
+    }
+}
+
+/// One message's transitions: `before` is its status before (`None`: it is new), `known`
+/// whether an attachment key was there before.
+fn message_transitions(
+    id: &MessageId,
+    message: &MessageRecord,
+    before: Option<Option<&MessageStatus>>,
+    known: impl Fn(&str) -> bool,
+    transitions: &mut Vec<Transition>,
+) {
+    match before {
+        None => transitions.push(Transition::MessageSeen {
+            message_id: id.clone(),
+            participant_id: message.participant_id.clone(),
+            direction: message.direction(),
+            status: message.status.clone(),
+            message_time: message.message_time,
+        }),
+        Some(previous) if previous != message.status.as_ref() => {
+            if let Some(to) = &message.status {
+                transitions.push(Transition::MessageStatusAdvanced {
+                    message_id: id.clone(),
+                    from: previous.cloned(),
+                    to: to.clone(),
+                });
+            }
+        }
+        Some(_) => {}
+    }
+    for (key, attachment) in &message.media {
+        if !known(key) {
+            transitions.push(Transition::AttachmentAdded {
+                message_id: id.clone(),
+                attachment: attachment.clone(),
+            });
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,13 +2,14 @@
 //! (ARCHITECTURE.md §4, anchors.md §2.6): when the socket is idle or dead ([`liveness`]),
 //! when to rotate to a fresh channel ([`rotation`]), how topics are spread over channels
 //! and which ones Genesys refused ([`topics`]), and how WebSocket continuation frames are
-//! put back together under caps ([`reassembly`]), and what bad input a link was sent
-//! ([`rejections`]).
+//! put back together under caps ([`reassembly`]), which snapshot bodies are copies of one
+//! just read ([`duplicates`]), and what bad input a link was sent ([`rejections`]).
 //!
 //! Owns decisions only. It never opens a socket, never sends a frame, never reads the
 //! clock: every input is an observation with the time it was made, every output is what
 //! the shell should do next.
 
+pub mod duplicates;
 pub mod liveness;
 pub mod reassembly;
 pub mod rejections;

@@ -1185,3 +1185,31 @@ async fn watching_a_voice_call_delivers_its_transcription_through_a_rotation() {
         .await;
     harness.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_byte_identical_snapshot_on_another_topic_is_not_routed_again() {
+    let queue = snapshot_frame("conv-1");
+    // The same body on the agent's user topic, envelope members in another order.
+    let body = serde_json::from_str::<Value>(&queue).unwrap()["eventBody"].to_string();
+    let user = format!(
+        r#"{{"eventBody":{body},"metadata":{{"CorrelationId":"y"}},"topicName":"v2.users.u1.conversations","version":"2"}}"#
+    );
+    // The same bytes on a `.messages` topic are read with the other shape: routed.
+    let messages = queue.replace(".conversations\"", ".conversations.messages\"");
+    let changed = queue.replace("\"connected\"", "\"disconnected\"");
+    let frames = vec![
+        Frame::Text(queue.clone().into()),
+        Frame::Text(user.into()),
+        Frame::Text(messages.into()),
+        Frame::Text(changed.into()),
+        // An older copy still among the recent bodies: dropped too.
+        Frame::Text(queue.into()),
+        Frame::Close(Some(awc::ws::CloseCode::Away.into())),
+    ];
+    let policy = LivenessPolicy::new(Duration::from_secs(5), Duration::from_secs(10)).unwrap();
+    let (log, _sent, _handle) = spawn_scripted(frames, policy, 64 * 1024, 0);
+    let end = wait_for(&log, "the close", ended_with).await;
+    assert!(matches!(end, SocketEnd::PeerClosed { .. }), "{end:?}");
+    let routed = log.lock().unwrap().events.len();
+    assert_eq!(routed, 3, "the queue copy, the .messages read, the change");
+}

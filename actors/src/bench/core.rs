@@ -103,10 +103,12 @@ impl CoreReport {
         ));
         let t = &self.totals;
         out.push_str(&format!(
-            "  per pass: {} snapshots ({} changed their conversation), {} other, {} malformed; \
-             {} conversations, {} transitions, {} facts, {} SLA signals, {} records, {} summaries\n",
+            "  per pass: {} snapshots read ({} changed their conversation), {} copies dropped unread, \
+             {} other, {} malformed; {} conversations, {} transitions, {} facts, {} SLA signals, \
+             {} records, {} summaries\n",
             t.snapshots,
             t.changed,
+            t.duplicates,
             t.other_frames,
             t.malformed,
             t.conversations,

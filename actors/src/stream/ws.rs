@@ -30,7 +30,8 @@ use actix::{MailboxError, Recipient};
 use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use chrono::{DateTime, Utc};
-use convoy::parse::{classify_bytes, Classified};
+use convoy::parse::{classify_bytes_fresh, Classified, FrameKind, Fresh};
+use convoy::stream::duplicates::RecentBodies;
 use convoy::stream::{
     FramePart, Liveness, LivenessDecision, LivenessPolicy, Reassembled, Reassembler,
 };
@@ -215,6 +216,7 @@ pub fn spawn(socket: BoxedWs, spec: SocketSpec, wiring: SocketWiring) -> SocketH
         reassembler: Reassembler::new(spec.max_frame_bytes, MAX_FRAGMENTS),
         liveness: Liveness::new(spec.liveness, Duration::ZERO),
         origin: Instant::now(),
+        recent: RecentBodies::default(),
         socket,
         spec,
         wiring,
@@ -243,6 +245,9 @@ struct SocketTask {
     liveness: Liveness,
     /// Origin of the watchdog's monotonic clock.
     origin: Instant,
+    /// The snapshot bodies this socket read last: a byte-identical copy (the same change
+    /// on another topic) is dropped before its typed parse.
+    recent: RecentBodies,
 }
 
 impl SocketTask {
@@ -439,8 +444,16 @@ impl SocketTask {
         let received_at = Utc::now();
         self.wiring.activity.frame_seen(received_at);
         self.record(received_at, &message.bytes);
-        let classified = match classify_bytes(&message.bytes) {
-            Ok(classified) => classified,
+        let classified = match classify_bytes_fresh(&message.bytes, &mut self.recent) {
+            Ok(Fresh::Frame(classified)) => classified,
+            Ok(Fresh::Duplicate) => {
+                // Seen, recorded and proof of life like any frame (above and in
+                // `on_frame`); joining it again would change nothing, so it is not routed.
+                metrics::counter!(names::STREAM_FRAMES, "kind" => FrameKind::Snapshot.as_str())
+                    .increment(1);
+                metrics::counter!(names::STREAM_DUPLICATE_SNAPSHOTS).increment(1);
+                return Step::Continue;
+            }
             Err(error) => {
                 // Never fatal: one bad frame must not cost the connection. Counted for
                 // this daemon with its JSON path; the log gets the same bounded text (a

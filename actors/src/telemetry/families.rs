@@ -152,6 +152,11 @@ fn families() -> Vec<Family> {
             frame_kinds(),
         ),
         counter(
+            names::STREAM_DUPLICATE_SNAPSHOTS,
+            "Snapshot frames whose body was byte-identical to one the socket had just read (the same change on another topic), dropped before parsing.",
+            Seed::Unlabeled,
+        ),
+        counter(
             names::STREAM_ROTATIONS,
             "Make-before-break channel rotations, by reason.",
             reasons(names::ROTATION_REASONS),

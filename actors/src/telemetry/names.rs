@@ -18,6 +18,9 @@ pub const STREAM_CONNECTS: &str = "convoy_stream_connects_total";
 pub const STREAM_RECONNECTS: &str = "convoy_stream_reconnects_total";
 /// Label `kind`: `convoy::parse::FrameKind::as_str()` or `malformed`.
 pub const STREAM_FRAMES: &str = "convoy_stream_frames_total";
+/// Snapshot frames (also counted in [`STREAM_FRAMES`]) whose body was byte-identical to
+/// one the socket just read (the same change on another topic): not parsed or routed.
+pub const STREAM_DUPLICATE_SNAPSHOTS: &str = "convoy_stream_duplicate_snapshots_total";
 /// Label `reason`: socket_closing, channel_expiry, token_expiry.
 pub const STREAM_ROTATIONS: &str = "convoy_stream_rotations_total";
 /// Gauge: seconds since the last heartbeat frame.

@@ -1,0 +1,251 @@
+//! Which conversation snapshot bodies a socket has just seen, so a byte-identical copy is
+//! dropped before its typed parse.
+//!
+//! Genesys sends one change of a conversation to every subscribed topic it concerns: the
+//! queue's topic, the `.messages` variant of it, and each involved user's topics, each a
+//! frame of its own with the same `eventBody` bytes (only `topicName` and the envelope's
+//! `metadata` differ). Joining a snapshot is idempotent (`conversation::state`), so every
+//! copy after the first changes nothing — but reading one costs the full typed parse.
+//!
+//! A copy is the same change only when the conversation and the body bytes are equal: the
+//! conversation id is read from the body, so equal bytes mean an equal id, and the
+//! comparison is on the bytes themselves (a hash only finds the candidates; two bodies
+//! with the same hash but other bytes are both read). The body's shape is part of the
+//! key: the same bytes on an all-media topic and on a `.messages` topic are read as
+//! different snapshots. Only the most recent bodies are kept (bounded in count and
+//! bytes): the copies of one change arrive together, and a copy that arrives after its
+//! body was forgotten is simply read again, as without this filter.
+
+use std::collections::VecDeque;
+
+/// How a body is read: the all-media shape, or the per-participant shape of the
+/// `.messages` and other media topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyShape {
+    AllMedia,
+    PerParticipant,
+}
+
+/// The key of one body: its shape, length and a hash of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyKey {
+    shape: BodyShape,
+    len: usize,
+    hash: u64,
+}
+
+impl BodyKey {
+    pub fn of(shape: BodyShape, body: &[u8]) -> BodyKey {
+        BodyKey {
+            shape,
+            len: body.len(),
+            hash: hash_bytes(body),
+        }
+    }
+}
+
+/// Bodies kept by default: the copies of one change arrive within a few frames of each
+/// other, while a busy channel interleaves dozens of conversations.
+pub const DEFAULT_MAX_BODIES: usize = 256;
+/// Bytes of bodies kept by default (per socket).
+pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most recent distinct snapshot bodies of one socket, oldest first.
+#[derive(Debug, Clone)]
+pub struct RecentBodies {
+    entries: VecDeque<(BodyKey, Box<[u8]>)>,
+    bytes: usize,
+    max_bodies: usize,
+    max_bytes: usize,
+}
+
+impl Default for RecentBodies {
+    fn default() -> Self {
+        RecentBodies::new(DEFAULT_MAX_BODIES, DEFAULT_MAX_BYTES)
+    }
+}
+
+impl RecentBodies {
+    /// Keeps at most `max_bodies` bodies and `max_bytes` of them; a body larger than
+    /// `max_bytes` is never kept.
+    pub fn new(max_bodies: usize, max_bytes: usize) -> RecentBodies {
+        RecentBodies {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_bodies,
+            max_bytes,
+        }
+    }
+
+    /// Whether exactly these bytes, read with this shape, were seen recently.
+    pub fn contains(&self, key: &BodyKey, body: &[u8]) -> bool {
+        // Newest first: a copy follows its original closely.
+        self.entries
+            .iter()
+            .rev()
+            .any(|(seen, bytes)| seen == key && **bytes == *body)
+    }
+
+    /// The length of a recent body that `bytes` starts with, if any. A body is one whole
+    /// JSON value, so a frame whose body position starts with it holds exactly that body
+    /// there; the caller still checks the shape and the rest of the frame.
+    pub fn prefix_of(&self, bytes: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(_, body)| bytes.starts_with(body))
+            .map(|(_, body)| body.len())
+    }
+
+    /// Remembers a body that was read (and found to be a snapshot), forgetting the oldest
+    /// ones beyond the bounds.
+    pub fn remember(&mut self, key: BodyKey, body: &[u8]) {
+        if body.len() > self.max_bytes || self.max_bodies == 0 {
+            return;
+        }
+        while self.entries.len() >= self.max_bodies || self.bytes + body.len() > self.max_bytes {
+            match self.entries.pop_front() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+        self.bytes += body.len();
+        self.entries.push_back((key, body.into()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of the bodies kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// A fast, non-cryptographic hash of the bytes (FxHash's mixing, eight bytes at a time):
+/// it only picks candidates, the bytes decide.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut hash = 0u64;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    mix(mix(hash, u64::from_le_bytes(tail)), bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(recent: &mut RecentBodies, shape: BodyShape, body: &str) -> bool {
+        let key = BodyKey::of(shape, body.as_bytes());
+        let duplicate = recent.contains(&key, body.as_bytes());
+        if !duplicate {
+            recent.remember(key, body.as_bytes());
+        }
+        duplicate
+    }
+
+    #[test]
+    fn the_same_bytes_with_the_same_shape_are_a_duplicate() {
+        let mut recent = RecentBodies::default();
+        let body = r#"{"id":"c1","participants":[{"id":"p1"}]}"#;
+        assert!(!seen(&mut recent, BodyShape::AllMedia, body));
+        assert!(seen(&mut recent, BodyShape::AllMedia, body));
+        assert!(seen(&mut recent, BodyShape::AllMedia, body));
+        assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn another_shape_another_conversation_or_any_other_byte_is_not() {
+        let mut recent = RecentBodies::default();
+        let body = r#"{"id":"c1","participants":[{"id":"p1"}]}"#;
+        assert!(!seen(&mut recent, BodyShape::AllMedia, body));
+        assert!(!seen(&mut recent, BodyShape::PerParticipant, body));
+        assert!(!seen(
+            &mut recent,
+            BodyShape::AllMedia,
+            r#"{"id":"c2","participants":[{"id":"p1"}]}"#
+        ));
+        // Same length, one byte apart; and the same content spelled with other spacing.
+        assert!(!seen(
+            &mut recent,
+            BodyShape::AllMedia,
+            r#"{"id":"c1","participants":[{"id":"p2"}]}"#
+        ));
+        assert!(!seen(
+            &mut recent,
+            BodyShape::AllMedia,
+            r#"{"id": "c1","participants":[{"id":"p1"}]}"#
+        ));
+    }
+
+    #[test]
+    fn equal_hashes_of_different_bytes_are_told_apart_by_the_bytes() {
+        let mut recent = RecentBodies::default();
+        let first = b"aaaaaaaa";
+        let key = BodyKey::of(BodyShape::AllMedia, first);
+        recent.remember(key, first);
+        // A forged collision: the same key, other bytes of the same length.
+        assert!(!recent.contains(&key, b"bbbbbbbb"));
+        assert!(recent.contains(&key, first));
+    }
+
+    #[test]
+    fn a_recent_body_is_found_at_the_start_of_a_longer_text() {
+        let mut recent = RecentBodies::default();
+        let body = br#"{"id":"c1"}"#;
+        recent.remember(BodyKey::of(BodyShape::AllMedia, body), body);
+        assert_eq!(
+            recent.prefix_of(br#"{"id":"c1"},"metadata":{}}"#),
+            Some(body.len())
+        );
+        assert_eq!(recent.prefix_of(br#"{"id":"c2"},"metadata":{}}"#), None);
+        assert_eq!(recent.prefix_of(br#"{"id":"c1""#), None);
+    }
+
+    #[test]
+    fn the_oldest_bodies_are_forgotten_beyond_the_count_and_byte_bounds() {
+        let mut recent = RecentBodies::new(2, 1_000);
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "one"));
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "two"));
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "three"));
+        assert_eq!(recent.len(), 2);
+        // "one" was forgotten: read again (and remembered again).
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "one"));
+        assert!(seen(&mut recent, BodyShape::AllMedia, "three"));
+
+        let mut recent = RecentBodies::new(100, 10);
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "123456"));
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "abcdef"));
+        assert_eq!((recent.len(), recent.bytes()), (1, 6));
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "123456"));
+        // Larger than the whole budget: never kept, always read.
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "0123456789ab"));
+        assert!(!seen(&mut recent, BodyShape::AllMedia, "0123456789ab"));
+        assert!(recent.bytes() <= 10);
+    }
+
+    #[test]
+    fn the_hash_depends_on_every_byte_and_the_length() {
+        let base = BodyKey::of(BodyShape::AllMedia, b"0123456789abcdefg");
+        assert_ne!(base, BodyKey::of(BodyShape::AllMedia, b"0123456789abcdefh"));
+        assert_ne!(base, BodyKey::of(BodyShape::AllMedia, b"1123456789abcdefg"));
+        assert_ne!(
+            BodyKey::of(BodyShape::AllMedia, b"ab"),
+            BodyKey::of(BodyShape::AllMedia, b"ab\0")
+        );
+    }
+}
