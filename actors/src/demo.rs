@@ -177,6 +177,22 @@ pub struct DemoReport {
     /// before the first conversation, to after the checks): what a QA snapshot of the demo
     /// covers.
     pub interval: (DateTime<Utc>, DateTime<Utc>),
+    /// The QA snapshot of [`DemoReport::interval`] the demo took at the end.
+    pub snapshot: Option<DemoSnapshot>,
+}
+
+/// The demo's QA snapshot (`convoy snapshot` of its interval against its emulator) and
+/// what it is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoSnapshot {
+    /// The snapshot's folder: `snapshot.json`, the CSVs, `manifest.json`, `report.html`.
+    pub folder: PathBuf,
+    pub conversations: usize,
+    /// Its SLA outcomes (from the outbox) and the `sla.outcome` records at the CRM.
+    pub outcomes: u64,
+    pub crm_outcomes: u64,
+    /// Mismatches between its detail rows and the aggregates.
+    pub mismatches: usize,
 }
 
 /// The real-time transcripts of the simulated calls: what Convoy holds against the
@@ -251,6 +267,29 @@ impl DemoReport {
             .collect();
         if self.crm.dead_letters > 0 {
             problems.push(format!("{} records dead-lettered", self.crm.dead_letters));
+        }
+        match &self.snapshot {
+            None => problems.push("no QA snapshot was taken".to_owned()),
+            Some(snapshot) => {
+                if snapshot.conversations != self.conversations {
+                    problems.push(format!(
+                        "the QA snapshot holds {} conversations, the emulator {}",
+                        snapshot.conversations, self.conversations
+                    ));
+                }
+                if snapshot.outcomes != snapshot.crm_outcomes {
+                    problems.push(format!(
+                        "the QA snapshot holds {} SLA outcomes, the CRM {}",
+                        snapshot.outcomes, snapshot.crm_outcomes
+                    ));
+                }
+                if snapshot.mismatches > 0 {
+                    problems.push(format!(
+                        "the QA snapshot's details and aggregates disagree {} times",
+                        snapshot.mismatches
+                    ));
+                }
+            }
         }
         if self.completed < self.planned {
             problems.push(format!(
@@ -396,6 +435,23 @@ impl DemoReport {
             });
         }
         rows.push(Row::info("CRM retries", self.crm_retries));
+        if let Some(snapshot) = &self.snapshot {
+            rows.push(Row::checked(
+                "QA snapshot: conversations",
+                snapshot.conversations,
+                self.conversations,
+            ));
+            rows.push(Row::checked(
+                "  SLA outcomes (outbox) vs the CRM",
+                snapshot.outcomes,
+                snapshot.crm_outcomes,
+            ));
+            rows.push(Row::checked(
+                "  details vs aggregates mismatches",
+                snapshot.mismatches,
+                0usize,
+            ));
+        }
         rows.push(Row {
             what: "wall time".to_owned(),
             convoy: format!("{:.1} s", self.wall.as_secs_f64()),
@@ -505,6 +561,8 @@ pub enum DemoError {
     Truth(String),
     #[error("CRM test server: {0}")]
     Crm(String),
+    #[error("QA snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl DemoError {
@@ -632,13 +690,48 @@ async fn run_against(
     let mut report = outcome?;
     report.faults = faults.take();
     report.interval = (interval_start, Utc::now());
-    // QA SNAPSHOT OF THE DEMO (issue 10, `convoy snapshot`): the place to take a snapshot
-    // of `report.interval` into a folder and put its paths in the report for the CLI to
-    // print. Here the daemon has stopped (its outbox, `config.outbox.path`, holds the SLA
-    // outcomes and can be opened) and the emulator still answers the analytics queries
-    // at `emulator.base_url()`.
+    // The QA snapshot of the demo's interval, as `convoy snapshot` takes it: the daemon has
+    // stopped (its outbox holds the SLA outcomes and can be opened) and the emulator
+    // still answers the analytics queries.
+    report.snapshot = Some(take_snapshot(&config, report.interval, &report).await?);
     report.wall = started.elapsed();
     Ok(report)
+}
+
+/// Where the demo's snapshots go: the system's temporary folder, so a demo never writes
+/// into the folder it was started from.
+fn snapshot_dir() -> PathBuf {
+    std::env::temp_dir().join("convoy-demo-snapshots")
+}
+
+async fn take_snapshot(
+    config: &convoy::config::Config,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    report: &DemoReport,
+) -> Result<DemoSnapshot, DemoError> {
+    let args = crate::analytics::cli::SnapshotArgs {
+        from: from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        to: to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        out: Some(snapshot_dir()),
+        format: "json,csv,html".to_owned(),
+        progress: false,
+    };
+    let taken = crate::analytics::cli::run_snapshot(config, &args)
+        .await
+        .map_err(|error| DemoError::Snapshot(error.to_string()))?;
+    let outcomes = taken.snapshot.sla.iter().map(|row| row.total).sum();
+    let crm_outcomes = report
+        .crm
+        .records_by_kind
+        .get("sla.outcome")
+        .map_or(0, |count| *count as u64);
+    Ok(DemoSnapshot {
+        folder: taken.folder,
+        conversations: taken.snapshot.conversations.len(),
+        outcomes,
+        crm_outcomes,
+        mismatches: taken.snapshot.trust.reconciliation.mismatches.len(),
+    })
 }
 
 /// Plays the simulation with the faults beside it, waits for Convoy to settle, and
@@ -810,6 +903,7 @@ async fn play_and_check(
         outbox_pending: daemon.gate.pending(),
         wall: Duration::ZERO,
         interval: (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MIN_UTC),
+        snapshot: None,
     })
 }
 
@@ -1491,6 +1585,13 @@ mod tests {
             outbox_pending: 0,
             wall: Duration::from_millis(1500),
             interval: (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MIN_UTC),
+            snapshot: Some(DemoSnapshot {
+                folder: PathBuf::from("/tmp/s"),
+                conversations: 1,
+                outcomes: 0,
+                crm_outcomes: 0,
+                mismatches: 0,
+            }),
         }
     }
 

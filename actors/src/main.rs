@@ -459,6 +459,13 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         out.push_str(&format!("  {line}\n"));
     }
     out.push_str(&report.table());
+    if let Some(snapshot) = &report.snapshot {
+        out.push_str(&format!(
+            "QA snapshot of the demo: {}\nQA report: {}\n",
+            snapshot.folder.display(),
+            snapshot.folder.join("report.html").display()
+        ));
+    }
     let code = if report.converged() {
         out.push_str(&format!(
             "OK: all {} conversations Convoy tracked equal the emulator's ground truth, every participant carries Convoy's convoy.participant_state attribute, and the CRM holds the expected SLA outcomes and summaries.\n",
