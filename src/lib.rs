@@ -13,6 +13,7 @@
 
 pub mod admin_auth;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod conversation;
 pub mod crm;

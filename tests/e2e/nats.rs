@@ -4,6 +4,8 @@
 //! The tests never skip when `nats-server` is missing: CI (`.ci/run`) installs Debian's
 //! package, and a missing server must fail loudly rather than pass silently.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
@@ -128,7 +130,10 @@ fn a_started_nats_server_listens_on_loopback_with_jetstream_and_is_gone_after_dr
     let info = server.info();
     assert_eq!(info["jetstream"], true, "JetStream enabled: {info}");
     let store = server.dir.path().join("store");
-    assert!(store.is_dir(), "JetStream writes to the fresh -sd directory");
+    assert!(
+        store.is_dir(),
+        "JetStream writes to the fresh -sd directory"
+    );
 
     let second = NatsServer::start();
     assert_ne!(second.url(), server.url(), "each server gets its own port");
@@ -136,8 +141,14 @@ fn a_started_nats_server_listens_on_loopback_with_jetstream_and_is_gone_after_dr
     drop(server);
     let until = Instant::now() + START_DEADLINE;
     while TcpStream::connect(&address).is_ok() {
-        assert!(Instant::now() < until, "nats-server still listens after drop");
+        assert!(
+            Instant::now() < until,
+            "nats-server still listens after drop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!store.exists(), "the store directory is removed with the server");
+    assert!(
+        !store.exists(),
+        "the store directory is removed with the server"
+    );
 }
