@@ -139,8 +139,15 @@ impl PartitionLease {
     pub fn next(&self, want: bool, now: Duration) -> LeaseAction {
         if let Some((revision, sent_at)) = self.mine {
             if !self.owns(now) {
-                // Too late to renew safely: another worker may already have stolen it.
-                return LeaseAction::Idle;
+                // We stopped processing: our renewals were late. Nobody may have taken it
+                // yet, so claim it afresh on our revision; the CAS fails if someone did.
+                return if want {
+                    LeaseAction::Update {
+                        expected_revision: revision,
+                    }
+                } else {
+                    LeaseAction::Idle
+                };
             }
             if !want {
                 return LeaseAction::Release {

@@ -1247,10 +1247,15 @@ fn nats_url_problem(url: &str) -> Option<String> {
         // A URL is logged and shown by `config check`; credentials must not be.
         return Some("credentials in the URL are not accepted (they would be logged)".to_owned());
     }
-    let port = authority.rsplit_once(':').map(|(_, port)| port);
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host);
+    // `[::1]:4222`: the port follows the bracketed IPv6 address, if any.
+    let split = match authority.rfind(']') {
+        Some(end) => authority[end..].rfind(':').map(|at| end + at),
+        None => authority.rfind(':'),
+    };
+    let (host, port) = match split {
+        Some(at) => (&authority[..at], Some(&authority[at + 1..])),
+        None => (authority, None),
+    };
     if host.is_empty() {
         return Some("the URL names no host".to_owned());
     }

@@ -90,7 +90,14 @@ fn an_owner_renews_every_third_of_the_ttl_and_stops_owning_before_others_may_ste
     // Renewals failed to arrive: ownership ends at ttl minus a tenth (13.5 s after 10 s).
     assert!(lease.owns(Duration::from_millis(23_499)));
     assert!(!lease.owns(Duration::from_millis(23_500)));
-    assert_eq!(lease.next(true, secs(24)), LeaseAction::Idle);
+    // Then it is claimed afresh on our revision (the CAS fails if someone took it).
+    assert_eq!(
+        lease.next(true, secs(24)),
+        LeaseAction::Update {
+            expected_revision: 1
+        }
+    );
+    assert_eq!(lease.next(false, secs(24)), LeaseAction::Idle);
     // A renewal sent in time extends it from when it was sent.
     lease.written(&me, 2, secs(20));
     assert!(lease.owns(secs(30)));

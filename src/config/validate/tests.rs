@@ -996,6 +996,8 @@ fn nats_urls_name_a_host_and_carry_no_credentials() {
         "nats://127.0.0.1:4222",
         "tls://nats.example.com:4222",
         "nats://nats",
+        "nats://[::1]:4222",
+        "nats://[::1]",
     ] {
         assert!(nats_url_problem(url).is_none(), "{url}");
     }
