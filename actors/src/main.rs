@@ -681,6 +681,16 @@ fn check_config(file: ConfigFileArg) -> anyhow::Result<ExitCode> {
     for topic in config.topics() {
         out.push_str(&format!("  {topic}\n"));
     }
+    out.push_str(&match &config.cluster {
+        None => "cluster:    off (one process, no NATS)\n".to_owned(),
+        Some(cluster) => format!(
+            "cluster:    {} via {}, {} partitions, stream {}\n",
+            cluster.role.as_str(),
+            cluster.nats_url,
+            cluster.partitions,
+            cluster.stream
+        ),
+    });
     write_stdout(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -361,6 +361,50 @@ fn a_string_for_a_list_in_a_file_is_refused() {
     );
 }
 
+/// Issue 12: `config check` shows the cluster is off by default, and refuses an enabled
+/// cluster by naming the role that is not built yet.
+#[test]
+fn config_check_shows_the_cluster_off_and_refuses_roles_not_built_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo("config/examples/emulator.toml")).unwrap();
+    let config = dir.path().join("convoy.toml");
+    std::fs::write(&config, &example).unwrap();
+    let check = output(convoy(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stdout).contains("cluster:    off (one process, no NATS)"),
+        "{}",
+        text(&check.stdout)
+    );
+
+    for (role, refusal) in [
+        ("worker", "cluster workers are not built yet"),
+        ("ingest", "cluster ingest is not built yet"),
+    ] {
+        let enabled = format!(
+            "{example}\n[cluster]\nenabled = true\nnats_url = \"nats://127.0.0.1:4222\"\nrole = \"{role}\"\n"
+        );
+        std::fs::write(&config, enabled).unwrap();
+        let check = output(convoy(&[
+            "config",
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+        ]));
+        assert_eq!(check.status.code(), Some(2), "{role}");
+        let stderr = text(&check.stderr);
+        assert!(
+            stderr.contains("cluster.role") && stderr.contains(refusal),
+            "{stderr}"
+        );
+    }
+}
+
 /// Finding 13: a secret file others can read is a warning, not silence.
 #[test]
 fn a_secret_file_others_can_read_is_warned_about() {

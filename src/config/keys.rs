@@ -104,6 +104,14 @@ pub const KEYS: &[KeySpec] = &[
     spec("conversations.max_live", KeyKind::Integer),
     spec("conversations.idle_timeout", KeyKind::Text),
     spec("shutdown.deadline", KeyKind::Text),
+    spec("cluster.enabled", KeyKind::Boolean),
+    spec("cluster.nats_url", KeyKind::Text),
+    spec("cluster.partitions", KeyKind::Integer),
+    spec("cluster.role", KeyKind::Text),
+    spec("cluster.lease_ttl", KeyKind::Text),
+    spec("cluster.stream", KeyKind::Text),
+    spec("cluster.replicas", KeyKind::Integer),
+    spec("cluster.duplicate_window", KeyKind::Text),
 ];
 
 /// The spec of a known key (`*` segments of a spec match any one segment).

@@ -66,6 +66,11 @@ pub mod defaults {
     pub const CONVERSATIONS_MAX_LIVE: usize = 10_000;
     pub const CONVERSATIONS_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 3_600);
     pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+    pub const CLUSTER_PARTITIONS: u16 = 64;
+    pub const CLUSTER_LEASE_TTL: Duration = Duration::from_secs(15);
+    pub const CLUSTER_STREAM: &str = "CONVOY_FRAMES";
+    pub const CLUSTER_REPLICAS: u8 = 1;
+    pub const CLUSTER_DUPLICATE_WINDOW: Duration = Duration::from_secs(20 * 60);
 }
 
 /// Everything the daemon is configured with. Built only by [`validate`], so every value
@@ -83,6 +88,8 @@ pub struct Config {
     pub stream: StreamConfig,
     pub conversations: ConversationsConfig,
     pub shutdown: ShutdownConfig,
+    /// `None` when `cluster.enabled` is false (the default): one process, no NATS.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -387,4 +394,55 @@ pub struct ConversationsConfig {
 pub struct ShutdownConfig {
     /// How long a graceful shutdown may take before the process exits anyway.
     pub deadline: Duration,
+}
+
+/// `cluster.*`: several Convoy instances sharing the work through NATS JetStream. Only
+/// built when `cluster.enabled = true`; see [`crate::cluster`] for the rules it feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `nats://host:port` or `tls://host:port`, without credentials.
+    pub nats_url: String,
+    /// How many partitions conversations are hashed into, 1..=4096. Part of the wire
+    /// contract: every instance of a cluster must use the same count.
+    pub partitions: u16,
+    pub role: ClusterRole,
+    /// A partition lease not renewed for this long may be taken by another worker.
+    pub lease_ttl: Duration,
+    /// The JetStream stream holding the frames (`[A-Za-z0-9_-]`, at most 64).
+    pub stream: String,
+    /// JetStream replicas of the stream and the KV buckets, 1..=5.
+    pub replicas: u8,
+    /// JetStream's duplicate window on `Nats-Msg-Id`; at least `stream.rotate_before_expiry`,
+    /// the longest two channels of one ingest overlap.
+    pub duplicate_window: Duration,
+}
+
+/// `cluster.role`: what this instance does in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterRole {
+    /// Holds the Genesys channels and publishes frames.
+    Ingest,
+    /// Owns partitions and runs their conversations.
+    Worker,
+    Both,
+}
+
+impl ClusterRole {
+    /// `"ingest"`, `"worker"` or `"both"`; `None` otherwise.
+    pub fn parse(text: &str) -> Option<ClusterRole> {
+        match text {
+            "ingest" => Some(ClusterRole::Ingest),
+            "worker" => Some(ClusterRole::Worker),
+            "both" => Some(ClusterRole::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClusterRole::Ingest => "ingest",
+            ClusterRole::Worker => "worker",
+            ClusterRole::Both => "both",
+        }
+    }
 }

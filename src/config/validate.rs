@@ -15,10 +15,10 @@ use serde_json::Value;
 use super::http_url::{parse_http_url, UrlError};
 use super::keys::{closest_key, env_var_name, is_secret_key, is_section, is_table, key_spec};
 use super::{
-    defaults, AdminConfig, AnalyticsConfig, AnalyticsSchedule, ClientSecret, Config,
-    ConversationsConfig, CrmAuth, CrmConfig, GenesysConfig, GenesysEndpoints, LogConfig, LogFormat,
-    OutboxConfig, Region, Secret, ShutdownConfig, SlaConfig, SlaQueueConfig, StreamConfig,
-    REDACTED,
+    defaults, AdminConfig, AnalyticsConfig, AnalyticsSchedule, ClientSecret, ClusterConfig,
+    ClusterRole, Config, ConversationsConfig, CrmAuth, CrmConfig, GenesysConfig, GenesysEndpoints,
+    LogConfig, LogFormat, OutboxConfig, Region, Secret, ShutdownConfig, SlaConfig, SlaQueueConfig,
+    StreamConfig, REDACTED,
 };
 use crate::duration::{format_duration, parse_duration};
 use crate::sla::{
@@ -225,6 +225,7 @@ pub fn validate(
             defaults::SHUTDOWN_DEADLINE,
         ),
     };
+    let cluster = check.cluster(stream.rotate_before_expiry);
 
     // Every required value that is `None` here has already been reported.
     let (Some(endpoints), Some(client_id), Some(client_secret), Some(queues), Some(users)) =
@@ -256,6 +257,7 @@ pub fn validate(
         stream,
         conversations,
         shutdown,
+        cluster,
     })
 }
 
@@ -1129,6 +1131,142 @@ impl<'t> Checker<'t, '_> {
             rotate_before_expiry,
         }
     }
+
+    /// `cluster.*`. Every key is checked even when the cluster is off, so a typo in a
+    /// prepared config shows before the day it is switched on.
+    fn cluster(&mut self, rotate_before_expiry: Duration) -> Option<ClusterConfig> {
+        let enabled = self.boolean("cluster.enabled").unwrap_or(false);
+        let nats_url = self.text("cluster.nats_url").and_then(|url| {
+            let problem = nats_url_problem(url);
+            if let Some(reason) = problem {
+                self.report("cluster.nats_url", reason);
+                return None;
+            }
+            Some(url.to_owned())
+        });
+        let partitions = self
+            .integer("cluster.partitions", 1, 4_096)
+            .and_then(|n| u16::try_from(n).ok())
+            .unwrap_or(defaults::CLUSTER_PARTITIONS);
+        let role = match self.text("cluster.role") {
+            None => ClusterRole::Both,
+            Some(text) => ClusterRole::parse(text).unwrap_or_else(|| {
+                let reason =
+                    format!("expected \"ingest\", \"worker\" or \"both\", found \"{text}\"");
+                self.report("cluster.role", reason);
+                ClusterRole::Both
+            }),
+        };
+        let lease_ttl = self.duration_or(
+            "cluster.lease_ttl",
+            Duration::from_secs(3),
+            Duration::from_secs(600),
+            defaults::CLUSTER_LEASE_TTL,
+        );
+        let stream = self.text("cluster.stream").map_or_else(
+            || defaults::CLUSTER_STREAM.to_owned(),
+            |name| {
+                let valid = name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+                if !valid {
+                    self.report(
+                        "cluster.stream",
+                        "a JetStream stream name: at most 64 of A-Z, a-z, 0-9, _ and -",
+                    );
+                }
+                name.to_owned()
+            },
+        );
+        let replicas = self
+            .integer("cluster.replicas", 1, 5)
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(defaults::CLUSTER_REPLICAS);
+        let duplicate_window = self.duration_or(
+            "cluster.duplicate_window",
+            ONE_SECOND,
+            ONE_DAY,
+            defaults::CLUSTER_DUPLICATE_WINDOW,
+        );
+        if duplicate_window < rotate_before_expiry {
+            // During a rotation the old channel may deliver until its expiry, this long
+            // after the new one started: both copies of an event must fall in one window.
+            self.report(
+                "cluster.duplicate_window",
+                format!(
+                    "must be at least stream.rotate_before_expiry ({}), how long two \
+                     channels may deliver the same events during a rotation",
+                    format_duration(rotate_before_expiry)
+                ),
+            );
+        }
+        if !enabled {
+            return None;
+        }
+        let Some(nats_url) = nats_url else {
+            if !self.present("cluster.nats_url") {
+                self.report_missing(
+                    "cluster.nats_url",
+                    "required when cluster.enabled = true (e.g. \"nats://127.0.0.1:4222\")",
+                );
+            }
+            return None;
+        };
+        // Refused, not half-working: the roles land one by one (README, "Running several
+        // instances"), and until they do an enabled cluster must not start.
+        let not_built = match role {
+            ClusterRole::Ingest => "cluster ingest is not built yet",
+            ClusterRole::Worker | ClusterRole::Both => "cluster workers are not built yet",
+        };
+        self.report_with(
+            "cluster.role",
+            Some(format!("\"{}\"", role.as_str())),
+            format!("{not_built}; run without cluster.enabled (one process) for now"),
+        );
+        Some(ClusterConfig {
+            nats_url,
+            partitions,
+            role,
+            lease_ttl,
+            stream,
+            replicas,
+            duplicate_window,
+        })
+    }
+}
+
+/// Why `url` is not a NATS server URL Convoy accepts, or `None` when it is.
+fn nats_url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some("expected nats://host:port or tls://host:port".to_owned());
+    };
+    if scheme != "nats" && scheme != "tls" {
+        return Some(format!(
+            "expected the scheme nats:// or tls://, found \"{scheme}://\""
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if authority.contains('@') {
+        // A URL is logged and shown by `config check`; credentials must not be.
+        return Some("credentials in the URL are not accepted (they would be logged)".to_owned());
+    }
+    // `[::1]:4222`: the port follows the bracketed IPv6 address, if any.
+    let split = match authority.rfind(']') {
+        Some(end) => authority[end..].rfind(':').map(|at| end + at),
+        None => authority.rfind(':'),
+    };
+    let (host, port) = match split {
+        Some(at) => (&authority[..at], Some(&authority[at + 1..])),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Some("the URL names no host".to_owned());
+    }
+    if port.is_some_and(|port| port.parse::<u16>().map_or(true, |port| port == 0)) {
+        return Some("the port must be a number between 1 and 65535".to_owned());
+    }
+    None
 }
 
 /// How a problem quotes a value: JSON syntax, redacted for secrets, shortened if long.

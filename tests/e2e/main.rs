@@ -10,6 +10,7 @@ mod emulator_org;
 mod emulator_platform;
 mod limits;
 mod metrics;
+mod nats;
 mod ratelimit;
 mod replay;
 mod scale;

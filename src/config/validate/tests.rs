@@ -931,3 +931,125 @@ fn an_admin_api_off_loopback_is_a_warning_that_says_whether_a_token_guards_it() 
     );
     assert!(!warnings[0].contains(SECRET));
 }
+
+// ---- cluster.* -----------------------------------------------------------------------
+
+#[test]
+fn the_cluster_is_off_by_default_and_one_process_runs_without_nats() {
+    let config = validate(&minimal(), &no_origin).unwrap();
+    assert_eq!(config.cluster, None);
+    let prepared = with(
+        with(minimal(), "cluster.nats_url", json!("nats://10.0.0.5:4222")),
+        "cluster.role",
+        json!("worker"),
+    );
+    let config = validate(&prepared, &no_origin).unwrap();
+    assert_eq!(
+        config.cluster, None,
+        "keys without cluster.enabled change nothing"
+    );
+}
+
+#[test]
+fn cluster_keys_are_checked_even_while_the_cluster_is_off() {
+    let mut tree = minimal();
+    for (key, value) in [
+        ("cluster.nats_url", json!("http://10.0.0.5:4222")),
+        ("cluster.partitions", json!(0)),
+        ("cluster.role", json!("leader")),
+        ("cluster.lease_ttl", json!("1s")),
+        ("cluster.stream", json!("convoy frames")),
+        ("cluster.replicas", json!(7)),
+        ("cluster.duplicate_window", json!("2m")),
+    ] {
+        tree = with(tree, key, value);
+    }
+    let found = problems(&tree);
+    assert_eq!(
+        keys_of(&found),
+        [
+            "cluster.nats_url",
+            "cluster.partitions",
+            "cluster.role",
+            "cluster.lease_ttl",
+            "cluster.stream",
+            "cluster.replicas",
+            "cluster.duplicate_window",
+        ]
+    );
+    assert!(found[6]
+        .reason
+        .contains("stream.rotate_before_expiry (10m)"));
+}
+
+#[test]
+fn an_enabled_cluster_needs_a_nats_url() {
+    let tree = with(minimal(), "cluster.enabled", json!(true));
+    let found = problems(&tree);
+    assert_eq!(keys_of(&found), ["cluster.nats_url"]);
+    assert!(found[0]
+        .reason
+        .contains("required when cluster.enabled = true"));
+}
+
+#[test]
+fn nats_urls_name_a_host_and_carry_no_credentials() {
+    for (url, reason) in [
+        ("127.0.0.1:4222", "expected nats://host:port"),
+        ("https://nats:4222", "scheme nats:// or tls://"),
+        ("nats://convoy:hunter2@nats:4222", "credentials"),
+        ("nats://:4222", "no host"),
+        ("nats://nats:0", "port"),
+        ("nats://nats:http", "port"),
+    ] {
+        let found = problems(&with(minimal(), "cluster.nats_url", json!(url)));
+        assert_eq!(keys_of(&found), ["cluster.nats_url"], "{url}");
+        assert!(
+            found[0].reason.contains(reason),
+            "{url}: {}",
+            found[0].reason
+        );
+    }
+    for url in [
+        "nats://127.0.0.1:4222",
+        "tls://nats.example.com:4222",
+        "nats://nats",
+        "nats://[::1]:4222",
+        "nats://[::1]",
+    ] {
+        assert!(nats_url_problem(url).is_none(), "{url}");
+    }
+}
+
+#[test]
+fn roles_that_are_not_built_yet_are_refused_with_their_name() {
+    let enabled = with(
+        with(minimal(), "cluster.enabled", json!(true)),
+        "cluster.nats_url",
+        json!("nats://127.0.0.1:4222"),
+    );
+    for (role, refusal) in [
+        (None, "cluster workers are not built yet"),
+        (Some("both"), "cluster workers are not built yet"),
+        (Some("worker"), "cluster workers are not built yet"),
+        (Some("ingest"), "cluster ingest is not built yet"),
+    ] {
+        let tree = match role {
+            Some(role) => with(enabled.clone(), "cluster.role", json!(role)),
+            None => enabled.clone(),
+        };
+        let found = problems(&tree);
+        assert_eq!(keys_of(&found), ["cluster.role"], "{role:?}");
+        assert!(found[0].reason.contains(refusal), "{}", found[0].reason);
+    }
+}
+
+#[test]
+fn the_duplicate_window_follows_a_shorter_rotation_margin() {
+    let tree = with(
+        with(minimal(), "stream.rotate_before_expiry", json!("1m")),
+        "cluster.duplicate_window",
+        json!("2m"),
+    );
+    assert!(validate(&tree, &no_origin).is_ok());
+}
