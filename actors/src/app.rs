@@ -96,6 +96,8 @@ const FINISHED_VIEWS: usize = 10_000;
 const WRITES_IN_FLIGHT: usize = 4;
 /// Of the shutdown deadline, kept back from the CRM flush for what follows it.
 const FLUSH_MARGIN: Duration = Duration::from_millis(500);
+/// How long shutdown waits for the SLA, CRM and analytics threads to end.
+const ARBITERS_JOIN: Duration = Duration::from_secs(5);
 /// Background re-reads in flight at once.
 const REREADS_IN_FLIGHT: usize = 2;
 
@@ -390,8 +392,25 @@ impl Daemon {
         })
         .await
         .is_ok();
+        // The arbiters' actors hold the outbox file open (redb locks it): it is closed only
+        // once their threads have ended, so wait for them — a start right after this one
+        // (a supervisor's restart, a test) must be able to open it. Off the event loop;
+        // an idle arbiter ends at once, one busy writing a snapshot gets a few seconds.
         for arbiter in &self.arbiters {
             arbiter.stop();
+        }
+        let arbiters = self.arbiters;
+        let joined = actix_rt::time::timeout(
+            ARBITERS_JOIN,
+            actix_rt::task::spawn_blocking(move || {
+                for arbiter in arbiters {
+                    let _ = arbiter.join();
+                }
+            }),
+        )
+        .await;
+        if joined.is_err() {
+            tracing::warn!("An actor thread did not end in time; the outbox may stay locked until the process exits.");
         }
         if !drained {
             tracing::warn!(

@@ -6,10 +6,8 @@
 //! does, like `convoy outbox`. Genesys is read with the configured OAuth client, through
 //! the same token bucket as the daemon's calls (`genesys.requests_per_minute`).
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use actix::Actor;
 use chrono::{DateTime, Utc};
@@ -206,44 +204,39 @@ pub async fn run_snapshot(
     })
 }
 
-/// `conversations read: N` on stderr, redrawn at most ten times a second; nothing when
-/// disabled. (The total is unknown up front: `totalHits` is approximate.)
+/// An `indicatif` spinner on stderr counting the conversations read (the total is unknown
+/// up front: `totalHits` is approximate), redrawn at most ten times a second; nothing when
+/// disabled or when stderr is not a terminal (indicatif hides itself there).
 struct ProgressLine {
-    enabled: bool,
-    last: Option<Instant>,
-    drawn: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressLine {
     fn new(enabled: bool) -> ProgressLine {
-        ProgressLine {
-            enabled: enabled && std::io::stderr().is_terminal(),
-            last: None,
-            drawn: false,
-        }
+        let bar = enabled.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed} conversations read: {pos}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        ProgressLine { bar }
     }
 
     fn update(&mut self, rows: usize) {
-        if !self.enabled {
-            return;
+        if let Some(bar) = &self.bar {
+            bar.set_position(rows as u64);
         }
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_millis(100))
-        {
-            return;
-        }
-        self.last = Some(now);
-        self.drawn = true;
-        let mut stderr = std::io::stderr().lock();
-        let _ = write!(stderr, "\rconversations read: {rows}");
-        let _ = stderr.flush();
     }
 
     fn finish(&mut self) {
-        if self.drawn {
-            let _ = writeln!(std::io::stderr());
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
