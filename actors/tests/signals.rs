@@ -43,6 +43,9 @@ async fn sigterm_during_load_exits_zero_within_the_deadline() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_convoy"))
         .args(["run", "--config"])
         .arg(&config)
+        // Relative default paths (outbox.path, analytics.output_dir) land in the test's own
+        // folder, never in the source tree.
+        .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
