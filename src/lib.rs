@@ -16,6 +16,7 @@
 pub mod admin_auth;
 pub mod analytics;
 pub mod bench;
+pub mod canonical;
 pub mod cluster;
 pub mod config;
 pub mod conversation;

@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::model::{millis_time, DetailsSource, Interval, Reconciliation, Snapshot};
 use super::plan::SentQuery;
@@ -113,32 +111,13 @@ pub struct Manifest {
 pub fn canonical_json(value: &impl Serialize, file: &'static str) -> Result<String, OutputError> {
     let value =
         serde_json::to_value(value).map_err(|source| OutputError::Encode { file, source })?;
-    let mut text = serde_json::to_string_pretty(&sorted(value))
+    let mut text = serde_json::to_string_pretty(&crate::canonical::sorted_keys(value))
         .map_err(|source| OutputError::Encode { file, source })?;
     text.push('\n');
     Ok(text)
 }
 
-/// Keys sorted at every level, whatever map serde_json was built with.
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
-    }
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
+pub use crate::canonical::sha256_hex;
 
 fn csv_field(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {

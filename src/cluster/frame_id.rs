@@ -24,6 +24,8 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::canonical::{hex, sorted_keys};
+
 /// What a published frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
@@ -59,51 +61,19 @@ impl FrameKind {
 
 /// The `Nats-Msg-Id` of a frame about `conversation_id` (see the module doc).
 pub fn frame_msg_id(conversation_id: &str, kind: FrameKind, body: &Value) -> String {
-    let mut canonical = String::new();
-    write_canonical(body, &mut canonical);
+    let canonical = canonical_text(body);
     let digest = Sha256::digest(canonical.as_bytes());
-    let mut id = format!(
-        "{}:{}:",
+    format!(
+        "{}:{}:{}",
         conversation_id.trim().to_ascii_lowercase(),
-        kind.tag()
-    );
-    for byte in &digest[..16] {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    id
+        kind.tag(),
+        hex(&digest[..16])
+    )
 }
 
-/// JSON with object keys sorted and no whitespace. Written by hand rather than relying on
-/// `serde_json::Map`'s order, which a `preserve_order` feature anywhere in the build would
-/// change.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (n, (key, value)) in entries.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(value, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+/// The body with object keys sorted at every level and no whitespace.
+fn canonical_text(body: &Value) -> String {
+    sorted_keys(body.clone()).to_string()
 }
 
 #[cfg(test)]
@@ -208,8 +178,7 @@ mod tests {
     proptest! {
         #[test]
         fn the_canonical_form_is_json_that_reads_back_to_the_same_value(value in arb_json()) {
-            let mut canonical = String::new();
-            write_canonical(&value, &mut canonical);
+            let canonical = canonical_text(&value);
             let back: Value = serde_json::from_str(&canonical).unwrap();
             prop_assert_eq!(back, value.clone());
             // And a re-serialisation (any key order) hashes the same.

@@ -11,6 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::CrmRecord;
+use crate::canonical::hex;
 
 /// Header carrying the unix time (seconds) the request was signed at.
 pub const TIMESTAMP_HEADER: &str = "X-Convoy-Timestamp";
@@ -66,16 +67,6 @@ pub fn idempotency_key(records: &[CrmRecord]) -> String {
     let bytes = serde_json::to_vec(records).unwrap_or_default();
     hasher.update(&bytes);
     hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

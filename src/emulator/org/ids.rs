@@ -1,6 +1,7 @@
 //! Deterministic ids: UUID-shaped strings for entities, 32-hex strings for messages, all
 //! drawn from one seeded RNG so a seed and a call sequence always give the same ids.
 
+use crate::canonical::hex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -43,16 +44,6 @@ impl IdSource {
             .map(|_| char::from(b'0' + self.rng.gen_range(0..10u8)))
             .collect()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 #[cfg(test)]
