@@ -505,22 +505,9 @@ async fn steps(
         args.max_rate,
         if search { args.search_steps } else { 0 },
     );
-    for &rate in rates {
-        let report = step(
-            daemon,
-            args,
-            rate,
-            args.duration,
-            &feeds,
-            replay,
-            cursor,
-            latency,
-        )
-        .await?;
-        searcher.record(rate, report.passed);
-        steps.push(report);
-    }
-    while let Some(rate) = searcher.next_rate() {
+    // The rates asked for first, then the search's next rate after each result.
+    let mut asked = rates.iter().copied();
+    while let Some(rate) = asked.next().or_else(|| searcher.next_rate()) {
         let report = step(
             daemon,
             args,
