@@ -510,24 +510,17 @@ impl Count for usize {
 }
 
 fn render_table(rows: &[Row]) -> String {
-    let what = rows
-        .iter()
-        .map(|row| row.what.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let convoy = rows
-        .iter()
-        .map(|row| row.convoy.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
-    let expected = rows
-        .iter()
-        .map(|row| row.expected.len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
+    // A column is as wide as its widest cell, and at least its heading.
+    let width = |cell: fn(&Row) -> &str, heading: usize| {
+        rows.iter()
+            .map(|row| cell(row).len())
+            .max()
+            .unwrap_or(0)
+            .max(heading)
+    };
+    let what = width(|row| &row.what, 4);
+    let convoy = width(|row| &row.convoy, 6);
+    let expected = width(|row| &row.expected, 8);
     let mut out = format!(
         "{:<what$}  {:>convoy$}  {:>expected$}  check\n",
         "", "Convoy", "expected"
