@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod app;
 pub mod bench;
 pub mod clock;
+pub mod cluster;
 pub mod config_load;
 pub mod conversation;
 pub mod crm;
