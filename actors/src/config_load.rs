@@ -10,6 +10,7 @@
 //! came from. This module never prints a secret: `entries` redacts them, and `Config`
 //! redacts itself.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -197,16 +198,16 @@ impl Merged {
     /// log; never fatal.
     pub fn warnings(&self, config: &Config) -> Vec<String> {
         let mut warnings = config.warnings();
-        let secret_file = self
-            .tree
-            .pointer("/genesys/client_secret_file")
-            .and_then(Value::as_str)
-            .filter(|path| !path.trim().is_empty());
-        if let Some(path) = secret_file {
-            let resolved = self.resolve_secret_path(Path::new(path));
+        let file_keys = std::iter::once(SECRET_FILE_KEY.to_owned())
+            .chain(FILE_BACKED_SECRETS.iter().map(|key| file_key_of(key)));
+        for file_key in file_keys {
+            let Some(path) = self.named_path(&file_key) else {
+                continue;
+            };
+            let resolved = self.resolve_secret_path(&file_key, Path::new(path));
             if let Some(mode) = readable_by_others(&resolved) {
                 warnings.push(format!(
-                    "genesys.client_secret_file {} can be read by other users (mode {mode:04o}); \
+                    "{file_key} {} can be read by other users (mode {mode:04o}); \
                      restrict it with `chmod 0400 {}`",
                     resolved.display(),
                     resolved.display()
@@ -220,9 +221,11 @@ impl Merged {
     /// filter parses and that the client secret file can be read. All problems together.
     pub fn validate(&self) -> Result<Config, ConfigErrors> {
         let origin = |key: &str| self.source_of(key);
-        let validated = validate(&self.tree, &origin);
+        let (tree, file_problems) = self.with_secret_files();
+        let validated = validate(&tree, &origin);
 
         let mut shell_problems = self.env_problems.clone();
+        shell_problems.extend(file_problems);
         if let Some(problem) = self.check_log_filter() {
             shell_problems.push(problem);
         }
@@ -286,6 +289,17 @@ impl Merged {
             genesys.insert("client_secret".into(), "replay".into());
             if unset(genesys, "queues") && unset(genesys, "users") {
                 genesys.insert("queues".into(), Value::Array(vec![PLACEHOLDER_ID.into()]));
+            }
+        }
+        // The other secrets' files need not exist where a recording is replayed either:
+        // the CRM is in-process and the admin server keeps its token check.
+        for key in FILE_BACKED_SECRETS {
+            let (section, leaf) = split_key(key);
+            let Some(table) = tree.get_mut(section).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if table.remove(&format!("{leaf}_file")).is_some() && !table.contains_key(leaf) {
+                table.insert(leaf.to_owned(), "replay".into());
             }
         }
         let origin = |key: &str| self.source_of(key);
@@ -358,20 +372,30 @@ impl Merged {
         })
     }
 
-    /// Reads the secret file; surrounding whitespace (the trailing newline every editor
-    /// adds) is not part of the secret.
     fn read_client_secret(&self, path: &Path) -> Result<Secret<String>, ConfigProblem> {
-        let source = self.source_of(SECRET_FILE_KEY);
-        let resolved = self.resolve_secret_path(path);
+        self.read_secret_at(SECRET_FILE_KEY, "the client secret", path)
+    }
+
+    /// Reads the file named by `file_key`; surrounding whitespace (the trailing newline
+    /// every editor adds) is not part of the secret. Problems name the file, never its
+    /// content.
+    fn read_secret_at(
+        &self,
+        file_key: &str,
+        what: &str,
+        path: &Path,
+    ) -> Result<Secret<String>, ConfigProblem> {
+        let source = self.source_of(file_key);
+        let resolved = self.resolve_secret_path(file_key, path);
         let problem = |reason: String| ConfigProblem {
-            key: SECRET_FILE_KEY.to_owned(),
+            key: file_key.to_owned(),
             value: Some(Value::String(path.display().to_string()).to_string()),
             source: source.clone(),
             reason,
         };
         let text = std::fs::read_to_string(&resolved).map_err(|error| {
             problem(format!(
-                "cannot read the client secret from {}: {error}",
+                "cannot read {what} from {}: {error}",
                 resolved.display()
             ))
         })?;
@@ -384,10 +408,62 @@ impl Merged {
 }
 
 impl Merged {
-    /// A relative `genesys.client_secret_file` written in the config file is relative to
-    /// that file's directory; from any other layer, to the working directory.
-    fn resolve_secret_path(&self, path: &Path) -> PathBuf {
-        let source = self.source_of(SECRET_FILE_KEY);
+    /// The tree the core validates: each `<secret>_file` of [`FILE_BACKED_SECRETS`]
+    /// replaced by the secret its file holds, and the problems met doing so (both forms
+    /// given, a file that cannot be read or is empty). The tree is copied only when such a
+    /// key is set.
+    fn with_secret_files(&self) -> (Cow<'_, Value>, Vec<ConfigProblem>) {
+        let mut problems = Vec::new();
+        let mut resolved: Option<Value> = None;
+        for key in FILE_BACKED_SECRETS {
+            let file_key = file_key_of(key);
+            let Some(path) = self.named_path(&file_key) else {
+                continue;
+            };
+            let (section, leaf) = split_key(key);
+            let secret = if self.tree.pointer(&format!("/{section}/{leaf}")).is_some() {
+                problems.push(ConfigProblem {
+                    key: key.to_owned(),
+                    value: Some(format!("\"{REDACTED}\"")),
+                    source: self.source_of(key),
+                    reason: format!("conflicts with {file_key}: give exactly one"),
+                });
+                None
+            } else {
+                match self.read_secret_at(&file_key, key, Path::new(path)) {
+                    Ok(secret) => Some(secret.expose_secret().clone()),
+                    Err(problem) => {
+                        problems.push(problem);
+                        None
+                    }
+                }
+            };
+            let tree = resolved.get_or_insert_with(|| self.tree.clone());
+            if let Some(table) = tree.get_mut(section).and_then(Value::as_object_mut) {
+                table.remove(&format!("{leaf}_file"));
+                // A stand-in when the file failed: the problem above already fails the
+                // load, and "crm.token: required" beside it would mislead.
+                let value = secret.unwrap_or_else(|| "unread".to_owned());
+                table.entry(leaf.to_owned()).or_insert(Value::String(value));
+            }
+        }
+        let tree = resolved.map_or(Cow::Borrowed(&self.tree), Cow::Owned);
+        (tree, problems)
+    }
+
+    /// The non-blank path a `*_file` key names, if it is set to text.
+    fn named_path(&self, file_key: &str) -> Option<&str> {
+        let (section, leaf) = split_key(file_key);
+        self.tree
+            .pointer(&format!("/{section}/{leaf}"))
+            .and_then(Value::as_str)
+            .filter(|path| !path.trim().is_empty())
+    }
+
+    /// A relative secret file path written in the config file is relative to that file's
+    /// directory; from any other layer, to the working directory.
+    fn resolve_secret_path(&self, file_key: &str, path: &Path) -> PathBuf {
+        let source = self.source_of(file_key);
         let written_in_file = source.is_some() && source == self.file_source;
         match &self.file_dir {
             Some(dir) if written_in_file && path.is_relative() => dir.join(path),
@@ -397,6 +473,25 @@ impl Merged {
 }
 
 const SECRET_FILE_KEY: &str = "genesys.client_secret_file";
+
+/// Secrets that may instead be read from a file named by `<key>_file` (mode 0400, e.g. a
+/// systemd credential or a mounted Kubernetes Secret). `genesys.client_secret_file` is the
+/// core's own key; these are resolved by the loader before the core validates.
+const FILE_BACKED_SECRETS: [&str; 4] = [
+    "crm.token",
+    "crm.password",
+    "crm.hmac_secret",
+    "admin.token",
+];
+
+fn file_key_of(key: &str) -> String {
+    format!("{key}_file")
+}
+
+/// `crm.token` → (`crm`, `token`).
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('.').unwrap_or(("", key))
+}
 
 /// The permission bits of a file that its group or others may read, or `None` (not
 /// readable by them, unreadable metadata, or not Unix).
@@ -937,6 +1032,75 @@ mod tests {
             assert!(
                 errors.contains("conflicts with genesys.client_secret_file"),
                 "{errors}"
+            );
+            Ok(())
+        });
+    }
+
+    fn crm_and_admin_file(jail: &mut Jail, crm_and_admin: &str) -> PathBuf {
+        isolate(jail);
+        jail.create_file(
+            "etc/convoy.toml",
+            &format!(
+                "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
+                 client_secret = \"s\"\nqueues = [\"{QUEUE}\"]\n{crm_and_admin}"
+            ),
+        )
+        .unwrap();
+        jail.directory().join("etc/convoy.toml")
+    }
+
+    #[test]
+    fn crm_and_admin_secrets_are_read_from_their_files_relative_to_the_config_file() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("etc")?;
+            jail.create_file("etc/crm-token", "crm-from-file\n")?;
+            jail.create_file("etc/admin-token", "  admin-from-file \n")?;
+            let file = crm_and_admin_file(
+                jail,
+                "[crm]\nendpoint = \"https://crm.example.com/v1\"\nauth = \"bearer\"\n\
+                 token_file = \"crm-token\"\n[admin]\ntoken_file = \"admin-token\"\n",
+            );
+            let config = load(&layers(file)).map_err(fail)?;
+            let crm = config.crm.ok_or("no crm section")?;
+            let CrmAuth::Bearer { token } = crm.auth else {
+                return Err("not bearer".into());
+            };
+            assert_eq!(token.expose_secret(), "crm-from-file");
+            let admin = config.admin.token.ok_or("no admin token")?;
+            assert_eq!(admin.expose_secret(), "admin-from-file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_conflict_and_an_unreadable_file_names_its_key() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("etc")?;
+            jail.create_file("etc/hmac", "k3y\n")?;
+            let file = crm_and_admin_file(
+                jail,
+                "[crm]\nendpoint = \"https://crm.example.com/v1\"\nauth = \"hmac\"\n\
+                 hmac_secret = \"inline-k3y\"\nhmac_secret_file = \"hmac\"\n\
+                 [admin]\ntoken_file = \"/nonexistent/admin-token\"\n",
+            );
+            let errors = merge(&layers(file)).map_err(fail)?.validate().unwrap_err();
+            let text = errors.to_string();
+            assert!(
+                text.contains("crm.hmac_secret = \"***\"")
+                    && text.contains("conflicts with crm.hmac_secret_file: give exactly one"),
+                "{text}"
+            );
+            assert!(
+                text.contains("admin.token_file = \"/nonexistent/admin-token\"")
+                    && text.contains("cannot read admin.token from"),
+                "{text}"
+            );
+            assert!(!text.contains("k3y"), "a secret leaked into: {text}");
+            assert_eq!(
+                errors.len(),
+                2,
+                "no 'required' beside the file's problem: {text}"
             );
             Ok(())
         });

@@ -79,9 +79,12 @@ pub const KEYS: &[KeySpec] = &[
     spec("crm.allow_insecure_http", KeyKind::Boolean),
     spec("crm.auth", KeyKind::Text),
     spec("crm.token", KeyKind::Secret),
+    spec("crm.token_file", KeyKind::Text),
     spec("crm.username", KeyKind::Text),
     spec("crm.password", KeyKind::Secret),
+    spec("crm.password_file", KeyKind::Text),
     spec("crm.hmac_secret", KeyKind::Secret),
+    spec("crm.hmac_secret_file", KeyKind::Text),
     spec("crm.batch_size", KeyKind::Integer),
     spec("crm.flush_interval", KeyKind::Text),
     spec("crm.max_batch_bytes", KeyKind::Integer),
@@ -95,6 +98,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("analytics.keep_outcomes", KeyKind::Text),
     spec("admin.listen", KeyKind::Text),
     spec("admin.token", KeyKind::Secret),
+    spec("admin.token_file", KeyKind::Text),
     spec("log.format", KeyKind::Text),
     spec("log.filter", KeyKind::Text),
     spec("stream.max_frame_bytes", KeyKind::Integer),
@@ -292,6 +296,17 @@ mod tests {
         assert!(is_secret_key("crm.tokn"));
         assert!(!is_secret_key("genesys.region"));
         assert!(!is_secret_key("genesys.client_secret_file"));
+        for path_key in [
+            "crm.token_file",
+            "crm.password_file",
+            "crm.hmac_secret_file",
+            "admin.token_file",
+        ] {
+            assert!(
+                !is_secret_key(path_key),
+                "{path_key} holds a path, not a secret"
+            );
+        }
     }
 
     #[test]
