@@ -1,38 +1,309 @@
 //! Identifier newtypes, so a participant id can never be passed where a conversation id is
 //! expected. Genesys ids are UUID strings, but message ids are 32-hex strings in captures
-//! (API.md §2.1): all are treated as opaque text.
+//! (API.md §2.1): all are treated as opaque text, and every id reads back exactly as it
+//! was given.
+//!
+//! Held compactly ([`IdText`]): a live conversation holds some 35 ids (its participants',
+//! legs', messages', and the router's and registry's copies of its own), and as `String`s
+//! each cost 24 bytes inline plus a 48-byte heap chunk for its text. A UUID or a 32-hex
+//! id is 128 bits: held as 16 bytes inline with its shape and letter case, it needs no
+//! heap at all. Anything else keeps its text, boxed.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The text of an id: inline 128 bits when it is a UUID (`8-4-4-4-12`) or 32 hex digits in
+/// one letter case, else the boxed text. The representation is canonical (one text, one
+/// representation), so equality and hashing compare texts; the order is the texts' order.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdText(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Bits { bits: [u8; 16], shape: Shape },
+    Text(Box<str>),
+}
+
+/// How 128 bits are written: Genesys writes lower case, but the case is kept so an id is
+/// echoed back exactly as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Shape {
+    UuidLower,
+    UuidUpper,
+    HexLower,
+    HexUpper,
+}
+
+impl Shape {
+    fn hyphenated(self) -> bool {
+        matches!(self, Shape::UuidLower | Shape::UuidUpper)
+    }
+
+    fn digits(self) -> &'static [u8; 16] {
+        match self {
+            Shape::UuidLower | Shape::HexLower => b"0123456789abcdef",
+            Shape::UuidUpper | Shape::HexUpper => b"0123456789ABCDEF",
+        }
+    }
+
+    fn len(self) -> usize {
+        if self.hyphenated() {
+            36
+        } else {
+            32
+        }
+    }
+}
+
+/// Where a UUID's text has its hyphens.
+const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
+
+fn nibble(byte: u8) -> Option<(u8, Option<bool>)> {
+    match byte {
+        b'0'..=b'9' => Some((byte - b'0', None)),
+        b'a'..=b'f' => Some((byte - b'a' + 10, Some(false))),
+        b'A'..=b'F' => Some((byte - b'A' + 10, Some(true))),
+        _ => None,
+    }
+}
+
+/// The 128 bits and shape of `text`, when it is a UUID or 32 hex digits in one case.
+fn parse_bits(text: &str) -> Option<Repr> {
+    let hyphenated = match text.len() {
+        36 => true,
+        32 => false,
+        _ => return None,
+    };
+    let bytes = text.as_bytes();
+    let mut bits = [0u8; 16];
+    let mut upper: Option<bool> = None;
+    let mut digit = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if hyphenated && UUID_HYPHENS.contains(&at) {
+            if byte != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let (value, case) = nibble(byte)?;
+        if let Some(case) = case {
+            if upper.is_some_and(|seen| seen != case) {
+                return None;
+            }
+            upper = Some(case);
+        }
+        bits[digit / 2] |= if digit % 2 == 0 { value << 4 } else { value };
+        digit += 1;
+    }
+    let upper = upper.unwrap_or(false);
+    let shape = match (hyphenated, upper) {
+        (true, false) => Shape::UuidLower,
+        (true, true) => Shape::UuidUpper,
+        (false, false) => Shape::HexLower,
+        (false, true) => Shape::HexUpper,
+    };
+    Some(Repr::Bits { bits, shape })
+}
+
+impl IdText {
+    pub fn new(text: &str) -> Self {
+        IdText(parse_bits(text).unwrap_or_else(|| Repr::Text(text.into())))
+    }
+
+    fn from_string(text: String) -> Self {
+        IdText(parse_bits(&text).unwrap_or_else(|| Repr::Text(text.into_boxed_str())))
+    }
+
+    /// The id's text (rendered on the stack when held as bits).
+    pub fn text(&self) -> IdStr<'_> {
+        match &self.0 {
+            Repr::Text(text) => IdStr(Rendered::Borrowed(text)),
+            Repr::Bits { bits, shape } => {
+                let digits = shape.digits();
+                let mut buffer = [0u8; 36];
+                let mut at = 0;
+                for (index, byte) in bits.iter().enumerate() {
+                    if shape.hyphenated() && matches!(index, 4 | 6 | 8 | 10) {
+                        buffer[at] = b'-';
+                        at += 1;
+                    }
+                    buffer[at] = digits[usize::from(byte >> 4)];
+                    buffer[at + 1] = digits[usize::from(byte & 0x0f)];
+                    at += 2;
+                }
+                IdStr(Rendered::Inline {
+                    buffer,
+                    len: shape.len() as u8,
+                })
+            }
+        }
+    }
+
+    /// Whether the id is held inline (no heap text).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Bits { .. })
+    }
+}
+
+impl Ord for IdText {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (&self.0, &other.0) {
+            // Same shape: hex digits of one case sort as their values, hyphens sit at the
+            // same places, so the bits compare as the texts would.
+            (Repr::Bits { bits: a, shape: sa }, Repr::Bits { bits: b, shape: sb }) if sa == sb => {
+                a.cmp(b)
+            }
+            _ => (*self.text()).cmp(&*other.text()),
+        }
+    }
+}
+
+impl PartialOrd for IdText {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.text(), f)
+    }
+}
+
+impl Serialize for IdText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(IdText::new(&text))
+    }
+}
+
+/// An id's text: borrowed from the id, or rendered from its bits into a stack buffer.
+/// Dereferences to `str`.
+#[derive(Clone, Copy)]
+pub struct IdStr<'a>(Rendered<'a>);
+
+#[derive(Clone, Copy)]
+enum Rendered<'a> {
+    Borrowed(&'a str),
+    Inline { buffer: [u8; 36], len: u8 },
+}
+
+impl IdStr<'_> {
+    pub fn as_str(&self) -> &str {
+        self
+    }
+}
+
+impl std::ops::Deref for IdStr<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match &self.0 {
+            Rendered::Borrowed(text) => text,
+            // Only ASCII hex digits and hyphens are ever written into the buffer.
+            Rendered::Inline { buffer, len } => {
+                std::str::from_utf8(&buffer[..usize::from(*len)]).unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl AsRef<str> for IdStr<'_> {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl fmt::Display for IdStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for IdStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<str> for IdStr<'_> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for IdStr<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(pub String);
+        pub struct $name(IdText);
 
         impl $name {
-            pub fn as_str(&self) -> &str {
+            /// The id's text, exactly as it was given.
+            pub fn text(&self) -> IdStr<'_> {
+                self.0.text()
+            }
+
+            /// The compact text itself.
+            pub fn id_text(&self) -> &IdText {
                 &self.0
             }
         }
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
+                std::fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.0).finish()
             }
         }
 
         impl From<&str> for $name {
             fn from(text: &str) -> Self {
-                $name(text.to_owned())
+                $name(IdText::new(text))
             }
         }
 
         impl From<String> for $name {
             fn from(text: String) -> Self {
+                $name(IdText::from_string(text))
+            }
+        }
+
+        impl From<&String> for $name {
+            fn from(text: &String) -> Self {
+                $name(IdText::new(text))
+            }
+        }
+
+        impl From<IdText> for $name {
+            fn from(text: IdText) -> Self {
                 $name(text)
             }
         }
@@ -98,8 +369,81 @@ pub fn path_segment(id: &str) -> Result<Cow<'_, str>, PathSegmentError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_read_back_exactly_as_given() {
+        for text in [
+            "4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b",
+            "4C2B6F0E-2A1D-4B8E-9F3A-0C1D2E3F4A5B",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "01234567-8901-2345-6789-012345678901",
+            "4c2b6f0e-2a1d-4B8E-9f3a-0c1d2e3f4a5b",
+            "4c2b6f0e_2a1d-4b8e-9f3a-0c1d2e3f4a5b",
+            "0123456789abcdef0123456789abcdeg",
+            "agent",
+            "",
+            "ü-ünïcode",
+        ] {
+            let id = ParticipantId::from(text);
+            assert_eq!(&*id.text(), text);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(ParticipantId::from(text.to_owned()), id);
+            assert_eq!(
+                serde_json::to_string(&id).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+            let back: ParticipantId =
+                serde_json::from_str(&serde_json::to_string(text).unwrap()).unwrap();
+            assert_eq!(back, id);
+        }
+        assert!(ConversationId::from("4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b")
+            .id_text()
+            .is_inline());
+        assert!(MessageId::from("0123456789ABCDEF0123456789ABCDEF")
+            .id_text()
+            .is_inline());
+        assert!(!MessageId::from("0123456789ABCDEF0123456789abcdef")
+            .id_text()
+            .is_inline());
+        assert_ne!(
+            ParticipantId::from("4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b"),
+            ParticipantId::from("4C2B6F0E-2A1D-4B8E-9F3A-0C1D2E3F4A5B")
+        );
+        assert_eq!(std::mem::size_of::<ConversationId>(), 24);
+        assert_eq!(std::mem::size_of::<Option<ConversationId>>(), 24);
+    }
+
+    proptest::proptest! {
+        /// Ids order exactly as their texts do, whatever mix of UUIDs (either case), 32-hex
+        /// ids and other text, so every map keyed by ids iterates in the same order as
+        /// before they were compact.
+        #[test]
+        fn ids_order_and_compare_as_their_texts(
+            texts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                    "[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}",
+                    "[0-9a-f]{32}",
+                    "[0-9A-F]{32}",
+                    "[0-9a-fA-F-]{0,36}",
+                    "[0-9]{2}[a-z0-9]{0,3}",
+                ],
+                2..12,
+            )
+        ) {
+            for a in &texts {
+                for b in &texts {
+                    let (x, y) = (CommunicationId::from(a.as_str()), CommunicationId::from(b.as_str()));
+                    proptest::prop_assert_eq!(x.cmp(&y), a.cmp(b), "{} vs {}", a, b);
+                    proptest::prop_assert_eq!(x == y, a == b);
+                }
+            }
+        }
+    }
 
     #[test]
     fn genesys_ids_go_into_paths_unchanged() {

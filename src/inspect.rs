@@ -291,22 +291,22 @@ pub fn describe_state(state: &ConversationState) -> Value {
         .map(|(id, participant)| {
             json!({
                 "id": id,
-                "purpose": participant.purpose,
-                "name": participant.name,
-                "userId": participant.user_id,
-                "queueId": participant.queue_id,
+                "purpose": participant.purpose(),
+                "name": participant.name(),
+                "userId": participant.user_id().map(|id| id.to_string()),
+                "queueId": participant.queue_id().map(|id| id.to_string()),
                 "lifecycle": participant.lifecycle(),
                 "wrapup": camel_keys(json!(participant.recorded_wrapup())),
                 "communications": participant.communications.iter().map(|(cid, leg)| json!({
                     "id": cid,
                     "medium": leg.medium,
-                    "state": leg.state,
+                    "state": leg.state(),
                     "lifecycle": leg.lifecycle(),
-                    "direction": leg.direction,
-                    "disconnectType": leg.disconnect_type,
-                    "messageType": leg.message_type,
-                    "transcriptUri": leg.transcript_uri,
-                    "afterCallWork": leg.after_call_work,
+                    "direction": leg.direction(),
+                    "disconnectType": leg.disconnect_type(),
+                    "messageType": leg.message_type(),
+                    "transcriptUri": leg.transcript_uri(),
+                    "afterCallWork": leg.after_call_work(),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -320,12 +320,12 @@ pub fn describe_state(state: &ConversationState) -> Value {
                 "participantId": message.participant_id,
                 "communicationId": message.communication_id,
                 "direction": message.direction(),
-                "status": message.status,
+                "status": message.status(),
                 "messageTime": message.message_time,
                 "segmentCount": message.segment_count,
                 "attachments": camel_keys(json!(message.media.values().collect::<Vec<_>>())),
-                "stickers": camel_keys(json!(message.stickers)),
-                "transcriptUri": message.transcript_uri,
+                "stickers": camel_keys(json!(message.stickers())),
+                "transcriptUri": message.transcript_uri(),
             })
         })
         .collect();

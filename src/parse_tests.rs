@@ -107,7 +107,7 @@ fn user_topic_alerting_snapshot_has_every_participant_message_and_attachment() {
         TopicSubject::User("c1969995-565b-4c59-881c-83a921a85da9".to_owned())
     );
     assert_eq!(topic.shape, SnapshotShape::AllMedia);
-    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    assert_eq!(snapshot.conversation_id.text().as_str(), CONVERSATION);
     assert_eq!(snapshot.participants.len(), 3);
     let customer = &snapshot.participants[0];
     assert_eq!(customer.communications.len(), 1);
@@ -117,7 +117,10 @@ fn user_topic_alerting_snapshot_has_every_participant_message_and_attachment() {
         "both messages of the customer leg"
     );
     let with_media = &customer.messages[1];
-    assert_eq!(with_media.id.as_str(), "f8161c17c59feab52d24b4dac2574443");
+    assert_eq!(
+        with_media.id.text().as_str(),
+        "f8161c17c59feab52d24b4dac2574443"
+    );
     assert_eq!(with_media.media.len(), 1);
     let attachment = &with_media.media[0];
     assert_eq!(attachment.mime_type.as_deref(), Some("image/jpeg"));
@@ -185,7 +188,7 @@ fn messages_topic_reads_message_ids_from_message_objects() {
     assert_eq!(topic.shape, SnapshotShape::Messages);
     let customer = &snapshot.participants[0];
     assert_eq!(customer.state, Some(CommunicationState::Connected));
-    let ids: Vec<&str> = customer.messages.iter().map(|m| m.id.as_str()).collect();
+    let ids: Vec<String> = customer.messages.iter().map(|m| m.id.to_string()).collect();
     assert_eq!(
         ids,
         [
@@ -221,7 +224,7 @@ fn detail_events_carry_their_kind() {
         match classify(text).unwrap() {
             Classified::Detail(event) => {
                 assert_eq!(event.kind, kind);
-                assert_eq!(event.conversation_id.as_str(), CONVERSATION);
+                assert_eq!(event.conversation_id.text().as_str(), CONVERSATION);
                 assert!(event.body.event_time.is_some());
             }
             other => panic!("{kind}: unexpected {other:?}"),
@@ -254,7 +257,7 @@ fn rest_conversation_bodies_parse_with_both_shapes() {
     let value: Value =
         serde_json::from_str(fixture!("rest_get_conversation_response.json")).unwrap();
     let snapshot = read_conversation_body(value, "").unwrap();
-    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    assert_eq!(snapshot.conversation_id.text().as_str(), CONVERSATION);
     assert!(snapshot.start_time.is_some());
     let value: Value =
         serde_json::from_str(fixture!("rest_get_message_conversation_response.json")).unwrap();
@@ -546,7 +549,7 @@ fn a_byte_identical_body_on_another_topic_is_a_duplicate_and_not_read_again() {
     else {
         panic!("the first copy is read");
     };
-    assert_eq!(snapshot.conversation_id.as_str(), CONVERSATION);
+    assert_eq!(snapshot.conversation_id.text().as_str(), CONVERSATION);
     // The same body on the queue topic, in every envelope layout: topic first or last,
     // other metadata, no metadata, whitespace (the full path finds it then).
     for layout in [

@@ -7,6 +7,10 @@
 //! vector with binary search is as fast at these sizes and holds only what it holds.
 //! Iteration is in key order, like `BTreeMap`, so everything derived from a state
 //! (transitions, views, writes) stays deterministic.
+//!
+//! The entries are a boxed slice, not a `Vec`: a conversation holds about fifteen of these
+//! maps, mostly empty or of one entry, and a capacity field they never use would cost 8
+//! bytes each.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -16,13 +20,13 @@ use serde::{Serialize, Serializer};
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SortedMap<K, V> {
-    entries: Vec<(K, V)>,
+    entries: Box<[(K, V)]>,
 }
 
 impl<K, V> Default for SortedMap<K, V> {
     fn default() -> Self {
         SortedMap {
-            entries: Vec::new(),
+            entries: Box::default(),
         }
     }
 }
@@ -89,13 +93,27 @@ impl<K: Ord, V> SortedMap<K, V> {
         match self.position(&key) {
             Ok(at) => Some(std::mem::replace(&mut self.entries[at].1, value)),
             Err(at) => {
-                // Grow by exactly one: these maps stay small and long-lived, and spare
-                // capacity would be kept for the conversation's whole life.
-                self.entries.reserve_exact(1);
-                self.entries.insert(at, (key, value));
+                self.insert_at(at, key, value);
                 None
             }
         }
+    }
+
+    /// Grows by exactly one: these maps stay small and long-lived, and spare capacity
+    /// would be kept for the conversation's whole life.
+    fn insert_at(&mut self, at: usize, key: K, value: V) {
+        let mut entries = std::mem::take(&mut self.entries).into_vec();
+        entries.reserve_exact(1);
+        entries.insert(at, (key, value));
+        self.entries = entries.into_boxed_slice();
+    }
+
+    /// Edits the entries as a vector, then holds exactly what is left.
+    fn edit<R>(&mut self, change: impl FnOnce(&mut Vec<(K, V)>) -> R) -> R {
+        let mut entries = std::mem::take(&mut self.entries).into_vec();
+        let result = change(&mut entries);
+        self.entries = entries.into_boxed_slice();
+        result
     }
 
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -104,7 +122,7 @@ impl<K: Ord, V> SortedMap<K, V> {
         Q: Ord + ?Sized,
     {
         match self.position(key) {
-            Ok(at) => Some(self.entries.remove(at).1),
+            Ok(at) => Some(self.edit(|entries| entries.remove(at).1)),
             Err(_) => None,
         }
     }
@@ -114,8 +132,7 @@ impl<K: Ord, V> SortedMap<K, V> {
         let at = match self.position(&key) {
             Ok(at) => at,
             Err(at) => {
-                self.entries.reserve_exact(1);
-                self.entries.insert(at, (key, make()));
+                self.insert_at(at, key, make());
                 at
             }
         };
@@ -132,8 +149,7 @@ impl<K: Ord, V> SortedMap<K, V> {
         let at = match self.position(key) {
             Ok(at) => at,
             Err(at) => {
-                self.entries.reserve_exact(1);
-                self.entries.insert(at, (key.to_owned(), make()));
+                self.insert_at(at, key.to_owned(), make());
                 at
             }
         };
@@ -146,8 +162,7 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        self.entries.retain_mut(|(k, v)| keep(k, v));
-        self.entries.shrink_to_fit();
+        self.edit(|entries| entries.retain_mut(|(k, v)| keep(k, v)));
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + ExactSizeIterator {
@@ -239,7 +254,7 @@ impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
 impl<K: Serialize, V: Serialize> Serialize for SortedMap<K, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.entries.len()))?;
-        for (key, value) in &self.entries {
+        for (key, value) in self.entries.iter() {
             map.serialize_entry(key, value)?;
         }
         map.end()
@@ -285,7 +300,11 @@ mod tests {
         for key in 0..5 {
             map.insert(key, key);
         }
-        assert_eq!(map.entries.capacity(), 5);
+        assert_eq!(map.entries.len(), 5);
+        map.remove(&2);
+        assert_eq!(map.entries.len(), 4);
+        // A pointer and a length: no capacity to keep.
+        assert_eq!(std::mem::size_of::<SortedMap<u8, u8>>(), 16);
     }
 
     #[test]

@@ -363,9 +363,9 @@ impl DurableStore {
         self.write(|txn| {
             let mut table = txn.open_table(OWED_REREADS)?;
             for (id, version) in owed {
-                let known = table.get(id.as_str())?.map(|guard| guard.value());
+                let known = table.get(id.text().as_str())?.map(|guard| guard.value());
                 let version = known.map_or(*version, |known| known.max(*version));
-                table.insert(id.as_str(), version)?;
+                table.insert(id.text().as_str(), version)?;
             }
             Ok(())
         })
@@ -387,7 +387,7 @@ impl DurableStore {
     /// The re-read of `id` succeeded: nothing is owed for it any more.
     pub fn settle_reread(&self, id: &ConversationId) -> Result<(), StoreError> {
         self.write(|txn| {
-            txn.open_table(OWED_REREADS)?.remove(id.as_str())?;
+            txn.open_table(OWED_REREADS)?.remove(id.text().as_str())?;
             Ok(())
         })
     }

@@ -380,7 +380,7 @@ mod tests {
             let Classified::Snapshot { snapshot, .. } = classify(&frame.text).unwrap() else {
                 continue;
             };
-            let id = snapshot.conversation_id.as_str().to_owned();
+            let id = snapshot.conversation_id.to_string();
             if previous.as_ref().is_some_and(|p| p != &id) {
                 switches += 1;
             }

@@ -111,7 +111,7 @@ impl CorePipeline {
                 self.totals.conversations += 1;
                 let id = snapshot.conversation_id.clone();
                 self.conversations.entry(id.clone()).or_insert(Tracked {
-                    book: SlaBook::new(id.as_str()),
+                    book: SlaBook::new(id.text().as_str()),
                     conversation: Conversation::new(id),
                 })
             }

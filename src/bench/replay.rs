@@ -38,7 +38,7 @@ impl Replay {
             .map(|frame| {
                 let id = match classify(&frame.text) {
                     Ok(Classified::Snapshot { snapshot, .. }) => {
-                        Some(snapshot.conversation_id.as_str().to_owned())
+                        Some(snapshot.conversation_id.to_string())
                     }
                     _ => None,
                 };
@@ -122,9 +122,7 @@ mod tests {
 
     fn conversation_of(text: &str) -> Option<String> {
         match classify(text).unwrap() {
-            Classified::Snapshot { snapshot, .. } => {
-                Some(snapshot.conversation_id.as_str().to_owned())
-            }
+            Classified::Snapshot { snapshot, .. } => Some(snapshot.conversation_id.to_string()),
             _ => None,
         }
     }

@@ -19,7 +19,9 @@ use serde::Serialize;
 
 use super::lifecycle::Lifecycle;
 use super::snapshot::{Attachment, MessageDirection};
-use super::state::{message_status_rank, ApplyOutcome, ConversationState, Transition};
+use super::state::{
+    message_status_rank, ApplyOutcome, CommunicationRecord, ConversationState, Transition,
+};
 use crate::ids::{MessageId, ParticipantId};
 use crate::model::{MessageStatus, Purpose};
 use crate::sla::{Observation, Sender};
@@ -110,9 +112,9 @@ fn reached(
     let participant = state.participants.get(participant_id)?;
     Some(Fact::ParticipantReached {
         participant_id: participant_id.clone(),
-        purpose: participant.purpose.clone(),
-        queue_id: participant.queue_id.clone(),
-        user_id: participant.user_id.clone(),
+        purpose: participant.purpose(),
+        queue_id: participant.queue_id().map(|id| id.to_string()),
+        user_id: participant.user_id().map(|id| id.to_string()),
         from,
         to,
     })
@@ -156,12 +158,12 @@ fn message_statuses(
         MessageDirection::Inbound => Sender::Customer,
         _ => match participant {
             Some(p)
-                if matches!(p.purpose, Some(Purpose::Agent | Purpose::User))
-                    && p.user_id.is_some() =>
+                if matches!(p.purpose(), Some(Purpose::Agent | Purpose::User))
+                    && p.user_id().is_some() =>
             {
                 Sender::HumanAgent
             }
-            Some(p) if matches!(p.purpose, Some(Purpose::Customer | Purpose::External)) => {
+            Some(p) if matches!(p.purpose(), Some(Purpose::Customer | Purpose::External)) => {
                 Sender::Customer
             }
             _ => Sender::Automated,
@@ -172,12 +174,12 @@ fn message_statuses(
             .communication_id
             .as_ref()
             .and_then(|id| p.communications.get(id))
-            .and_then(|c| c.message_type.as_ref());
+            .and_then(CommunicationRecord::message_type);
         on_leg
             .or_else(|| {
                 p.communications
                     .values()
-                    .find_map(|c| c.message_type.as_ref())
+                    .find_map(CommunicationRecord::message_type)
             })
             .map(|t| t.as_str().to_owned())
     });
@@ -186,7 +188,7 @@ fn message_statuses(
             .participants
             .values()
             .flat_map(|p| p.communications.values())
-            .find_map(|c| c.message_type.as_ref())
+            .find_map(CommunicationRecord::message_type)
             .map(|t| t.as_str().to_owned())
     });
     let queue_id = conversation_queue(state);
@@ -217,9 +219,14 @@ pub fn conversation_queue(state: &ConversationState) -> Option<String> {
     state
         .participants
         .values()
-        .filter(|p| p.purpose == Some(Purpose::Acd))
-        .find_map(|p| p.queue_id.clone())
-        .or_else(|| state.participants.values().find_map(|p| p.queue_id.clone()))
+        .filter(|p| p.purpose() == Some(Purpose::Acd))
+        .find_map(|p| p.queue_id().map(|id| id.to_string()))
+        .or_else(|| {
+            state
+                .participants
+                .values()
+                .find_map(|p| p.queue_id().map(|id| id.to_string()))
+        })
 }
 
 /// What the SLA clocks learn from the facts. `finished`: nothing more is expected of the
@@ -244,20 +251,20 @@ fn observation(fact: &Fact) -> Option<Observation> {
         } => match (purpose, to) {
             (Some(Purpose::Acd), Lifecycle::Joined | Lifecycle::Active) => {
                 Some(Observation::QueueJoined {
-                    participant_id: participant_id.as_str().to_owned(),
+                    participant_id: participant_id.to_string(),
                     queue_id: queue_id.clone(),
                 })
             }
             (Some(Purpose::Agent | Purpose::User), Lifecycle::Active) if user_id.is_some() => {
                 Some(Observation::AgentConnected {
-                    participant_id: participant_id.as_str().to_owned(),
+                    participant_id: participant_id.to_string(),
                     queue_id: queue_id.clone(),
                     user_id: user_id.clone(),
                 })
             }
             (Some(Purpose::Customer | Purpose::External), Lifecycle::Left | Lifecycle::Failed) => {
                 Some(Observation::CustomerLeft {
-                    participant_id: participant_id.as_str().to_owned(),
+                    participant_id: participant_id.to_string(),
                 })
             }
             _ => None,
@@ -272,7 +279,7 @@ fn observation(fact: &Fact) -> Option<Observation> {
             message_time,
             ..
         } => Some(Observation::Message {
-            message_id: message_id.as_str().to_owned(),
+            message_id: message_id.to_string(),
             direction: *direction,
             sender: *sender,
             messenger_type: messenger_type.clone(),

@@ -15,13 +15,29 @@ use super::snapshot::*;
 use super::state::Conversation;
 use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
 use crate::model::{
-    AfterCallWorkState, CommunicationState, DisconnectType, MessageStatus, Purpose,
+    AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
+    Purpose,
 };
 
 const CONVERSATION: &str = "c0";
 
 fn time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
     prop::option::of((0i64..5).prop_map(|s| Utc.timestamp_opt(1_741_000_000 + s, 0).unwrap()))
+}
+
+/// Ids of every shape the compact id type holds differently (inline UUIDs in either case,
+/// inline 32-hex, other text), so the state's maps order and compare them together.
+fn id_text(prefix: &'static str, n: u8) -> String {
+    match n % 4 {
+        0 => format!("{prefix}{n}"),
+        1 => format!("4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5{n}"),
+        2 => format!("4C2B6F0E-2A1D-4B8E-9F3A-0C1D2E3F4A5{n}"),
+        _ => format!("0123456789abcdef0123456789abcde{n}"),
+    }
+}
+
+fn optional_text(pool: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop::sample::select(pool).prop_map(str::to_owned))
 }
 
 fn communication_state() -> impl Strategy<Value = Option<CommunicationState>> {
@@ -66,20 +82,41 @@ fn communication() -> impl Strategy<Value = CommunicationSnapshot> {
         time(),
         prop::option::of(prop::sample::select(AfterCallWorkState::KNOWN.to_vec())),
         wrapup(),
+        (
+            prop::option::of(prop::sample::select(vec![
+                Direction::Inbound,
+                Direction::Outbound,
+                Direction::Unknown("sideways".to_owned()),
+            ])),
+            prop::option::of(prop::sample::select(vec![
+                MessageType::Open,
+                MessageType::Unknown("pigeon".to_owned()),
+            ])),
+            optional_text(&["https://example.invalid/t1", "https://example.invalid/t2"]),
+        ),
     )
         .prop_map(
-            |(id, state, disconnect_type, error, time, after_call_work, wrapup)| {
+            |(
+                id,
+                state,
+                disconnect_type,
+                error,
+                time,
+                after_call_work,
+                wrapup,
+                (direction, message_type, transcript_uri),
+            )| {
                 CommunicationSnapshot {
-                    id: CommunicationId(format!("leg-{id}")),
+                    id: CommunicationId::from(format!("leg-{id}")),
                     medium: Medium::Messages,
                     state,
-                    direction: None,
+                    direction,
                     disconnect_type,
                     error,
                     connected_time: time,
                     disconnected_time: None,
-                    message_type: None,
-                    transcript_uri: None,
+                    message_type,
+                    transcript_uri,
                     after_call_work,
                     wrapup,
                 }
@@ -105,28 +142,45 @@ fn message() -> impl Strategy<Value = MessageSnapshot> {
         time(),
         prop::option::of(1u32..3),
         prop::collection::vec(attachment(), 0..2),
+        prop::collection::vec(
+            prop::sample::select(vec![
+                Sticker {
+                    id: Some("s1".to_owned()),
+                    url: None,
+                },
+                Sticker {
+                    id: None,
+                    url: Some("https://example.invalid/s2".to_owned()),
+                },
+            ]),
+            0..2,
+        ),
+        optional_text(&["https://example.invalid/m1"]),
     )
         .prop_map(
-            |(id, leg, status, message_time, segment_count, media)| MessageSnapshot {
-                id: MessageId(format!("m{id}")),
-                communication_id: leg.map(|leg| CommunicationId(format!("leg-{leg}"))),
-                status,
-                message_time,
-                segment_count,
-                media,
-                stickers: Vec::new(),
-                transcript_uri: None,
+            |(id, leg, status, message_time, segment_count, media, stickers, transcript_uri)| {
+                MessageSnapshot {
+                    id: MessageId::from(id_text("m", id)),
+                    communication_id: leg.map(|leg| CommunicationId::from(format!("leg-{leg}"))),
+                    status,
+                    message_time,
+                    segment_count,
+                    media,
+                    stickers,
+                    transcript_uri,
+                }
             },
         )
 }
 
 fn participant() -> impl Strategy<Value = ParticipantSnapshot> {
     (
-        0u8..3,
+        0u8..4,
         prop::option::of(prop::sample::select(vec![
             Purpose::Customer,
             Purpose::Agent,
             Purpose::Acd,
+            Purpose::Unknown("oracle".to_owned()),
         ])),
         communication_state(),
         disconnect_type(),
@@ -138,6 +192,11 @@ fn participant() -> impl Strategy<Value = ParticipantSnapshot> {
         ),
         prop::collection::vec(communication(), 0..3),
         prop::collection::vec(message(), 0..3),
+        (
+            optional_text(&["Ann", "Bob"]),
+            optional_text(&["4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b", "user-x"]),
+            optional_text(&["0123456789ABCDEF0123456789ABCDEF", "queue-x"]),
+        ),
     )
         .prop_map(
             |(
@@ -149,13 +208,14 @@ fn participant() -> impl Strategy<Value = ParticipantSnapshot> {
                 attributes,
                 communications,
                 messages,
+                (name, user_id, queue_id),
             )| {
                 ParticipantSnapshot {
-                    id: ParticipantId(format!("p{id}")),
+                    id: ParticipantId::from(id_text("p", id)),
                     purpose,
-                    name: None,
-                    user_id: None,
-                    queue_id: None,
+                    name,
+                    user_id,
+                    queue_id,
                     state,
                     disconnect_type,
                     error: false,
@@ -175,7 +235,7 @@ fn participant() -> impl Strategy<Value = ParticipantSnapshot> {
 fn snapshot() -> impl Strategy<Value = ConversationSnapshot> {
     (prop::collection::vec(participant(), 0..4), time()).prop_map(|(participants, end_time)| {
         ConversationSnapshot {
-            conversation_id: ConversationId(CONVERSATION.to_owned()),
+            conversation_id: ConversationId::from(CONVERSATION),
             start_time: None,
             end_time,
             participants,
@@ -198,7 +258,7 @@ fn snapshots_and_replay() -> impl Strategy<Value = (Vec<ConversationSnapshot>, V
 }
 
 fn apply_all<'a>(snapshots: impl IntoIterator<Item = &'a ConversationSnapshot>) -> Conversation {
-    let mut conversation = Conversation::new(ConversationId(CONVERSATION.to_owned()));
+    let mut conversation = Conversation::new(ConversationId::from(CONVERSATION));
     for snapshot in snapshots {
         conversation.apply_snapshot(snapshot).unwrap();
     }
@@ -234,7 +294,7 @@ proptest! {
                 );
             }
         }
-        let mut conversation = Conversation::new(ConversationId(CONVERSATION.to_owned()));
+        let mut conversation = Conversation::new(ConversationId::from(CONVERSATION));
         for &i in &order {
             let before = conversation.state.clone();
             let outcome = conversation.apply_snapshot(&snapshots[i]).unwrap();
@@ -258,7 +318,7 @@ proptest! {
 
     #[test]
     fn version_never_decreases_and_lifecycles_never_regress((snapshots, order) in snapshots_and_replay()) {
-        let mut conversation = Conversation::new(ConversationId(CONVERSATION.to_owned()));
+        let mut conversation = Conversation::new(ConversationId::from(CONVERSATION));
         let mut last_version = 0;
         for &i in &order {
             let before: Vec<_> = conversation

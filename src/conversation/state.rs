@@ -13,6 +13,7 @@
 //! [`Conversation::version`] counts accepted changes and never decreases.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use crate::sorted_map::SortedMap;
 
@@ -25,7 +26,7 @@ use super::snapshot::{
     MessageSnapshot, ParticipantSnapshot, Sticker, TranscriptSegment, TranscriptionEvent,
     WrapupRecord,
 };
-use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use crate::ids::{CommunicationId, ConversationId, IdStr, IdText, MessageId, ParticipantId};
 use crate::model::{
     AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
     Purpose,
@@ -113,6 +114,21 @@ fn join_max<T: Clone + Ord>(current: &mut Option<T>, incoming: &Option<T>) -> bo
     }
 }
 
+/// Joins an optional id-shaped text (a user or queue id) by its text's order (higher wins;
+/// absent says nothing).
+fn join_id_text(current: &mut Option<IdText>, incoming: Option<&str>) -> bool {
+    let Some(text) = incoming else {
+        return false;
+    };
+    let new = IdText::new(text);
+    if current.as_ref().is_none_or(|old| new > *old) {
+        *current = Some(new);
+        true
+    } else {
+        false
+    }
+}
+
 /// Joins a set-once time: the earliest of two disagreeing values wins.
 fn join_time(current: &mut Option<DateTime<Utc>>, incoming: &Option<DateTime<Utc>>) -> bool {
     match (current.as_ref(), incoming) {
@@ -147,61 +163,270 @@ fn join_flag(current: &mut bool, incoming: bool) -> bool {
     }
 }
 
-/// What Convoy knows about one communication (leg).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A wire enum of the model with its known values listed (`wire_enum!`'s `KNOWN`), so a
+/// record can hold a value of it in one byte.
+trait KnownValues: Clone + PartialEq + 'static {
+    const KNOWN: &'static [Self];
+}
+
+macro_rules! known_values {
+    ($($name:ty),+ $(,)?) => {
+        $(impl KnownValues for $name {
+            const KNOWN: &'static [Self] = <$name>::KNOWN;
+        })+
+    };
+}
+
+known_values!(
+    CommunicationState,
+    Direction,
+    DisconnectType,
+    MessageStatus,
+    MessageType,
+    Purpose,
+    AfterCallWorkState,
+);
+
+/// An optional wire-enum value in one byte: absent, the position of a known value, or
+/// "unknown" (the value's text is then kept in the record's rare part). A 24-byte
+/// `Option<enum>` per field made most of a record's size, for values that are almost
+/// always known.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+struct Code(u8);
+
+impl Code {
+    const ABSENT: Code = Code(0);
+    const UNKNOWN: Code = Code(u8::MAX);
+
+    fn of<E: KnownValues>(value: Option<&E>) -> Code {
+        match value {
+            None => Code::ABSENT,
+            Some(value) => E::KNOWN
+                .iter()
+                .position(|known| known == value)
+                .and_then(|at| u8::try_from(at + 1).ok())
+                .filter(|code| *code != Code::UNKNOWN.0)
+                .map_or(Code::UNKNOWN, Code),
+        }
+    }
+
+    /// The value; `unknown` is where the record keeps an unknown one.
+    fn value<E: KnownValues>(self, unknown: Option<&E>) -> Option<E> {
+        match self {
+            Code::ABSENT => None,
+            Code::UNKNOWN => unknown.cloned(),
+            Code(code) => E::KNOWN.get(usize::from(code) - 1).cloned(),
+        }
+    }
+
+    /// Stores `value`: its code, and in `unknown` the value itself only when it is not a
+    /// known one.
+    fn store<E: KnownValues>(value: Option<E>, unknown: &mut Option<E>) -> Code {
+        let code = Code::of(value.as_ref());
+        *unknown = if code == Code::UNKNOWN { value } else { None };
+        code
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Whether joining `incoming` into `current` by the value's own order (higher wins,
+/// absent says nothing) changes it.
+fn raises<T: Ord + ?Sized>(current: Option<&T>, incoming: Option<&T>) -> bool {
+    match (current, incoming) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(old), Some(new)) => new > old,
+    }
+}
+
+/// Runs `change` on a record's rare part (created if absent) and keeps it only if it
+/// holds something: an empty rare part is always `None`, so records compare by value.
+fn with_rare<R: Default + PartialEq>(rare: &mut Option<Box<R>>, change: impl FnOnce(&mut R)) {
+    let mut part = rare.take().unwrap_or_default();
+    change(&mut part);
+    if *part != R::default() {
+        *rare = Some(part);
+    }
+}
+
+/// What a leg rarely has: unknown enum values, a transcript, a wrap-up. Boxed so a leg
+/// without them (nearly all) pays one pointer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct CommunicationRare {
+    state: Option<CommunicationState>,
+    direction: Option<Direction>,
+    disconnect_type: Option<DisconnectType>,
+    message_type: Option<MessageType>,
+    after_call_work: Option<AfterCallWorkState>,
+    transcript_uri: Option<String>,
+    wrapup: Option<WrapupRecord>,
+}
+
+/// What Convoy knows about one communication (leg). Enum values are held in one byte
+/// each, the rare fields boxed; the accessors give them back as the model's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommunicationRecord {
     pub medium: Medium,
-    pub state: Option<CommunicationState>,
-    pub direction: Option<Direction>,
-    pub disconnect_type: Option<DisconnectType>,
+    state: Code,
+    direction: Code,
+    disconnect_type: Code,
+    message_type: Code,
+    after_call_work: Code,
     /// A failure was reported on this leg (`errorInfo` or a failure disconnect type).
-    pub error: bool,
-    pub connected_time: Option<DateTime<Utc>>,
-    pub disconnected_time: Option<DateTime<Utc>>,
-    pub message_type: Option<MessageType>,
-    pub transcript_uri: Option<String>,
-    pub after_call_work: Option<AfterCallWorkState>,
-    pub wrapup: Option<WrapupRecord>,
+    error: bool,
+    connected_time: Option<DateTime<Utc>>,
+    disconnected_time: Option<DateTime<Utc>>,
+    rare: Option<Box<CommunicationRare>>,
 }
 
 impl CommunicationRecord {
+    /// The size of the boxed part holding the rare fields, when there is one (for memory
+    /// estimates).
+    pub fn rare_part_bytes(&self) -> Option<usize> {
+        self.rare.as_deref().map(std::mem::size_of_val)
+    }
+
     fn new(medium: Medium) -> Self {
         CommunicationRecord {
             medium,
-            state: None,
-            direction: None,
-            disconnect_type: None,
+            state: Code::ABSENT,
+            direction: Code::ABSENT,
+            disconnect_type: Code::ABSENT,
+            message_type: Code::ABSENT,
+            after_call_work: Code::ABSENT,
             error: false,
             connected_time: None,
             disconnected_time: None,
-            message_type: None,
-            transcript_uri: None,
-            after_call_work: None,
-            wrapup: None,
+            rare: None,
+        }
+    }
+
+    fn rare(&self) -> Option<&CommunicationRare> {
+        self.rare.as_deref()
+    }
+
+    pub fn state(&self) -> Option<CommunicationState> {
+        self.state.value(self.rare().and_then(|r| r.state.as_ref()))
+    }
+
+    pub fn direction(&self) -> Option<Direction> {
+        self.direction
+            .value(self.rare().and_then(|r| r.direction.as_ref()))
+    }
+
+    pub fn disconnect_type(&self) -> Option<DisconnectType> {
+        self.disconnect_type
+            .value(self.rare().and_then(|r| r.disconnect_type.as_ref()))
+    }
+
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.message_type
+            .value(self.rare().and_then(|r| r.message_type.as_ref()))
+    }
+
+    pub fn after_call_work(&self) -> Option<AfterCallWorkState> {
+        self.after_call_work
+            .value(self.rare().and_then(|r| r.after_call_work.as_ref()))
+    }
+
+    /// A failure was reported on this leg (`errorInfo` or a failure disconnect type).
+    pub fn error(&self) -> bool {
+        self.error
+    }
+
+    pub fn connected_time(&self) -> Option<DateTime<Utc>> {
+        self.connected_time
+    }
+
+    pub fn disconnected_time(&self) -> Option<DateTime<Utc>> {
+        self.disconnected_time
+    }
+
+    pub fn transcript_uri(&self) -> Option<&str> {
+        self.rare().and_then(|r| r.transcript_uri.as_deref())
+    }
+
+    pub fn wrapup(&self) -> Option<&WrapupRecord> {
+        self.rare().and_then(|r| r.wrapup.as_ref())
+    }
+
+    fn set_state(&mut self, value: Option<CommunicationState>) {
+        let mut unknown = None;
+        self.state = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.state = unknown);
+        }
+    }
+
+    fn set_direction(&mut self, value: Option<Direction>) {
+        let mut unknown = None;
+        self.direction = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.direction = unknown);
+        }
+    }
+
+    fn set_disconnect_type(&mut self, value: Option<DisconnectType>) {
+        let mut unknown = None;
+        self.disconnect_type = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.disconnect_type = unknown);
+        }
+    }
+
+    fn set_message_type(&mut self, value: Option<MessageType>) {
+        let mut unknown = None;
+        self.message_type = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.message_type = unknown);
+        }
+    }
+
+    fn set_after_call_work(&mut self, value: Option<AfterCallWorkState>) {
+        let mut unknown = None;
+        self.after_call_work = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.after_call_work = unknown);
         }
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
-        leg_lifecycle(self.state.as_ref(), None, self.error)
+        leg_lifecycle(self.state().as_ref(), None, self.error)
     }
 }
 
-/// What Convoy knows about one participant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a participant rarely has: unknown enum values, a participant-level wrap-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ParticipantRare {
+    purpose: Option<Purpose>,
+    state: Option<CommunicationState>,
+    disconnect_type: Option<DisconnectType>,
+    wrapup: Option<WrapupRecord>,
+}
+
+/// What Convoy knows about one participant. Enum values are held in one byte each, user
+/// and queue ids inline, the rare fields boxed; the accessors give them back as the
+/// model's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantRecord {
-    pub purpose: Option<Purpose>,
-    pub name: Option<String>,
-    pub user_id: Option<String>,
-    pub queue_id: Option<String>,
+    purpose: Code,
     /// Participant-level state (from the `.messages` shape).
-    pub state: Option<CommunicationState>,
-    pub disconnect_type: Option<DisconnectType>,
-    pub error: bool,
-    pub connected_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub wrapup_required: Option<bool>,
-    pub wrapup_skipped: Option<bool>,
-    pub wrapup: Option<WrapupRecord>,
+    state: Code,
+    disconnect_type: Code,
+    error: bool,
+    wrapup_required: Option<bool>,
+    wrapup_skipped: Option<bool>,
+    connected_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+    name: Option<Box<str>>,
+    user_id: Option<IdText>,
+    queue_id: Option<IdText>,
+    rare: Option<Box<ParticipantRare>>,
     /// Participant attributes. They are informational: two snapshots that disagree on a
     /// key resolve to the greater string, which is deterministic but not "latest"; Convoy
     /// derives its own keys from the lifecycle and never reads them back.
@@ -210,6 +435,12 @@ pub struct ParticipantRecord {
 }
 
 impl ParticipantRecord {
+    /// The size of the boxed part holding the rare fields, when there is one (for memory
+    /// estimates).
+    pub fn rare_part_bytes(&self) -> Option<usize> {
+        self.rare.as_deref().map(std::mem::size_of_val)
+    }
+
     /// Equality with Convoy's own `convoy.*` attributes left out.
     fn same_beyond_own_attributes(&self, other: &ParticipantRecord) -> bool {
         fn foreign(record: &ParticipantRecord) -> impl Iterator<Item = (&String, &String)> {
@@ -221,52 +452,132 @@ impl ParticipantRecord {
         // Destructured so that a field added later cannot be forgotten here.
         let ParticipantRecord {
             purpose,
-            name,
-            user_id,
-            queue_id,
             state,
             disconnect_type,
             error,
-            connected_time,
-            end_time,
             wrapup_required,
             wrapup_skipped,
-            wrapup,
+            connected_time,
+            end_time,
+            name,
+            user_id,
+            queue_id,
+            rare,
             attributes: _,
             communications,
         } = self;
         *purpose == other.purpose
-            && *name == other.name
-            && *user_id == other.user_id
-            && *queue_id == other.queue_id
             && *state == other.state
             && *disconnect_type == other.disconnect_type
             && *error == other.error
-            && *connected_time == other.connected_time
-            && *end_time == other.end_time
             && *wrapup_required == other.wrapup_required
             && *wrapup_skipped == other.wrapup_skipped
-            && *wrapup == other.wrapup
+            && *connected_time == other.connected_time
+            && *end_time == other.end_time
+            && *name == other.name
+            && *user_id == other.user_id
+            && *queue_id == other.queue_id
+            && *rare == other.rare
             && *communications == other.communications
             && foreign(self).eq(foreign(other))
     }
 
     fn new() -> Self {
         ParticipantRecord {
-            purpose: None,
+            purpose: Code::ABSENT,
+            state: Code::ABSENT,
+            disconnect_type: Code::ABSENT,
+            error: false,
+            wrapup_required: None,
+            wrapup_skipped: None,
+            connected_time: None,
+            end_time: None,
             name: None,
             user_id: None,
             queue_id: None,
-            state: None,
-            disconnect_type: None,
-            error: false,
-            connected_time: None,
-            end_time: None,
-            wrapup_required: None,
-            wrapup_skipped: None,
-            wrapup: None,
+            rare: None,
             attributes: SortedMap::new(),
             communications: SortedMap::new(),
+        }
+    }
+
+    fn rare(&self) -> Option<&ParticipantRare> {
+        self.rare.as_deref()
+    }
+
+    pub fn purpose(&self) -> Option<Purpose> {
+        self.purpose
+            .value(self.rare().and_then(|r| r.purpose.as_ref()))
+    }
+
+    /// Participant-level state (from the `.messages` shape).
+    pub fn state(&self) -> Option<CommunicationState> {
+        self.state.value(self.rare().and_then(|r| r.state.as_ref()))
+    }
+
+    pub fn disconnect_type(&self) -> Option<DisconnectType> {
+        self.disconnect_type
+            .value(self.rare().and_then(|r| r.disconnect_type.as_ref()))
+    }
+
+    pub fn error(&self) -> bool {
+        self.error
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn user_id(&self) -> Option<IdStr<'_>> {
+        self.user_id.as_ref().map(IdText::text)
+    }
+
+    pub fn queue_id(&self) -> Option<IdStr<'_>> {
+        self.queue_id.as_ref().map(IdText::text)
+    }
+
+    pub fn connected_time(&self) -> Option<DateTime<Utc>> {
+        self.connected_time
+    }
+
+    pub fn end_time(&self) -> Option<DateTime<Utc>> {
+        self.end_time
+    }
+
+    pub fn wrapup_required(&self) -> Option<bool> {
+        self.wrapup_required
+    }
+
+    pub fn wrapup_skipped(&self) -> Option<bool> {
+        self.wrapup_skipped
+    }
+
+    /// The participant-level wrap-up (see [`Self::recorded_wrapup`] for any).
+    pub fn wrapup(&self) -> Option<&WrapupRecord> {
+        self.rare().and_then(|r| r.wrapup.as_ref())
+    }
+
+    fn set_purpose(&mut self, value: Option<Purpose>) {
+        let mut unknown = None;
+        self.purpose = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.purpose = unknown);
+        }
+    }
+
+    fn set_state(&mut self, value: Option<CommunicationState>) {
+        let mut unknown = None;
+        self.state = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.state = unknown);
+        }
+    }
+
+    fn set_disconnect_type(&mut self, value: Option<DisconnectType>) {
+        let mut unknown = None;
+        self.disconnect_type = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.disconnect_type = unknown);
         }
     }
 
@@ -274,7 +585,7 @@ impl ParticipantRecord {
     /// state); an `endTime` means it has at least left. Monotone in the joined state, so it
     /// never moves backwards as snapshots are applied.
     pub fn lifecycle(&self) -> Lifecycle {
-        let own = leg_lifecycle(self.state.as_ref(), None, self.error);
+        let own = leg_lifecycle(self.state().as_ref(), None, self.error);
         let legs = self
             .communications
             .values()
@@ -289,9 +600,8 @@ impl ParticipantRecord {
 
     /// The recorded wrap-up, at participant level or on any leg.
     pub fn recorded_wrapup(&self) -> Option<&WrapupRecord> {
-        self.wrapup
-            .as_ref()
-            .or_else(|| self.communications.values().find_map(|c| c.wrapup.as_ref()))
+        self.wrapup()
+            .or_else(|| self.communications.values().find_map(|c| c.wrapup()))
     }
 
     /// True when no wrap-up is still owed: none required, one recorded, skipped, or the
@@ -304,7 +614,7 @@ impl ParticipantRecord {
             || self.wrapup_skipped == Some(true)
             || self.communications.values().any(|leg| {
                 matches!(
-                    leg.after_call_work,
+                    leg.after_call_work(),
                     Some(
                         AfterCallWorkState::Complete
                             | AfterCallWorkState::Skipped
@@ -315,29 +625,70 @@ impl ParticipantRecord {
     }
 }
 
+/// What a message rarely has: an unknown status, stickers, a transcript.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct MessageRare {
+    status: Option<MessageStatus>,
+    stickers: BTreeSet<Sticker>,
+    transcript_uri: Option<String>,
+}
+
+/// No stickers, for messages without a rare part.
+static NO_STICKERS: BTreeSet<Sticker> = BTreeSet::new();
+
 /// What Convoy knows about one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
     /// The participant whose leg carries it (the smallest id if several legs show it).
     pub participant_id: ParticipantId,
     pub communication_id: Option<CommunicationId>,
-    pub status: Option<MessageStatus>,
+    status: Code,
     pub message_time: Option<DateTime<Utc>>,
     pub segment_count: Option<u32>,
     /// Attachments by [`Attachment::key`].
     pub media: SortedMap<String, Attachment>,
-    pub stickers: BTreeSet<Sticker>,
-    pub transcript_uri: Option<String>,
+    rare: Option<Box<MessageRare>>,
 }
 
 impl MessageRecord {
+    /// The size of the boxed part holding the rare fields, when there is one (for memory
+    /// estimates).
+    pub fn rare_part_bytes(&self) -> Option<usize> {
+        self.rare.as_deref().map(std::mem::size_of_val)
+    }
+
+    fn rare(&self) -> Option<&MessageRare> {
+        self.rare.as_deref()
+    }
+
+    pub fn status(&self) -> Option<MessageStatus> {
+        self.status
+            .value(self.rare().and_then(|r| r.status.as_ref()))
+    }
+
+    pub fn stickers(&self) -> &BTreeSet<Sticker> {
+        self.rare().map_or(&NO_STICKERS, |r| &r.stickers)
+    }
+
+    pub fn transcript_uri(&self) -> Option<&str> {
+        self.rare().and_then(|r| r.transcript_uri.as_deref())
+    }
+
+    fn set_status(&mut self, value: Option<MessageStatus>) {
+        let mut unknown = None;
+        self.status = Code::store(value, &mut unknown);
+        if unknown.is_some() || self.rare.is_some() {
+            with_rare(&mut self.rare, |rare| rare.status = unknown);
+        }
+    }
+
     pub fn direction(&self) -> MessageDirection {
-        MessageDirection::from_status(self.status.as_ref())
+        MessageDirection::from_status(self.status().as_ref())
     }
 }
 
 /// The joined content of a conversation. Equality ignores the version (see [`Conversation`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConversationState {
     pub id: ConversationId,
     pub start_time: Option<DateTime<Utc>>,
@@ -374,7 +725,7 @@ impl ConversationState {
         self.messages.values().any(|message| {
             message.direction() == MessageDirection::Outbound
                 && !matches!(
-                    message.status,
+                    message.status(),
                     Some(
                         MessageStatus::Read
                             | MessageStatus::DeliveryFailed
@@ -479,7 +830,7 @@ pub struct WrongConversation {
 }
 
 /// A conversation's joined state plus its version: the number of inputs that changed it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
     pub state: ConversationState,
     pub version: u64,
@@ -671,7 +1022,7 @@ impl JoinLog {
         if let Some(at) = self.messages.iter().position(|(seen, _)| seen == id) {
             return at;
         }
-        let before = record.map(|r| (r.status.clone(), Vec::new()));
+        let before = record.map(|r| (r.status(), Vec::new()));
         self.messages.push((id.clone(), before));
         self.messages.len() - 1
     }
@@ -728,20 +1079,36 @@ fn join_participant(
         changed = true;
         ParticipantRecord::new()
     });
-    changed |= join_max(&mut record.purpose, &incoming.purpose);
-    changed |= join_max(&mut record.name, &incoming.name);
-    changed |= join_max(&mut record.user_id, &incoming.user_id);
-    changed |= join_max(&mut record.queue_id, &incoming.queue_id);
-    match join_ranked(&mut record.state, &incoming.state, state_rank) {
+    if raises(record.purpose().as_ref(), incoming.purpose.as_ref()) {
+        record.set_purpose(incoming.purpose.clone());
+        changed = true;
+    }
+    if raises(record.name(), incoming.name.as_deref()) {
+        record.name = incoming.name.as_deref().map(Box::from);
+        changed = true;
+    }
+    changed |= join_id_text(&mut record.user_id, incoming.user_id.as_deref());
+    changed |= join_id_text(&mut record.queue_id, incoming.queue_id.as_deref());
+    let mut own_state = record.state();
+    match join_ranked(&mut own_state, &incoming.state, state_rank) {
         Step::Behind => stale.push(stale_input(
             format!("participants[{}].state", incoming.id),
-            record.state.as_ref(),
+            own_state.as_ref(),
             incoming.state.as_ref(),
         )),
-        Step::Advanced => changed = true,
+        Step::Advanced => {
+            record.set_state(own_state);
+            changed = true;
+        }
         Step::Same => {}
     }
-    changed |= join_max(&mut record.disconnect_type, &incoming.disconnect_type);
+    if raises(
+        record.disconnect_type().as_ref(),
+        incoming.disconnect_type.as_ref(),
+    ) {
+        record.set_disconnect_type(incoming.disconnect_type.clone());
+        changed = true;
+    }
     changed |= join_flag(
         &mut record.error,
         reports_failure(incoming.error, incoming.disconnect_type.as_ref()),
@@ -750,7 +1117,11 @@ fn join_participant(
     changed |= join_time(&mut record.end_time, &incoming.end_time);
     changed |= join_max(&mut record.wrapup_required, &incoming.wrapup_required);
     changed |= join_max(&mut record.wrapup_skipped, &incoming.wrapup_skipped);
-    changed |= join_max(&mut record.wrapup, &incoming.wrapup);
+    if raises(record.wrapup(), incoming.wrapup.as_ref()) {
+        let wrapup = incoming.wrapup.clone();
+        with_rare(&mut record.rare, |rare| rare.wrapup = wrapup);
+        changed = true;
+    }
     let (own, others) = join_attributes(&mut record.attributes, &incoming.attributes);
     log.own |= own;
     changed |= others;
@@ -867,30 +1238,54 @@ fn join_communication(
         record.medium = incoming.medium;
         changed = true;
     }
-    match join_ranked(&mut record.state, &incoming.state, state_rank) {
+    let mut state = record.state();
+    match join_ranked(&mut state, &incoming.state, state_rank) {
         Step::Behind => stale.push(stale_input(
             format!(
                 "participants[{participant_id}].communications[{}].state",
                 incoming.id
             ),
-            record.state.as_ref(),
+            state.as_ref(),
             incoming.state.as_ref(),
         )),
-        Step::Advanced => changed = true,
+        Step::Advanced => {
+            record.set_state(state);
+            changed = true;
+        }
         Step::Same => {}
     }
-    changed |= join_max(&mut record.direction, &incoming.direction);
-    changed |= join_max(&mut record.disconnect_type, &incoming.disconnect_type);
+    if raises(record.direction().as_ref(), incoming.direction.as_ref()) {
+        record.set_direction(incoming.direction.clone());
+        changed = true;
+    }
+    if raises(
+        record.disconnect_type().as_ref(),
+        incoming.disconnect_type.as_ref(),
+    ) {
+        record.set_disconnect_type(incoming.disconnect_type.clone());
+        changed = true;
+    }
     changed |= join_flag(
         &mut record.error,
         reports_failure(incoming.error, incoming.disconnect_type.as_ref()),
     );
     changed |= join_time(&mut record.connected_time, &incoming.connected_time);
     changed |= join_time(&mut record.disconnected_time, &incoming.disconnected_time);
-    changed |= join_max(&mut record.message_type, &incoming.message_type);
-    changed |= join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+    if raises(
+        record.message_type().as_ref(),
+        incoming.message_type.as_ref(),
+    ) {
+        record.set_message_type(incoming.message_type.clone());
+        changed = true;
+    }
+    if raises(record.transcript_uri(), incoming.transcript_uri.as_deref()) {
+        let uri = incoming.transcript_uri.clone();
+        with_rare(&mut record.rare, |rare| rare.transcript_uri = uri);
+        changed = true;
+    }
+    let mut after_call_work = record.after_call_work();
     match join_ranked(
-        &mut record.after_call_work,
+        &mut after_call_work,
         &incoming.after_call_work,
         after_call_work_rank,
     ) {
@@ -899,13 +1294,20 @@ fn join_communication(
                 "participants[{participant_id}].communications[{}].afterCallWork.state",
                 incoming.id
             ),
-            record.after_call_work.as_ref(),
+            after_call_work.as_ref(),
             incoming.after_call_work.as_ref(),
         )),
-        Step::Advanced => changed = true,
+        Step::Advanced => {
+            record.set_after_call_work(after_call_work);
+            changed = true;
+        }
         Step::Same => {}
     }
-    changed |= join_max(&mut record.wrapup, &incoming.wrapup);
+    if raises(record.wrapup(), incoming.wrapup.as_ref()) {
+        let wrapup = incoming.wrapup.clone();
+        with_rare(&mut record.rare, |rare| rare.wrapup = wrapup);
+        changed = true;
+    }
     changed
 }
 
@@ -923,12 +1325,11 @@ fn join_message(
         MessageRecord {
             participant_id: participant_id.clone(),
             communication_id: None,
-            status: None,
+            status: Code::ABSENT,
             message_time: None,
             segment_count: None,
             media: SortedMap::new(),
-            stickers: BTreeSet::new(),
-            transcript_uri: None,
+            rare: None,
         }
     });
     if *participant_id < record.participant_id {
@@ -936,13 +1337,17 @@ fn join_message(
         changed = true;
     }
     changed |= join_max(&mut record.communication_id, &incoming.communication_id);
-    match join_ranked(&mut record.status, &incoming.status, message_status_rank) {
+    let mut status = record.status();
+    match join_ranked(&mut status, &incoming.status, message_status_rank) {
         Step::Behind => stale.push(stale_input(
             format!("messages[{}].status", incoming.id),
-            record.status.as_ref(),
+            status.as_ref(),
             incoming.status.as_ref(),
         )),
-        Step::Advanced => changed = true,
+        Step::Advanced => {
+            record.set_status(status);
+            changed = true;
+        }
         Step::Same => {}
     }
     changed |= join_time(&mut record.message_time, &incoming.message_time);
@@ -965,13 +1370,22 @@ fn join_message(
             Some(_) => {}
         }
     }
-    for sticker in &incoming.stickers {
-        if !record.stickers.contains(sticker) {
-            record.stickers.insert(sticker.clone());
-            changed = true;
-        }
+    let new_stickers: Vec<&Sticker> = incoming
+        .stickers
+        .iter()
+        .filter(|sticker| !record.stickers().contains(sticker))
+        .collect();
+    if !new_stickers.is_empty() {
+        with_rare(&mut record.rare, |rare| {
+            rare.stickers.extend(new_stickers.into_iter().cloned());
+        });
+        changed = true;
     }
-    changed |= join_max(&mut record.transcript_uri, &incoming.transcript_uri);
+    if raises(record.transcript_uri(), incoming.transcript_uri.as_deref()) {
+        let uri = incoming.transcript_uri.clone();
+        with_rare(&mut record.rare, |rare| rare.transcript_uri = uri);
+        changed = true;
+    }
     log.beyond_own |= changed;
 }
 
@@ -1026,7 +1440,7 @@ pub fn diff(before: &ConversationState, after: &ConversationState) -> Vec<Transi
         message_transitions(
             id,
             message,
-            previous.map(|p| p.status.as_ref()),
+            previous.map(|p| p.status()).as_ref().map(Option::as_ref),
             |key| previous.is_some_and(|p| p.media.contains_key(key)),
             &mut transitions,
         );
@@ -1057,7 +1471,7 @@ fn participant_transitions(
     if before.is_none() {
         transitions.push(Transition::ParticipantAdded {
             participant_id: id.clone(),
-            purpose: participant.purpose.clone(),
+            purpose: participant.purpose(),
         });
     }
     let from = before.unwrap_or(Lifecycle::Pending);
@@ -1103,16 +1517,17 @@ fn message_transitions(
     known: impl Fn(&str) -> bool,
     transitions: &mut Vec<Transition>,
 ) {
+    let status = message.status();
     match before {
         None => transitions.push(Transition::MessageSeen {
             message_id: id.clone(),
             participant_id: message.participant_id.clone(),
             direction: message.direction(),
-            status: message.status.clone(),
+            status: status.clone(),
             message_time: message.message_time,
         }),
-        Some(previous) if previous != message.status.as_ref() => {
-            if let Some(to) = &message.status {
+        Some(previous) if previous != status.as_ref() => {
+            if let Some(to) = &status {
                 transitions.push(Transition::MessageStatusAdvanced {
                     message_id: id.clone(),
                     from: previous.cloned(),

@@ -67,15 +67,15 @@ pub fn fact_record(
         } => CrmRecord {
             id: format!(
                 "{}/participant/{}/{}",
-                conversation.as_str(),
-                participant_id.as_str(),
+                conversation.text().as_str(),
+                participant_id.text().as_str(),
                 to.as_str()
             ),
-            conversation_id: conversation.as_str().to_owned(),
+            conversation_id: conversation.to_string(),
             kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
             payload: json!({
                 "schema": SCHEMA_VERSION,
-                "participantId": participant_id.as_str(),
+                "participantId": participant_id.text().as_str(),
                 "purpose": purpose.as_ref().map(|p| p.as_str()),
                 "queueId": queue_id,
                 "userId": user_id,
@@ -98,16 +98,16 @@ pub fn fact_record(
         } => CrmRecord {
             id: format!(
                 "{}/message/{}/{}",
-                conversation.as_str(),
-                message_id.as_str(),
+                conversation.text().as_str(),
+                message_id.text().as_str(),
                 status.as_str()
             ),
-            conversation_id: conversation.as_str().to_owned(),
+            conversation_id: conversation.to_string(),
             kind: KIND_MESSAGE_STATUS.to_owned(),
             payload: json!({
                 "schema": SCHEMA_VERSION,
-                "messageId": message_id.as_str(),
-                "participantId": participant_id.as_str(),
+                "messageId": message_id.text().as_str(),
+                "participantId": participant_id.text().as_str(),
                 "direction": direction_str(*direction),
                 "sender": sender_str(*sender),
                 "messengerType": messenger_type,
@@ -164,12 +164,12 @@ pub fn sla_record(
     CrmRecord {
         id: format!(
             "{}/sla/{}/{}/{}",
-            conversation.as_str(),
+            conversation.text().as_str(),
             signal.clock.as_str(),
             subject,
             suffix
         ),
-        conversation_id: conversation.as_str().to_owned(),
+        conversation_id: conversation.to_string(),
         kind: kind.to_owned(),
         payload: json!({
             "schema": SCHEMA_VERSION,
@@ -223,7 +223,7 @@ impl ConversationSummary {
         let mut messages: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
         for message in state.messages.values() {
             let status = message
-                .status
+                .status()
                 .as_ref()
                 .map_or("unknown", |s| s.as_str())
                 .to_owned();
@@ -234,7 +234,7 @@ impl ConversationSummary {
                 .or_default() += 1;
         }
         ConversationSummary {
-            conversation_id: state.id.as_str().to_owned(),
+            conversation_id: state.id.to_string(),
             convoy_version: version,
             start_time: state.start_time.as_ref().map(time),
             end_time: state.end_time.as_ref().map(time),
@@ -243,10 +243,10 @@ impl ConversationSummary {
                 .participants
                 .iter()
                 .map(|(id, p)| SummaryParticipant {
-                    id: id.as_str().to_owned(),
-                    purpose: p.purpose.as_ref().map(|p| p.as_str().to_owned()),
-                    user_id: p.user_id.clone(),
-                    queue_id: p.queue_id.clone(),
+                    id: id.to_string(),
+                    purpose: p.purpose().as_ref().map(|p| p.as_str().to_owned()),
+                    user_id: p.user_id().map(|id| id.to_string()),
+                    queue_id: p.queue_id().map(|id| id.to_string()),
                     lifecycle: p.lifecycle().as_str().to_owned(),
                 })
                 .collect(),

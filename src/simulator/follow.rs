@@ -13,6 +13,7 @@
 //! Pure: no clock, no I/O. The driver stamps when it saw each message.
 
 use crate::conversation::{ConversationSnapshot, ParticipantSnapshot};
+use crate::ids::MessageId;
 use crate::model::{CommunicationState, Purpose};
 
 use super::plan::{Plan, Script};
@@ -54,18 +55,19 @@ fn participant_left(participant: &ParticipantSnapshot) -> bool {
 /// Reads one snapshot. Agent messages are ordered by message time (a stable sort: equal
 /// times keep the snapshot's order); a message without a time sorts last.
 pub fn progress(snapshot: &ConversationSnapshot) -> Progress {
-    let mut messages: Vec<(Option<chrono::DateTime<chrono::Utc>>, &str)> = snapshot
+    let mut messages: Vec<(Option<chrono::DateTime<chrono::Utc>>, &MessageId)> = snapshot
         .participants
         .iter()
         .filter(|participant| participant.purpose == Some(Purpose::Agent))
         .flat_map(|participant| &participant.messages)
-        .map(|message| (message.message_time, message.id.as_str()))
+        .map(|message| (message.message_time, &message.id))
         .collect();
     messages.sort_by_key(|(time, _)| (time.is_none(), *time));
     let mut agent_messages: Vec<String> = Vec::new();
     for (_, id) in messages {
-        if !agent_messages.iter().any(|known| known == id) {
-            agent_messages.push(id.to_owned());
+        let id = id.text();
+        if !agent_messages.iter().any(|known| known == id.as_str()) {
+            agent_messages.push(id.to_string());
         }
     }
     let ended = snapshot.end_time.is_some()

@@ -240,7 +240,9 @@ fn mismatches(frames: &[String], truth: &BTreeMap<String, Value>) -> Vec<String>
         if let Ok(Classified::Snapshot { snapshot, .. }) = classify(frame) {
             let id = snapshot.conversation_id.to_string();
             let conversation = joined.entry(id).or_insert_with(|| {
-                Conversation::new(ConversationId::from(snapshot.conversation_id.as_str()))
+                Conversation::new(ConversationId::from(
+                    snapshot.conversation_id.text().as_str(),
+                ))
             });
             conversation.apply_snapshot(&snapshot).unwrap();
         }
@@ -271,7 +273,7 @@ fn mismatches(frames: &[String], truth: &BTreeMap<String, Value>) -> Vec<String>
                 .state
                 .messages
                 .get(&mid.into())
-                .and_then(|m| m.status.as_ref())
+                .and_then(|m| m.status())
                 .map(|s| s.as_str().to_owned());
             if status.as_deref() != message["status"].as_str() {
                 problems.push(format!(

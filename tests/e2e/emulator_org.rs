@@ -273,7 +273,7 @@ async fn an_open_message_is_routed_answered_and_wrapped_up_and_rest_reads_it() {
     );
     assert!(conversation.body["startTime"].is_string());
     let snapshot = convoy::parse::read_conversation_body(conversation.body.clone(), "").unwrap();
-    assert_eq!(snapshot.conversation_id.as_str(), id);
+    assert_eq!(snapshot.conversation_id.text().as_str(), id);
 
     assert!(h.finished(&id).await, "the synthetic agent finishes");
     let truth = h.truth_of(&id).await;
@@ -833,7 +833,7 @@ async fn snapshots_on_a_subscribed_socket_parse_as_convoy_snapshots() {
                 snapshot,
                 topic: parsed,
             } => {
-                assert_eq!(snapshot.conversation_id.as_str(), id);
+                assert_eq!(snapshot.conversation_id.text().as_str(), id);
                 shapes.insert(format!("{:?}", parsed.shape));
                 saw_user_topic |= topic.starts_with("v2.users.");
                 saw_end |= !snapshot.participants.is_empty()

@@ -393,7 +393,7 @@ async fn work_owed_at_shutdown_is_persisted_and_done_by_the_next_start() {
     };
     for id in &ids {
         assert!(
-            owed.iter().any(|(owed, _)| owed.as_str() == id),
+            owed.iter().any(|(owed, _)| owed.text().as_str() == id),
             "{id} was not persisted: {owed:?}"
         );
     }

@@ -295,7 +295,7 @@ impl Harness {
             .iter()
             .filter_map(|event| match &event.input {
                 ConversationInput::Snapshot(snapshot)
-                    if snapshot.conversation_id.as_str() == id =>
+                    if snapshot.conversation_id.text().as_str() == id =>
                 {
                     Some(snapshot.clone())
                 }
@@ -904,7 +904,7 @@ async fn pings_get_pongs_fragments_are_reassembled_and_a_close_is_answered() {
         .unwrap()
         .events
         .iter()
-        .map(|e| e.input.conversation_id().as_str().to_owned())
+        .map(|e| e.input.conversation_id().to_string())
         .collect();
     assert_eq!(
         routed,
@@ -967,19 +967,19 @@ async fn a_router_refusal_never_stalls_the_socket_and_is_reported_for_a_reread()
     let end = wait_for(&log, "the close", ended_with).await;
     assert!(matches!(end, SocketEnd::PeerClosed { .. }), "{end:?}");
     let log = log.lock().unwrap();
-    let routed: Vec<&str> = log
+    let routed: Vec<String> = log
         .events
         .iter()
-        .map(|e| e.input.conversation_id().as_str())
+        .map(|e| e.input.conversation_id().to_string())
         .collect();
     // The refused event is not retried in place (the socket read on, in order) ...
     assert_eq!(routed, vec!["conv-b", "conv-c"]);
     // ... its conversation is handed to the actor to re-read, and the drop is counted.
-    let owed: Vec<&str> = log
+    let owed: Vec<String> = log
         .sockets
         .iter()
         .filter_map(|event| match &event.signal {
-            SocketSignal::Undelivered { conversation_id } => Some(conversation_id.as_str()),
+            SocketSignal::Undelivered { conversation_id } => Some(conversation_id.to_string()),
             _ => None,
         })
         .collect();
@@ -1118,7 +1118,7 @@ fn transcriptions_of(log: &Log, id: &str) -> usize {
         .events
         .iter()
         .filter(|event| {
-            matches!(&event.input, ConversationInput::Transcription(t) if t.conversation_id.as_str() == id)
+            matches!(&event.input, ConversationInput::Transcription(t) if t.conversation_id.text().as_str() == id)
         })
         .count()
 }

@@ -300,7 +300,7 @@ impl ConversationsQuery {
         let after = self
             .after
             .as_deref()
-            .is_none_or(|after| id.as_str() > after);
+            .is_none_or(|after| id.text().as_str() > after);
         let flag = |actual: bool, wanted: Option<bool>| wanted.is_none_or(|w| w == actual);
         after && flag(finished, self.finished) && flag(ended, self.ended)
     }
@@ -309,7 +309,7 @@ impl ConversationsQuery {
     pub fn page(&self, mut ids: Vec<ConversationId>) -> Page {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         ids.sort();
-        let next = (ids.len() > limit).then(|| ids[limit - 1].as_str().to_owned());
+        let next = (ids.len() > limit).then(|| ids[limit - 1].to_string());
         ids.truncate(limit);
         Page { ids, next }
     }
@@ -361,8 +361,8 @@ mod tests {
             .collect()
     }
 
-    fn ids(page: &Page) -> Vec<&str> {
-        page.ids.iter().map(ConversationId::as_str).collect()
+    fn ids(page: &Page) -> Vec<String> {
+        page.ids.iter().map(ConversationId::to_string).collect()
     }
 
     #[test]

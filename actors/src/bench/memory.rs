@@ -26,7 +26,7 @@ use convoy::conversation::state::{
     CommunicationRecord, ConversationState, MessageRecord, ParticipantRecord,
 };
 use convoy::conversation::Conversation;
-use convoy::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use convoy::ids::{CommunicationId, ConversationId, IdText, MessageId, ParticipantId};
 use convoy::model::{
     CommunicationState, Direction, DisconnectType, MessageStatus, MessageType, Purpose,
 };
@@ -169,9 +169,9 @@ impl MemoryReport {
              finished and retired in:    {:.3} s ({})\n\
              resident after retirement:  {}\n\
              of each live conversation, estimated: joined state {} on the heap in {} \
-             allocations (map storage {}, strings {}) plus {} inline; the rest \
-             (actor, mailbox, router, registry, view, allocator slack) {}\n\
-             the same state, projected: {} with ids inline as 16 bytes\n\
+             allocations (map storage {}, strings {}, rare parts {}) plus {} inline; the \
+             rest (actor, mailbox, router, registry, view, allocator slack) {}\n\
+             ids in the state: {} held inline (no heap), {} with their text on the heap\n\
              inline sizes (heap parts come on top):\n",
             self.conversations,
             self.participants_per_conversation,
@@ -192,9 +192,11 @@ impl MemoryReport {
             self.state_heap_estimate.allocations,
             human_bytes(self.state_heap_estimate.map_bytes as f64),
             human_bytes(self.state_heap_estimate.string_bytes as f64),
+            human_bytes(self.state_heap_estimate.rare_bytes as f64),
             human_bytes(state_inline_bytes() as f64),
             human_bytes(self.other_bytes_per_live_conversation),
-            human_bytes(self.state_heap_estimate.projected_inline_ids_bytes as f64),
+            self.state_heap_estimate.inline_ids,
+            self.state_heap_estimate.heap_ids,
         );
         for size in &self.type_sizes {
             out.push_str(&format!("  {:<26} {:>5} B\n", size.name, size.bytes));
@@ -409,10 +411,10 @@ async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> 
 }
 
 /// What one conversation's joined state holds on the heap, estimated by walking it: every
-/// `String` and every B-tree node is one allocation, sized as glibc rounds it. An estimate
-/// (B-tree node counts above one leaf are approximate; the strings of `Unknown` enum
-/// values are not counted), good enough to split the RSS figure into "state" and "the
-/// rest".
+/// map's storage, string, boxed rare part and B-tree node is one allocation, sized as
+/// glibc rounds it. An estimate (B-tree node counts above one leaf are approximate; the
+/// text of unknown enum values is not counted), good enough to split the RSS figure into
+/// "state" and "the rest".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct HeapEstimate {
     pub allocations: usize,
@@ -421,16 +423,17 @@ pub struct HeapEstimate {
     /// (`SortedMap`), and the B-tree nodes of the rare sticker sets (a node has room for 11
     /// entries whatever the length).
     pub map_bytes: usize,
-    /// Of `bytes`, in the text of ids and other strings.
+    /// Of `bytes`, in the text of strings and of ids that are not UUID- or hex-shaped.
     pub string_bytes: usize,
-    /// Of `string_bytes`, in the text of Genesys ids (UUIDs, message ids).
+    /// Of `string_bytes`, in the text of ids.
     pub id_string_bytes: usize,
-    /// What `bytes` would be with ids held inline as 16 bytes (a UUID's 128 bits) instead
-    /// of a 24-byte `String` and its text on the heap.
-    pub projected_inline_ids_bytes: usize,
-    /// Accumulates the inline-id map bytes during the walk.
-    #[serde(skip)]
-    inline_id_maps: usize,
+    /// Of `bytes`, in the boxed rare parts of records (unknown enum values, wrap-ups,
+    /// transcripts, stickers).
+    pub rare_bytes: usize,
+    /// Ids (keys and references) held inline as their 128 bits: no heap.
+    pub inline_ids: usize,
+    /// Ids whose text is on the heap (not a UUID or 32 hex digits in one case).
+    pub heap_ids: usize,
 }
 
 /// The chunk glibc's malloc hands out for `request` bytes (8 bytes of header, 16-byte
@@ -476,9 +479,15 @@ impl HeapEstimate {
         }
     }
 
-    fn id(&mut self, text: &str) {
-        self.string(text);
-        self.id_string_bytes += malloc_chunk(text.len());
+    fn id(&mut self, id: &IdText) {
+        if id.is_inline() {
+            self.inline_ids += 1;
+        } else {
+            let text = id.text();
+            self.heap_ids += 1;
+            self.string(&text);
+            self.id_string_bytes += malloc_chunk(text.len());
+        }
     }
 
     fn optional(&mut self, text: Option<&str>) {
@@ -487,21 +496,21 @@ impl HeapEstimate {
         }
     }
 
-    fn optional_id(&mut self, text: Option<&str>) {
-        if let Some(text) = text {
-            self.id(text);
+    fn rare(&mut self, bytes: Option<usize>) {
+        if let Some(bytes) = bytes {
+            let chunk = malloc_chunk(bytes);
+            self.allocations += 1;
+            self.bytes += chunk;
+            self.rare_bytes += chunk;
         }
     }
 
-    /// A `SortedMap` of `len` entries: one allocation of exactly its entries; with 16-byte
-    /// ids, `inline_ids` of each entry's ids (key and fields) would shrink by 8 bytes.
-    fn map<K, V>(&mut self, len: usize, inline_ids: usize) {
-        let entry = std::mem::size_of::<(K, V)>();
-        let bytes = malloc_chunk(len * entry);
+    /// A `SortedMap` of `len` entries: one allocation of exactly its entries.
+    fn map<K, V>(&mut self, len: usize) {
+        let bytes = malloc_chunk(len * std::mem::size_of::<(K, V)>());
         self.allocations += usize::from(len > 0);
         self.bytes += bytes;
         self.map_bytes += bytes;
-        self.inline_id_maps += malloc_chunk(len * (entry - 8 * inline_ids));
     }
 
     /// A std `BTreeSet`/`BTreeMap` of `len` entries (node capacity 11).
@@ -511,7 +520,6 @@ impl HeapEstimate {
         self.allocations += nodes;
         self.bytes += bytes;
         self.map_bytes += bytes;
-        self.inline_id_maps += bytes;
     }
 
     fn wrapup(&mut self, wrapup: Option<&WrapupRecord>) {
@@ -526,38 +534,43 @@ impl HeapEstimate {
     pub fn of(conversation: &Conversation) -> HeapEstimate {
         let state = &conversation.state;
         let mut heap = HeapEstimate::default();
-        heap.id(state.id.as_str());
-        heap.map::<ParticipantId, ParticipantRecord>(state.participants.len(), 1);
+        heap.id(state.id.id_text());
+        heap.map::<ParticipantId, ParticipantRecord>(state.participants.len());
         for (id, participant) in &state.participants {
-            heap.id(id.as_str());
-            heap.optional(participant.name.as_deref());
-            heap.optional_id(participant.user_id.as_deref());
-            heap.optional_id(participant.queue_id.as_deref());
-            heap.wrapup(participant.wrapup.as_ref());
-            heap.map::<String, String>(participant.attributes.len(), 0);
+            heap.id(id.id_text());
+            heap.optional(participant.name());
+            // User and queue ids are held as ids too (inline when UUIDs).
+            for other in [participant.user_id(), participant.queue_id()]
+                .into_iter()
+                .flatten()
+            {
+                heap.id(&IdText::new(&other));
+            }
+            heap.rare(participant.rare_part_bytes());
+            heap.wrapup(participant.wrapup());
+            heap.map::<String, String>(participant.attributes.len());
             for (key, value) in &participant.attributes {
                 heap.string(key);
                 heap.string(value);
             }
-            heap.map::<CommunicationId, CommunicationRecord>(participant.communications.len(), 1);
+            heap.map::<CommunicationId, CommunicationRecord>(participant.communications.len());
             for (id, leg) in &participant.communications {
-                heap.id(id.as_str());
-                heap.optional(leg.transcript_uri.as_deref());
-                heap.wrapup(leg.wrapup.as_ref());
+                heap.id(id.id_text());
+                heap.rare(leg.rare_part_bytes());
+                heap.optional(leg.transcript_uri());
+                heap.wrapup(leg.wrapup());
             }
         }
-        heap.map::<MessageId, MessageRecord>(state.messages.len(), 2);
+        heap.map::<MessageId, MessageRecord>(state.messages.len());
         for (id, message) in &state.messages {
-            heap.id(id.as_str());
-            heap.id(message.participant_id.as_str());
-            heap.optional_id(
-                message
-                    .communication_id
-                    .as_ref()
-                    .map(CommunicationId::as_str),
-            );
-            heap.optional(message.transcript_uri.as_deref());
-            heap.map::<String, convoy::conversation::Attachment>(message.media.len(), 0);
+            heap.id(id.id_text());
+            heap.id(message.participant_id.id_text());
+            if let Some(leg) = &message.communication_id {
+                heap.id(leg.id_text());
+            }
+            heap.rare(message.rare_part_bytes());
+            heap.optional(message.transcript_uri());
+            heap.map::<String, convoy::conversation::Attachment>(message.media.len());
             for (key, attachment) in &message.media {
                 heap.string(key);
                 heap.string(&attachment.url);
@@ -565,26 +578,21 @@ impl HeapEstimate {
                 heap.optional(attachment.mime_type.as_deref());
                 heap.optional(attachment.name.as_deref());
             }
-            heap.btree::<convoy::conversation::Sticker, ()>(message.stickers.len());
-            for sticker in &message.stickers {
+            heap.btree::<convoy::conversation::Sticker, ()>(message.stickers().len());
+            for sticker in message.stickers() {
                 heap.optional(sticker.id.as_deref());
                 heap.optional(sticker.url.as_deref());
             }
         }
-        heap.map::<String, convoy::conversation::TranscriptSegment>(state.transcript.len(), 0);
+        heap.map::<String, convoy::conversation::TranscriptSegment>(state.transcript.len());
         for (key, segment) in &state.transcript {
             heap.string(key);
             heap.string(&segment.utterance_id);
             heap.string(&segment.text);
-            heap.optional_id(
-                segment
-                    .communication_id
-                    .as_ref()
-                    .map(CommunicationId::as_str),
-            );
+            if let Some(leg) = &segment.communication_id {
+                heap.id(leg.id_text());
+            }
         }
-        heap.projected_inline_ids_bytes =
-            heap.inline_id_maps + heap.string_bytes - heap.id_string_bytes;
         heap
     }
 }
@@ -618,7 +626,7 @@ impl SyntheticConversation {
     }
 
     pub fn conversation_id(&self) -> ConversationId {
-        ConversationId(synthetic_uuid(self.index, 0))
+        ConversationId::from(synthetic_uuid(self.index, 0))
     }
 
     /// A customer first; from three participants on, a queue leg second; agents after.
@@ -660,7 +668,7 @@ impl SyntheticConversation {
     fn participant(&self, position: usize, closed: bool) -> ParticipantSnapshot {
         let slot = 1 + 10 * position as u64;
         let role = self.role(position);
-        let communication_id = CommunicationId(synthetic_uuid(self.index, slot + 1));
+        let communication_id = CommunicationId::from(synthetic_uuid(self.index, slot + 1));
         let joined = self.at(position as i64 * 5);
         let left = self.at(60 + position as i64);
         let ended = closed || role == Role::Queue;
@@ -690,7 +698,7 @@ impl SyntheticConversation {
         };
         let messages = (0..MESSAGES_PER_PARTICIPANT)
             .map(|n| MessageSnapshot {
-                id: MessageId(synthetic_message_id(self.index, slot + 3 + n as u64)),
+                id: MessageId::from(synthetic_message_id(self.index, slot + 3 + n as u64)),
                 communication_id: Some(communication_id.clone()),
                 status: Some(match (role, closed) {
                     (Role::Agent, false) => MessageStatus::Sent,
@@ -712,7 +720,7 @@ impl SyntheticConversation {
             duration_seconds: Some(30),
         });
         ParticipantSnapshot {
-            id: ParticipantId(synthetic_uuid(self.index, slot)),
+            id: ParticipantId::from(synthetic_uuid(self.index, slot)),
             purpose: Some(purpose),
             name: Some(name),
             user_id,
@@ -819,14 +827,14 @@ mod tests {
         let mut seen = HashSet::new();
         for index in 0..500 {
             let snapshot = conversation(index, 4).opening();
-            assert!(seen.insert(snapshot.conversation_id.0.clone()));
+            assert!(seen.insert(snapshot.conversation_id.to_string()));
             for participant in &snapshot.participants {
-                assert!(seen.insert(participant.id.0.clone()));
+                assert!(seen.insert(participant.id.to_string()));
                 for leg in &participant.communications {
-                    assert!(seen.insert(leg.id.0.clone()));
+                    assert!(seen.insert(leg.id.to_string()));
                 }
                 for message in &participant.messages {
-                    assert!(seen.insert(message.id.0.clone()));
+                    assert!(seen.insert(message.id.to_string()));
                 }
             }
         }
@@ -892,19 +900,20 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_conversation_holds_only_its_id_on_the_heap() {
-        let id = ConversationId(synthetic_uuid(1, 0));
+    fn an_empty_conversation_holds_nothing_on_the_heap() {
+        let id = ConversationId::from(synthetic_uuid(1, 0));
         let heap = HeapEstimate::of(&Conversation::new(id));
         assert_eq!(
             heap,
             HeapEstimate {
-                allocations: 1,
-                bytes: 48,
+                allocations: 0,
+                bytes: 0,
                 map_bytes: 0,
-                string_bytes: 48,
-                id_string_bytes: 48,
-                projected_inline_ids_bytes: 0,
-                inline_id_maps: 0,
+                string_bytes: 0,
+                id_string_bytes: 0,
+                rare_bytes: 0,
+                inline_ids: 1,
+                heap_ids: 0,
             }
         );
     }
@@ -914,12 +923,13 @@ mod tests {
         let one = state_estimate(1);
         let two = state_estimate(2);
         // The second participant grows the participants and messages vectors and brings a
-        // communications vector of its own (one entry), its ids, name, user and queue ids.
+        // communications vector of its own (one entry), its name; its ids are inline.
         let one_leg = malloc_chunk(std::mem::size_of::<(CommunicationId, CommunicationRecord)>());
         assert!(two.map_bytes - one.map_bytes > one_leg);
         assert!(two.string_bytes > one.string_bytes);
         assert_eq!(one.bytes, one.map_bytes + one.string_bytes);
-        assert!(one.projected_inline_ids_bytes < one.bytes);
+        assert_eq!(one.heap_ids, 0);
+        assert!(two.inline_ids > one.inline_ids);
     }
 
     #[test]

@@ -306,12 +306,10 @@ async fn write_once(
         }
     }
     let id = &job.conversation_id;
-    let segments = path_segment(id.as_str(), "conversation id", WRITE_ROUTE).and_then(|conv| {
-        let participant = path_segment(
-            job.write.participant_id.as_str(),
-            "participant id",
-            WRITE_ROUTE,
-        )?;
+    let id_text = id.text();
+    let participant_id = job.write.participant_id.text();
+    let segments = path_segment(&id_text, "conversation id", WRITE_ROUTE).and_then(|conv| {
+        let participant = path_segment(&participant_id, "participant id", WRITE_ROUTE)?;
         Ok((conv, participant))
     });
     let (conversation_segment, participant_segment) = match segments {

@@ -23,7 +23,8 @@ pub async fn read_conversation(
     rest: &GenesysRest,
     id: &ConversationId,
 ) -> Result<ConversationRead, RestError> {
-    let id = path_segment(id.as_str(), "conversation id", ROUTE)?;
+    let id = id.text();
+    let id = path_segment(&id, "conversation id", ROUTE)?;
     let response = rest
         .call(RestRequest::get(format!("/api/v2/conversations/{id}"), ROUTE).background())
         .await?;

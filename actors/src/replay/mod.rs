@@ -573,7 +573,7 @@ fn write_output(
     let mut conversations: Vec<(String, Value)> = pipeline
         .views
         .iter()
-        .map(|entry| (entry.key().as_str().to_owned(), entry.value().to_json(None)))
+        .map(|entry| (entry.key().to_string(), entry.value().to_json(None)))
         .collect();
     conversations.sort_by(|a, b| a.0.cmp(&b.0));
     let conversations: Vec<Value> = conversations.into_iter().map(|(_, view)| view).collect();

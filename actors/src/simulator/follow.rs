@@ -164,7 +164,7 @@ impl Feed {
             let mut state = self.state.borrow_mut();
             let entry = state
                 .conversations
-                .entry(snapshot.conversation_id.as_str().to_owned())
+                .entry(snapshot.conversation_id.to_string())
                 .or_default();
             let revealed = entry.followed.apply(progress(snapshot));
             entry.seen_at.extend((0..revealed).map(|_| now));

@@ -189,7 +189,7 @@ impl SlaActor {
                             tallies,
                         }) => {
                             if now - settled_at > SETTLED_KEPT_FOR {
-                                expired.sla_books.push((id.as_str().to_owned(), None));
+                                expired.sla_books.push((id.to_string(), None));
                             } else {
                                 actor.remember_settled(&id, tallies, settled_at);
                             }
@@ -298,7 +298,7 @@ impl SlaActor {
         };
         if let (true, Some(summary)) = (keep, &tracked.summary) {
             commit.summaries.push((
-                id.as_str().to_owned(),
+                id.to_string(),
                 summary.document(&tracked.book.tallies()),
                 revision,
             ));
@@ -311,17 +311,17 @@ impl SlaActor {
                 tallies: tallies.clone(),
             };
             match serde_json::to_value(&stored) {
-                Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
+                Ok(value) => commit.sla_books.push((id.to_string(), Some(value))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "Settled SLA tallies not serialisable; removed.");
-                    commit.sla_books.push((id.as_str().to_owned(), None));
+                    commit.sla_books.push((id.to_string(), None));
                 }
             }
             self.tracked.remove(id);
             self.remember_settled(id, tallies, settled_at);
         } else {
             match serde_json::to_value(StoredBook::Open(Box::new(tracked.clone()))) {
-                Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
+                Ok(value) => commit.sla_books.push((id.to_string(), Some(value))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
                 }
@@ -355,7 +355,7 @@ impl SlaActor {
             self.settled.remove(&oldest);
             if let Some(writer) = &self.writer {
                 drop(writer.submit(Commit {
-                    sla_books: vec![(oldest.as_str().to_owned(), None)],
+                    sla_books: vec![(oldest.to_string(), None)],
                     ..Commit::default()
                 }));
             }
@@ -452,7 +452,7 @@ impl Handler<Handover> for SlaActor {
                 self.count_accepted(&records);
                 let commit = Commit {
                     records,
-                    summaries: vec![(id.as_str().to_owned(), document, revision)],
+                    summaries: vec![(id.to_string(), document, revision)],
                     ..Commit::default()
                 };
                 return self.submit(commit, &handover.steps);
@@ -471,7 +471,7 @@ impl Handler<Handover> for SlaActor {
             .map(|t| t.book.open_clocks())
             .unwrap_or_default();
         let tracked = self.tracked.entry(id.clone()).or_insert_with(|| Tracked {
-            book: SlaBook::new(id.as_str()),
+            book: SlaBook::new(id.text().as_str()),
             summary: None,
             messenger_type: None,
         });
@@ -521,7 +521,7 @@ fn stored_outcomes(
         .iter()
         .filter_map(|signal| match signal.kind {
             SlaSignalKind::Outcome(outcome) => Some(StoredOutcome {
-                conversation_id: id.as_str().to_owned(),
+                conversation_id: id.to_string(),
                 clock: signal.clock,
                 subject: signal.subject.id().to_owned(),
                 outcome,

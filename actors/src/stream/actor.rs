@@ -572,7 +572,7 @@ impl StreamActor {
     ) {
         let topic = format!(
             "v2.conversations.{}.transcription",
-            conversation_id.as_str()
+            conversation_id.text().as_str()
         );
         let placed = self
             .links

@@ -121,7 +121,7 @@ fn assert_join_reaches_truth(org: &Org, events: &[TopicEvent]) {
         .filter(|e| !e.topic.ends_with(".transcription"))
     {
         let snapshot = snapshot_of(event);
-        let id = snapshot.conversation_id.as_str().to_owned();
+        let id = snapshot.conversation_id.to_string();
         joined
             .entry(id.clone())
             .or_insert_with(|| Conversation::new(ConversationId::from(id.as_str())))
@@ -149,18 +149,18 @@ fn assert_join_reaches_truth(org: &Org, events: &[TopicEvent]) {
                 p.id
             );
             assert_eq!(record.recorded_wrapup().is_some(), p.wrapup.is_some());
-            assert_eq!(record.user_id, p.user_id);
+            assert_eq!(record.user_id().map(|id| id.to_string()), p.user_id);
         }
         assert_eq!(state.messages.len(), expected.messages.len());
         for m in &expected.messages {
             let record = &state.messages[&MessageId::from(m.id.as_str())];
             assert_eq!(
-                record.status.as_ref().map(|s| s.as_str().to_owned()),
+                record.status().map(|s| s.as_str().to_owned()),
                 Some(m.status.clone()),
                 "status of {}",
                 m.id
             );
-            assert_eq!(record.participant_id.as_str(), m.participant_id);
+            assert_eq!(record.participant_id.text().as_str(), m.participant_id);
             assert_eq!(record.media.len(), m.media.len());
         }
     }
@@ -1374,7 +1374,7 @@ fn a_voice_call_is_transcribed_in_real_time_in_turns() {
             },
         )
         .flat_map(|transcription| {
-            assert_eq!(transcription.conversation_id.as_str(), id);
+            assert_eq!(transcription.conversation_id.text().as_str(), id);
             transcription.segments
         })
         .collect();
