@@ -16,6 +16,7 @@ use convoy::sla::{
 };
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::clock::Clock;
 use crate::outbox_writer::OutboxWriter;
@@ -116,7 +117,7 @@ struct Tracked {
 /// clock settled — its final tallies, kept for [`SETTLED_KEPT_FOR`] so a conversation
 /// rebuilt after a restart (a re-read derives all its facts again) neither starts its
 /// clocks again nor overwrites its summary's tallies with new ones.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum StoredBook {
     Settled {
@@ -124,6 +125,24 @@ enum StoredBook {
         tallies: SlaTallies,
     },
     Open(Box<Tracked>),
+}
+
+/// [`StoredBook`] as it is written: borrowed, serialised straight to JSON text (the same
+/// text as the owned form, without a copy of the clocks and summary per handover).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StoredBookOut<'a> {
+    Settled {
+        settled_at: DateTime<Utc>,
+        tallies: &'a SlaTallies,
+    },
+    Open(&'a Tracked),
+}
+
+impl StoredBookOut<'_> {
+    fn to_json(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(self)
+    }
 }
 
 /// How long the final tallies of a settled conversation stay in the outbox. A restart
@@ -296,22 +315,27 @@ impl SlaActor {
         let Some(tracked) = self.tracked.get(id) else {
             return commit;
         };
+        let tallies = tracked.book.tallies();
         if let (true, Some(summary)) = (keep, &tracked.summary) {
-            commit.summaries.push((
-                id.as_str().to_owned(),
-                summary.document(&tracked.book.tallies()),
-                revision,
-            ));
+            match summary.document_json(&tallies) {
+                Ok(document) => {
+                    commit
+                        .summaries
+                        .push((id.as_str().to_owned(), document, revision));
+                }
+                Err(error) => {
+                    tracing::error!(conversation_id = %id, %error, "Conversation summary not serialisable; not sent.")
+                }
+            }
         }
         if tracked.book.is_settled() {
-            let tallies = tracked.book.tallies();
             let settled_at = self.settings.clock.now();
-            let stored = StoredBook::Settled {
+            let stored = StoredBookOut::Settled {
                 settled_at,
-                tallies: tallies.clone(),
+                tallies: &tallies,
             };
-            match serde_json::to_value(&stored) {
-                Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
+            match stored.to_json() {
+                Ok(json) => commit.sla_books.push((id.as_str().to_owned(), Some(json))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "Settled SLA tallies not serialisable; removed.");
                     commit.sla_books.push((id.as_str().to_owned(), None));
@@ -320,8 +344,8 @@ impl SlaActor {
             self.tracked.remove(id);
             self.remember_settled(id, tallies, settled_at);
         } else {
-            match serde_json::to_value(StoredBook::Open(Box::new(tracked.clone()))) {
-                Ok(value) => commit.sla_books.push((id.as_str().to_owned(), Some(value))),
+            match StoredBookOut::Open(tracked).to_json() {
+                Ok(json) => commit.sla_books.push((id.as_str().to_owned(), Some(json))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
                 }
@@ -437,7 +461,13 @@ impl Handler<Handover> for SlaActor {
         let id = handover.conversation_id;
         if !self.tracked.contains_key(&id) {
             if let (true, Some(tallies)) = (self.settings.keep_records, self.settled.get(&id)) {
-                let document = handover.summary.document(tallies);
+                let document = match handover.summary.document_json(tallies) {
+                    Ok(document) => Some(document),
+                    Err(error) => {
+                        tracing::error!(conversation_id = %id, %error, "Conversation summary not serialisable; not sent.");
+                        None
+                    }
+                };
                 let records: Vec<CrmRecord> = handover
                     .steps
                     .iter()
@@ -452,7 +482,10 @@ impl Handler<Handover> for SlaActor {
                 self.count_accepted(&records);
                 let commit = Commit {
                     records,
-                    summaries: vec![(id.as_str().to_owned(), document, revision)],
+                    summaries: document
+                        .map(|document| (id.as_str().to_owned(), document, revision))
+                        .into_iter()
+                        .collect(),
                     ..Commit::default()
                 };
                 return self.submit(commit, &handover.steps);
@@ -574,5 +607,51 @@ impl Handler<GetSlaStats> for SlaActor {
 
     fn handle(&mut self, _: GetSlaStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use convoy::sla::{ClockKind, SlaOutcome};
+
+    use super::*;
+
+    #[test]
+    fn a_book_written_borrowed_reads_back_as_the_stored_form() {
+        let tracked = Tracked {
+            book: SlaBook::new("c1"),
+            summary: None,
+            messenger_type: Some("whatsapp".to_owned()),
+        };
+        let open = StoredBookOut::Open(&tracked).to_json().unwrap();
+        match serde_json::from_str::<StoredBook>(open.get()).unwrap() {
+            StoredBook::Open(read) => {
+                assert_eq!(read.messenger_type.as_deref(), Some("whatsapp"));
+                assert_eq!(read.book.open_clocks(), tracked.book.open_clocks());
+            }
+            StoredBook::Settled { .. } => panic!("an open book read back as settled"),
+        }
+        let tallies: SlaTallies = BTreeMap::from([(
+            ClockKind::Answer,
+            BTreeMap::from([(SlaOutcome::Compliant, 2)]),
+        )]);
+        let settled_at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let settled = StoredBookOut::Settled {
+            settled_at,
+            tallies: &tallies,
+        }
+        .to_json()
+        .unwrap();
+        match serde_json::from_str::<StoredBook>(settled.get()).unwrap() {
+            StoredBook::Settled {
+                settled_at: at,
+                tallies: read,
+            } => assert_eq!((at, read), (settled_at, tallies)),
+            StoredBook::Open(_) => panic!("a settled book read back as open"),
+        }
     }
 }
