@@ -147,6 +147,12 @@ pub struct StepReport {
     pub latency_ms: LatencyMs,
     /// Kept up and p99 under the target.
     pub passed: bool,
+    /// CPU time (user + system) the whole process used during the step — Convoy, and
+    /// the in-process emulator, CRM test server and load thread beside it.
+    pub cpu_seconds: f64,
+    /// `cpu_seconds` per frame read, in microseconds: the work a frame costs, far less
+    /// sensitive to a loaded machine than the latencies.
+    pub cpu_us_per_frame: f64,
 }
 
 /// One fsync mode: its steps in the order run, and the search's answer.
@@ -186,7 +192,7 @@ impl E2eReport {
         );
         for mode in &self.modes {
             out.push_str(&format!(
-                "\nfsync per commit: {}\n{:>9} {:>11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}  verdict\n",
+                "\nfsync per commit: {}\n{:>9} {:>11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>11}  verdict\n",
                 if mode.fsync { "on" } else { "off" },
                 "offered/s",
                 "sustained/s",
@@ -196,6 +202,7 @@ impl E2eReport {
                 "p90 ms",
                 "p99 ms",
                 "max ms",
+                "CPU µs/fr",
             ));
             for step in &mode.steps {
                 let verdict = match (step.kept_up, step.passed) {
@@ -204,7 +211,7 @@ impl E2eReport {
                     (true, false) => "p99 over target",
                 };
                 out.push_str(&format!(
-                    "{:>9} {:>11.0} {:>8} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {verdict}\n",
+                    "{:>9} {:>11.0} {:>8} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>11.0}  {verdict}\n",
                     step.offered_frames_per_second,
                     step.sustained_frames_per_second,
                     step.frames_read,
@@ -213,6 +220,7 @@ impl E2eReport {
                     step.latency_ms.p90,
                     step.latency_ms.p99,
                     step.latency_ms.max,
+                    step.cpu_us_per_frame,
                 ));
             }
             out.push_str(&format!(
@@ -579,6 +587,7 @@ async fn step(
     drop(latency.take());
     let first = *cursor;
     *cursor += frames;
+    let cpu_before = super::process_cpu_seconds()?;
     let started = Instant::now();
     let load = {
         let feeds = feeds.to_vec();
@@ -625,6 +634,7 @@ async fn step(
         count = now;
     }
     let histogram = latency.take();
+    let cpu_seconds = super::process_cpu_seconds()? - cpu_before;
     let sustained = read as f64 / elapsed.as_secs_f64().max(1e-3);
     let kept_up = read >= frames as u64 && sustained >= f64::from(rate) * KEPT_UP;
     let latency_ms = LatencyMs::of(&histogram);
@@ -640,6 +650,8 @@ async fn step(
         frames_committed: histogram.len(),
         latency_ms,
         passed,
+        cpu_seconds: (cpu_seconds * 100.0).round() / 100.0,
+        cpu_us_per_frame: (cpu_seconds * 1e6 / read.max(1) as f64).round(),
     })
 }
 
@@ -707,6 +719,8 @@ mod tests {
                 max: p99,
             },
             passed: p99 < 50.0,
+            cpu_seconds: 1.0,
+            cpu_us_per_frame: 100.0,
         }
     }
 
