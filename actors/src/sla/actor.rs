@@ -46,7 +46,9 @@ pub struct HandoverStep {
 #[rtype(result = "Result<(), HandoverRefused>")]
 pub struct Handover {
     pub conversation_id: ConversationId,
-    pub steps: Vec<HandoverStep>,
+    /// Shared with the conversation, which keeps them until the answer (to send them
+    /// again after a refusal) without a copy per handover.
+    pub steps: Arc<[HandoverStep]>,
     /// The conversation as it stands after the last step.
     pub summary: ConversationSummary,
 }
@@ -508,7 +510,7 @@ impl Handler<Handover> for SlaActor {
             summary: None,
             messenger_type: None,
         });
-        for step in &handover.steps {
+        for step in handover.steps.iter() {
             for fact in &step.facts {
                 if let Fact::MessageStatus {
                     messenger_type: Some(messenger_type),
