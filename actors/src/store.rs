@@ -194,12 +194,15 @@ impl Commit {
 }
 
 /// What [`DurableStore::commit`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CommitReport {
     pub appended: usize,
     pub duplicates: usize,
     /// The seq of the last appended record, if any.
     pub last_seq: Option<u64>,
+    /// The conversations whose pending summary was written (a lower revision than the
+    /// stored one is not), in commit order: what a summary sender must read again.
+    pub summaries: Vec<String>,
 }
 
 /// Why a record could not be delivered, with its delivery history: what a dead letter
@@ -498,6 +501,7 @@ impl DurableStore {
                         conversation_id.as_str(),
                         encode(&stored, "summary")?.as_slice(),
                     )?;
+                    report.summaries.push(conversation_id.clone());
                 }
                 for (conversation_id, book) in &commit.sla_books {
                     match book {
@@ -689,6 +693,29 @@ impl DurableStore {
                     document: stored.document,
                     revision: stored.revision,
                 });
+            }
+            Ok(summaries)
+        })
+    }
+
+    /// The pending summaries of these conversations (those still pending), in the order
+    /// given: what changed since a full [`DurableStore::pending_summaries`].
+    pub fn pending_summaries_of(
+        &self,
+        conversation_ids: &[String],
+    ) -> Result<Vec<PendingSummary>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(SUMMARIES)?;
+            let mut summaries = Vec::with_capacity(conversation_ids.len());
+            for id in conversation_ids {
+                if let Some(bytes) = table.get(id.as_str())? {
+                    let stored: StoredSummary = decode(bytes.value(), "summary")?;
+                    summaries.push(PendingSummary {
+                        conversation_id: id.clone(),
+                        document: stored.document,
+                        revision: stored.revision,
+                    });
+                }
             }
             Ok(summaries)
         })
@@ -943,7 +970,8 @@ mod tests {
             CommitReport {
                 appended: 3,
                 duplicates: 0,
-                last_seq: Some(3)
+                last_seq: Some(3),
+                summaries: Vec::new(),
             }
         );
         let pending = store.pending_records(None, 10).unwrap();
@@ -1070,12 +1098,17 @@ mod tests {
             )],
             ..Commit::default()
         };
-        store
+        let report = store
             .commit(
                 &[summary("c1", 2), summary("c1", 1), summary("c2", 1)],
                 at(0),
             )
             .unwrap();
+        assert_eq!(
+            report.summaries,
+            vec!["c1".to_owned(), "c2".to_owned()],
+            "the report names the summaries written, not the one a higher revision kept out"
+        );
         let revisions = |store: &DurableStore| {
             store
                 .pending_summaries()
@@ -1098,6 +1131,21 @@ mod tests {
         store.settle_summary("c1", 2).unwrap();
         store.settle_summary("c2", 1).unwrap();
         assert_eq!(revisions(&store), vec![("c1".to_owned(), 3)]);
+        // Reading only what changed: a settled one is simply absent.
+        let changed = store
+            .pending_summaries_of(&["c2".to_owned(), "c1".to_owned(), "c9".to_owned()])
+            .unwrap();
+        assert_eq!(
+            changed
+                .iter()
+                .map(|s| (
+                    s.conversation_id.as_str(),
+                    s.revision,
+                    s.document["revision"].clone()
+                ))
+                .collect::<Vec<_>>(),
+            vec![("c1", 3, serde_json::json!(3))]
+        );
         store.settle_summary("c1", 3).unwrap();
         assert!(store.pending_summaries().unwrap().is_empty());
     }

@@ -181,6 +181,8 @@ impl SlaActor {
         views: SlaViews,
     ) -> SlaActor {
         let now = settings.clock.now();
+        // Counted once here, then kept by every change (see `publish_view`).
+        let open_clocks = views.iter().map(|entry| entry.value().len()).sum();
         let mut actor = SlaActor {
             tracked: HashMap::new(),
             due: BTreeSet::new(),
@@ -190,7 +192,10 @@ impl SlaActor {
             writer: Some(writer),
             views,
             revision: u64::try_from(settings.clock.now().timestamp_micros()).unwrap_or(0),
-            stats: SlaStats::default(),
+            stats: SlaStats {
+                open_clocks,
+                ..SlaStats::default()
+            },
             _panic_guard: PanicGuard::essential("sla"),
             settings,
         };
@@ -251,22 +256,25 @@ impl SlaActor {
         }
     }
 
-    fn publish_view(&self, id: &ConversationId) {
-        match self.tracked.get(id).map(|t| t.book.open_clocks()) {
+    /// Publishes the open clocks of `id` and keeps the total up to date by the change
+    /// (only this actor writes the views), instead of summing every view per handover.
+    fn publish_view(&mut self, id: &ConversationId) {
+        let replaced = match self.tracked.get(id).map(|t| t.book.open_clocks()) {
             Some(open) if !open.is_empty() => {
-                self.views.insert(id.clone(), open);
+                self.stats.open_clocks += open.len();
+                self.views.insert(id.clone(), open)
             }
-            _ => {
-                self.views.remove(id);
-            }
-        }
+            _ => self.views.remove(id).map(|(_, open)| open),
+        };
+        self.stats.open_clocks = self
+            .stats
+            .open_clocks
+            .saturating_sub(replaced.map_or(0, |open| open.len()));
     }
 
     fn publish_open_clocks(&mut self) {
-        let open: usize = self.views.iter().map(|entry| entry.value().len()).sum();
-        self.stats.open_clocks = open;
         self.stats.conversations = self.tracked.len();
-        metrics::gauge!(names::SLA_OPEN_CLOCKS).set(open as f64);
+        metrics::gauge!(names::SLA_OPEN_CLOCKS).set(self.stats.open_clocks as f64);
     }
 
     fn count_signals(&mut self, signals: &[SlaSignal]) {
