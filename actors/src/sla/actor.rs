@@ -367,9 +367,17 @@ impl SlaActor {
 
     /// Every record committed counts as accepted, whichever path committed it.
     fn count_accepted(&mut self, records: &[CrmRecord]) {
+        // One counter update per kind, not per record (a handover has a few kinds).
+        let mut by_kind: Vec<(&str, u64)> = Vec::new();
         for record in records {
-            metrics::counter!(names::CRM_RECORDS_ACCEPTED, "kind" => record.kind.clone())
-                .increment(1);
+            match by_kind.iter_mut().find(|(kind, _)| *kind == record.kind) {
+                Some((_, count)) => *count += 1,
+                None => by_kind.push((record.kind.as_str(), 1)),
+            }
+        }
+        for (kind, count) in by_kind {
+            metrics::counter!(names::CRM_RECORDS_ACCEPTED, "kind" => kind.to_owned())
+                .increment(count);
         }
         self.stats.records_accepted += records.len() as u64;
     }
