@@ -179,6 +179,42 @@ impl Frame {
 /// Renders a line chart. Points are drawn as a polyline per series with a marker on each
 /// point (a series of one point stays visible).
 pub fn line_chart(chart: &LineChart) -> String {
+    line_chart_placed(chart, FULL_WIDTH)
+}
+
+/// Several line charts one under the other in one SVG document (a benchmark's figure):
+/// each is drawn exactly as [`line_chart`] draws it, as a nested `<svg>` at its offset.
+/// The document is as wide as the widest chart and as tall as all of them.
+pub fn stacked_line_charts(charts: &[LineChart]) -> String {
+    let width = charts.iter().map(|c| c.size.width).fold(0.0_f64, f64::max);
+    let height: f64 = charts.iter().map(|c| c.size.height).sum();
+    let mut svg = String::with_capacity(8192 * charts.len().max(1));
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"><rect width="{w}" height="{h}" fill="white"/>"##,
+        w = num(width),
+        h = num(height),
+    );
+    let mut top = 0.0;
+    for chart in charts {
+        let placement = format!(
+            r#"x="0" y="{}" width="{}" height="{}""#,
+            num(top),
+            num(chart.size.width),
+            num(chart.size.height)
+        );
+        svg.push_str(&line_chart_placed(chart, &placement));
+        top += chart.size.height;
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// How a stand-alone chart sizes itself: to its container's width.
+const FULL_WIDTH: &str = r#"width="100%""#;
+
+/// [`line_chart`] with the size attributes of its `<svg>` element given.
+fn line_chart_placed(chart: &LineChart, placement: &str) -> String {
     let usable = |v: f64, scale: Scale| v.is_finite() && (scale == Scale::Linear || v > 0.0);
     let series: Vec<(&str, Vec<(f64, f64)>)> = chart
         .series
@@ -196,7 +232,7 @@ pub fn line_chart(chart: &LineChart) -> String {
     let names: Vec<&str> = series.iter().map(|(name, _)| *name).collect();
     let (legend, rows) = legend(&names, chart.size.width);
     let frame = Frame::new(chart.size, rows);
-    let mut svg = open(&chart.title, chart.size);
+    let mut svg = open(&chart.title, chart.size, placement);
     svg.push_str(&legend);
 
     let xs: Vec<f64> = series
@@ -271,7 +307,7 @@ pub fn bar_chart(chart: &BarChart) -> String {
         (String::new(), 0)
     };
     let frame = Frame::new(chart.size, rows);
-    let mut svg = open(&chart.title, chart.size);
+    let mut svg = open(&chart.title, chart.size, FULL_WIDTH);
     svg.push_str(&legend);
     let values: Vec<f64> = chart
         .groups
@@ -347,7 +383,7 @@ pub fn bar_chart(chart: &BarChart) -> String {
 /// when the buckets span more than one day), thinned to about eight so they never overlap.
 pub fn time_series_chart(chart: &TimeSeriesChart) -> String {
     let frame = Frame::new(chart.size, 0);
-    let mut svg = open(&chart.title, chart.size);
+    let mut svg = open(&chart.title, chart.size, FULL_WIDTH);
     let (Some(first), Some(last)) = (chart.buckets.first(), chart.buckets.last()) else {
         no_data(&mut svg, frame);
         axis_titles(&mut svg, frame, chart.size, "UTC", &chart.y_title);
@@ -394,11 +430,12 @@ pub fn time_series_chart(chart: &TimeSeriesChart) -> String {
     svg
 }
 
-fn open(title: &str, size: Size) -> String {
+/// `placement`: the size (and position, when nested) attributes of the `<svg>` element.
+fn open(title: &str, size: Size, placement: &str) -> String {
     let mut svg = String::with_capacity(4096);
     let _ = write!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="100%" role="img" font-family="sans-serif" font-size="12" fill="#222"><title>{t}</title><text x="{cx}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{t}</text>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" {placement} role="img" font-family="sans-serif" font-size="12" fill="#222"><title>{t}</title><text x="{cx}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{t}</text>"##,
         w = num(size.width),
         h = num(size.height),
         cx = num(size.width / 2.0),
@@ -796,6 +833,42 @@ mod tests {
         assert!(svg.contains("offered load (req/s)"));
         assert!(svg.contains("latency (ms)"));
         assert!(svg.contains(">400<"), "x ticks reach the largest x");
+    }
+
+    #[test]
+    fn stacked_charts_are_each_drawn_as_alone_one_under_the_other() {
+        let first = line(
+            vec![Series {
+                name: "sustained".into(),
+                points: vec![(1_000.0, 990.0), (5_000.0, 4_900.0)],
+            }],
+            Axis::linear("frames/s"),
+        );
+        let second = line(
+            vec![Series {
+                name: "p99".into(),
+                points: vec![(1_000.0, 3.0), (5_000.0, 40.0)],
+            }],
+            Axis::log10("latency (ms)"),
+        );
+        let svg = stacked_line_charts(&[first.clone(), second.clone()]);
+        assert_eq!(svg, stacked_line_charts(&[first.clone(), second.clone()]));
+        let height = num(first.size.height + second.size.height);
+        assert!(svg.starts_with(&format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {height}\"",
+            num(first.size.width)
+        )));
+        assert!(svg.ends_with("</svg></svg>"));
+        assert_eq!(svg.matches("<svg").count(), 3, "one outer, one per chart");
+        let second_at = format!(r#"y="{}""#, num(first.size.height));
+        assert!(
+            svg.contains(&second_at),
+            "the second chart sits below the first"
+        );
+        // Inside its placement, each chart is exactly what `line_chart` draws.
+        let alone = line_chart(&second);
+        let body = alone.split_once(" role=").map(|(_, body)| body);
+        assert!(body.is_some_and(|body| svg.contains(body)), "{svg}");
     }
 
     #[test]

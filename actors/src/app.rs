@@ -207,7 +207,7 @@ impl Daemon {
             if let Some(crm) = &notify {
                 crm.do_send(OutboxChanged {
                     records: report.appended,
-                    summaries: true,
+                    summaries: report.summaries.clone(),
                 });
             }
         });

@@ -48,6 +48,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// Conversation id → the highest version Convoy knew for it (a floor for the rebuild).
 const OWED_REREADS: TableDefinition<&str, u64> = TableDefinition::new("owed_rereads");
@@ -119,6 +120,25 @@ struct StoredRecord {
     accepted_at: DateTime<Utc>,
 }
 
+/// [`StoredRecord`] as it is written, borrowing the record: the same bytes without a
+/// copy of its payload.
+#[derive(Serialize)]
+struct StoredRecordOut<'a> {
+    record: &'a CrmRecord,
+    accepted_at: DateTime<Utc>,
+}
+
+/// What acknowledging needs of a stored record: its id (the payload is skipped unread).
+#[derive(Deserialize)]
+struct StoredRecordId {
+    record: RecordId,
+}
+
+#[derive(Deserialize)]
+struct RecordId {
+    id: String,
+}
+
 /// A conversation summary waiting to be upserted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingSummary {
@@ -133,17 +153,33 @@ struct StoredSummary {
     revision: u64,
 }
 
+/// [`StoredSummary`] as it is written: the document's JSON as committed.
+#[derive(Serialize)]
+struct StoredSummaryOut<'a> {
+    document: &'a RawValue,
+    revision: u64,
+}
+
+/// What replacing or settling a summary needs of the stored one: its revision (the
+/// document is skipped unread).
+#[derive(Deserialize)]
+struct StoredRevision {
+    revision: u64,
+}
+
 /// Everything one accepting step wants durable at once.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Commit {
     /// Appended in order; a record whose id is already pending or dead-lettered is skipped
     /// (counted as a duplicate).
     pub records: Vec<CrmRecord>,
     /// (conversation id, document, revision): a higher or equal revision replaces the
-    /// stored one, a lower one is ignored.
-    pub summaries: Vec<(String, serde_json::Value, u64)>,
-    /// (conversation id, book): `None` removes the book (every clock settled).
-    pub sla_books: Vec<(String, Option<serde_json::Value>)>,
+    /// stored one, a lower one is ignored. The document arrives as JSON text, serialised
+    /// once by whoever built it (no `Value` tree in between).
+    pub summaries: Vec<(String, Box<RawValue>, u64)>,
+    /// (conversation id, book as JSON text): `None` removes the book (every clock
+    /// settled).
+    pub sla_books: Vec<(String, Option<Box<RawValue>>)>,
     /// Decided SLA outcomes (an outcome already stored under its key is replaced).
     pub sla_outcomes: Vec<StoredOutcome>,
 }
@@ -158,12 +194,15 @@ impl Commit {
 }
 
 /// What [`DurableStore::commit`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CommitReport {
     pub appended: usize,
     pub duplicates: usize,
     /// The seq of the last appended record, if any.
     pub last_seq: Option<u64>,
+    /// The conversations whose pending summary was written (a lower revision than the
+    /// stored one is not), in commit order: what a summary sender must read again.
+    pub summaries: Vec<String>,
 }
 
 /// Why a record could not be delivered, with its delivery history: what a dead letter
@@ -434,8 +473,8 @@ impl DurableStore {
                         report.duplicates += 1;
                         continue;
                     }
-                    let stored = StoredRecord {
-                        record: record.clone(),
+                    let stored = StoredRecordOut {
+                        record,
                         accepted_at,
                     };
                     pending.insert(next_seq, encode(&stored, "outbox record")?.as_slice())?;
@@ -447,29 +486,27 @@ impl DurableStore {
                 for (conversation_id, document, revision) in &commit.summaries {
                     let stored_revision = match summaries.get(conversation_id.as_str())? {
                         Some(guard) => {
-                            Some(decode::<StoredSummary>(guard.value(), "summary")?.revision)
+                            Some(decode::<StoredRevision>(guard.value(), "summary")?.revision)
                         }
                         None => None,
                     };
                     if stored_revision.is_some_and(|stored| stored > *revision) {
                         continue;
                     }
-                    let stored = StoredSummary {
-                        document: document.clone(),
+                    let stored = StoredSummaryOut {
+                        document,
                         revision: *revision,
                     };
                     summaries.insert(
                         conversation_id.as_str(),
                         encode(&stored, "summary")?.as_slice(),
                     )?;
+                    report.summaries.push(conversation_id.clone());
                 }
                 for (conversation_id, book) in &commit.sla_books {
                     match book {
                         Some(book) => {
-                            books.insert(
-                                conversation_id.as_str(),
-                                encode(book, "SLA book")?.as_slice(),
-                            )?;
+                            books.insert(conversation_id.as_str(), book.get().as_bytes())?;
                         }
                         None => {
                             books.remove(conversation_id.as_str())?;
@@ -520,7 +557,7 @@ impl DurableStore {
                 let Some(bytes) = pending.remove(*seq)? else {
                     continue;
                 };
-                let stored: StoredRecord = decode(bytes.value(), "outbox record")?;
+                let stored: StoredRecordId = decode(bytes.value(), "outbox record")?;
                 drop(bytes);
                 pending_ids.remove(stored.record.id.as_str())?;
                 removed += 1;
@@ -661,13 +698,36 @@ impl DurableStore {
         })
     }
 
+    /// The pending summaries of these conversations (those still pending), in the order
+    /// given: what changed since a full [`DurableStore::pending_summaries`].
+    pub fn pending_summaries_of(
+        &self,
+        conversation_ids: &[String],
+    ) -> Result<Vec<PendingSummary>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(SUMMARIES)?;
+            let mut summaries = Vec::with_capacity(conversation_ids.len());
+            for id in conversation_ids {
+                if let Some(bytes) = table.get(id.as_str())? {
+                    let stored: StoredSummary = decode(bytes.value(), "summary")?;
+                    summaries.push(PendingSummary {
+                        conversation_id: id.clone(),
+                        document: stored.document,
+                        revision: stored.revision,
+                    });
+                }
+            }
+            Ok(summaries)
+        })
+    }
+
     /// The summary of `conversation_id` at `revision` was upserted: it leaves the store,
     /// unless a newer revision was committed meanwhile (that one is still owed).
     pub fn settle_summary(&self, conversation_id: &str, revision: u64) -> Result<(), StoreError> {
         self.write(|txn| {
             let mut table = txn.open_table(SUMMARIES)?;
             let stored_revision = match table.get(conversation_id)? {
-                Some(guard) => Some(decode::<StoredSummary>(guard.value(), "summary")?.revision),
+                Some(guard) => Some(decode::<StoredRevision>(guard.value(), "summary")?.revision),
                 None => None,
             };
             if stored_revision == Some(revision) {
@@ -821,6 +881,11 @@ impl DurableStore {
 mod tests {
     use super::*;
 
+    /// A JSON document as the commit carries it.
+    fn raw(value: serde_json::Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&value).unwrap()
+    }
+
     fn id(text: &str) -> ConversationId {
         ConversationId::from(text)
     }
@@ -905,7 +970,8 @@ mod tests {
             CommitReport {
                 appended: 3,
                 duplicates: 0,
-                last_seq: Some(3)
+                last_seq: Some(3),
+                summaries: Vec::new(),
             }
         );
         let pending = store.pending_records(None, 10).unwrap();
@@ -1027,17 +1093,22 @@ mod tests {
         let summary = |conversation: &str, revision: u64| Commit {
             summaries: vec![(
                 conversation.to_owned(),
-                serde_json::json!({ "revision": revision }),
+                raw(serde_json::json!({ "revision": revision })),
                 revision,
             )],
             ..Commit::default()
         };
-        store
+        let report = store
             .commit(
                 &[summary("c1", 2), summary("c1", 1), summary("c2", 1)],
                 at(0),
             )
             .unwrap();
+        assert_eq!(
+            report.summaries,
+            vec!["c1".to_owned(), "c2".to_owned()],
+            "the report names the summaries written, not the one a higher revision kept out"
+        );
         let revisions = |store: &DurableStore| {
             store
                 .pending_summaries()
@@ -1060,6 +1131,21 @@ mod tests {
         store.settle_summary("c1", 2).unwrap();
         store.settle_summary("c2", 1).unwrap();
         assert_eq!(revisions(&store), vec![("c1".to_owned(), 3)]);
+        // Reading only what changed: a settled one is simply absent.
+        let changed = store
+            .pending_summaries_of(&["c2".to_owned(), "c1".to_owned(), "c9".to_owned()])
+            .unwrap();
+        assert_eq!(
+            changed
+                .iter()
+                .map(|s| (
+                    s.conversation_id.as_str(),
+                    s.revision,
+                    s.document["revision"].clone()
+                ))
+                .collect::<Vec<_>>(),
+            vec![("c1", 3, serde_json::json!(3))]
+        );
         store.settle_summary("c1", 3).unwrap();
         assert!(store.pending_summaries().unwrap().is_empty());
     }
@@ -1067,16 +1153,16 @@ mod tests {
     #[test]
     fn sla_books_are_replaced_and_removed_when_settled() {
         let (_folder, store) = open_temp();
-        let book = |conversation: &str, book: Option<serde_json::Value>| Commit {
+        let book = |conversation: &str, book: Option<Box<RawValue>>| Commit {
             sla_books: vec![(conversation.to_owned(), book)],
             ..Commit::default()
         };
         store
             .commit(
                 &[
-                    book("c1", Some(serde_json::json!({ "open": 1 }))),
-                    book("c2", Some(serde_json::json!({ "open": 2 }))),
-                    book("c1", Some(serde_json::json!({ "open": 3 }))),
+                    book("c1", Some(raw(serde_json::json!({ "open": 1 })))),
+                    book("c2", Some(raw(serde_json::json!({ "open": 2 })))),
+                    book("c1", Some(raw(serde_json::json!({ "open": 3 })))),
                 ],
                 at(0),
             )
@@ -1101,8 +1187,8 @@ mod tests {
                     record(&format!("r{step}-a"), &format!("c{step}")),
                     record(&format!("r{step}-b"), &format!("c{step}")),
                 ],
-                summaries: vec![(format!("c{step}"), serde_json::json!({}), 1)],
-                sla_books: vec![(format!("c{step}"), Some(serde_json::json!([])))],
+                summaries: vec![(format!("c{step}"), raw(serde_json::json!({})), 1)],
+                sla_books: vec![(format!("c{step}"), Some(raw(serde_json::json!([]))))],
                 ..Commit::default()
             })
             .collect();
@@ -1162,8 +1248,11 @@ mod tests {
                 .commit(
                     &[Commit {
                         records: vec![record("r1", "c1"), record("r2", "c1")],
-                        summaries: vec![("c1".to_owned(), serde_json::json!({ "n": 1 }), 4)],
-                        sla_books: vec![("c1".to_owned(), Some(serde_json::json!({ "b": 1 })))],
+                        summaries: vec![("c1".to_owned(), raw(serde_json::json!({ "n": 1 })), 4)],
+                        sla_books: vec![(
+                            "c1".to_owned(),
+                            Some(raw(serde_json::json!({ "b": 1 }))),
+                        )],
                         ..Commit::default()
                     }],
                     at(0),
@@ -1242,8 +1331,8 @@ mod tests {
             .commit(
                 &[Commit {
                     records: vec![record("r1", "c1"), record("r2", "c1")],
-                    summaries: vec![("c1".to_owned(), serde_json::json!({}), 1)],
-                    sla_books: vec![("c1".to_owned(), Some(serde_json::json!({ "open": 1 })))],
+                    summaries: vec![("c1".to_owned(), raw(serde_json::json!({})), 1)],
+                    sla_books: vec![("c1".to_owned(), Some(raw(serde_json::json!({ "open": 1 }))))],
                     ..Commit::default()
                 }],
                 at(0),

@@ -171,6 +171,9 @@ fn bench_e2e_reports_each_step_with_consistent_counts_latencies_and_a_chart() {
         "{latency}"
     );
     assert!(modes[0]["crm_records_received"].as_u64().unwrap() > 0);
+    // The step's work: 400 frames read, parsed, joined and committed cost CPU time.
+    assert!(step["cpu_seconds"].as_f64().unwrap() > 0.0, "{step}");
+    assert!(step["cpu_us_per_frame"].as_f64().unwrap() > 0.0, "{step}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.contains("<polyline"),

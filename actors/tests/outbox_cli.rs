@@ -27,6 +27,11 @@ fn at(second: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000 + second, 0).unwrap()
 }
 
+/// A JSON document as a commit carries it.
+fn raw(value: Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&value).unwrap()
+}
+
 fn record(id: &str) -> CrmRecord {
     CrmRecord {
         id: id.to_owned(),
@@ -42,8 +47,11 @@ fn fill(store: &DurableStore) {
         .commit(
             &[Commit {
                 records: vec![record("r1"), record("r2"), record("r3")],
-                summaries: vec![("conv-1".to_owned(), serde_json::json!({ "n": 1 }), 1)],
-                sla_books: vec![("conv-1".to_owned(), Some(serde_json::json!({ "open": 1 })))],
+                summaries: vec![("conv-1".to_owned(), raw(serde_json::json!({ "n": 1 })), 1)],
+                sla_books: vec![(
+                    "conv-1".to_owned(),
+                    Some(raw(serde_json::json!({ "open": 1 }))),
+                )],
                 ..Commit::default()
             }],
             at(0),

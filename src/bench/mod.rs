@@ -2,7 +2,6 @@
 //! times, and what `e2e` offers and how it searches. The clocks live in the shell
 //! (`convoy_actors::bench`); the criterion benches in `benches/` time the same pieces.
 //!
-//! - [`chart`]: SVG line charts of a report (`e2e --chart`);
 //! - [`corpus`]: realistic snapshot frames, generated from the emulated org with a seed or
 //!   read from a capture (`convoy run --record` lines, or bare frames one per line);
 //! - [`pipeline`]: everything Convoy does with a frame but I/O — parse and classify, join
@@ -10,7 +9,6 @@
 //! - [`replay`]: a corpus replayed endlessly under fresh conversation ids (`e2e`'s load);
 //! - [`search`]: the highest rate within the latency target (`e2e`).
 
-pub mod chart;
 pub mod corpus;
 pub mod pipeline;
 pub mod replay;

@@ -257,28 +257,134 @@ impl ConversationSummary {
     /// The document `PUT /conversations/{id}` carries: this summary plus the SLA tallies
     /// (clock → outcome → count).
     pub fn document(&self, sla: &SlaTallies) -> Value {
-        let tallies: BTreeMap<&str, BTreeMap<&str, u32>> = sla
-            .iter()
-            .map(|(clock, outcomes)| {
-                (
-                    clock.as_str(),
-                    outcomes
-                        .iter()
-                        .map(|(outcome, count)| (outcome.as_str(), *count))
-                        .collect(),
-                )
+        // Infallible in practice: the view is plain strings, numbers and string-keyed maps.
+        serde_json::to_value(self.document_view(sla)).unwrap_or(Value::Null)
+    }
+
+    /// [`ConversationSummary::document`] serialised straight to JSON text, for the outbox
+    /// (no `Value` tree in between).
+    pub fn document_json(
+        &self,
+        sla: &SlaTallies,
+    ) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(&self.document_view(sla))
+    }
+
+    fn document_view<'a>(&'a self, sla: &'a SlaTallies) -> SummaryDocument<'a> {
+        SummaryDocument {
+            schema: SCHEMA_VERSION,
+            summary: self,
+            sla: SlaTalliesJson(sla),
+        }
+    }
+}
+
+/// The summary document's shape: the summary's fields, `schema` and the tallies.
+#[derive(Serialize)]
+struct SummaryDocument<'a> {
+    schema: u32,
+    #[serde(flatten)]
+    summary: &'a ConversationSummary,
+    sla: SlaTalliesJson<'a>,
+}
+
+/// SLA tallies as the document shows them: clock name → outcome name → count.
+struct SlaTalliesJson<'a>(&'a SlaTallies);
+
+impl Serialize for SlaTalliesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut clocks = serializer.serialize_map(Some(self.0.len()))?;
+        for (clock, outcomes) in self.0.iter() {
+            let outcomes: BTreeMap<&str, u32> = outcomes
+                .iter()
+                .map(|(outcome, count)| (outcome.as_str(), *count))
+                .collect();
+            clocks.serialize_entry(clock.as_str(), &outcomes)?;
+        }
+        clocks.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::sla::ClockKind;
+
+    fn summary() -> ConversationSummary {
+        ConversationSummary {
+            conversation_id: "c1".to_owned(),
+            convoy_version: 7,
+            start_time: Some("2026-01-01T10:00:00.000Z".to_owned()),
+            end_time: None,
+            finished: false,
+            participants: vec![SummaryParticipant {
+                id: "p1".to_owned(),
+                purpose: Some("customer".to_owned()),
+                user_id: None,
+                queue_id: Some("q1".to_owned()),
+                lifecycle: "active".to_owned(),
+            }],
+            messages: BTreeMap::from([(
+                "inbound".to_owned(),
+                BTreeMap::from([("delivered".to_owned(), 2)]),
+            )]),
+        }
+    }
+
+    #[test]
+    fn the_summary_document_has_every_owned_field_and_the_tallies_by_name() {
+        let tallies: SlaTallies = BTreeMap::from([
+            (
+                ClockKind::FirstResponse,
+                BTreeMap::from([(SlaOutcome::Compliant, 1), (SlaOutcome::Breached, 2)]),
+            ),
+            (
+                ClockKind::Answer,
+                BTreeMap::from([(SlaOutcome::Compliant, 3)]),
+            ),
+        ]);
+        let document = summary().document(&tallies);
+        assert_eq!(
+            document,
+            json!({
+                "schema": SCHEMA_VERSION,
+                "conversationId": "c1",
+                "convoyVersion": 7,
+                "startTime": "2026-01-01T10:00:00.000Z",
+                "endTime": null,
+                "finished": false,
+                "participants": [{
+                    "id": "p1", "purpose": "customer", "userId": null, "queueId": "q1",
+                    "lifecycle": "active",
+                }],
+                "messages": {"inbound": {"delivered": 2}},
+                "sla": {
+                    ClockKind::Answer.as_str(): {SlaOutcome::Compliant.as_str(): 3},
+                    ClockKind::FirstResponse.as_str(): {
+                        SlaOutcome::Compliant.as_str(): 1,
+                        SlaOutcome::Breached.as_str(): 2,
+                    },
+                },
             })
+        );
+        let mut keys: Vec<&str> = document
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
             .collect();
-        json!({
-            "schema": SCHEMA_VERSION,
-            "conversationId": self.conversation_id,
-            "convoyVersion": self.convoy_version,
-            "startTime": self.start_time,
-            "endTime": self.end_time,
-            "finished": self.finished,
-            "participants": self.participants,
-            "messages": self.messages,
-            "sla": tallies,
-        })
+        keys.sort_unstable();
+        let mut owned = SUMMARY_OWNED_FIELDS.to_vec();
+        owned.sort_unstable();
+        assert_eq!(
+            keys, owned,
+            "the document is exactly the fields Convoy owns"
+        );
+        // The outbox's text is the same document.
+        let text = summary().document_json(&tallies).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(text.get()).unwrap(), document);
     }
 }

@@ -24,9 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convoy::bench::chart::{document, LineChart, Reference, Series};
 use convoy::bench::{generate, RateSearch, Replay};
 use convoy::duration::parse_duration;
+use convoy::svg::{self, Axis, LineChart, Series, Size};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -147,6 +147,12 @@ pub struct StepReport {
     pub latency_ms: LatencyMs,
     /// Kept up and p99 under the target.
     pub passed: bool,
+    /// CPU time (user + system) the whole process used during the step — Convoy, and
+    /// the in-process emulator, CRM test server and load thread beside it.
+    pub cpu_seconds: f64,
+    /// `cpu_seconds` per frame read, in microseconds: the work a frame costs, far less
+    /// sensitive to a loaded machine than the latencies.
+    pub cpu_us_per_frame: f64,
 }
 
 /// One fsync mode: its steps in the order run, and the search's answer.
@@ -186,7 +192,7 @@ impl E2eReport {
         );
         for mode in &self.modes {
             out.push_str(&format!(
-                "\nfsync per commit: {}\n{:>9} {:>11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}  verdict\n",
+                "\nfsync per commit: {}\n{:>9} {:>11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>11}  verdict\n",
                 if mode.fsync { "on" } else { "off" },
                 "offered/s",
                 "sustained/s",
@@ -196,6 +202,7 @@ impl E2eReport {
                 "p90 ms",
                 "p99 ms",
                 "max ms",
+                "CPU µs/fr",
             ));
             for step in &mode.steps {
                 let verdict = match (step.kept_up, step.passed) {
@@ -204,7 +211,7 @@ impl E2eReport {
                     (true, false) => "p99 over target",
                 };
                 out.push_str(&format!(
-                    "{:>9} {:>11.0} {:>8} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {verdict}\n",
+                    "{:>9} {:>11.0} {:>8} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>11.0}  {verdict}\n",
                     step.offered_frames_per_second,
                     step.sustained_frames_per_second,
                     step.frames_read,
@@ -213,6 +220,7 @@ impl E2eReport {
                     step.latency_ms.p90,
                     step.latency_ms.p99,
                     step.latency_ms.max,
+                    step.cpu_us_per_frame,
                 ));
             }
             out.push_str(&format!(
@@ -227,82 +235,93 @@ impl E2eReport {
     }
 }
 
-/// Sustained rate and latency (p50, p99) against offered load, per fsync mode.
+/// Sustained rate and latency (p50, p99) against offered load, per fsync mode: two
+/// [`svg::line_chart`]s in one document. The target p99 is drawn as a flat series across
+/// the offered rates.
 pub fn chart(report: &E2eReport) -> String {
     let mode_name = |mode: &ModeReport| if mode.fsync { "fsync on" } else { "fsync off" };
-    let offered: Vec<f64> = report
-        .modes
-        .iter()
-        .flat_map(|mode| &mode.steps)
-        .map(|step| f64::from(step.offered_frames_per_second))
-        .collect();
+    // The search measures rates out of order; a line is drawn in the order given.
+    let by_offered = |mut points: Vec<(f64, f64)>| {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points.dedup_by(|a, b| a.0 == b.0);
+        points
+    };
+    let offered: Vec<f64> = by_offered(
+        report
+            .modes
+            .iter()
+            .flat_map(|mode| &mode.steps)
+            .map(|step| {
+                let x = f64::from(step.offered_frames_per_second);
+                (x, x)
+            })
+            .collect(),
+    )
+    .into_iter()
+    .map(|(x, _)| x)
+    .collect();
     let mut throughput = vec![Series {
         name: "offered".to_owned(),
         points: offered.iter().map(|&x| (x, x)).collect(),
-        dashed: true,
     }];
     throughput.extend(report.modes.iter().map(|mode| {
         Series {
             name: format!("sustained, {}", mode_name(mode)),
-            points: mode
-                .steps
-                .iter()
-                .map(|s| {
-                    (
-                        f64::from(s.offered_frames_per_second),
-                        s.sustained_frames_per_second,
-                    )
-                })
-                .collect(),
-            dashed: false,
+            points: by_offered(
+                mode.steps
+                    .iter()
+                    .map(|s| {
+                        (
+                            f64::from(s.offered_frames_per_second),
+                            s.sustained_frames_per_second,
+                        )
+                    })
+                    .collect(),
+            ),
         }
     }));
     let mut latency = Vec::new();
     for mode in &report.modes {
-        for (name, pick, dashed) in [
-            (
-                "p99",
-                (|l: &LatencyMs| l.p99) as fn(&LatencyMs) -> f64,
-                false,
-            ),
-            ("p50", |l: &LatencyMs| l.p50, true),
-        ] {
+        let pick_p99: fn(&LatencyMs) -> f64 = |l| l.p99;
+        let pick_p50: fn(&LatencyMs) -> f64 = |l| l.p50;
+        for (name, pick) in [("p99", pick_p99), ("p50", pick_p50)] {
             latency.push(Series {
                 name: format!("{name}, {}", mode_name(mode)),
-                points: mode
-                    .steps
-                    .iter()
-                    .map(|s| (f64::from(s.offered_frames_per_second), pick(&s.latency_ms)))
-                    .collect(),
-                dashed,
+                points: by_offered(
+                    mode.steps
+                        .iter()
+                        .map(|s| (f64::from(s.offered_frames_per_second), pick(&s.latency_ms)))
+                        .collect(),
+                ),
             });
         }
     }
-    document(
-        &[
-            LineChart {
-                title: "convoy bench e2e: sustained against offered load".to_owned(),
-                x_label: "offered frames/s".to_owned(),
-                y_label: "frames/s read".to_owned(),
-                log_y: false,
-                series: throughput,
-                references: Vec::new(),
-            },
-            LineChart {
-                title: "Frame receipt → durable outbox commit".to_owned(),
-                x_label: "offered frames/s".to_owned(),
-                y_label: "latency, ms (log)".to_owned(),
-                log_y: true,
-                series: latency,
-                references: vec![Reference {
-                    label: format!("target p99 {} ms", report.target_p99_ms),
-                    y: report.target_p99_ms,
-                }],
-            },
-        ],
-        820.0,
-        320.0,
-    )
+    if let (Some(&low), Some(&high)) = (offered.first(), offered.last()) {
+        latency.push(Series {
+            name: format!("target p99 {} ms", report.target_p99_ms),
+            points: vec![(low, report.target_p99_ms), (high, report.target_p99_ms)],
+        });
+    }
+    let size = Size {
+        width: 820.0,
+        height: 340.0,
+    };
+    svg::stacked_line_charts(&[
+        LineChart {
+            title: "convoy bench e2e: sustained against offered load".to_owned(),
+            x: Axis::linear("offered frames/s"),
+            y: Axis::linear("frames/s read"),
+            series: throughput,
+            size,
+        },
+        LineChart {
+            title: "Frame receipt → durable outbox commit".to_owned(),
+            x: Axis::linear("offered frames/s"),
+            y: Axis::log10("latency, ms (log)"),
+            series: latency,
+            size,
+        },
+    ])
 }
 
 /// The command line that reproduces this run.
@@ -568,6 +587,7 @@ async fn step(
     drop(latency.take());
     let first = *cursor;
     *cursor += frames;
+    let cpu_before = super::process_cpu_seconds()?;
     let started = Instant::now();
     let load = {
         let feeds = feeds.to_vec();
@@ -614,6 +634,7 @@ async fn step(
         count = now;
     }
     let histogram = latency.take();
+    let cpu_seconds = super::process_cpu_seconds()? - cpu_before;
     let sustained = read as f64 / elapsed.as_secs_f64().max(1e-3);
     let kept_up = read >= frames as u64 && sustained >= f64::from(rate) * KEPT_UP;
     let latency_ms = LatencyMs::of(&histogram);
@@ -629,6 +650,8 @@ async fn step(
         frames_committed: histogram.len(),
         latency_ms,
         passed,
+        cpu_seconds: (cpu_seconds * 100.0).round() / 100.0,
+        cpu_us_per_frame: (cpu_seconds * 1e6 / read.max(1) as f64).round(),
     })
 }
 
@@ -678,6 +701,74 @@ mod tests {
             LatencyMs::of(&Histogram::new(3).unwrap()),
             LatencyMs::default()
         );
+    }
+
+    fn step_at(offered: u32, sustained: f64, p50: f64, p99: f64) -> StepReport {
+        StepReport {
+            offered_frames_per_second: offered,
+            frames: u64::from(offered),
+            frames_read: u64::from(offered),
+            seconds: 1.0,
+            sustained_frames_per_second: sustained,
+            kept_up: true,
+            frames_committed: 10,
+            latency_ms: LatencyMs {
+                p50,
+                p90: p99,
+                p99,
+                max: p99,
+            },
+            passed: p99 < 50.0,
+            cpu_seconds: 1.0,
+            cpu_us_per_frame: 100.0,
+        }
+    }
+
+    #[test]
+    fn the_chart_stacks_throughput_over_latency_with_every_mode_and_the_target() {
+        let mode = |fsync: bool| ModeReport {
+            fsync,
+            // The search's order, not the offered order.
+            steps: vec![
+                step_at(5_000, 4_900.0, 3.0, 80.0),
+                step_at(1_000, 1_000.0, 1.0, 9.0),
+                step_at(2_000, 1_990.0, 2.0, 30.0),
+            ],
+            best_passing_frames_per_second: Some(2_000),
+            peak_sustained_frames_per_second: 4_900.0,
+            crm_records_received: 30,
+        };
+        let report = E2eReport {
+            corpus_frames: 10,
+            corpus_bytes: 100,
+            step_seconds: 1.0,
+            target_p99_ms: 50.0,
+            modes: vec![mode(true), mode(false)],
+            command: "convoy bench e2e".to_owned(),
+        };
+        let svg = chart(&report);
+        assert_eq!(svg, chart(&report), "deterministic");
+        assert_eq!(svg.matches("<svg").count(), 3, "two panels in one document");
+        for name in [
+            "offered",
+            "sustained, fsync on",
+            "sustained, fsync off",
+            "p99, fsync on",
+            "p50, fsync off",
+            "target p99 50 ms",
+        ] {
+            assert!(svg.contains(&format!("<title>{name}</title>")), "{name}");
+        }
+        // offered, 2 sustained, 4 latency lines and the target: all drawn as lines.
+        assert_eq!(svg.matches("<polyline").count(), 8);
+        // Each line runs left to right although the steps were measured out of order.
+        for line in svg.split("points=\"").skip(1) {
+            let xs: Vec<f64> = line[..line.find('"').unwrap()]
+                .split(' ')
+                .map(|point| point.split(',').next().unwrap().parse().unwrap())
+                .collect();
+            assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+        }
     }
 
     #[test]

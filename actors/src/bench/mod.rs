@@ -69,6 +69,8 @@ pub enum BenchError {
     Daemon(String),
     #[error("reading resident memory from {path}: {detail}")]
     Memory { path: &'static str, detail: String },
+    #[error("reading CPU time from {path}: {detail}")]
+    Cpu { path: &'static str, detail: String },
     #[error("{0}")]
     Stalled(String),
     #[error("simulator: {0}")]
@@ -138,6 +140,35 @@ pub fn resident_bytes() -> Result<u64, BenchError> {
         path: PROC_STATUS,
         detail: "no readable VmRSS line".to_owned(),
     })
+}
+
+const PROC_STAT: &str = "/proc/self/stat";
+/// The unit of `utime` and `stime` in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time this process has used so far, user plus system, in seconds (10 ms
+/// resolution): a measure of work far less sensitive to a loaded machine than wall time.
+pub fn process_cpu_seconds() -> Result<f64, BenchError> {
+    let stat = std::fs::read_to_string(PROC_STAT).map_err(|error| BenchError::Cpu {
+        path: PROC_STAT,
+        detail: error.to_string(),
+    })?;
+    let ticks = parse_cpu_ticks(&stat).ok_or_else(|| BenchError::Cpu {
+        path: PROC_STAT,
+        detail: "no readable utime and stime".to_owned(),
+    })?;
+    Ok(ticks as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2, in parentheses) may hold spaces and parentheses itself, so the
+/// fields are counted from its last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    user.checked_add(system)
 }
 
 /// The `VmRSS:   123456 kB` line of `/proc/<pid>/status`, in bytes.
@@ -215,6 +246,16 @@ mod tests {
 
     const STATUS: &str =
         "Name:\tconvoy\nVmPeak:\t  200000 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    8000 kB\n";
+
+    #[test]
+    fn cpu_ticks_are_user_plus_system_counted_after_the_command_name() {
+        let stat = "4242 (convoy (bench) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    1234 56 0 0 20 0 9 0 100 200000 3000 18446744073709551615\n";
+        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 56));
+        assert_eq!(parse_cpu_ticks("4242 (convoy) S 1 2"), None, "cut short");
+        assert_eq!(parse_cpu_ticks("no parenthesis at all"), None);
+        assert!(process_cpu_seconds().unwrap() >= 0.0);
+    }
 
     #[test]
     fn vm_rss_is_read_in_bytes_from_the_status_file() {

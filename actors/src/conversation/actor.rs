@@ -355,10 +355,10 @@ impl ConversationActor {
         else {
             return;
         };
-        let steps = std::mem::take(&mut self.unhanded);
+        let steps: Arc<[HandoverStep]> = std::mem::take(&mut self.unhanded).into();
         let handover = Handover {
             conversation_id: self.id.clone(),
-            steps: steps.clone(),
+            steps: Arc::clone(&steps),
             summary,
         };
         self.handing_over = true;
@@ -377,7 +377,7 @@ impl ConversationActor {
                 }
                 Err(error) => {
                     tracing::warn!(conversation = %actor.id, %error, "Handover not answered; handing the facts over again.");
-                    actor.retry_handover(steps, ctx);
+                    actor.retry_handover(steps.to_vec(), ctx);
                     return;
                 }
             }

@@ -23,7 +23,7 @@
 //!
 //! The actor runs on its own arbiter: its outbox calls block that thread only.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,7 +90,8 @@ impl CrmSettings {
 #[rtype(result = "()")]
 pub struct OutboxChanged {
     pub records: usize,
-    pub summaries: bool,
+    /// The conversations whose pending summary was written: only those are read again.
+    pub summaries: Vec<String>,
 }
 
 /// `retry-dead` moved records back: forget the window and read the outbox again.
@@ -183,6 +184,8 @@ pub struct CrmBatchActor {
     /// step instead of every pending conversation retrying on its own.
     summaries_paused: Option<(Instant, ExponentialBackoff)>,
     summaries_dirty: bool,
+    /// Conversations whose summary was committed since the last read.
+    summaries_changed: BTreeSet<String>,
     etags: HashMap<String, String>,
     stopping: bool,
     /// Answers `FlushAndStop` once drained or out of time.
@@ -221,6 +224,7 @@ impl CrmBatchActor {
             summary_backoff: HashMap::new(),
             summaries_paused: None,
             summaries_dirty: true,
+            summaries_changed: BTreeSet::new(),
             etags: HashMap::new(),
             stopping: false,
             flushed: None,
@@ -620,11 +624,16 @@ impl CrmBatchActor {
         self.summaries_paused = None;
     }
 
+    /// Brings the summaries to send up to date with the outbox: all of them after a start
+    /// or a failed read, else only those committed since (reading every pending summary
+    /// at each commit cost time in proportion to the backlog, per summary sent).
     fn refresh_summaries(&mut self) {
         if !self.summaries_dirty {
+            self.refresh_changed_summaries();
             return;
         }
         self.summaries_dirty = false;
+        self.summaries_changed.clear();
         match self.store.pending_summaries() {
             Ok(pending) => {
                 self.summaries = pending
@@ -643,6 +652,36 @@ impl CrmBatchActor {
             Err(error) => {
                 self.summaries_dirty = true;
                 tracing::error!(%error, "Cannot read pending summaries from the outbox.");
+            }
+        }
+    }
+
+    fn refresh_changed_summaries(&mut self) {
+        if self.summaries_changed.is_empty() {
+            return;
+        }
+        let changed: Vec<String> = std::mem::take(&mut self.summaries_changed)
+            .into_iter()
+            .collect();
+        match self.store.pending_summaries_of(&changed) {
+            Ok(pending) => {
+                // Absent ones were settled meanwhile: nothing to send for them.
+                for id in &changed {
+                    self.summaries.remove(id);
+                }
+                for summary in pending {
+                    self.summaries.insert(
+                        summary.conversation_id,
+                        SummaryJob {
+                            document: summary.document,
+                            revision: summary.revision,
+                        },
+                    );
+                }
+            }
+            Err(error) => {
+                self.summaries_dirty = true;
+                tracing::error!(%error, "Cannot read changed summaries from the outbox.");
             }
         }
     }
@@ -852,7 +891,7 @@ impl From<OutboxRecord> for Windowed {
         let size = record.record.id.len()
             + record.record.conversation_id.len()
             + record.record.kind.len()
-            + record.record.payload.to_string().len()
+            + json_len(&record.record.payload)
             + 64;
         let plan = PendingRecord {
             seq: record.seq,
@@ -862,6 +901,24 @@ impl From<OutboxRecord> for Windowed {
         };
         Windowed { record, plan }
     }
+}
+
+/// The length of a value's compact JSON text, counted as it is written (not built).
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail; a value always serialises.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 impl Actor for CrmBatchActor {
@@ -884,9 +941,7 @@ impl Handler<OutboxChanged> for CrmBatchActor {
 
     fn handle(&mut self, changed: OutboxChanged, ctx: &mut Self::Context) {
         ActorMetrics::handled("crm");
-        if changed.summaries {
-            self.summaries_dirty = true;
-        }
+        self.summaries_changed.extend(changed.summaries);
         if changed.records > 0 {
             self.pump(ctx);
         }
@@ -952,5 +1007,22 @@ impl Handler<GetCrmStats> for CrmBatchActor {
     fn handle(&mut self, _: GetCrmStats, _: &mut Self::Context) -> Self::Result {
         self.publish();
         MessageResult(self.stats.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_payload_is_measured_as_long_as_its_json_text() {
+        for value in [
+            serde_json::json!(null),
+            serde_json::json!({"schema": 1, "text": "ü \"quoted\"", "list": [1, 2.5, null]}),
+        ] {
+            assert_eq!(json_len(&value), value.to_string().len(), "{value}");
+        }
     }
 }

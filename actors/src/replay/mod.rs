@@ -235,7 +235,7 @@ impl Pipeline {
         let after_commit: AfterCommit = Box::new(move |report| {
             notify.do_send(OutboxChanged {
                 records: report.appended,
-                summaries: true,
+                summaries: report.summaries.clone(),
             });
         });
         let writer_thread = OutboxWriter::start(Arc::clone(&store), gate, after_commit)

@@ -16,6 +16,7 @@ use convoy::sla::{
 };
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::clock::Clock;
 use crate::outbox_writer::OutboxWriter;
@@ -45,7 +46,9 @@ pub struct HandoverStep {
 #[rtype(result = "Result<(), HandoverRefused>")]
 pub struct Handover {
     pub conversation_id: ConversationId,
-    pub steps: Vec<HandoverStep>,
+    /// Shared with the conversation, which keeps them until the answer (to send them
+    /// again after a refusal) without a copy per handover.
+    pub steps: Arc<[HandoverStep]>,
     /// The conversation as it stands after the last step.
     pub summary: ConversationSummary,
 }
@@ -116,7 +119,7 @@ struct Tracked {
 /// clock settled — its final tallies, kept for [`SETTLED_KEPT_FOR`] so a conversation
 /// rebuilt after a restart (a re-read derives all its facts again) neither starts its
 /// clocks again nor overwrites its summary's tallies with new ones.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum StoredBook {
     Settled {
@@ -124,6 +127,24 @@ enum StoredBook {
         tallies: SlaTallies,
     },
     Open(Box<Tracked>),
+}
+
+/// [`StoredBook`] as it is written: borrowed, serialised straight to JSON text (the same
+/// text as the owned form, without a copy of the clocks and summary per handover).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StoredBookOut<'a> {
+    Settled {
+        settled_at: DateTime<Utc>,
+        tallies: &'a SlaTallies,
+    },
+    Open(&'a Tracked),
+}
+
+impl StoredBookOut<'_> {
+    fn to_json(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(self)
+    }
 }
 
 /// How long the final tallies of a settled conversation stay in the outbox. A restart
@@ -160,6 +181,8 @@ impl SlaActor {
         views: SlaViews,
     ) -> SlaActor {
         let now = settings.clock.now();
+        // Counted once here, then kept by every change (see `publish_view`).
+        let open_clocks = views.iter().map(|entry| entry.value().len()).sum();
         let mut actor = SlaActor {
             tracked: HashMap::new(),
             due: BTreeSet::new(),
@@ -169,7 +192,10 @@ impl SlaActor {
             writer: Some(writer),
             views,
             revision: u64::try_from(settings.clock.now().timestamp_micros()).unwrap_or(0),
-            stats: SlaStats::default(),
+            stats: SlaStats {
+                open_clocks,
+                ..SlaStats::default()
+            },
             _panic_guard: PanicGuard::essential("sla"),
             settings,
         };
@@ -230,22 +256,25 @@ impl SlaActor {
         }
     }
 
-    fn publish_view(&self, id: &ConversationId) {
-        match self.tracked.get(id).map(|t| t.book.open_clocks()) {
+    /// Publishes the open clocks of `id` and keeps the total up to date by the change
+    /// (only this actor writes the views), instead of summing every view per handover.
+    fn publish_view(&mut self, id: &ConversationId) {
+        let replaced = match self.tracked.get(id).map(|t| t.book.open_clocks()) {
             Some(open) if !open.is_empty() => {
-                self.views.insert(id.clone(), open);
+                self.stats.open_clocks += open.len();
+                self.views.insert(id.clone(), open)
             }
-            _ => {
-                self.views.remove(id);
-            }
-        }
+            _ => self.views.remove(id).map(|(_, open)| open),
+        };
+        self.stats.open_clocks = self
+            .stats
+            .open_clocks
+            .saturating_sub(replaced.map_or(0, |open| open.len()));
     }
 
     fn publish_open_clocks(&mut self) {
-        let open: usize = self.views.iter().map(|entry| entry.value().len()).sum();
-        self.stats.open_clocks = open;
         self.stats.conversations = self.tracked.len();
-        metrics::gauge!(names::SLA_OPEN_CLOCKS).set(open as f64);
+        metrics::gauge!(names::SLA_OPEN_CLOCKS).set(self.stats.open_clocks as f64);
     }
 
     fn count_signals(&mut self, signals: &[SlaSignal]) {
@@ -296,22 +325,27 @@ impl SlaActor {
         let Some(tracked) = self.tracked.get(id) else {
             return commit;
         };
+        let tallies = tracked.book.tallies();
         if let (true, Some(summary)) = (keep, &tracked.summary) {
-            commit.summaries.push((
-                id.to_string(),
-                summary.document(&tracked.book.tallies()),
-                revision,
-            ));
+            match summary.document_json(&tallies) {
+                Ok(document) => {
+                    commit
+                        .summaries
+                        .push((id.to_string(), document, revision));
+                }
+                Err(error) => {
+                    tracing::error!(conversation_id = %id, %error, "Conversation summary not serialisable; not sent.")
+                }
+            }
         }
         if tracked.book.is_settled() {
-            let tallies = tracked.book.tallies();
             let settled_at = self.settings.clock.now();
-            let stored = StoredBook::Settled {
+            let stored = StoredBookOut::Settled {
                 settled_at,
-                tallies: tallies.clone(),
+                tallies: &tallies,
             };
-            match serde_json::to_value(&stored) {
-                Ok(value) => commit.sla_books.push((id.to_string(), Some(value))),
+            match stored.to_json() {
+                Ok(json) => commit.sla_books.push((id.to_string(), Some(json))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "Settled SLA tallies not serialisable; removed.");
                     commit.sla_books.push((id.to_string(), None));
@@ -320,8 +354,8 @@ impl SlaActor {
             self.tracked.remove(id);
             self.remember_settled(id, tallies, settled_at);
         } else {
-            match serde_json::to_value(StoredBook::Open(Box::new(tracked.clone()))) {
-                Ok(value) => commit.sla_books.push((id.to_string(), Some(value))),
+            match StoredBookOut::Open(tracked).to_json() {
+                Ok(json) => commit.sla_books.push((id.to_string(), Some(json))),
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "SLA clocks not serialisable; kept in memory only.")
                 }
@@ -333,9 +367,17 @@ impl SlaActor {
 
     /// Every record committed counts as accepted, whichever path committed it.
     fn count_accepted(&mut self, records: &[CrmRecord]) {
+        // One counter update per kind, not per record (a handover has a few kinds).
+        let mut by_kind: Vec<(&str, u64)> = Vec::new();
         for record in records {
-            metrics::counter!(names::CRM_RECORDS_ACCEPTED, "kind" => record.kind.clone())
-                .increment(1);
+            match by_kind.iter_mut().find(|(kind, _)| *kind == record.kind) {
+                Some((_, count)) => *count += 1,
+                None => by_kind.push((record.kind.as_str(), 1)),
+            }
+        }
+        for (kind, count) in by_kind {
+            metrics::counter!(names::CRM_RECORDS_ACCEPTED, "kind" => kind.to_owned())
+                .increment(count);
         }
         self.stats.records_accepted += records.len() as u64;
     }
@@ -437,7 +479,13 @@ impl Handler<Handover> for SlaActor {
         let id = handover.conversation_id;
         if !self.tracked.contains_key(&id) {
             if let (true, Some(tallies)) = (self.settings.keep_records, self.settled.get(&id)) {
-                let document = handover.summary.document(tallies);
+                let document = match handover.summary.document_json(tallies) {
+                    Ok(document) => Some(document),
+                    Err(error) => {
+                        tracing::error!(conversation_id = %id, %error, "Conversation summary not serialisable; not sent.");
+                        None
+                    }
+                };
                 let records: Vec<CrmRecord> = handover
                     .steps
                     .iter()
@@ -452,7 +500,10 @@ impl Handler<Handover> for SlaActor {
                 self.count_accepted(&records);
                 let commit = Commit {
                     records,
-                    summaries: vec![(id.to_string(), document, revision)],
+                    summaries: document
+                        .map(|document| (id.to_string(), document, revision))
+                        .into_iter()
+                        .collect(),
                     ..Commit::default()
                 };
                 return self.submit(commit, &handover.steps);
@@ -475,7 +526,7 @@ impl Handler<Handover> for SlaActor {
             summary: None,
             messenger_type: None,
         });
-        for step in &handover.steps {
+        for step in handover.steps.iter() {
             for fact in &step.facts {
                 if let Fact::MessageStatus {
                     messenger_type: Some(messenger_type),
@@ -574,5 +625,51 @@ impl Handler<GetSlaStats> for SlaActor {
 
     fn handle(&mut self, _: GetSlaStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use convoy::sla::{ClockKind, SlaOutcome};
+
+    use super::*;
+
+    #[test]
+    fn a_book_written_borrowed_reads_back_as_the_stored_form() {
+        let tracked = Tracked {
+            book: SlaBook::new("c1"),
+            summary: None,
+            messenger_type: Some("whatsapp".to_owned()),
+        };
+        let open = StoredBookOut::Open(&tracked).to_json().unwrap();
+        match serde_json::from_str::<StoredBook>(open.get()).unwrap() {
+            StoredBook::Open(read) => {
+                assert_eq!(read.messenger_type.as_deref(), Some("whatsapp"));
+                assert_eq!(read.book.open_clocks(), tracked.book.open_clocks());
+            }
+            StoredBook::Settled { .. } => panic!("an open book read back as settled"),
+        }
+        let tallies: SlaTallies = BTreeMap::from([(
+            ClockKind::Answer,
+            BTreeMap::from([(SlaOutcome::Compliant, 2)]),
+        )]);
+        let settled_at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let settled = StoredBookOut::Settled {
+            settled_at,
+            tallies: &tallies,
+        }
+        .to_json()
+        .unwrap();
+        match serde_json::from_str::<StoredBook>(settled.get()).unwrap() {
+            StoredBook::Settled {
+                settled_at: at,
+                tallies: read,
+            } => assert_eq!((at, read), (settled_at, tallies)),
+            StoredBook::Open(_) => panic!("a settled book read back as open"),
+        }
     }
 }
