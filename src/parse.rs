@@ -29,6 +29,7 @@ use crate::model::{
 use crate::stream::duplicates::{BodyKey, BodyShape, RecentBodies};
 
 mod lean;
+mod timestamp;
 
 /// Why a frame or body could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::{join_path, required, ParseError};
+use super::{join_path, required, timestamp, ParseError};
 use crate::conversation::snapshot::{
     Attachment, CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot,
     ParticipantSnapshot, Sticker, WrapupRecord,
@@ -162,7 +162,7 @@ struct Wrapup<'a> {
     notes: Option<Text<'a>>,
     #[serde(default)]
     duration_seconds: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
 }
 
@@ -202,7 +202,7 @@ struct MessageDetails<'a> {
     message_id: Option<Text<'a>>,
     #[serde(default, borrow)]
     message: Option<Ref<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     message_time: Option<DateTime<Utc>>,
     #[serde(default)]
     message_status: Option<MessageStatus>,
@@ -234,9 +234,9 @@ struct Communication<'a> {
     direction: Option<Direction>,
     #[serde(default)]
     disconnect_type: Option<DisconnectType>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     connected_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     disconnected_time: Option<DateTime<Utc>>,
     /// Present and not `null`: all the snapshot keeps of `errorInfo`.
     #[serde(default)]
@@ -258,9 +258,9 @@ struct Communication<'a> {
 struct Participant<'a> {
     #[serde(default, borrow)]
     id: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     connected_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
     #[serde(default, borrow)]
     user_id: Option<Text<'a>>,
@@ -304,9 +304,9 @@ struct Participant<'a> {
 pub(super) struct ConversationBody<'a> {
     #[serde(default, borrow)]
     id: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     start_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
     #[serde(default, borrow, deserialize_with = "null_as_default")]
     participants: Vec<Participant<'a>>,
@@ -319,9 +319,9 @@ struct MessageParticipant<'a> {
     id: Option<Text<'a>>,
     #[serde(default, borrow)]
     name: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     connected_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
     #[serde(default)]
     purpose: Option<Purpose>,
