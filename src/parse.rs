@@ -26,9 +26,12 @@ use crate::model::{
     MessageConversationBody, MessageDetails, MessageParticipant, MetadataMessage, Participant,
     SystemMessage, TranscriptChannel, TranscriptionBody, Wrapup,
 };
-use crate::stream::duplicates::{BodyKey, BodyShape, RecentBodies};
 
+mod fresh;
 mod lean;
+mod timestamp;
+
+pub use fresh::{classify_bytes_fresh, Fresh};
 
 /// Why a frame or body could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,152 +209,6 @@ pub fn classify(text: &str) -> Result<Classified, ParseError> {
     }
     let envelope = read_envelope(text)?;
     classify_envelope(text, envelope)
-}
-
-/// What [`classify_bytes_fresh`] made of a frame.
-#[derive(Debug, Clone, PartialEq)]
-// Returned by value once per frame, as `Classified` itself is; boxing would cost an
-// allocation per frame to save stack bytes.
-#[allow(clippy::large_enum_variant)]
-pub enum Fresh {
-    /// A frame read in full, as [`classify_bytes`] reads it.
-    Frame(Classified),
-    /// A conversation snapshot whose body is byte for byte one of `RecentBodies`, with
-    /// the same shape: the same change, sent again on another topic. Not read again;
-    /// joining it would change nothing.
-    Duplicate,
-}
-
-/// Like [`classify_bytes`], but a snapshot body byte-identical to a recent one (same
-/// shape) is reported as [`Fresh::Duplicate`] without its typed parse, and every snapshot
-/// read is remembered in `recent`. See [`crate::stream::duplicates`].
-pub fn classify_bytes_fresh(bytes: &[u8], recent: &mut RecentBodies) -> Result<Fresh, ParseError> {
-    let text = std::str::from_utf8(bytes).map_err(|error| ParseError::NotUtf8 {
-        offset: error.valid_up_to(),
-    })?;
-    if !text.trim_start().starts_with('{') {
-        return classify(text).map(Fresh::Frame);
-    }
-    if is_recent_copy(text, recent) {
-        return Ok(Fresh::Duplicate);
-    }
-    let envelope = read_envelope(text)?;
-    let body_key = match (&envelope.topic_name, envelope.event_body) {
-        (Some(topic), Some(body)) if body.get() != "null" => snapshot_topic(topic).map(|topic| {
-            let shape = body_shape(&topic.shape);
-            (BodyKey::of(shape, body.get().as_bytes()), body.get())
-        }),
-        _ => None,
-    };
-    if let Some((key, body)) = &body_key {
-        if recent.contains(key, body.as_bytes()) {
-            return Ok(Fresh::Duplicate);
-        }
-    }
-    let classified = classify_envelope(text, envelope)?;
-    if let (Some((key, body)), Classified::Snapshot { .. }) = (body_key, &classified) {
-        recent.remember(key, body.as_bytes());
-    }
-    Ok(Fresh::Frame(classified))
-}
-
-/// The members of an envelope after its `eventBody`, as `is_recent_copy` checks them.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvelopeRest {
-    #[serde(default)]
-    topic_name: Option<String>,
-    #[serde(default)]
-    event_body: Option<serde::de::IgnoredAny>,
-    /// Present only so that a repeated `result` is refused, as `RawEnvelope` refuses it.
-    #[serde(default)]
-    #[allow(dead_code)]
-    result: Option<serde::de::IgnoredAny>,
-}
-
-/// Whether a compact frame (as Genesys writes them) carries, as its `eventBody`, a body
-/// `recent` holds with the same shape — found without reading the body at all: a frame
-/// whose body position starts with a recent body holds exactly that body (a JSON value
-/// ends where its bytes say), so only the envelope around it is read, and it must be as
-/// valid as [`read_envelope`] requires. Anything unusual (whitespace, escapes or other
-/// members before the body, a repeated member) answers `false`, and the frame takes the
-/// full path, which finds a copy too.
-fn is_recent_copy(text: &str, recent: &RecentBodies) -> bool {
-    let Some((prefix_topic, start)) = compact_prefix(text) else {
-        return false;
-    };
-    let Some(len) = recent.prefix_of(&text.as_bytes()[start..]) else {
-        return false;
-    };
-    let body = &text[start..start + len];
-    let rest = &text[start + len..];
-    let topic = if let Some(members) = rest.strip_prefix(',') {
-        if members.trim_start().starts_with('}') {
-            // `,}`: a trailing comma, not JSON.
-            return false;
-        }
-        let Ok(rest) = serde_json::from_str::<EnvelopeRest>(&format!("{{{members}")) else {
-            return false;
-        };
-        match (rest.event_body, prefix_topic, rest.topic_name) {
-            (None, Some(topic), None) => topic.to_owned(),
-            (None, None, Some(topic)) => topic,
-            _ => return false,
-        }
-    } else if rest
-        .strip_prefix('}')
-        .is_some_and(|end| end.trim().is_empty())
-    {
-        match prefix_topic {
-            Some(topic) => topic.to_owned(),
-            None => return false,
-        }
-    } else {
-        return false;
-    };
-    let Some(topic) = snapshot_topic(&topic) else {
-        return false;
-    };
-    let key = BodyKey::of(body_shape(&topic.shape), body.as_bytes());
-    recent.contains(&key, body.as_bytes())
-}
-
-/// Reads `{"topicName":"…","version":"…","eventBody":` (the first two optional, in either
-/// order, without whitespace or escapes): the topic, if it came first, and where the
-/// body starts.
-fn compact_prefix(text: &str) -> Option<(Option<&str>, usize)> {
-    let mut at = text.strip_prefix('{')?;
-    let mut topic = None;
-    let mut version = None;
-    loop {
-        if let Some(rest) = at.strip_prefix("\"eventBody\":") {
-            return Some((topic, text.len() - rest.len()));
-        }
-        let (member, rest) = if let Some(rest) = at.strip_prefix("\"topicName\":\"") {
-            (&mut topic, rest)
-        } else if let Some(rest) = at.strip_prefix("\"version\":\"") {
-            (&mut version, rest)
-        } else {
-            return None;
-        };
-        let end = rest.find(['"', '\\'])?;
-        let value = &rest[..end];
-        if member.is_some()
-            || !rest[end..].starts_with("\",")
-            || value.chars().any(char::is_control)
-        {
-            return None;
-        }
-        *member = Some(value);
-        at = &rest[end + 2..];
-    }
-}
-
-fn body_shape(shape: &SnapshotShape) -> BodyShape {
-    match shape {
-        SnapshotShape::AllMedia => BodyShape::AllMedia,
-        SnapshotShape::Messages | SnapshotShape::Medium(_) => BodyShape::PerParticipant,
-    }
 }
 
 /// Reads the envelope of a frame that starts with `{`, its body left as raw text. Path
@@ -539,17 +396,8 @@ fn read_snapshot(
     shape: &SnapshotShape,
 ) -> Result<ConversationSnapshot, ParseError> {
     if let Body::Raw(text) = &body {
-        let text: &str = text;
-        let lean = match shape {
-            SnapshotShape::AllMedia => serde_json::from_str::<lean::ConversationBody<'_>>(text)
-                .map(|wire| lean::conversation_snapshot(wire, "eventBody")),
-            SnapshotShape::Messages | SnapshotShape::Medium(_) => {
-                serde_json::from_str::<lean::MessageConversationBody<'_>>(text)
-                    .map(|wire| lean::message_conversation_snapshot(wire, "eventBody"))
-            }
-        };
-        if let Ok(snapshot) = lean {
-            return snapshot;
+        if let Ok(lean) = lean::read(text, fresh::body_shape(shape)) {
+            return lean.into_snapshot("eventBody");
         }
     }
     read_snapshot_owned(body, shape)

@@ -5,6 +5,7 @@
 use super::*;
 use crate::conversation::{Conversation, Lifecycle, Transition};
 use crate::model::{CommunicationState, MessageStatus};
+use crate::stream::duplicates::RecentBodies;
 use serde_json::json;
 
 macro_rules! fixture {

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::{join_path, required, ParseError};
+use super::{join_path, required, timestamp, ParseError};
 use crate::conversation::snapshot::{
     Attachment, CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot,
     ParticipantSnapshot, Sticker, WrapupRecord,
@@ -32,13 +32,14 @@ use crate::model::{
     AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
     Purpose,
 };
+use crate::stream::duplicates::BodyShape;
 
 /// JSON text, borrowed from the frame unless it had to be unescaped.
 #[derive(Debug, Default)]
 pub(super) struct Text<'a>(Cow<'a, str>);
 
 impl<'a> Text<'a> {
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -162,7 +163,7 @@ struct Wrapup<'a> {
     notes: Option<Text<'a>>,
     #[serde(default)]
     duration_seconds: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
 }
 
@@ -202,7 +203,7 @@ struct MessageDetails<'a> {
     message_id: Option<Text<'a>>,
     #[serde(default, borrow)]
     message: Option<Ref<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     message_time: Option<DateTime<Utc>>,
     #[serde(default)]
     message_status: Option<MessageStatus>,
@@ -234,9 +235,9 @@ struct Communication<'a> {
     direction: Option<Direction>,
     #[serde(default)]
     disconnect_type: Option<DisconnectType>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     connected_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     disconnected_time: Option<DateTime<Utc>>,
     /// Present and not `null`: all the snapshot keeps of `errorInfo`.
     #[serde(default)]
@@ -258,9 +259,9 @@ struct Communication<'a> {
 struct Participant<'a> {
     #[serde(default, borrow)]
     id: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     connected_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
     #[serde(default, borrow)]
     user_id: Option<Text<'a>>,
@@ -304,9 +305,9 @@ struct Participant<'a> {
 pub(super) struct ConversationBody<'a> {
     #[serde(default, borrow)]
     id: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     start_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
     #[serde(default, borrow, deserialize_with = "null_as_default")]
     participants: Vec<Participant<'a>>,
@@ -319,9 +320,9 @@ struct MessageParticipant<'a> {
     id: Option<Text<'a>>,
     #[serde(default, borrow)]
     name: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     connected_time: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::optional")]
     end_time: Option<DateTime<Utc>>,
     #[serde(default)]
     purpose: Option<Purpose>,
@@ -355,6 +356,50 @@ pub(super) struct MessageConversationBody<'a> {
     id: Option<Text<'a>>,
     #[serde(default, borrow, deserialize_with = "null_as_default")]
     participants: Vec<MessageParticipant<'a>>,
+}
+
+/// A snapshot body read with the lean shape of its topic.
+pub(super) enum Body<'a> {
+    AllMedia(ConversationBody<'a>),
+    PerParticipant(MessageConversationBody<'a>),
+}
+
+impl Body<'_> {
+    /// The domain snapshot, as `conversation_snapshot` or `message_conversation_snapshot`
+    /// makes it.
+    pub(super) fn into_snapshot(self, path: &str) -> Result<ConversationSnapshot, ParseError> {
+        match self {
+            Body::AllMedia(body) => conversation_snapshot(body, path),
+            Body::PerParticipant(body) => message_conversation_snapshot(body, path),
+        }
+    }
+}
+
+/// Reads a body with the lean shape of `BodyShape`, wherever it sits in a frame (the
+/// one-pass read of an envelope hands its `eventBody` value to this).
+#[derive(Clone, Copy)]
+pub(super) struct BodySeed(pub BodyShape);
+
+impl<'de> DeserializeSeed<'de> for BodySeed {
+    type Value = Body<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Body<'de>, D::Error> {
+        match self.0 {
+            BodyShape::AllMedia => ConversationBody::deserialize(deserializer).map(Body::AllMedia),
+            BodyShape::PerParticipant => {
+                MessageConversationBody::deserialize(deserializer).map(Body::PerParticipant)
+            }
+        }
+    }
+}
+
+/// Reads a whole body text with the lean shape (trailing whitespace allowed, as
+/// `serde_json::from_str` allows it).
+pub(super) fn read(text: &str, shape: BodyShape) -> Result<Body<'_>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let body = BodySeed(shape).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(body)
 }
 
 /// Like `parse::each_at`, consuming: each element is converted with its own path, built

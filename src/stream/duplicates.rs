@@ -51,7 +51,7 @@ pub const DEFAULT_MAX_BODIES: usize = 256;
 pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most recent distinct snapshot bodies of one socket, oldest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentBodies {
     entries: VecDeque<(BodyKey, Box<[u8]>)>,
     bytes: usize,

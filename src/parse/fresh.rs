@@ -1,0 +1,448 @@
+//! The live path's read of a frame: [`classify_bytes_fresh`] drops a snapshot body
+//! byte-identical to a recent one (the same change on another topic, see
+//! [`crate::stream::duplicates`]) and reads a fresh snapshot frame in one pass.
+//!
+//! Every frame gets exactly the answer [`super::classify`] gives it (a test holds the two
+//! together), but a snapshot frame costs one scan of its bytes instead of three:
+//!
+//! - **A copy of a recent body** in a compact envelope (as Genesys writes them) is found
+//!   without reading its body at all: if the bytes at its `eventBody` position start with
+//!   a recent body, that is its body, and only the envelope around it is read.
+//! - **A fresh snapshot** is read in one pass over the whole frame: the envelope's members
+//!   as `RawEnvelope` reads them, and its `eventBody` straight into the lean shape of its
+//!   topic (`lean::BodySeed`). Where the body starts and ends — the bytes the duplicate
+//!   filter keys on — comes from where its member name and the next one sit in the text,
+//!   not from a separate scan of the body. The topic usually follows the body (a
+//!   serialised map's keys are sorted); it is looked for at the end of the frame first,
+//!   as a guess that only picks the shape: the topic read from the envelope decides.
+//!
+//! Anything this read does not take on — an error anywhere, a member name with escapes,
+//! a topic not found where it is looked for, a shape guessed wrong — is read again by the
+//! full path (`read_envelope`, then the lean or the owned read of the body), which decides
+//! the answer and names any error's path exactly as before.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::lean::{self, BodySeed, Text};
+use super::{
+    classify, classify_envelope, read_envelope, snapshot_topic, Classified, ParseError,
+    SnapshotShape,
+};
+use crate::stream::duplicates::{BodyKey, BodyShape, RecentBodies};
+
+/// What [`classify_bytes_fresh`] made of a frame.
+#[derive(Debug, Clone, PartialEq)]
+// Returned by value once per frame, as `Classified` itself is; boxing would cost an
+// allocation per frame to save stack bytes.
+#[allow(clippy::large_enum_variant)]
+pub enum Fresh {
+    /// A frame read in full, as [`super::classify_bytes`] reads it.
+    Frame(Classified),
+    /// A conversation snapshot whose body is byte for byte one of `RecentBodies`, with
+    /// the same shape: the same change, sent again on another topic. Not read again;
+    /// joining it would change nothing.
+    Duplicate,
+}
+
+/// Like [`super::classify_bytes`], but a snapshot body byte-identical to a recent one
+/// (same shape) is reported as [`Fresh::Duplicate`] without its typed parse, and every
+/// snapshot read is remembered in `recent`. See [`crate::stream::duplicates`].
+pub fn classify_bytes_fresh(bytes: &[u8], recent: &mut RecentBodies) -> Result<Fresh, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| ParseError::NotUtf8 {
+        offset: error.valid_up_to(),
+    })?;
+    if !text.trim_start().starts_with('{') {
+        return classify(text).map(Fresh::Frame);
+    }
+    if is_recent_copy(text, recent) {
+        return Ok(Fresh::Duplicate);
+    }
+    if let Some(fresh) = read_in_one_pass(text, recent) {
+        return fresh;
+    }
+    classify_fresh_in_full(text, recent)
+}
+
+/// The full path of [`classify_bytes_fresh`] for a frame that starts with `{`: the
+/// envelope read with its body as raw text, the body looked up in `recent`, then read as
+/// [`super::classify`] reads it. What the fast paths must agree with.
+fn classify_fresh_in_full(text: &str, recent: &mut RecentBodies) -> Result<Fresh, ParseError> {
+    let envelope = read_envelope(text)?;
+    let body_key = match (&envelope.topic_name, envelope.event_body) {
+        (Some(topic), Some(body)) if body.get() != "null" => snapshot_topic(topic).map(|topic| {
+            let shape = body_shape(&topic.shape);
+            (BodyKey::of(shape, body.get().as_bytes()), body.get())
+        }),
+        _ => None,
+    };
+    if let Some((key, body)) = &body_key {
+        if recent.contains(key, body.as_bytes()) {
+            return Ok(Fresh::Duplicate);
+        }
+    }
+    let classified = classify_envelope(text, envelope)?;
+    if let (Some((key, body)), Classified::Snapshot { .. }) = (body_key, &classified) {
+        recent.remember(key, body.as_bytes());
+    }
+    Ok(Fresh::Frame(classified))
+}
+
+pub(super) fn body_shape(shape: &SnapshotShape) -> BodyShape {
+    match shape {
+        SnapshotShape::AllMedia => BodyShape::AllMedia,
+        SnapshotShape::Messages | SnapshotShape::Medium(_) => BodyShape::PerParticipant,
+    }
+}
+
+/// JSON's whitespace (`str::trim` would also take Unicode spaces JSON refuses).
+fn is_json_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The members of an envelope after its `eventBody`, as `is_recent_copy` checks them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeRest {
+    /// `Some(None)` for `"topicName": null`: still a second `topicName` member.
+    #[serde(default, deserialize_with = "present")]
+    topic_name: Option<Option<String>>,
+    /// Present (even as `null`) only in an envelope with a second body: refused.
+    #[serde(default, deserialize_with = "present")]
+    event_body: Option<Option<IgnoredAny>>,
+    /// Present only so that a repeated `result` is refused, as `RawEnvelope` refuses it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    result: Option<IgnoredAny>,
+}
+
+/// A member that is there, `null` or not (a plain `Option` reads `null` as absent).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Whether a compact frame (as Genesys writes them) carries, as its `eventBody`, a body
+/// `recent` holds with the same shape — found without reading the body at all: a frame
+/// whose body position starts with a recent body holds exactly that body (a JSON value
+/// ends where its bytes say), so only the envelope around it is read, and it must be as
+/// valid as [`read_envelope`] requires. Anything unusual (whitespace, escapes or other
+/// members before the body, a repeated member) answers `false`, and the frame takes the
+/// full path, which finds a copy too.
+fn is_recent_copy(text: &str, recent: &RecentBodies) -> bool {
+    let Some((prefix_topic, start)) = compact_prefix(text) else {
+        return false;
+    };
+    let Some(len) = recent.prefix_of(&text.as_bytes()[start..]) else {
+        return false;
+    };
+    let body = &text[start..start + len];
+    let rest = &text[start + len..];
+    let topic = if let Some(members) = rest.strip_prefix(',') {
+        if trim_json_space_start(members).starts_with('}') {
+            // `,}`: a trailing comma, not JSON.
+            return false;
+        }
+        let Ok(rest) = serde_json::from_str::<EnvelopeRest>(&format!("{{{members}")) else {
+            return false;
+        };
+        match (rest.event_body, prefix_topic, rest.topic_name) {
+            (None, Some(topic), None) => topic.to_owned(),
+            (None, None, Some(Some(topic))) => topic,
+            _ => return false,
+        }
+    } else if rest
+        .strip_prefix('}')
+        .is_some_and(|end| end.bytes().all(is_json_space))
+    {
+        match prefix_topic {
+            Some(topic) => topic.to_owned(),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    let Some(topic) = snapshot_topic(&topic) else {
+        return false;
+    };
+    let key = BodyKey::of(body_shape(&topic.shape), body.as_bytes());
+    recent.contains(&key, body.as_bytes())
+}
+
+/// Reads `{"topicName":"…","version":"…","eventBody":` (the first two optional, in either
+/// order, without whitespace or escapes): the topic, if it came first, and where the
+/// body starts.
+fn compact_prefix(text: &str) -> Option<(Option<&str>, usize)> {
+    let mut at = text.strip_prefix('{')?;
+    let mut topic = None;
+    let mut version = None;
+    loop {
+        if let Some(rest) = at.strip_prefix("\"eventBody\":") {
+            return Some((topic, text.len() - rest.len()));
+        }
+        let (member, rest) = if let Some(rest) = at.strip_prefix("\"topicName\":\"") {
+            (&mut topic, rest)
+        } else if let Some(rest) = at.strip_prefix("\"version\":\"") {
+            (&mut version, rest)
+        } else {
+            return None;
+        };
+        let end = rest.find(['"', '\\'])?;
+        let value = &rest[..end];
+        if member.is_some()
+            || !rest[end..].starts_with("\",")
+            || value.chars().any(char::is_control)
+        {
+            return None;
+        }
+        *member = Some(value);
+        at = &rest[end + 2..];
+    }
+}
+
+/// How far from the end of a frame its topic is looked for when it does not come first:
+/// after the body there are only the topic, the version and Genesys' small `metadata`.
+const TOPIC_SEARCH_TAIL: usize = 1024;
+
+/// The topic a frame probably has, to pick the shape its body is read with before the
+/// envelope has been read: a `topicName` member first in the frame, else the last one in
+/// its tail. A guess (the name may belong to an object inside the body); the envelope's
+/// own member decides.
+fn topic_hint(text: &str) -> Option<&str> {
+    const NAME: &str = "\"topicName\"";
+    let first = trim_json_space_start(text)
+        .strip_prefix('{')
+        .map(trim_json_space_start)
+        .and_then(|members| members.strip_prefix(NAME));
+    let after_name = match first {
+        Some(rest) => rest,
+        None => {
+            let mut from = text.len().saturating_sub(TOPIC_SEARCH_TAIL);
+            while !text.is_char_boundary(from) {
+                from += 1;
+            }
+            &text[from + text[from..].rfind(NAME)? + NAME.len()..]
+        }
+    };
+    let value = trim_json_space_start(trim_json_space_start(after_name).strip_prefix(':')?)
+        .strip_prefix('"')?;
+    let end = value.find(['"', '\\'])?;
+    value[end..].starts_with('"').then(|| &value[..end])
+}
+
+fn trim_json_space_start(text: &str) -> &str {
+    text.trim_start_matches(|c: char| c.is_ascii() && is_json_space(c as u8))
+}
+
+fn trim_json_space_end(text: &str) -> &str {
+    text.trim_end_matches(|c: char| c.is_ascii() && is_json_space(c as u8))
+}
+
+/// Reads a fresh snapshot frame in one pass (see the module's documentation). `None`: the
+/// frame is left to the full path, which decides.
+fn read_in_one_pass(text: &str, recent: &mut RecentBodies) -> Option<Result<Fresh, ParseError>> {
+    let hint = topic_hint(text)?;
+    let hinted = snapshot_topic(hint)?;
+    let shape = body_shape(&hinted.shape);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let envelope = EnvelopeSeed { text, shape }
+        .deserialize(&mut deserializer)
+        .ok()?;
+    deserializer.end().ok()?;
+    let (body, span) = envelope.body?;
+    let topic_name = envelope.topic_name?;
+    let topic = if topic_name.as_str() == hint {
+        hinted
+    } else {
+        let topic = snapshot_topic(topic_name.as_str())?;
+        if body_shape(&topic.shape) != shape {
+            return None;
+        }
+        topic
+    };
+    let bytes = &text.as_bytes()[span];
+    let key = BodyKey::of(shape, bytes);
+    if recent.contains(&key, bytes) {
+        return Some(Ok(Fresh::Duplicate));
+    }
+    Some(body.into_snapshot("eventBody").map(|snapshot| {
+        recent.remember(key, bytes);
+        Fresh::Frame(Classified::Snapshot { topic, snapshot })
+    }))
+}
+
+/// An envelope read in one pass: what `RawEnvelope` reads, the body already read with the
+/// lean shape, and where its text is.
+struct OnePassEnvelope<'a> {
+    topic_name: Option<Text<'a>>,
+    body: Option<(lean::Body<'a>, Range<usize>)>,
+}
+
+/// Reads an envelope (the whole frame `text`) with its body in the lean `shape`.
+struct EnvelopeSeed<'a> {
+    text: &'a str,
+    shape: BodyShape,
+}
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'de> {
+    type Value = OnePassEnvelope<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'de> {
+    type Value = OnePassEnvelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a frame envelope")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut topic_name = None;
+        let mut body = None;
+        // The body's start, until the member after it (or the envelope's end) shows where
+        // it ends.
+        let mut open_body = None;
+        let mut result = false;
+        while let Some(key) = map.next_key::<MemberName<'de>>()? {
+            if let Some(start) = open_body.take() {
+                let end = self.value_end_before_member(&key)?;
+                body = body.map(|(read, _)| (read, start..end));
+            }
+            match key.0.as_ref() {
+                "topicName" => {
+                    if topic_name.is_some() {
+                        return Err(A::Error::duplicate_field("topicName"));
+                    }
+                    topic_name = Some(map.next_value::<Option<Text<'de>>>()?);
+                }
+                "eventBody" => {
+                    if body.is_some() {
+                        return Err(A::Error::duplicate_field("eventBody"));
+                    }
+                    let start = self.value_start_after_member(&key)?;
+                    let read = map.next_value_seed(BodySeed(self.shape))?;
+                    body = Some((read, start..start));
+                    open_body = Some(start);
+                }
+                "result" => {
+                    if result {
+                        return Err(A::Error::duplicate_field("result"));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                    result = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if let Some(start) = open_body {
+            // The body was the last member: it ends before the envelope's `}`.
+            let close = trim_json_space_end(self.text)
+                .strip_suffix('}')
+                .ok_or_else(|| A::Error::custom("envelope end not found"))?;
+            let end = trim_json_space_end(close);
+            body = body.map(|(read, _)| (read, start..end.len()));
+        }
+        Ok(OnePassEnvelope {
+            topic_name: topic_name.flatten(),
+            body,
+        })
+    }
+}
+
+impl EnvelopeSeed<'_> {
+    /// Where the name `member` (text borrowed from the frame) starts in the frame.
+    fn offset_of<E: serde::de::Error>(&self, member: &MemberName<'_>) -> Result<usize, E> {
+        let Cow::Borrowed(name) = member.0 else {
+            return Err(E::custom("member name with escapes"));
+        };
+        (name.as_ptr() as usize)
+            .checked_sub(self.text.as_ptr() as usize)
+            .filter(|offset| offset + name.len() <= self.text.len())
+            .ok_or_else(|| E::custom("member name outside the frame"))
+    }
+
+    /// Where the value of `member` starts: after its closing quote, the colon and any
+    /// whitespace (the member was read, so they are there).
+    fn value_start_after_member<E: serde::de::Error>(
+        &self,
+        member: &MemberName<'_>,
+    ) -> Result<usize, E> {
+        let after_name = self.offset_of(member)? + member.0.len() + 1;
+        let rest = &self.text.as_bytes()[after_name..];
+        let colon = rest
+            .iter()
+            .position(|byte| !is_json_space(*byte))
+            .filter(|at| rest[*at] == b':')
+            .ok_or_else(|| E::custom("no colon after a member name"))?;
+        let value = rest[colon + 1..]
+            .iter()
+            .position(|byte| !is_json_space(*byte))
+            .ok_or_else(|| E::custom("no value after a member name"))?;
+        Ok(after_name + colon + 1 + value)
+    }
+
+    /// Where the value before `member` ends: before the whitespace and the comma that
+    /// precede its opening quote.
+    fn value_end_before_member<E: serde::de::Error>(
+        &self,
+        member: &MemberName<'_>,
+    ) -> Result<usize, E> {
+        let quote = self
+            .offset_of(member)?
+            .checked_sub(1)
+            .ok_or_else(|| E::custom("member name at the frame's start"))?;
+        let before = &self.text.as_bytes()[..quote];
+        let comma = before
+            .iter()
+            .rposition(|byte| !is_json_space(*byte))
+            .filter(|at| before[*at] == b',')
+            .ok_or_else(|| E::custom("no comma before a member name"))?;
+        let end = before[..comma]
+            .iter()
+            .rposition(|byte| !is_json_space(*byte))
+            .ok_or_else(|| E::custom("no value before a member name"))?;
+        Ok(end + 1)
+    }
+}
+
+/// A member name, borrowed from the frame unless it holds escapes.
+struct MemberName<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                name: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Borrowed(name)))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+#[cfg(test)]
+#[path = "fresh_tests.rs"]
+mod tests;
