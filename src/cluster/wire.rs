@@ -173,7 +173,10 @@ mod tests {
             [
                 ("Nats-Msg-Id", "c1:c:00ff".to_owned()),
                 ("Convoy-Kind", "reread".to_owned()),
-                ("Convoy-Observed-At", "2026-01-01T00:00:00.123456Z".to_owned()),
+                (
+                    "Convoy-Observed-At",
+                    "2026-01-01T00:00:00.123456Z".to_owned()
+                ),
                 ("Convoy-Conversation", "c1".to_owned()),
             ]
         );

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub use health::{
-    Check, ConversationLoad, ConversationsCheck, FrameCheck, HealthBoard, Readiness,
+    Check, ClusterHealth, ConversationLoad, ConversationsCheck, FrameCheck, HealthBoard, Readiness,
     ReadinessChecks, RejectedTopic, SubscriptionsCheck,
 };
 

@@ -3,6 +3,10 @@
 //! code in `convoy::cluster`; this module holds the parts that talk to NATS. With the
 //! cluster off (the default) nothing here runs.
 
+pub mod ingest;
+pub mod nats;
+pub mod worker;
+
 use actix::Message;
 
 /// A change in which partitions this worker owns, sent by the lease side to the consumer

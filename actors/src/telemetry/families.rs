@@ -178,6 +178,44 @@ fn families() -> Vec<Family> {
             reasons(names::RECONCILE_REASONS),
         ),
         counter(
+            names::CLUSTER_PUBLISHED,
+            "Payloads published to the cluster's frames stream, by kind and outcome.",
+            Unlabeled,
+        ),
+        counter(
+            names::CLUSTER_PUBLISH_RETRIES,
+            "Publishes to the frames stream that failed and were retried, by kind.",
+            Seed::Each("kind", vec!["frame", "reread"]),
+        ),
+        gauge(
+            names::CLUSTER_INGEST_TRACKED,
+            "Conversations the ingest re-reads and publishes after a gap.",
+            Unlabeled,
+        ),
+        counter(
+            names::CLUSTER_CONSUMED,
+            "Frames stream messages a worker finished with, by outcome.",
+            Seed::Each(
+                "outcome",
+                vec!["acked", "uncommitted", "refused", "ignored", "malformed"],
+            ),
+        ),
+        counter(
+            names::CLUSTER_REDELIVERIES,
+            "Frames stream messages delivered to this worker more than once.",
+            Unlabeled,
+        ),
+        gauge(
+            names::CLUSTER_CONSUMER_LAG,
+            "Messages waiting in this worker's partition consumers.",
+            Unlabeled,
+        ),
+        gauge(
+            names::CLUSTER_PARTITIONS_CONSUMING,
+            "Partitions with a running consumer on this worker.",
+            Unlabeled,
+        ),
+        counter(
             names::STREAM_ROUTE_DROPPED,
             "Conversation events the router did not take, by reason (their conversations are re-read).",
             reasons(names::ROUTE_DROP_REASONS),

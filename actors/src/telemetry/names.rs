@@ -41,6 +41,25 @@ pub const STREAM_CHANNELS_CONNECTED: &str = "convoy_stream_channels_connected";
 /// `--record` capture file open or write failures.
 pub const STREAM_RECORD_ERRORS: &str = "convoy_stream_record_errors_total";
 
+// Cluster (`cluster.enabled = true`).
+/// Payloads published to the frames stream. Labels `kind` (frame, reread) and `outcome`
+/// (stored, duplicate: JetStream's duplicate window dropped it, gave_up: reported and
+/// re-read).
+pub const CLUSTER_PUBLISHED: &str = "convoy_cluster_published_total";
+/// Publish attempts that failed and were retried. Label `kind`.
+pub const CLUSTER_PUBLISH_RETRIES: &str = "convoy_cluster_publish_retries_total";
+/// Gauge: conversations the ingest re-reads after a gap.
+pub const CLUSTER_INGEST_TRACKED: &str = "convoy_cluster_ingest_tracked_conversations";
+/// Messages a worker finished with. Label `outcome`: acked (applied and committed),
+/// uncommitted and refused (given back for redelivery), ignored, malformed (dropped).
+pub const CLUSTER_CONSUMED: &str = "convoy_cluster_consumed_total";
+/// Messages delivered more than once (redeliveries after a nak, a timeout or a handover).
+pub const CLUSTER_REDELIVERIES: &str = "convoy_cluster_redeliveries_total";
+/// Gauge: messages waiting in this worker's consumers (JetStream's pending count).
+pub const CLUSTER_CONSUMER_LAG: &str = "convoy_cluster_consumer_lag";
+/// Gauge: partitions with a running consumer on this worker.
+pub const CLUSTER_PARTITIONS_CONSUMING: &str = "convoy_cluster_partitions_consuming";
+
 // Conversations.
 pub const CONVERSATIONS_STARTED: &str = "convoy_conversations_started_total";
 /// Label `reason`: finished, idle, capacity, crashed.
