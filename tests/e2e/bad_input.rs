@@ -181,7 +181,11 @@ pub fn mutate(
         let offset = pick.index(bytes.len() + 1);
         // 0xFF never occurs in UTF-8; 0xC3 opens a two-byte sequence the next byte (ASCII
         // in these frames, or the end) cannot continue.
-        let bad: &[u8] = if size % 2 == 0 { b"\xff" } else { b"\xc3" };
+        let bad: &[u8] = if size.is_multiple_of(2) {
+            b"\xff"
+        } else {
+            b"\xc3"
+        };
         bytes.splice(offset..offset, bad.iter().copied());
         bytes
     };

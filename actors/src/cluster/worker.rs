@@ -37,6 +37,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::AckKind;
+use chrono::Utc;
 use convoy::cluster::{consumer_name, FrameHeaders, Partition, Partitions, PayloadKind};
 use convoy::parse::{classify_bytes, Classified};
 use futures_util::stream::FuturesUnordered;
@@ -45,10 +46,12 @@ use futures_util::StreamExt;
 use super::nats::Nats;
 use super::PartitionChange;
 use crate::conversation::messages::{
-    Applied, ConversationInput, RouteConfirmed, RouteError, RouteEvent,
+    Applied, ConversationInput, RereadConversation, RouteConfirmed, RouteError, RouteEvent,
 };
+use crate::conversation::router::discover;
 use crate::conversation::ConversationRouter;
 use crate::genesys::conversations::parse_conversation_read;
+use crate::genesys::rest::{GenesysRest, RestContext};
 use crate::retry_schedule::RetrySchedule;
 use crate::telemetry::{names, ActorMetrics};
 
@@ -62,6 +65,9 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 const NAK_DELAY: Duration = Duration::from_secs(1);
 /// How long a routed message may wait for its commit before it is given back.
 const COMMIT_WAIT: Duration = Duration::from_secs(25);
+
+/// How far back a partition's rebuild looks for its conversations.
+pub const REBUILD_LOOKBACK: chrono::Duration = chrono::Duration::hours(1);
 
 /// What the consumers need beyond NATS.
 #[derive(Debug, Clone)]
@@ -97,6 +103,10 @@ pub struct ConsumerActor {
     lag: Arc<Mutex<Lag>>,
     /// `/readyz`'s count of running partition consumers.
     consuming: Arc<AtomicUsize>,
+    /// Rebuild a partition's conversations from REST when it is acquired (see
+    /// [`ConsumerActor::with_rebuild`]).
+    rebuild: Option<GenesysRest>,
+    rebuild_context: Option<RestContext>,
 }
 
 impl ConsumerActor {
@@ -110,7 +120,46 @@ impl ConsumerActor {
             running: HashMap::new(),
             lag: Arc::new(Mutex::new(Lag::default())),
             consuming: Arc::new(AtomicUsize::new(0)),
+            rebuild: None,
+            rebuild_context: None,
         }
+    }
+
+    /// On every `Acquired`, the conversations of that partition started within
+    /// [`REBUILD_LOOKBACK`] (the analytics discovery query, as a single process does at
+    /// start-up) are re-read into the router. A partition taken over from a dead worker
+    /// thus has its conversations rebuilt from REST: their facts are derived again under
+    /// the same record ids, so what was committed in the dead worker's outbox but never
+    /// reached the CRM arrives from here (the CRM keeps one of each), and a conversation
+    /// whose last frame the dead worker had acknowledged is not left half-known here.
+    pub fn with_rebuild(mut self, rest: RestContext) -> Self {
+        self.rebuild_context = Some(rest);
+        self
+    }
+
+    fn rebuild_partition(&self, partition: u16) {
+        let Some(rest) = self.rebuild.clone() else {
+            return;
+        };
+        let partitions = self.settings.partitions;
+        let router = self.router.clone();
+        actix_rt::spawn(async move {
+            let until = Utc::now();
+            let found = discover(&rest, until - REBUILD_LOOKBACK, until).await;
+            let mine: Vec<_> = found
+                .into_iter()
+                .filter(|id| partitions.of(id.as_str()).0 == partition)
+                .collect();
+            tracing::info!(
+                partition,
+                conversations = mine.len(),
+                "Rebuilding an acquired partition's conversations from REST."
+            );
+            for conversation_id in mine {
+                ActorMetrics::sent("router");
+                router.do_send(RereadConversation { conversation_id });
+            }
+        });
     }
 
     /// Where `/readyz` reads how many partitions are being consumed.
@@ -147,6 +196,8 @@ impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The REST client is built on this actor's arbiter (awc's client is not `Send`).
+        self.rebuild = self.rebuild_context.clone().map(GenesysRest::new);
         if self.own_all {
             for partition in self.settings.partitions.all() {
                 ctx.notify(PartitionChange::Acquired {
@@ -177,6 +228,7 @@ impl Handler<PartitionChange> for ConsumerActor {
                     }
                 }
                 tracing::info!(partition, "Consuming a partition.");
+                self.rebuild_partition(partition);
                 let task = actix_rt::spawn(consume(
                     self.nats.clone(),
                     self.settings.stream.clone(),
