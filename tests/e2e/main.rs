@@ -2,6 +2,7 @@ mod admin;
 mod analytics;
 mod bad_input;
 mod cluster;
+mod cluster_leases;
 mod conversations;
 mod crm_sink;
 mod crm_sync;

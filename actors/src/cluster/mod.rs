@@ -9,6 +9,15 @@ pub mod worker;
 
 use actix::Message;
 
+pub mod kv;
+pub mod lease_actor;
+pub mod metrics;
+
+pub use lease_actor::{
+    this_process_worker_id, LeaseActor, LeaseNotReady, LeaseSettings, LeaseSnapshot, LeaseStatus,
+    ReleaseAndStop, StopWithoutRelease,
+};
+
 /// A change in which partitions this worker owns, sent by the lease side to the consumer
 /// side. `Lost` arrives before any other worker may legally take the partition over
 /// (the holder stops a margin before its lease could be judged expired), so the consumer

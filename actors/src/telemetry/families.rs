@@ -469,6 +469,27 @@ fn families() -> Vec<Family> {
             "Failed OAuth token requests.",
             Unlabeled,
         ),
+        // Cluster worker role.
+        gauge(
+            names::CLUSTER_PARTITIONS_OWNED,
+            "Partitions this worker owns now (0 outside the cluster worker role).",
+            Unlabeled,
+        ),
+        counter(
+            names::CLUSTER_LEASE_EVENTS_TOTAL,
+            "Partition lease events of this worker (acquired, lost, renewed, renewal_failed, taken_over, released, kv_failure).",
+            Seed::Each("event", names::CLUSTER_LEASE_EVENTS.to_vec()),
+        ),
+        counter(
+            names::CLUSTER_FENCES,
+            "Conversation write fences asked before a write-back (held, conflict, kv_failure).",
+            Seed::Each("outcome", names::CLUSTER_FENCE_OUTCOMES.to_vec()),
+        ),
+        counter(
+            names::CLUSTER_SLA_KV,
+            "SLA clock sets saved to or loaded from the cluster's KV bucket (saved, loaded, conflict, kv_failure).",
+            Seed::Each("outcome", names::CLUSTER_SLA_KV_OUTCOMES.to_vec()),
+        ),
         // Process.
         counter(
             names::PANICS,

@@ -235,3 +235,30 @@ pub const GENESYS_ROUTES: &[&str] = &[
 /// The `class` label of `REST_REQUESTS`.
 pub const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "5xx", "transport"];
 pub const SERVER_PAUSE_SOURCES: &[&str] = &["retry_after", "ratelimit_reset", "backoff"];
+
+// Cluster worker role (`actors/src/cluster`): leases, write fences, SLA clocks in KV.
+/// Gauge: partitions this worker owns now.
+pub const CLUSTER_PARTITIONS_OWNED: &str = "convoy_cluster_partitions_owned";
+/// Label `event`: one of [`CLUSTER_LEASE_EVENTS`].
+pub const CLUSTER_LEASE_EVENTS_TOTAL: &str = "convoy_cluster_lease_events_total";
+/// `acquired`/`lost`: partitions started/stopped; `renewed`/`renewal_failed`: our own
+/// leases; `taken_over`: an expired or released lease of another worker claimed;
+/// `released`: surplus or shutdown; `kv_failure`: a NATS KV call failed or timed out.
+pub const CLUSTER_LEASE_EVENTS: &[&str] = &[
+    "acquired",
+    "lost",
+    "renewed",
+    "renewal_failed",
+    "taken_over",
+    "released",
+    "kv_failure",
+];
+/// Label `outcome`: one of [`CLUSTER_FENCE_OUTCOMES`].
+pub const CLUSTER_FENCES: &str = "convoy_cluster_fences_total";
+/// `held`: the fence was ours or taken; `conflict`: another worker holds it (no write);
+/// `kv_failure`: NATS did not answer (no write).
+pub const CLUSTER_FENCE_OUTCOMES: &[&str] = &["held", "conflict", "kv_failure"];
+/// Label `outcome`: one of [`CLUSTER_SLA_KV_OUTCOMES`].
+pub const CLUSTER_SLA_KV: &str = "convoy_cluster_sla_kv_total";
+/// `saved`, `loaded` (clock sets), `conflict` (a newer revision won), `kv_failure`.
+pub const CLUSTER_SLA_KV_OUTCOMES: &[&str] = &["saved", "loaded", "conflict", "kv_failure"];
