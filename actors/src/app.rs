@@ -17,8 +17,9 @@
 //! cluster.enabled (NATS JetStream; one connection, the stream ensured at start):
 //!   ingest | both: StreamActor → FramePublisher → convoy.frames.<partition> (frames);
 //!                  Reconcile / re-reads → IngestActor → REST → the stream (`reread`)
-//!   worker | both: ConsumerActor (a task per owned partition) → RouteConfirmed → router;
-//!                  ack once applied and committed. A worker starts no StreamActor.
+//!   worker | both: LeaseActor (KV leases) ─PartitionChange→ ConsumerActor (a task per
+//!                  owned partition) → RouteConfirmed → router; ack once applied and
+//!                  committed. A worker starts no StreamActor.
 //! ```
 //!
 //! Shutdown (SIGTERM/SIGINT/SIGHUP): readiness goes 503, the stream stops taking frames,
@@ -42,6 +43,7 @@ use crate::clock::Clock;
 use crate::cluster::ingest::{FramePublisher, IngestActor};
 use crate::cluster::nats::{connect, ensure_stream};
 use crate::cluster::worker::{ConsumerActor, ConsumerSettings, StopConsuming};
+use crate::cluster::{this_process_worker_id, LeaseActor, LeaseSettings, ReleaseAndStop};
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
 use crate::conversation::{
@@ -143,6 +145,8 @@ pub struct Daemon {
     pub consumers: Option<Addr<ConsumerActor>>,
     /// The cluster's re-read publisher (`cluster.role = ingest | both`).
     pub ingest: Option<Addr<IngestActor>>,
+    /// The worker's partition leases (`cluster.role = worker | both`).
+    pub leases: Option<Addr<LeaseActor>>,
     pub tokens: Addr<TokenActor>,
     pub writer: Addr<AttributeWriter>,
     pub bucket: Arc<SharedBucket>,
@@ -316,18 +320,13 @@ impl Daemon {
         // The cluster (`cluster.enabled`): the ingest publishes what the stream reads, the
         // worker consumes its partitions into the router. Off: neither exists, no NATS.
         let consuming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut lease_status = None;
         let cluster = match &config.cluster {
             None => None,
             Some(cluster) => {
                 let role = cluster.role;
                 let nats = connect(cluster, &format!("convoy-{}", role.as_str())).await?;
                 ensure_stream(&nats, cluster).await?;
-                let connected = nats.clone();
-                board.set_cluster(crate::admin::ClusterHealth {
-                    role,
-                    nats_connected: Arc::new(move || connected.connected()),
-                    consuming: Arc::clone(&consuming),
-                });
                 let partitions =
                     convoy::cluster::Partitions::new(cluster.partitions).map_err(|error| {
                         crate::cluster::nats::ClusterError::Stream {
@@ -349,24 +348,59 @@ impl Daemon {
         let ingest = publisher
             .clone()
             .map(|publisher| IngestActor::new(publisher, rest.clone()).start());
-        let consumers = cluster
-            .as_ref()
-            .and_then(|(nats, role, partitions, stream)| {
-                matches!(role, ClusterRole::Worker | ClusterRole::Both).then(|| {
-                    // No lease actor yet: this worker owns every partition.
-                    ConsumerActor::new(
-                        nats.clone(),
-                        ConsumerSettings {
-                            stream: stream.clone(),
-                            partitions: *partitions,
-                        },
-                        router.clone(),
-                    )
-                    .with_health(Arc::clone(&consuming))
-                    .owning_all()
-                    .start()
-                })
+        // The worker: partition consumers into the router, driven by the lease actor
+        // (one owner per partition, leases in NATS KV); an acquired partition's
+        // conversations are rebuilt from REST.
+        let (consumers, leases) = match (&cluster, &config.cluster) {
+            (Some((nats, role, partitions, stream)), Some(cluster_config))
+                if matches!(role, ClusterRole::Worker | ClusterRole::Both) =>
+            {
+                let consumers = ConsumerActor::new(
+                    nats.clone(),
+                    ConsumerSettings {
+                        stream: stream.clone(),
+                        partitions: *partitions,
+                    },
+                    router.clone(),
+                )
+                .with_health(Arc::clone(&consuming))
+                .with_rebuild(rest.clone())
+                .start();
+                let worker = this_process_worker_id(chrono::Utc::now());
+                let settings = LeaseSettings::from_config(cluster_config, worker.clone()).map_err(
+                    |error| crate::cluster::nats::ClusterError::Stream {
+                        stream: stream.clone(),
+                        detail: error.to_string(),
+                    },
+                )?;
+                tracing::info!(worker = %worker.0, "Cluster worker: taking partition leases.");
+                let lease_actor = LeaseActor::new(
+                    settings,
+                    nats.jetstream.clone(),
+                    consumers.clone().recipient(),
+                );
+                lease_status = Some(lease_actor.status());
+                (Some(consumers), Some(lease_actor.start()))
+            }
+            _ => (None, None),
+        };
+        if let Some((nats, role, _, _)) = &cluster {
+            let connected = nats.clone();
+            let leases_ready = lease_status.clone().map(|status| {
+                let check: crate::admin::LeaseCheck = Arc::new(move || {
+                    status
+                        .readiness(std::time::Instant::now())
+                        .map_err(|error| error.to_string())
+                });
+                check
             });
+            board.set_cluster(crate::admin::ClusterHealth {
+                role: *role,
+                nats_connected: Arc::new(move || connected.connected()),
+                consuming: Arc::clone(&consuming),
+                leases_ready,
+            });
+        }
 
         let stream = if ingests {
             let expiry_stats = Arc::clone(&token_stats);
@@ -421,6 +455,7 @@ impl Daemon {
             stream,
             consumers,
             ingest,
+            leases,
             tokens,
             writer,
             bucket,
@@ -450,6 +485,12 @@ impl Daemon {
             //    has not acknowledged is delivered again to the partition's next owner).
             if let Some(stream) = &self.stream {
                 let _ = stream.send(StopStream).await;
+            }
+            //    The leases are released first (the consumers hear `Lost` before each
+            //    release is written), so the other workers take the partitions over now
+            //    instead of after a TTL.
+            if let Some(leases) = &self.leases {
+                let _ = leases.send(ReleaseAndStop).await;
             }
             if let Some(consumers) = &self.consumers {
                 let _ = consumers.send(StopConsuming).await;

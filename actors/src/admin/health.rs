@@ -45,7 +45,13 @@ pub struct ClusterHealth {
     pub nats_connected: Arc<dyn Fn() -> bool + Send + Sync>,
     /// Partitions with a running consumer (workers), updated by the consumers.
     pub consuming: Arc<AtomicUsize>,
+    /// Workers: whether the lease actor's KV writes are recent (else it may own nothing
+    /// it believes it owns).
+    pub leases_ready: Option<LeaseCheck>,
 }
+
+/// A worker's lease readiness, as text when not ready.
+pub type LeaseCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl std::fmt::Debug for ClusterHealth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -311,11 +317,10 @@ fn cluster_check(health: &ClusterHealth) -> Check {
         return Check::failing(format!("{}: NATS not connected", health.role.as_str()));
     }
     let consuming = health.consuming.load(Ordering::Relaxed);
+    if let Some(Err(why)) = health.leases_ready.as_ref().map(|check| check()) {
+        return Check::failing(format!("{}: leases: {why}", health.role.as_str()));
+    }
     match health.role {
-        ClusterRole::Worker | ClusterRole::Both if consuming == 0 => Check::failing(format!(
-            "{}: NATS connected, no partition consumer running",
-            health.role.as_str()
-        )),
         ClusterRole::Worker | ClusterRole::Both => Check {
             ok: true,
             detail: Some(format!(

@@ -26,8 +26,8 @@
 //!
 //! **Ownership.** A [`PartitionChange::Acquired`] starts the partition's consumer task;
 //! [`PartitionChange::Lost`] aborts it at once, dropping every message still awaiting its
-//! commit unacknowledged (the next owner gets them again). Without a lease actor
-//! ([`ConsumerActor::owning_all`]) this worker owns every partition.
+//! commit unacknowledged (the next owner gets them again). The lease actor
+//! (`lease_actor.rs`) sends the changes; a consumer never decides ownership itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,7 +98,6 @@ pub struct ConsumerActor {
     nats: Nats,
     settings: ConsumerSettings,
     router: Addr<ConversationRouter>,
-    own_all: bool,
     running: HashMap<u16, actix_rt::task::JoinHandle<()>>,
     lag: Arc<Mutex<Lag>>,
     /// `/readyz`'s count of running partition consumers.
@@ -116,7 +115,6 @@ impl ConsumerActor {
             nats,
             settings,
             router,
-            own_all: false,
             running: HashMap::new(),
             lag: Arc::new(Mutex::new(Lag::default())),
             consuming: Arc::new(AtomicUsize::new(0)),
@@ -168,12 +166,6 @@ impl ConsumerActor {
         self
     }
 
-    /// Owns every partition from the start: a worker without a lease actor.
-    pub fn owning_all(mut self) -> Self {
-        self.own_all = true;
-        self
-    }
-
     fn publish_gauges(&self) {
         metrics::gauge!(names::CLUSTER_PARTITIONS_CONSUMING).set(self.running.len() as f64);
         self.consuming.store(self.running.len(), Ordering::Relaxed);
@@ -195,16 +187,9 @@ impl ConsumerActor {
 impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    fn started(&mut self, _: &mut Self::Context) {
         // The REST client is built on this actor's arbiter (awc's client is not `Send`).
         self.rebuild = self.rebuild_context.clone().map(GenesysRest::new);
-        if self.own_all {
-            for partition in self.settings.partitions.all() {
-                ctx.notify(PartitionChange::Acquired {
-                    partition: partition.0,
-                });
-            }
-        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -268,7 +253,6 @@ impl Handler<StopConsuming> for ConsumerActor {
         for (_, task) in self.running.drain() {
             task.abort();
         }
-        self.own_all = false;
         self.publish_gauges();
         ctx.stop();
     }
