@@ -352,9 +352,10 @@ impl Daemon {
         // (one owner per partition, leases in NATS KV); an acquired partition's
         // conversations are rebuilt from REST.
         let (consumers, leases) = match (&cluster, &config.cluster) {
-            (Some((nats, role, partitions, stream)), Some(cluster_config))
-                if matches!(role, ClusterRole::Worker | ClusterRole::Both) =>
-            {
+            (
+                Some((nats, ClusterRole::Worker | ClusterRole::Both, partitions, stream)),
+                Some(cluster_config),
+            ) => {
                 let consumers = ConsumerActor::new(
                     nats.clone(),
                     ConsumerSettings {
