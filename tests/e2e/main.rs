@@ -1,6 +1,7 @@
 mod admin;
 mod analytics;
 mod bad_input;
+mod cluster_fence;
 mod cluster_leases;
 mod conversations;
 mod crm_sink;

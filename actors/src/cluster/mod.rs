@@ -5,6 +5,7 @@
 
 use actix::Message;
 
+pub mod fence;
 pub mod kv;
 pub mod lease_actor;
 pub mod metrics;
