@@ -3,6 +3,7 @@ mod analytics;
 mod bad_input;
 mod cluster_fence;
 mod cluster_leases;
+mod cluster_sla_kv;
 mod conversations;
 mod crm_sink;
 mod crm_sync;
