@@ -253,3 +253,51 @@ async fn three_workers_share_partitions_hand_them_over_and_never_own_one_twice()
     }
     first.leases.send(ReleaseAndStop).await.unwrap();
 }
+
+/// NATS gone: renewals cannot land, so the worker tells its consumer side `Lost` for every
+/// partition (before anyone else could have taken them over) and stops being ready.
+#[actix_rt::test]
+async fn a_worker_that_loses_nats_gives_every_partition_up() {
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let log: Log = Arc::default();
+    let worker = start_worker(server.url(), 0, &log).await;
+    assert!(
+        eventually(DEADLINE, || async { shared_fairly(&[&worker], 16, 16) }).await,
+        "a lone worker takes every partition: {:?}",
+        owned(&[&worker])
+    );
+    let lost_nats_at = Instant::now();
+    drop(server);
+    assert!(
+        eventually(DEADLINE, || async {
+            worker.status.snapshot().owned.is_empty()
+        })
+        .await,
+        "partitions still owned without NATS: {:?}",
+        owned(&[&worker])
+    );
+    let lost: BTreeSet<u16> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| event.at >= lost_nats_at)
+        .filter_map(|event| match event.change {
+            PartitionChange::Lost { partition } => Some(partition),
+            PartitionChange::Acquired { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        lost.len(),
+        usize::from(PARTITIONS),
+        "Lost told for each: {lost:?}"
+    );
+    assert!(
+        eventually(DEADLINE, || async {
+            worker.status.readiness(Instant::now()).is_err()
+        })
+        .await,
+        "not ready once its writes stop landing"
+    );
+    worker.leases.send(StopWithoutRelease).await.unwrap();
+}

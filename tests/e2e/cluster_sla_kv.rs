@@ -115,3 +115,87 @@ async fn a_conversations_clocks_move_with_its_partition() {
         1
     );
 }
+
+/// The SlaActor's side of a handover: on `Acquired` it resumes the partition's books from
+/// KV (and keeps them in its own outbox, so its own restart resumes them too); on `Lost`
+/// it forgets them locally while KV keeps them for the next owner.
+#[actix_rt::test]
+async fn the_sla_actor_resumes_a_partitions_clocks_and_forgets_them_when_lost() {
+    use actix::Actor;
+    use convoy::config::SlaConfig;
+    use convoy::sla::{SlaBook, SlaPolicy};
+    use convoy_actors::clock::Clock;
+    use convoy_actors::outbox_writer::{OutboxGate, OutboxWriter};
+    use convoy_actors::sla::{
+        DropPartitionClocks, GetSlaStats, LoadPartitionClocks, SlaActor, SlaSettings,
+    };
+    use convoy_actors::store::DurableStore;
+    use std::time::Duration;
+
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let owned: Owned = Arc::default();
+    let clocks = store_of(&js, &owned).await;
+    let partition = clocks.partition_of(CONVERSATION);
+    owned.lock().unwrap().insert(partition);
+    // What the previous owner's SlaActor mirrored: an open book.
+    let book = json!({
+        "book": serde_json::to_value(SlaBook::new(CONVERSATION)).unwrap(),
+        "summary": null,
+    });
+    assert_eq!(
+        clocks.save(CONVERSATION, Some(&book)).await.unwrap(),
+        SaveOutcome::Saved
+    );
+
+    let folder = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(DurableStore::open(&folder.path().join("outbox.redb")).unwrap());
+    let writer = OutboxWriter::start(
+        Arc::clone(&outbox),
+        Arc::new(OutboxGate::new(1_000, 0)),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let settings = SlaSettings {
+        policy: SlaPolicy::from_config(&SlaConfig::default()),
+        tick: Duration::from_secs(1),
+        keep_records: false,
+        clock: Clock::System,
+    };
+    let sla = SlaActor::new(settings, &outbox, writer, Arc::default())
+        .with_cluster_clocks(clocks.clone())
+        .start();
+
+    let loaded = sla
+        .send(LoadPartitionClocks { partition })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded, 1);
+    assert_eq!(sla.send(GetSlaStats).await.unwrap().conversations, 1);
+    let in_outbox = || {
+        outbox
+            .sla_books()
+            .unwrap()
+            .iter()
+            .any(|(id, _)| id == CONVERSATION)
+    };
+    assert!(
+        crate::support::eventually(Duration::from_secs(30), || async { in_outbox() }).await,
+        "the loaded book is kept in this worker's outbox"
+    );
+
+    let dropped = sla.send(DropPartitionClocks { partition }).await.unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(sla.send(GetSlaStats).await.unwrap().conversations, 0);
+    assert!(
+        crate::support::eventually(Duration::from_secs(30), || async { !in_outbox() }).await,
+        "a lost partition's books leave this worker's outbox"
+    );
+    assert_eq!(
+        clocks.load_partition(partition).await.unwrap().len(),
+        1,
+        "KV keeps them for the next owner"
+    );
+}
