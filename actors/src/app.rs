@@ -132,6 +132,7 @@ pub fn writer_settings(conditional_writes: bool) -> WriterSettings {
     WriterSettings {
         max_in_flight: WRITES_IN_FLIGHT,
         conditional_writes,
+        fence: None,
     }
 }
 

@@ -91,8 +91,15 @@ fn owned(workers: &[&Worker]) -> Vec<BTreeSet<u16>> {
 }
 
 /// Every partition owned by exactly one of `workers`, each owning between `low` and
-/// `high` of them.
+/// `high` of them, and each counting exactly these workers as live (while they still
+/// count fewer, a worker may hold more than its final share for a moment).
 fn shared_fairly(workers: &[&Worker], low: usize, high: usize) -> bool {
+    if workers
+        .iter()
+        .any(|worker| worker.status.snapshot().live_workers != workers.len())
+    {
+        return false;
+    }
     let owned = owned(workers);
     let total: usize = owned.iter().map(BTreeSet::len).sum();
     let union: BTreeSet<u16> = owned.iter().flatten().copied().collect();
@@ -165,7 +172,6 @@ async fn three_workers_share_partitions_hand_them_over_and_never_own_one_twice()
     );
     for worker in [&first, &second, &third] {
         assert!(worker.status.readiness(Instant::now()).is_ok());
-        assert_eq!(worker.status.snapshot().live_workers, 3);
     }
 
     // A crash: no release. The others take its partitions once its leases expire.
@@ -246,4 +252,52 @@ async fn three_workers_share_partitions_hand_them_over_and_never_own_one_twice()
         }
     }
     first.leases.send(ReleaseAndStop).await.unwrap();
+}
+
+/// NATS gone: renewals cannot land, so the worker tells its consumer side `Lost` for every
+/// partition (before anyone else could have taken them over) and stops being ready.
+#[actix_rt::test]
+async fn a_worker_that_loses_nats_gives_every_partition_up() {
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let log: Log = Arc::default();
+    let worker = start_worker(server.url(), 0, &log).await;
+    assert!(
+        eventually(DEADLINE, || async { shared_fairly(&[&worker], 16, 16) }).await,
+        "a lone worker takes every partition: {:?}",
+        owned(&[&worker])
+    );
+    let lost_nats_at = Instant::now();
+    drop(server);
+    assert!(
+        eventually(DEADLINE, || async {
+            worker.status.snapshot().owned.is_empty()
+        })
+        .await,
+        "partitions still owned without NATS: {:?}",
+        owned(&[&worker])
+    );
+    let lost: BTreeSet<u16> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| event.at >= lost_nats_at)
+        .filter_map(|event| match event.change {
+            PartitionChange::Lost { partition } => Some(partition),
+            PartitionChange::Acquired { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        lost.len(),
+        usize::from(PARTITIONS),
+        "Lost told for each: {lost:?}"
+    );
+    assert!(
+        eventually(DEADLINE, || async {
+            worker.status.readiness(Instant::now()).is_err()
+        })
+        .await,
+        "not ready once its writes stop landing"
+    );
+    worker.leases.send(StopWithoutRelease).await.unwrap();
 }

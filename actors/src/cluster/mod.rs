@@ -9,9 +9,11 @@ pub mod worker;
 
 use actix::Message;
 
+pub mod fence;
 pub mod kv;
 pub mod lease_actor;
 pub mod metrics;
+pub mod sla_kv;
 
 pub use lease_actor::{
     this_process_worker_id, LeaseActor, LeaseNotReady, LeaseSettings, LeaseSnapshot, LeaseStatus,
