@@ -13,6 +13,13 @@
 //! OutboxGate: outbox full or commits failing → the stream stops reading (back-pressure)
 //! AnalyticsActor (own arbiter): on analytics.schedule, REST (background) + outbox
 //!   SLA outcomes → QA snapshot files in analytics.output_dir
+//!
+//! cluster.enabled (NATS JetStream; one connection, the stream ensured at start):
+//!   ingest | both: StreamActor → FramePublisher → convoy.frames.<partition> (frames);
+//!                  Reconcile / re-reads → IngestActor → REST → the stream (`reread`)
+//!   worker | both: LeaseActor (KV leases) ─PartitionChange→ ConsumerActor (a task per
+//!                  owned partition) → RouteConfirmed → router; ack once applied and
+//!                  committed. A worker starts no StreamActor.
 //! ```
 //!
 //! Shutdown (SIGTERM/SIGINT/SIGHUP): readiness goes 503, the stream stops taking frames,
@@ -26,13 +33,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, Supervisor};
-use convoy::config::{ClientSecret, Config};
+use convoy::config::{ClientSecret, ClusterRole, Config};
 use convoy::sla::SlaPolicy;
 use dashmap::DashMap;
 
 use crate::admin::{AdminServer, HealthBoard, OutboxView};
 use crate::analytics::{AnalyticsActor, AnalyticsSettings};
 use crate::clock::Clock;
+use crate::cluster::ingest::{FramePublisher, IngestActor};
+use crate::cluster::nats::{connect, ensure_stream};
+use crate::cluster::worker::{ConsumerActor, ConsumerSettings, StopConsuming};
+use crate::cluster::{this_process_worker_id, LeaseActor, LeaseSettings, ReleaseAndStop};
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
 use crate::conversation::writer::StopWrites;
 use crate::conversation::{
@@ -81,6 +92,8 @@ pub enum BootError {
     Store(#[from] StoreError),
     #[error("cannot start the outbox writer thread: {0}")]
     OutboxWriter(std::io::Error),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::nats::ClusterError),
     #[error("cannot serve admin.listen {listen}: {source}")]
     Admin {
         listen: std::net::SocketAddr,
@@ -119,6 +132,7 @@ pub fn writer_settings(conditional_writes: bool) -> WriterSettings {
     WriterSettings {
         max_in_flight: WRITES_IN_FLIGHT,
         conditional_writes,
+        fence: None,
     }
 }
 
@@ -126,7 +140,14 @@ pub fn writer_settings(conditional_writes: bool) -> WriterSettings {
 pub struct Daemon {
     pub admin: AdminServer,
     pub router: Addr<ConversationRouter>,
-    pub stream: Addr<StreamActor>,
+    /// `None` for a cluster worker (`cluster.role = worker`): it holds no Genesys channel.
+    pub stream: Option<Addr<StreamActor>>,
+    /// The cluster's partition consumers (`cluster.role = worker | both`).
+    pub consumers: Option<Addr<ConsumerActor>>,
+    /// The cluster's re-read publisher (`cluster.role = ingest | both`).
+    pub ingest: Option<Addr<IngestActor>>,
+    /// The worker's partition leases (`cluster.role = worker | both`).
+    pub leases: Option<Addr<LeaseActor>>,
     pub tokens: Addr<TokenActor>,
     pub writer: Addr<AttributeWriter>,
     pub bucket: Arc<SharedBucket>,
@@ -297,28 +318,128 @@ impl Daemon {
             board: Some(Arc::clone(&board)),
         });
 
-        let expiry_stats = Arc::clone(&token_stats);
-        let stream_actor = StreamActor::new(
-            StreamSettings {
-                topics: config.topics(),
-                stream: config.stream,
-                record: options.record,
-                startup_lookback: STARTUP_LOOKBACK,
-            },
-            rest,
-            router.clone().recipient(),
-            router.clone().recipient(),
-            Arc::clone(&board),
-        )
-        .with_token_expiry(Arc::new(move || expiry_stats.expires_at()))
-        .with_rereads(router.clone().recipient())
-        .with_gate(Arc::clone(&gate));
-        // Supervised: a stopped stream (dead socket it could not recover in place) is
-        // restarted with backoff; its restart budget escalates to a process exit.
-        let stream = Supervisor::start(move |_| stream_actor);
-        // Voice calls ask the stream for their transcription topics (the stream needs the
-        // router's address, so this edge is connected once both exist).
-        router.do_send(ConnectTranscription(stream.clone().recipient()));
+        // The cluster (`cluster.enabled`): the ingest publishes what the stream reads, the
+        // worker consumes its partitions into the router. Off: neither exists, no NATS.
+        let consuming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut lease_status = None;
+        let cluster = match &config.cluster {
+            None => None,
+            Some(cluster) => {
+                let role = cluster.role;
+                let nats = connect(cluster, &format!("convoy-{}", role.as_str())).await?;
+                ensure_stream(&nats, cluster).await?;
+                let partitions =
+                    convoy::cluster::Partitions::new(cluster.partitions).map_err(|error| {
+                        crate::cluster::nats::ClusterError::Stream {
+                            stream: cluster.stream.clone(),
+                            detail: error.to_string(),
+                        }
+                    })?;
+                Some((nats, role, partitions, cluster.stream.clone()))
+            }
+        };
+        let ingests = cluster
+            .as_ref()
+            .is_none_or(|(_, role, _, _)| matches!(role, ClusterRole::Ingest | ClusterRole::Both));
+        let publisher = cluster.as_ref().and_then(|(nats, role, partitions, _)| {
+            matches!(role, ClusterRole::Ingest | ClusterRole::Both).then(|| {
+                FramePublisher::new(nats.clone(), *partitions, config.conversations.idle_timeout)
+            })
+        });
+        let ingest = publisher
+            .clone()
+            .map(|publisher| IngestActor::new(publisher, rest.clone()).start());
+        // The worker: partition consumers into the router, driven by the lease actor
+        // (one owner per partition, leases in NATS KV); an acquired partition's
+        // conversations are rebuilt from REST.
+        let (consumers, leases) = match (&cluster, &config.cluster) {
+            (
+                Some((nats, ClusterRole::Worker | ClusterRole::Both, partitions, stream)),
+                Some(cluster_config),
+            ) => {
+                let consumers = ConsumerActor::new(
+                    nats.clone(),
+                    ConsumerSettings {
+                        stream: stream.clone(),
+                        partitions: *partitions,
+                    },
+                    router.clone(),
+                )
+                .with_health(Arc::clone(&consuming))
+                .with_rebuild(rest.clone())
+                .start();
+                let worker = this_process_worker_id(chrono::Utc::now());
+                let settings = LeaseSettings::from_config(cluster_config, worker.clone()).map_err(
+                    |error| crate::cluster::nats::ClusterError::Stream {
+                        stream: stream.clone(),
+                        detail: error.to_string(),
+                    },
+                )?;
+                tracing::info!(worker = %worker.0, "Cluster worker: taking partition leases.");
+                let lease_actor = LeaseActor::new(
+                    settings,
+                    nats.jetstream.clone(),
+                    consumers.clone().recipient(),
+                );
+                lease_status = Some(lease_actor.status());
+                (Some(consumers), Some(lease_actor.start()))
+            }
+            _ => (None, None),
+        };
+        if let Some((nats, role, _, _)) = &cluster {
+            let connected = nats.clone();
+            let leases_ready = lease_status.clone().map(|status| {
+                let check: crate::admin::LeaseCheck = Arc::new(move || {
+                    status
+                        .readiness(std::time::Instant::now())
+                        .map_err(|error| error.to_string())
+                });
+                check
+            });
+            board.set_cluster(crate::admin::ClusterHealth {
+                role: *role,
+                nats_connected: Arc::new(move || connected.connected()),
+                consuming: Arc::clone(&consuming),
+                leases_ready,
+            });
+        }
+
+        let stream = if ingests {
+            let expiry_stats = Arc::clone(&token_stats);
+            let mut stream_actor = StreamActor::new(
+                StreamSettings {
+                    topics: config.topics(),
+                    stream: config.stream,
+                    record: options.record,
+                    startup_lookback: STARTUP_LOOKBACK,
+                },
+                rest,
+                router.clone().recipient(),
+                match &ingest {
+                    Some(ingest) => ingest.clone().recipient(),
+                    None => router.clone().recipient(),
+                },
+                Arc::clone(&board),
+            )
+            .with_token_expiry(Arc::new(move || expiry_stats.expires_at()))
+            .with_gate(Arc::clone(&gate));
+            stream_actor = match (&ingest, publisher) {
+                // The ingest re-reads and publishes what could not be published.
+                (Some(ingest), Some(publisher)) => stream_actor
+                    .with_rereads(ingest.clone().recipient())
+                    .with_publisher(publisher),
+                _ => stream_actor.with_rereads(router.clone().recipient()),
+            };
+            // Supervised: a stopped stream (dead socket it could not recover in place) is
+            // restarted with backoff; its restart budget escalates to a process exit.
+            let stream = Supervisor::start(move |_| stream_actor);
+            // Voice calls ask the stream for their transcription topics (the stream needs
+            // the router's address, so this edge is connected once both exist).
+            router.do_send(ConnectTranscription(stream.clone().recipient()));
+            Some(stream)
+        } else {
+            None
+        };
 
         // The board's token check follows the TokenActor's bookkeeping.
         let board_for_token = Arc::clone(&board);
@@ -334,6 +455,9 @@ impl Daemon {
             admin,
             router,
             stream,
+            consumers,
+            ingest,
+            leases,
             tokens,
             writer,
             bucket,
@@ -359,8 +483,20 @@ impl Daemon {
         let deadline = self.shutdown_deadline;
         let started = std::time::Instant::now();
         let drained = actix_rt::time::timeout(deadline, async {
-            // 1. No new frames.
-            let _ = self.stream.send(StopStream).await;
+            // 1. No new frames (from Genesys, or from the cluster's stream: what a worker
+            //    has not acknowledged is delivered again to the partition's next owner).
+            if let Some(stream) = &self.stream {
+                let _ = stream.send(StopStream).await;
+            }
+            //    The leases are released first (the consumers hear `Lost` before each
+            //    release is written), so the other workers take the partitions over now
+            //    instead of after a TTL.
+            if let Some(leases) = &self.leases {
+                let _ = leases.send(ReleaseAndStop).await;
+            }
+            if let Some(consumers) = &self.consumers {
+                let _ = consumers.send(StopConsuming).await;
+            }
             // 2. No new writes; what is still owed is handed over...
             let also_owed = self.writer.send(StopWrites).await.unwrap_or_default();
             // 3. ...and persisted with every conversation still open or owed a re-read:

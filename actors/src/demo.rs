@@ -851,11 +851,13 @@ async fn play_and_check(
     let dead_letters = crm_stats
         .as_ref()
         .map_or(0, |stats| stats.records_dead_lettered);
-    let reconnects = daemon
-        .stream
-        .send(GetStreamStatus)
-        .await
-        .map_or(0, |status| status.totals.reconnects);
+    let reconnects = match &daemon.stream {
+        Some(stream) => stream
+            .send(GetStreamStatus)
+            .await
+            .map_or(0, |status| status.totals.reconnects),
+        None => 0,
+    };
     let records = sink.records();
     let crm = crm_synced(sink, &expected, &truth, dead_letters);
     let transcripts = transcripts(&daemon.views, &expected, &exposed);
@@ -1083,6 +1085,9 @@ async fn drop_sockets(emulator: &Emulator, daemon: &Daemon, log: &RefCell<FaultL
     let reconnects = || {
         let stream = daemon.stream.clone();
         async move {
+            let Some(stream) = stream else {
+                return (0, false);
+            };
             stream
                 .send(GetStreamStatus)
                 .await

@@ -13,7 +13,7 @@
 //! - the **body**, canonicalised (object keys sorted, no whitespace), so the key order
 //!   and spacing of a serializer do not matter;
 //! - the **kind** of topic (`c` conversation snapshot, `m` message snapshot, `r` a
-//!   reconciliation result read through REST), not the full topic name: the queue and the
+//!   reconciliation result read through REST, `t` a transcription event), not the full topic name: the queue and the
 //!   user topic carry the same snapshot and a worker applies it the same way, so one
 //!   copy suffices; but a `.messages` body and a conversation body are different facts;
 //! - **not** the receive time, the channel or `CorrelationId`, which differ per copy.
@@ -35,6 +35,8 @@ pub enum FrameKind {
     Messages,
     /// A conversation read through REST after a gap (reconciliation).
     Reconciled,
+    /// A `v2.conversations.{id}.transcription` event (voice calls).
+    Transcription,
 }
 
 impl FrameKind {
@@ -45,6 +47,10 @@ impl FrameKind {
             Some(FrameKind::Messages)
         } else if topic_name.ends_with(".conversations") {
             Some(FrameKind::Conversation)
+        } else if topic_name.starts_with("v2.conversations.")
+            && topic_name.ends_with(".transcription")
+        {
+            Some(FrameKind::Transcription)
         } else {
             None
         }
@@ -55,6 +61,7 @@ impl FrameKind {
             FrameKind::Conversation => 'c',
             FrameKind::Messages => 'm',
             FrameKind::Reconciled => 'r',
+            FrameKind::Transcription => 't',
         }
     }
 }
@@ -156,6 +163,10 @@ mod tests {
         assert_eq!(
             FrameKind::of_topic("v2.users.u1.conversations.messages"),
             Some(FrameKind::Messages)
+        );
+        assert_eq!(
+            FrameKind::of_topic("v2.conversations.c1.transcription"),
+            Some(FrameKind::Transcription)
         );
     }
 

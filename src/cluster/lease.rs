@@ -135,6 +135,14 @@ impl PartitionLease {
             .is_some_and(|(_, sent_at)| now < sent_at + self.ttl - self.margin())
     }
 
+    /// When our ownership ends unless a renewal succeeds first (`owns` is false from then
+    /// on); `None` when no lease of ours is known. The shell wakes up at this instant to
+    /// tell its consumers that the partition is lost before anyone may take it.
+    pub fn owned_until(&self) -> Option<Duration> {
+        self.mine
+            .map(|(_, sent_at)| sent_at + self.ttl - self.margin())
+    }
+
     /// The next step for a worker that does (`want`) or does not want this partition.
     pub fn next(&self, want: bool, now: Duration) -> LeaseAction {
         if let Some((revision, sent_at)) = self.mine {

@@ -1213,17 +1213,6 @@ impl<'t> Checker<'t, '_> {
             }
             return None;
         };
-        // Refused, not half-working: the roles land one by one (README, "Running several
-        // instances"), and until they do an enabled cluster must not start.
-        let not_built = match role {
-            ClusterRole::Ingest => "cluster ingest is not built yet",
-            ClusterRole::Worker | ClusterRole::Both => "cluster workers are not built yet",
-        };
-        self.report_with(
-            "cluster.role",
-            Some(format!("\"{}\"", role.as_str())),
-            format!("{not_built}; run without cluster.enabled (one process) for now"),
-        );
         Some(ClusterConfig {
             nats_url,
             partitions,

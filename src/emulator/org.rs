@@ -298,6 +298,8 @@ pub struct Org {
     next_agent: Vec<usize>,
     jobs: BTreeMap<String, DetailsJob>,
     last_now: DateTime<Utc>,
+    /// Attribute writes refused for a stale `If-Match` (see [`Truth`]).
+    if_match_conflicts: u64,
 }
 
 impl std::fmt::Debug for Org {
@@ -329,6 +331,7 @@ impl Org {
             next_agent: vec![0; queues],
             jobs: BTreeMap::new(),
             last_now: truncate_ms(now),
+            if_match_conflicts: 0,
         }
     }
 
@@ -396,6 +399,7 @@ impl Org {
     pub fn truth(&self) -> Truth {
         Truth {
             conversations: self.conversations.iter().map(Conv::truth).collect(),
+            if_match_conflicts: self.if_match_conflicts,
         }
     }
 

@@ -288,7 +288,14 @@ proptest! {
 async fn mutated_real_frames_are_skipped_with_their_path_while_good_frames_reach_the_truth() {
     println!("bad input seed: {:?}", String::from_utf8_lossy(&SEED));
     let run = Run::start(EmulatorOptions::default(), "").await;
-    let before = run.daemon.stream.send(GetStreamStatus).await.unwrap();
+    let before = run
+        .daemon
+        .stream
+        .as_ref()
+        .unwrap()
+        .send(GetStreamStatus)
+        .await
+        .unwrap();
     assert_eq!(before.rejections.total(), 0);
     // The default org needs more than one channel; the bad frames go down the first.
     let channel = before.links[0].channel_id.clone().unwrap();
@@ -333,11 +340,25 @@ async fn mutated_real_frames_are_skipped_with_their_path_while_good_frames_reach
 
     // Each bad frame is counted, with its path, for this daemon.
     let counted = eventually(Duration::from_secs(60), || async {
-        let status = run.daemon.stream.send(GetStreamStatus).await.unwrap();
+        let status = run
+            .daemon
+            .stream
+            .as_ref()
+            .unwrap()
+            .send(GetStreamStatus)
+            .await
+            .unwrap();
         status.rejections.malformed >= sent_paths.len() as u64
     })
     .await;
-    let status = run.daemon.stream.send(GetStreamStatus).await.unwrap();
+    let status = run
+        .daemon
+        .stream
+        .as_ref()
+        .unwrap()
+        .send(GetStreamStatus)
+        .await
+        .unwrap();
     assert!(counted, "{:?}", status.rejections);
     assert_eq!(status.rejections.malformed, sent_paths.len() as u64);
     assert_eq!(status.rejections.refused, 0, "nothing was over the caps");

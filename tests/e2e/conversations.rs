@@ -102,6 +102,7 @@ impl Harness {
             writer: WriterSettings {
                 max_in_flight: 4,
                 conditional_writes: strict,
+                fence: None,
             },
             write_back: true,
             store: settings.store.clone(),

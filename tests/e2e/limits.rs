@@ -128,7 +128,14 @@ async fn a_websocket_message_over_max_frame_bytes_is_refused_then_the_stream_rec
     )
     .await;
     let refused_metric = run.metric(names::STREAM_OVERSIZED_FRAMES).await;
-    let before = run.daemon.stream.send(GetStreamStatus).await.unwrap();
+    let before = run
+        .daemon
+        .stream
+        .as_ref()
+        .unwrap()
+        .send(GetStreamStatus)
+        .await
+        .unwrap();
     let channel = before.links[0].channel_id.clone().unwrap();
     let connects_before = before.totals.connects;
     // Just under the cap: an ordinary frame, skipped by nobody.
@@ -158,11 +165,25 @@ async fn a_websocket_message_over_max_frame_bytes_is_refused_then_the_stream_rec
         1
     );
     let refused = eventually(Duration::from_secs(60), || async {
-        let status = run.daemon.stream.send(GetStreamStatus).await.unwrap();
+        let status = run
+            .daemon
+            .stream
+            .as_ref()
+            .unwrap()
+            .send(GetStreamStatus)
+            .await
+            .unwrap();
         status.rejections.refused >= 1 && status.totals.connects > connects_before
     })
     .await;
-    let status = run.daemon.stream.send(GetStreamStatus).await.unwrap();
+    let status = run
+        .daemon
+        .stream
+        .as_ref()
+        .unwrap()
+        .send(GetStreamStatus)
+        .await
+        .unwrap();
     assert!(refused, "refused and reconnected: {status:?}");
     // Exactly the one over the cap, with the reason and the setting's value.
     assert_eq!(status.rejections.refused, 1, "{:?}", status.rejections);

@@ -1,6 +1,10 @@
 mod admin;
 mod analytics;
 mod bad_input;
+mod cluster;
+mod cluster_fence;
+mod cluster_leases;
+mod cluster_sla_kv;
 mod conversations;
 mod crm_sink;
 mod crm_sync;

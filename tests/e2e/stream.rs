@@ -817,6 +817,7 @@ fn spawn_scripted(
             recorder: None,
             board: Arc::new(HealthBoard::default()),
             gate: None,
+            publisher: None,
         },
     );
     (log, sent, handle)

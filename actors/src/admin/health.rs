@@ -7,7 +7,7 @@
 //! message, so a stuck actor cannot stall a health probe.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -33,6 +33,32 @@ pub struct HealthBoard {
     rest_paused: Mutex<Option<(Instant, Duration)>>,
     /// The router's load against `conversations.max_live`; `None` until it first reports.
     conversations: Mutex<Option<ConversationLoad>>,
+    /// `cluster.enabled`: the role and whether NATS is connected now.
+    cluster: Mutex<Option<ClusterHealth>>,
+}
+
+/// What `/readyz` checks of a cluster instance.
+#[derive(Clone)]
+pub struct ClusterHealth {
+    pub role: convoy::config::ClusterRole,
+    /// Whether the NATS client is connected now (reads the client's state; never waits).
+    pub nats_connected: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Partitions with a running consumer (workers), updated by the consumers.
+    pub consuming: Arc<AtomicUsize>,
+    /// Workers: whether the lease actor's KV writes are recent (else it may own nothing
+    /// it believes it owns).
+    pub leases_ready: Option<LeaseCheck>,
+}
+
+/// A worker's lease readiness, as text when not ready.
+pub type LeaseCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+impl std::fmt::Debug for ClusterHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHealth")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the router last reported about its live conversations.
@@ -81,7 +107,14 @@ impl HealthBoard {
             shutting_down: AtomicBool::new(false),
             rest_paused: Mutex::new(None),
             conversations: Mutex::new(None),
+            cluster: Mutex::new(None),
         }
+    }
+
+    /// This instance runs a cluster role: `/readyz` checks NATS, and a worker (which holds
+    /// no Genesys channel) is not judged on channels, subscriptions or frames.
+    pub fn set_cluster(&self, cluster: ClusterHealth) {
+        *lock(&self.cluster) = Some(cluster);
     }
 
     pub fn max_frame_age(&self) -> Duration {
@@ -183,8 +216,38 @@ impl HealthBoard {
         };
         let rest = rest_check(*lock(&self.rest_paused), now);
         let conversations = conversations_check(*lock(&self.conversations), now);
-        let ready =
-            token.ok && socket.ok && subscriptions.ok && last_frame.ok && shutdown.ok && rest.ok;
+        let cluster_health = lock(&self.cluster).clone();
+        let (socket, subscriptions, last_frame) = match &cluster_health {
+            Some(health) if health.role == convoy::config::ClusterRole::Worker => {
+                let no_channels = "cluster worker: holds no Genesys channel".to_owned();
+                (
+                    Check {
+                        ok: true,
+                        detail: Some(no_channels.clone()),
+                    },
+                    SubscriptionsCheck {
+                        ok: true,
+                        detail: Some(no_channels.clone()),
+                        permitted: 0,
+                        rejected: Vec::new(),
+                    },
+                    FrameCheck {
+                        ok: true,
+                        detail: Some(no_channels),
+                        age_ms: None,
+                    },
+                )
+            }
+            _ => (socket, subscriptions, last_frame),
+        };
+        let cluster = cluster_health.map(|health| cluster_check(&health));
+        let ready = token.ok
+            && socket.ok
+            && subscriptions.ok
+            && last_frame.ok
+            && shutdown.ok
+            && rest.ok
+            && cluster.as_ref().is_none_or(|check| check.ok);
         Readiness {
             ready,
             checks: ReadinessChecks {
@@ -196,6 +259,7 @@ impl HealthBoard {
                 rest,
                 conversations,
                 outbox: Check::passing(),
+                cluster,
             },
         }
     }
@@ -241,6 +305,34 @@ pub struct ReadinessChecks {
     pub conversations: ConversationsCheck,
     /// Failing while the outbox applies back-pressure (full, or commits failing).
     pub outbox: Check,
+    /// `cluster.enabled` only: NATS connected, and for a worker its partition consumers
+    /// running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Check>,
+}
+
+fn cluster_check(health: &ClusterHealth) -> Check {
+    use convoy::config::ClusterRole;
+    if !(health.nats_connected)() {
+        return Check::failing(format!("{}: NATS not connected", health.role.as_str()));
+    }
+    let consuming = health.consuming.load(Ordering::Relaxed);
+    if let Some(Err(why)) = health.leases_ready.as_ref().map(|check| check()) {
+        return Check::failing(format!("{}: leases: {why}", health.role.as_str()));
+    }
+    match health.role {
+        ClusterRole::Worker | ClusterRole::Both => Check {
+            ok: true,
+            detail: Some(format!(
+                "{}: NATS connected, consuming {consuming} partitions",
+                health.role.as_str()
+            )),
+        },
+        ClusterRole::Ingest => Check {
+            ok: true,
+            detail: Some("ingest: NATS connected".to_owned()),
+        },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

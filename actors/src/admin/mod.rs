@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub use health::{
-    Check, ConversationLoad, ConversationsCheck, FrameCheck, HealthBoard, Readiness,
-    ReadinessChecks, RejectedTopic, SubscriptionsCheck,
+    Check, ClusterHealth, ConversationLoad, ConversationsCheck, FrameCheck, HealthBoard,
+    LeaseCheck, Readiness, ReadinessChecks, RejectedTopic, SubscriptionsCheck,
 };
 
 use crate::conversation::view::describe;

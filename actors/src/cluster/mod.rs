@@ -3,7 +3,22 @@
 //! code in `convoy::cluster`; this module holds the parts that talk to NATS. With the
 //! cluster off (the default) nothing here runs.
 
+pub mod ingest;
+pub mod nats;
+pub mod worker;
+
 use actix::Message;
+
+pub mod fence;
+pub mod kv;
+pub mod lease_actor;
+pub mod metrics;
+pub mod sla_kv;
+
+pub use lease_actor::{
+    this_process_worker_id, LeaseActor, LeaseNotReady, LeaseSettings, LeaseSnapshot, LeaseStatus,
+    ReleaseAndStop, StopWithoutRelease,
+};
 
 /// A change in which partitions this worker owns, sent by the lease side to the consumer
 /// side. `Lost` arrives before any other worker may legally take the partition over

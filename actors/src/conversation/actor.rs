@@ -27,6 +27,7 @@ use convoy::conversation::{Conversation, Medium};
 use convoy::crm::records::ConversationSummary;
 use convoy::ids::ConversationId;
 
+use super::messages::Applied;
 use super::messages::ConversationInput;
 use super::router::{ConversationRouter, ReadyToStop};
 use super::view::{ConversationView, ConversationViews, Residence};
@@ -160,6 +161,8 @@ impl ConversationTallies {
 pub struct Apply {
     pub input: ConversationInput,
     pub observed_at: DateTime<Utc>,
+    /// Answered once applied and its facts committed (the cluster's worker acks then).
+    pub applied: Option<Applied>,
 }
 
 /// Stop after the inputs already queued and hand the final state back. Sent by the
@@ -198,6 +201,9 @@ pub struct ConversationActor {
     unhanded_summary: Option<ConversationSummary>,
     /// A handover is on its way; the next one waits for its answer (keeps order).
     handing_over: bool,
+    /// Inputs applied whose facts are not yet all committed: confirmed when nothing is
+    /// left unsettled, dropped (never confirmed) when the facts cannot be committed.
+    awaiting_commit: Vec<Applied>,
     /// The router asked this actor to stop: answer once the facts are handed over.
     stopping: Option<tokio::sync::oneshot::Sender<Conversation>>,
     _census: Option<CensusEntry>,
@@ -244,6 +250,7 @@ impl ConversationActor {
             unhanded: Vec::new(),
             unhanded_summary: None,
             handing_over: false,
+            awaiting_commit: Vec::new(),
             stopping: None,
             _panic_guard: PanicGuard::counted("conversation"),
         }
@@ -373,6 +380,9 @@ impl ConversationActor {
                 // re-reads this conversation (it is owed work, persisted by the router) and
                 // derives the same facts again, under the same record ids.
                 Ok(Err(HandoverRefused::WriterClosed)) | Err(MailboxError::Closed) => {
+                    // Not committed: whoever waits for these inputs must not take them
+                    // as done (the cluster's worker leaves them unacknowledged).
+                    actor.awaiting_commit.clear();
                     tracing::info!(conversation = %actor.id, facts = steps.len(), "Facts not handed over before shutdown; the next start derives them again.");
                 }
                 Err(error) => {
@@ -384,6 +394,9 @@ impl ConversationActor {
             if actor.unhanded.is_empty() {
                 actor.unhanded_summary = None;
                 actor.deps.tallies.settle(-1);
+                for applied in actor.awaiting_commit.drain(..) {
+                    applied.confirm();
+                }
                 actor.finish_stop(ctx);
             } else {
                 actor.hand_over(ctx);
@@ -475,6 +488,13 @@ impl Handler<Apply> for ConversationActor {
         ActorMetrics::handled("conversation");
         let was_unsettled = self.unsettled();
         self.apply(&message.input, message.observed_at, ctx);
+        if let Some(applied) = message.applied {
+            if self.unsettled() {
+                self.awaiting_commit.push(applied);
+            } else {
+                applied.confirm();
+            }
+        }
         // The input is applied; its facts may now wait for their commit.
         self.deps
             .tallies

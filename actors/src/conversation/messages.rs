@@ -74,3 +74,35 @@ pub struct Reconcile {
 pub struct RereadConversation {
     pub conversation_id: ConversationId,
 }
+
+/// The cluster's worker: a [`RouteEvent`] whose sender wants to know when it is done.
+/// `applied` is answered once the conversation actor applied the input **and** every fact
+/// it produced is committed in the outbox (the SlaActor answered the handover). If that
+/// never happens (the actor crashed, shutdown closed the outbox) `applied` is dropped
+/// unanswered, so the worker does not acknowledge and JetStream delivers the frame again.
+///
+/// Edge: cluster consumer → router with `send().await` (as the stream's `RouteEvent`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct RouteConfirmed {
+    pub event: RouteEvent,
+    pub applied: Applied,
+}
+
+/// The answer half of [`RouteConfirmed`].
+#[derive(Debug)]
+pub struct Applied(tokio::sync::oneshot::Sender<()>);
+
+impl Applied {
+    /// A pair: the `Applied` travels with the input, the receiver resolves once it is
+    /// confirmed (or errs once it was dropped).
+    pub fn channel() -> (Applied, tokio::sync::oneshot::Receiver<()>) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        (Applied(sender), receiver)
+    }
+
+    /// Done: applied, facts committed (or nothing to commit).
+    pub fn confirm(self) {
+        let _ = self.0.send(());
+    }
+}

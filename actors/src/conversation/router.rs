@@ -38,7 +38,10 @@ use serde_json::json;
 use super::actor::{
     Apply, ConversationActor, ConversationDeps, SharedConversation, StopConversation,
 };
-use super::messages::{ConversationInput, Reconcile, RereadConversation, RouteError, RouteEvent};
+use super::messages::{
+    Applied, ConversationInput, Reconcile, RereadConversation, RouteConfirmed, RouteError,
+    RouteEvent,
+};
 use super::view::{ConversationViews, Residence};
 use super::writer::ConversationRetired;
 use crate::admin::{ConversationLoad, HealthBoard};
@@ -143,7 +146,7 @@ enum Slot {
     /// Asked to stop; inputs that arrive meanwhile wait here for the next incarnation.
     Retiring {
         generation: Generation,
-        held: Vec<(ConversationInput, DateTime<Utc>)>,
+        held: Vec<(ConversationInput, DateTime<Utc>, Option<Applied>)>,
     },
 }
 
@@ -377,6 +380,7 @@ impl ConversationRouter {
         &mut self,
         input: ConversationInput,
         observed_at: DateTime<Utc>,
+        applied: Option<Applied>,
         ctx: &mut Context<Self>,
     ) -> Result<(), RouteError> {
         if self.shutting_down {
@@ -384,7 +388,7 @@ impl ConversationRouter {
         }
         let id = input.conversation_id().clone();
         if let Some(Slot::Retiring { held, .. }) = self.slots.get_mut(&id) {
-            held.push((input, observed_at));
+            held.push((input, observed_at, applied));
             return Ok(());
         }
         let now = self.now();
@@ -393,6 +397,9 @@ impl ConversationRouter {
             if !self.changes_finished(&input) {
                 tracing::debug!(conversation_id = %id, "Input for a finished conversation changes nothing; dropped.");
                 metrics::counter!(names::CONVERSATION_TOMBSTONED_EVENTS).increment(1);
+                if let Some(applied) = applied {
+                    applied.confirm();
+                }
                 return Ok(());
             }
             // New information about a finished conversation: bring it back.
@@ -422,14 +429,23 @@ impl ConversationRouter {
                 self.retire(evict, evicted_generation, StopReason::Capacity, ctx);
                 self.spawn(&id, generation, ctx)
             }
-            Route::Tombstoned { .. } => return Ok(()),
+            Route::Tombstoned { .. } => {
+                if let Some(applied) = applied {
+                    applied.confirm();
+                }
+                return Ok(());
+            }
         };
         ActorMetrics::sent("conversation");
         self.deps.tallies.input_routed();
         // `do_send`: the actor applies inputs without waiting on anything and runs on this
         // arbiter, so its queue drains as fast as this router fills it; the stream's wait
         // on this router's bounded mailbox is the back-pressure.
-        addr.do_send(Apply { input, observed_at });
+        addr.do_send(Apply {
+            input,
+            observed_at,
+            applied,
+        });
         Ok(())
     }
 
@@ -599,8 +615,8 @@ impl ConversationRouter {
             }
         }
         self.publish_gauges();
-        for (input, observed_at) in held {
-            if let Err(error) = self.deliver(input, observed_at, ctx) {
+        for (input, observed_at, applied) in held {
+            if let Err(error) = self.deliver(input, observed_at, applied, ctx) {
                 tracing::debug!(conversation_id = %id, %error, "Held input not delivered.");
             }
         }
@@ -674,9 +690,12 @@ impl ConversationRouter {
                 self.reread_failures = 0;
                 self.settle_stored(&id);
                 let observed_at = self.deps.clock.now();
-                if let Err(error) =
-                    self.deliver(ConversationInput::Snapshot(snapshot), observed_at, ctx)
-                {
+                if let Err(error) = self.deliver(
+                    ConversationInput::Snapshot(snapshot),
+                    observed_at,
+                    None,
+                    ctx,
+                ) {
                     tracing::debug!(conversation_id = %id, %error, "Re-read not delivered.");
                 }
             }
@@ -819,7 +838,21 @@ impl Handler<RouteEvent> for ConversationRouter {
 
     fn handle(&mut self, event: RouteEvent, ctx: &mut Self::Context) -> Self::Result {
         ActorMetrics::handled("router");
-        let result = self.deliver(event.input, event.observed_at, ctx);
+        let result = self.deliver(event.input, event.observed_at, None, ctx);
+        if result.is_err() {
+            ActorMetrics::handler_error("router");
+        }
+        result
+    }
+}
+
+impl Handler<RouteConfirmed> for ConversationRouter {
+    type Result = Result<(), RouteError>;
+
+    fn handle(&mut self, routed: RouteConfirmed, ctx: &mut Self::Context) -> Self::Result {
+        ActorMetrics::handled("router");
+        let event = routed.event;
+        let result = self.deliver(event.input, event.observed_at, Some(routed.applied), ctx);
         if result.is_err() {
             ActorMetrics::handler_error("router");
         }
@@ -975,7 +1008,7 @@ fn discovery_rereads(
 
 /// Conversations that started in `[since, until]`, from the analytics details query
 /// (the only way to learn about conversations whose events were missed).
-async fn discover(
+pub(crate) async fn discover(
     rest: &GenesysRest,
     since: DateTime<Utc>,
     until: DateTime<Utc>,

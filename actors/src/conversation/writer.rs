@@ -30,6 +30,7 @@ use serde_json::json;
 
 use super::messages::{ConversationInput, RouteEvent};
 use super::view::WriteStatuses;
+use crate::cluster::fence::Fence;
 use crate::genesys::conversations::read_conversation;
 use crate::genesys::rest::{path_segment, GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::nth_delay;
@@ -73,6 +74,10 @@ pub struct WriterSettings {
     pub max_in_flight: usize,
     /// `genesys.if_match = "etag"`.
     pub conditional_writes: bool,
+    /// Cluster worker role: hold the conversation's write fence before each PATCH (see
+    /// `crate::cluster::fence`); a worker that lost the partition does not write. `None`
+    /// in single-process mode.
+    pub fence: Option<Fence>,
 }
 
 pub struct AttributeWriter {
@@ -168,8 +173,31 @@ impl AttributeWriter {
         let conditional = self.settings.conditional_writes;
         let inputs = self.inputs.clone();
         let failures = self.queue.failures(&job.conversation_id);
+        let fence = self.settings.fence.clone();
         let work = async move {
+            let token = match &fence {
+                None => None,
+                Some(fence) => match fence.acquire(job.conversation_id.as_str()).await {
+                    Ok(token) => Some(token),
+                    Err(error) => {
+                        // Not ours (any more) or NATS is unreachable: no write. Retried
+                        // with the transient backoff; the consumer side drops the
+                        // conversation when its partition is lost.
+                        tracing::debug!(conversation_id = %job.conversation_id, %error, "Attribute write not fenced; not written.");
+                        let result = AttemptResult {
+                            outcome: Attempt::Transient,
+                            etag: EtagUpdate::Keep,
+                        };
+                        return (job, result);
+                    }
+                },
+            };
             let result = write_once(&rest, &job, etag, conditional, &inputs).await;
+            if let (Some(fence), Some(token), Attempt::Landed) = (&fence, &token, &result.outcome) {
+                if let Err(error) = fence.advance(token, token.record.version + 1).await {
+                    tracing::debug!(conversation_id = %job.conversation_id, %error, "Landed write not recorded in its fence.");
+                }
+            }
             (job, result)
         };
         ctx.spawn(

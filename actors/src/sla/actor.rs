@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::clock::Clock;
+use crate::cluster::kv::KvError;
+use crate::cluster::sla_kv::SlaClockStore;
 use crate::outbox_writer::OutboxWriter;
 use crate::store::{Commit, DurableStore};
 use crate::supervision::PanicGuard;
@@ -169,6 +171,11 @@ pub struct SlaActor {
     /// microseconds), so the outbox keeps the latest summary of a conversation.
     revision: u64,
     stats: SlaStats,
+    /// Cluster worker role: the books are mirrored into NATS KV so they move with their
+    /// partition (`crate::cluster::sla_kv`). `None` in single-process mode.
+    cluster_clocks: Option<SlaClockStore>,
+    /// Feeds the mirroring task (started with the actor), in commit order.
+    mirror: Option<tokio::sync::mpsc::UnboundedSender<(ConversationId, Option<serde_json::Value>)>>,
     _panic_guard: PanicGuard,
 }
 
@@ -196,6 +203,8 @@ impl SlaActor {
                 open_clocks,
                 ..SlaStats::default()
             },
+            cluster_clocks: None,
+            mirror: None,
             _panic_guard: PanicGuard::essential("sla"),
             settings,
         };
@@ -239,6 +248,32 @@ impl SlaActor {
         }
         actor.publish_open_clocks();
         actor
+    }
+
+    /// Cluster worker role: mirror every book into `<stream>_sla` and answer
+    /// [`LoadPartitionClocks`] / [`DropPartitionClocks`].
+    pub fn with_cluster_clocks(mut self, clocks: SlaClockStore) -> SlaActor {
+        self.cluster_clocks = Some(clocks);
+        self
+    }
+
+    /// Hands the books of a commit to the mirroring task (cluster mode only).
+    fn mirror(&self, books: &[(String, Option<Box<RawValue>>)]) {
+        let Some(mirror) = &self.mirror else {
+            return;
+        };
+        for (id, book) in books {
+            let book = match book.as_deref().map(|raw| serde_json::from_str(raw.get())) {
+                None => None,
+                Some(Ok(value)) => Some(value),
+                Some(Err(error)) => {
+                    tracing::warn!(conversation_id = %id, %error, "SLA clocks not mirrored to NATS KV (unreadable); the outbox still has them.");
+                    continue;
+                }
+            };
+            // The task ends only with the actor.
+            let _ = mirror.send((ConversationId::from(id.as_str()), book));
+        }
     }
 
     fn next_revision(&mut self) -> u64 {
@@ -362,6 +397,7 @@ impl SlaActor {
             }
         }
         self.count_accepted(&commit.records);
+        self.mirror(&commit.sla_books);
         commit
     }
 
@@ -395,9 +431,11 @@ impl SlaActor {
             }
             self.settled_order.pop_front();
             self.settled.remove(&oldest);
+            let books = vec![(oldest.to_string(), None)];
+            self.mirror(&books);
             if let Some(writer) = &self.writer {
                 drop(writer.submit(Commit {
-                    sla_books: vec![(oldest.to_string(), None)],
+                    sla_books: books,
                     ..Commit::default()
                 }));
             }
@@ -439,6 +477,22 @@ impl Actor for SlaActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(clocks) = self.cluster_clocks.clone() {
+            let (mirror, mut books) = tokio::sync::mpsc::unbounded_channel();
+            self.mirror = Some(mirror);
+            // One task, so each conversation's books reach KV in commit order.
+            ctx.spawn(
+                async move {
+                    while let Some((id, book)) = books.recv().await {
+                        let id: ConversationId = id;
+                        if let Err(error) = clocks.save(id.as_str(), book.as_ref()).await {
+                            tracing::warn!(conversation_id = %id, %error, "SLA clocks not mirrored to NATS KV; the outbox still has them.");
+                        }
+                    }
+                }
+                .into_actor(self),
+            );
+        }
         // Deadlines that passed while Convoy was down are emitted at once.
         drop(self.tick(self.settings.clock.now()));
         if !self.settings.clock.is_virtual() {
@@ -625,6 +679,114 @@ impl Handler<GetSlaStats> for SlaActor {
 
     fn handle(&mut self, _: GetSlaStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats.clone())
+    }
+}
+
+/// Cluster worker role, on `PartitionChange::Acquired`: load the partition's SLA books
+/// from NATS KV (the previous owner's clocks) and resume them here, before the
+/// partition's frames are consumed. Answers how many conversations were loaded.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, KvError>")]
+pub struct LoadPartitionClocks {
+    pub partition: u16,
+}
+
+/// Cluster worker role, on `PartitionChange::Lost`: forget the partition's clocks here
+/// (the new owner runs them; two owners would emit every breach twice) and drop them
+/// from this worker's outbox. KV keeps them for the new owner.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct DropPartitionClocks {
+    pub partition: u16,
+}
+
+impl Handler<LoadPartitionClocks> for SlaActor {
+    type Result = ResponseActFuture<Self, Result<usize, KvError>>;
+
+    fn handle(&mut self, load: LoadPartitionClocks, _: &mut Self::Context) -> Self::Result {
+        let Some(clocks) = self.cluster_clocks.clone() else {
+            return Box::pin(actix::fut::ready(Ok(0)));
+        };
+        Box::pin(
+            async move { clocks.load_partition(load.partition).await }
+                .into_actor(self)
+                .map(|loaded, actor, _| {
+                    let loaded = loaded?;
+                    let count = loaded.len();
+                    let mut books = Vec::new();
+                    for stored in loaded {
+                        let id = ConversationId::from(stored.conversation.as_str());
+                        // A conversation already running here (its frames came first) keeps
+                        // its own clocks: they are newer than the mirror's.
+                        if actor.tracked.contains_key(&id) || actor.settled.contains_key(&id) {
+                            continue;
+                        }
+                        match serde_json::from_value::<StoredBook>(stored.book.clone()) {
+                            Ok(StoredBook::Open(tracked)) => {
+                                actor.tracked.insert(id.clone(), *tracked);
+                                actor.reschedule(&id);
+                                actor.publish_view(&id);
+                            }
+                            Ok(StoredBook::Settled {
+                                settled_at,
+                                tallies,
+                            }) => actor.remember_settled(&id, tallies, settled_at),
+                            Err(error) => {
+                                tracing::error!(conversation_id = %id, %error, "Unreadable SLA clocks in NATS KV; skipped.");
+                                continue;
+                            }
+                        }
+                        books.push((id.to_string(), Some(stored.book)));
+                    }
+                    actor.publish_open_clocks();
+                    // This worker's outbox keeps them too, so its own restart resumes them.
+                    if let Some(writer) = &actor.writer {
+                        drop(writer.submit(Commit {
+                            sla_books: books,
+                            ..Commit::default()
+                        }));
+                    }
+                    Ok(count)
+                }),
+        )
+    }
+}
+
+impl Handler<DropPartitionClocks> for SlaActor {
+    type Result = usize;
+
+    fn handle(&mut self, lost: DropPartitionClocks, _: &mut Self::Context) -> usize {
+        let Some(clocks) = self.cluster_clocks.clone() else {
+            return 0;
+        };
+        let in_partition = |id: &ConversationId| clocks.partition_of(id.as_str()) == lost.partition;
+        let dropped: Vec<ConversationId> = self
+            .tracked
+            .keys()
+            .chain(self.settled.keys())
+            .filter(|id| in_partition(id))
+            .cloned()
+            .collect();
+        for id in &dropped {
+            self.tracked.remove(id);
+            self.settled.remove(id);
+            self.reschedule(id);
+            self.publish_view(id);
+        }
+        self.settled_order.retain(|(_, id)| !in_partition(id));
+        self.publish_open_clocks();
+        if let Some(writer) = &self.writer {
+            drop(
+                writer.submit(Commit {
+                    sla_books: dropped
+                        .iter()
+                        .map(|id| (id.to_string(), None))
+                        .collect(),
+                    ..Commit::default()
+                }),
+            );
+        }
+        dropped.len()
     }
 }
 

@@ -10,6 +10,6 @@
 mod actor;
 
 pub use actor::{
-    GetSlaStats, Handover, HandoverRefused, HandoverStep, NextDue, SlaActor, SlaSettings, SlaStats,
-    SlaViews, StopSla, TickNow,
+    DropPartitionClocks, GetSlaStats, Handover, HandoverRefused, HandoverStep, LoadPartitionClocks,
+    NextDue, SlaActor, SlaSettings, SlaStats, SlaViews, StopSla, TickNow,
 };

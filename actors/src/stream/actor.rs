@@ -140,6 +140,7 @@ impl StreamActor {
             counters: StreamCounters::default(),
             rereads: None,
             gate: None,
+            publisher: None,
             warned_margin: false,
             _panic_guard: PanicGuard::essential(ACTOR),
         }
@@ -162,6 +163,13 @@ impl StreamActor {
     /// reading frames, so Genesys' frames wait in TCP instead of Convoy's memory.
     pub fn with_gate(mut self, gate: Arc<crate::outbox_writer::OutboxGate>) -> Self {
         self.gate = Some(gate);
+        self
+    }
+
+    /// The cluster's ingest role: conversation frames go to the JetStream stream (their
+    /// exact bytes, awaiting each publish ack) instead of the router.
+    pub fn with_publisher(mut self, publisher: crate::cluster::ingest::FramePublisher) -> Self {
+        self.publisher = Some(publisher);
         self
     }
 
@@ -316,6 +324,7 @@ impl StreamActor {
             recorder: self.recorder.clone(),
             board: self.board.clone(),
             gate: self.gate.clone(),
+            publisher: self.publisher.clone(),
         };
         let spec = SocketSpec {
             link: index,

@@ -112,6 +112,8 @@ pub struct StreamActor {
     /// Where conversations go whose events the router did not take.
     rereads: Option<Recipient<RereadConversation>>,
     gate: Option<Arc<crate::outbox_writer::OutboxGate>>,
+    /// The cluster's ingest role: frames are published instead of routed.
+    publisher: Option<crate::cluster::ingest::FramePublisher>,
     /// `stream.rotate_before_expiry` did not fit a granted lifetime (warned once).
     warned_margin: bool,
     /// Counts a panic and stops the System: a dead stream would silently stop all input.

@@ -30,6 +30,7 @@ use actix::{MailboxError, Recipient};
 use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use chrono::{DateTime, Utc};
+use convoy::ids::ConversationId;
 use convoy::parse::{classify_bytes_fresh, Classified, FrameKind, Fresh};
 use convoy::stream::duplicates::RecentBodies;
 use convoy::stream::{
@@ -41,6 +42,7 @@ use tokio::sync::mpsc;
 use super::recorder::Recorder;
 use super::{LinkActivity, SocketEnd, SocketEvent, SocketSignal};
 use crate::admin::HealthBoard;
+use crate::cluster::ingest::FramePublisher;
 use crate::conversation::messages::{ConversationInput, RouteError, RouteEvent};
 use crate::outbox_writer::OutboxGate;
 use crate::telemetry::{names, ActorMetrics};
@@ -166,6 +168,9 @@ pub struct SocketWiring {
     pub board: Arc<HealthBoard>,
     /// Closed while the outbox cannot take more: the socket waits before routing.
     pub gate: Option<Arc<OutboxGate>>,
+    /// The cluster's ingest role: conversation frames are published to the JetStream
+    /// stream (the exact bytes) instead of being routed here.
+    pub publisher: Option<FramePublisher>,
 }
 
 /// The actor's side of a running connection.
@@ -440,7 +445,7 @@ impl SocketTask {
     }
 
     /// A complete message: record, classify, count, act.
-    async fn on_message(&mut self, message: Reassembled, route: bool) -> Step {
+    async fn on_message(&mut self, mut message: Reassembled, route: bool) -> Step {
         let received_at = Utc::now();
         self.wiring.activity.frame_seen(received_at);
         self.record(received_at, &message.bytes);
@@ -510,6 +515,12 @@ impl SocketTask {
                 }
             }
             Classified::Snapshot { snapshot, .. } => {
+                if route && self.wiring.publisher.is_some() {
+                    let bytes = std::mem::take(&mut message.bytes);
+                    return self
+                        .publish(bytes, &snapshot.conversation_id, received_at)
+                        .await;
+                }
                 if route {
                     return self
                         .route(ConversationInput::Snapshot(snapshot), received_at)
@@ -517,6 +528,12 @@ impl SocketTask {
                 }
             }
             Classified::Transcription(event) => {
+                if route && self.wiring.publisher.is_some() {
+                    let bytes = std::mem::take(&mut message.bytes);
+                    return self
+                        .publish(bytes, &event.conversation_id, received_at)
+                        .await;
+                }
                 if route {
                     return self
                         .route(ConversationInput::Transcription(event), received_at)
@@ -555,6 +572,32 @@ impl SocketTask {
             if reason != "shutting_down" && reason != "router_gone" {
                 self.report(SocketSignal::Undelivered { conversation_id });
             }
+        }
+        Step::Continue
+    }
+
+    /// The cluster's ingest: publishes the frame's exact bytes and waits for the stream's
+    /// ack (retried inside), in order, like [`Self::route`]. A frame that could not be
+    /// published is re-read and published as a `reread` later (reported like an event
+    /// the router did not take).
+    async fn publish(
+        &mut self,
+        bytes: Vec<u8>,
+        conversation_id: &ConversationId,
+        observed_at: DateTime<Utc>,
+    ) -> Step {
+        let Some(publisher) = self.wiring.publisher.clone() else {
+            return Step::Continue;
+        };
+        let outcome = publisher
+            .publish_frame(bytes.into(), conversation_id, observed_at)
+            .await;
+        // Waiting on NATS is our quiet, not the peer's (as for the router).
+        self.liveness.frame_received(self.now());
+        if outcome.is_err() {
+            self.report(SocketSignal::Undelivered {
+                conversation_id: conversation_id.clone(),
+            });
         }
         Step::Continue
     }

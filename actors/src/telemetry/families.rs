@@ -178,6 +178,44 @@ fn families() -> Vec<Family> {
             reasons(names::RECONCILE_REASONS),
         ),
         counter(
+            names::CLUSTER_PUBLISHED,
+            "Payloads published to the cluster's frames stream, by kind and outcome.",
+            Unlabeled,
+        ),
+        counter(
+            names::CLUSTER_PUBLISH_RETRIES,
+            "Publishes to the frames stream that failed and were retried, by kind.",
+            Seed::Each("kind", vec!["frame", "reread"]),
+        ),
+        gauge(
+            names::CLUSTER_INGEST_TRACKED,
+            "Conversations the ingest re-reads and publishes after a gap.",
+            Unlabeled,
+        ),
+        counter(
+            names::CLUSTER_CONSUMED,
+            "Frames stream messages a worker finished with, by outcome.",
+            Seed::Each(
+                "outcome",
+                vec!["acked", "uncommitted", "refused", "ignored", "malformed"],
+            ),
+        ),
+        counter(
+            names::CLUSTER_REDELIVERIES,
+            "Frames stream messages delivered to this worker more than once.",
+            Unlabeled,
+        ),
+        gauge(
+            names::CLUSTER_CONSUMER_LAG,
+            "Messages waiting in this worker's partition consumers.",
+            Unlabeled,
+        ),
+        gauge(
+            names::CLUSTER_PARTITIONS_CONSUMING,
+            "Partitions with a running consumer on this worker.",
+            Unlabeled,
+        ),
+        counter(
             names::STREAM_ROUTE_DROPPED,
             "Conversation events the router did not take, by reason (their conversations are re-read).",
             reasons(names::ROUTE_DROP_REASONS),
@@ -430,6 +468,27 @@ fn families() -> Vec<Family> {
             names::TOKEN_REFRESH_FAILURES,
             "Failed OAuth token requests.",
             Unlabeled,
+        ),
+        // Cluster worker role.
+        gauge(
+            names::CLUSTER_PARTITIONS_OWNED,
+            "Partitions this worker owns now (0 outside the cluster worker role).",
+            Unlabeled,
+        ),
+        counter(
+            names::CLUSTER_LEASE_EVENTS_TOTAL,
+            "Partition lease events of this worker (acquired, lost, renewed, renewal_failed, taken_over, released, kv_failure).",
+            Seed::Each("event", names::CLUSTER_LEASE_EVENTS.to_vec()),
+        ),
+        counter(
+            names::CLUSTER_FENCES,
+            "Conversation write fences asked before a write-back (held, conflict, kv_failure).",
+            Seed::Each("outcome", names::CLUSTER_FENCE_OUTCOMES.to_vec()),
+        ),
+        counter(
+            names::CLUSTER_SLA_KV,
+            "SLA clock sets saved to or loaded from the cluster's KV bucket (saved, loaded, conflict, kv_failure).",
+            Seed::Each("outcome", names::CLUSTER_SLA_KV_OUTCOMES.to_vec()),
         ),
         // Process.
         counter(

@@ -41,6 +41,25 @@ pub const STREAM_CHANNELS_CONNECTED: &str = "convoy_stream_channels_connected";
 /// `--record` capture file open or write failures.
 pub const STREAM_RECORD_ERRORS: &str = "convoy_stream_record_errors_total";
 
+// Cluster (`cluster.enabled = true`).
+/// Payloads published to the frames stream. Labels `kind` (frame, reread) and `outcome`
+/// (stored, duplicate: JetStream's duplicate window dropped it, gave_up: reported and
+/// re-read).
+pub const CLUSTER_PUBLISHED: &str = "convoy_cluster_published_total";
+/// Publish attempts that failed and were retried. Label `kind`.
+pub const CLUSTER_PUBLISH_RETRIES: &str = "convoy_cluster_publish_retries_total";
+/// Gauge: conversations the ingest re-reads after a gap.
+pub const CLUSTER_INGEST_TRACKED: &str = "convoy_cluster_ingest_tracked_conversations";
+/// Messages a worker finished with. Label `outcome`: acked (applied and committed),
+/// uncommitted and refused (given back for redelivery), ignored, malformed (dropped).
+pub const CLUSTER_CONSUMED: &str = "convoy_cluster_consumed_total";
+/// Messages delivered more than once (redeliveries after a nak, a timeout or a handover).
+pub const CLUSTER_REDELIVERIES: &str = "convoy_cluster_redeliveries_total";
+/// Gauge: messages waiting in this worker's consumers (JetStream's pending count).
+pub const CLUSTER_CONSUMER_LAG: &str = "convoy_cluster_consumer_lag";
+/// Gauge: partitions with a running consumer on this worker.
+pub const CLUSTER_PARTITIONS_CONSUMING: &str = "convoy_cluster_partitions_consuming";
+
 // Conversations.
 pub const CONVERSATIONS_STARTED: &str = "convoy_conversations_started_total";
 /// Label `reason`: finished, idle, capacity, crashed.
@@ -216,3 +235,30 @@ pub const GENESYS_ROUTES: &[&str] = &[
 /// The `class` label of `REST_REQUESTS`.
 pub const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "5xx", "transport"];
 pub const SERVER_PAUSE_SOURCES: &[&str] = &["retry_after", "ratelimit_reset", "backoff"];
+
+// Cluster worker role (`actors/src/cluster`): leases, write fences, SLA clocks in KV.
+/// Gauge: partitions this worker owns now.
+pub const CLUSTER_PARTITIONS_OWNED: &str = "convoy_cluster_partitions_owned";
+/// Label `event`: one of [`CLUSTER_LEASE_EVENTS`].
+pub const CLUSTER_LEASE_EVENTS_TOTAL: &str = "convoy_cluster_lease_events_total";
+/// `acquired`/`lost`: partitions started/stopped; `renewed`/`renewal_failed`: our own
+/// leases; `taken_over`: an expired or released lease of another worker claimed;
+/// `released`: surplus or shutdown; `kv_failure`: a NATS KV call failed or timed out.
+pub const CLUSTER_LEASE_EVENTS: &[&str] = &[
+    "acquired",
+    "lost",
+    "renewed",
+    "renewal_failed",
+    "taken_over",
+    "released",
+    "kv_failure",
+];
+/// Label `outcome`: one of [`CLUSTER_FENCE_OUTCOMES`].
+pub const CLUSTER_FENCES: &str = "convoy_cluster_fences_total";
+/// `held`: the fence was ours or taken; `conflict`: another worker holds it (no write);
+/// `kv_failure`: NATS did not answer (no write).
+pub const CLUSTER_FENCE_OUTCOMES: &[&str] = &["held", "conflict", "kv_failure"];
+/// Label `outcome`: one of [`CLUSTER_SLA_KV_OUTCOMES`].
+pub const CLUSTER_SLA_KV: &str = "convoy_cluster_sla_kv_total";
+/// `saved`, `loaded` (clock sets), `conflict` (a newer revision won), `kv_failure`.
+pub const CLUSTER_SLA_KV_OUTCOMES: &[&str] = &["saved", "loaded", "conflict", "kv_failure"];

@@ -289,3 +289,17 @@ proptest! {
         prop_assert!(lease.owns(now));
     }
 }
+
+#[test]
+fn ownership_ends_a_tenth_of_the_ttl_before_anyone_may_steal() {
+    let me = worker("a");
+    let mut lease = PartitionLease::new(TTL);
+    assert_eq!(lease.owned_until(), None);
+    lease.written(&me, 4, secs(100));
+    let until = lease.owned_until().unwrap();
+    assert_eq!(until, secs(100) + TTL - TTL / 10);
+    assert!(lease.owns(until - Duration::from_millis(1)));
+    assert!(!lease.owns(until));
+    lease.conflicted();
+    assert_eq!(lease.owned_until(), None);
+}

@@ -1022,25 +1022,28 @@ fn nats_urls_name_a_host_and_carry_no_credentials() {
 }
 
 #[test]
-fn roles_that_are_not_built_yet_are_refused_with_their_name() {
+fn every_role_is_accepted_with_a_nats_url() {
     let enabled = with(
         with(minimal(), "cluster.enabled", json!(true)),
         "cluster.nats_url",
         json!("nats://127.0.0.1:4222"),
     );
-    for (role, refusal) in [
-        (None, "cluster workers are not built yet"),
-        (Some("both"), "cluster workers are not built yet"),
-        (Some("worker"), "cluster workers are not built yet"),
-        (Some("ingest"), "cluster ingest is not built yet"),
+    for (role, expected) in [
+        (None, ClusterRole::Both),
+        (Some("both"), ClusterRole::Both),
+        (Some("worker"), ClusterRole::Worker),
+        (Some("ingest"), ClusterRole::Ingest),
     ] {
         let tree = match role {
             Some(role) => with(enabled.clone(), "cluster.role", json!(role)),
             None => enabled.clone(),
         };
-        let found = problems(&tree);
-        assert_eq!(keys_of(&found), ["cluster.role"], "{role:?}");
-        assert!(found[0].reason.contains(refusal), "{}", found[0].reason);
+        let config = validate(&tree, &no_origin).unwrap_or_else(|problems| {
+            panic!("{role:?}: {problems:?}");
+        });
+        let cluster = config.cluster.expect("an enabled cluster");
+        assert_eq!(cluster.role, expected);
+        assert_eq!(cluster.nats_url, "nats://127.0.0.1:4222");
     }
 }
 

@@ -549,6 +549,11 @@ fn address(value: &str, name: Option<&str>) -> Address {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Truth {
     pub conversations: Vec<TruthConversation>,
+    /// Attribute writes refused because their `If-Match` named a stale version
+    /// (`strict_if_match`): a writer working from an outdated state, e.g. two writers of
+    /// one conversation at once.
+    #[serde(default, rename = "ifMatchConflicts")]
+    pub if_match_conflicts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

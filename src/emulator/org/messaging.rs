@@ -498,6 +498,7 @@ impl Org {
         if let (true, Some(given)) = (self.options.strict_if_match, if_match) {
             let value = entity_tag_value(given);
             if value != "*" && value != current.to_string() {
+                self.if_match_conflicts += 1;
                 return Err(OrgError::VersionMismatch {
                     current,
                     given: given.to_owned(),

@@ -511,6 +511,7 @@ fn strict_mode_answers_409_to_a_stale_if_match_and_sends_an_etag() {
     let body = stale.error_body();
     assert_eq!(body.status, Some(409));
     assert_eq!(body.code.as_deref(), Some("general.conflict"));
+    assert_eq!(org.truth().if_match_conflicts, 1, "the conflict is counted");
     assert_eq!(
         body.message.as_deref(),
         Some("The version number of the modified resource must match the version number in the database.")

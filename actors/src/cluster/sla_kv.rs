@@ -1,0 +1,286 @@
+//! SLA clock state that moves with a partition (cluster worker role): each conversation's
+//! SLA book — the very JSON the SlaActor keeps in the outbox's SLA table (open clocks, or
+//! the final tallies of a settled conversation) — is mirrored into `<stream>_sla`, key
+//! `p<partition>.<encoded conversation id>`, so the worker that takes a partition over
+//! loads its conversations' clocks ([`SlaClockStore::load_partition`]) and a clock
+//! survives a handover.
+//!
+//! Writes are compare-and-set on the revision this worker last wrote or loaded, and only
+//! while this worker owns the partition (the lease actor's [`LeaseStatus`]): the old
+//! owner stops writing when it is told `Lost`. A CAS that fails while we own the
+//! partition means the previous owner wrote late (before it noticed its loss): we read
+//! the newest revision and write our state over it once, since the lease holder's state
+//! is the one that counts.
+//!
+//! # Boot (worker role)
+//!
+//! ```ignore
+//! let clocks = SlaClockStore::open(&jetstream_ctx, &cluster_config, lease_status.clone()).await?;
+//! let sla = SlaActor::new(settings, &store, writer, views).with_cluster_clocks(clocks);
+//! // consumer side, on PartitionChange::Acquired, before consuming the partition:
+//! sla.send(LoadPartitionClocks { partition }).await;
+//! // on PartitionChange::Lost:
+//! sla.do_send(DropPartitionClocks { partition });
+//! ```
+//!
+//! [`LeaseStatus`]: super::lease_actor::LeaseStatus
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use convoy::cluster::Partitions;
+use convoy::config::ClusterConfig;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::kv::{encode_key, ensure_bucket, sla_bucket, BucketSpec, KvError};
+use super::lease_actor::LeaseStatus;
+use super::metrics as cluster_metrics;
+
+/// Whether this worker owns a partition now.
+pub type OwnsPartition = Arc<dyn Fn(u16) -> bool + Send + Sync>;
+
+impl LeaseStatus {
+    /// The ownership test of the SLA mirror: owned per the lease actor's last word.
+    pub fn owns_partition(&self) -> OwnsPartition {
+        let status = self.clone();
+        Arc::new(move |partition| status.snapshot().owned.contains(&partition))
+    }
+}
+
+/// One conversation's entry in `<stream>_sla`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredClocks {
+    pub conversation: String,
+    /// The SlaActor's book, as the outbox keeps it.
+    pub book: Value,
+}
+
+/// What became of a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Saved,
+    /// Not ours: the partition is not owned by this worker (nothing written).
+    NotOwner,
+}
+
+/// A worker's handle on `<stream>_sla`; cheap to clone.
+#[derive(Clone)]
+pub struct SlaClockStore {
+    store: kv::Store,
+    bucket: String,
+    partitions: Partitions,
+    owns: OwnsPartition,
+    /// The revision we last wrote or loaded, per key: the expected revision of our next CAS.
+    revisions: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl std::fmt::Debug for SlaClockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlaClockStore")
+            .field("bucket", &self.bucket)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlaClockStore {
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        config: &ClusterConfig,
+        leases: LeaseStatus,
+    ) -> Result<SlaClockStore, KvError> {
+        let partitions = Partitions::new(config.partitions).map_err(|error| {
+            KvError::new("open", &sla_bucket(&config.stream), error.to_string())
+        })?;
+        SlaClockStore::open_with(
+            jetstream,
+            &config.stream,
+            config.replicas,
+            partitions,
+            leases.owns_partition(),
+        )
+        .await
+    }
+
+    pub async fn open_with(
+        jetstream: &jetstream::Context,
+        stream: &str,
+        replicas: u8,
+        partitions: Partitions,
+        owns: OwnsPartition,
+    ) -> Result<SlaClockStore, KvError> {
+        let bucket = sla_bucket(stream);
+        let store = ensure_bucket(
+            jetstream,
+            &BucketSpec {
+                name: bucket.clone(),
+                history: 1,
+                replicas,
+                max_age: Duration::ZERO,
+            },
+        )
+        .await?;
+        Ok(SlaClockStore {
+            store,
+            bucket,
+            partitions,
+            owns,
+            revisions: Arc::default(),
+        })
+    }
+
+    /// The partition of a conversation (the same hash as the frames' subjects).
+    pub fn partition_of(&self, conversation: &str) -> u16 {
+        self.partitions.of(conversation).0
+    }
+
+    fn key(&self, conversation: &str) -> String {
+        format!(
+            "p{}.{}",
+            self.partition_of(conversation),
+            encode_key(conversation)
+        )
+    }
+
+    fn known_revision(&self, key: &str) -> Option<u64> {
+        self.revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .copied()
+    }
+
+    fn remember_revision(&self, key: &str, revision: Option<u64>) {
+        let mut revisions = self
+            .revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match revision {
+            Some(revision) => revisions.insert(key.to_owned(), revision),
+            None => revisions.remove(key),
+        };
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a conversation's book, if its partition is ours.
+    pub async fn save(
+        &self,
+        conversation: &str,
+        book: Option<&Value>,
+    ) -> Result<SaveOutcome, KvError> {
+        let outcome = self.try_save(conversation, book).await;
+        cluster_metrics::sla_kv(match &outcome {
+            Ok(SaveOutcome::Saved) => "saved",
+            Ok(SaveOutcome::NotOwner) => "conflict",
+            Err(_) => "kv_failure",
+        });
+        outcome
+    }
+
+    async fn try_save(
+        &self,
+        conversation: &str,
+        book: Option<&Value>,
+    ) -> Result<SaveOutcome, KvError> {
+        if !(self.owns)(self.partition_of(conversation)) {
+            return Ok(SaveOutcome::NotOwner);
+        }
+        let key = self.key(conversation);
+        let Some(book) = book else {
+            self.store
+                .delete(&key)
+                .await
+                .map_err(|error| KvError::new("delete", &self.bucket, error))?;
+            self.remember_revision(&key, None);
+            return Ok(SaveOutcome::Saved);
+        };
+        let value = serde_json::to_vec(&StoredClocks {
+            conversation: conversation.to_owned(),
+            book: book.clone(),
+        })
+        .map_err(|error| KvError::new("encode", &self.bucket, error))?;
+        let expected = match self.known_revision(&key) {
+            Some(revision) => revision,
+            None => self.current_revision(&key).await?,
+        };
+        let written = match self
+            .store
+            .update(&key, value.clone().into(), expected)
+            .await
+        {
+            Ok(revision) => revision,
+            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                // The previous owner wrote after we loaded. We hold the lease: our state
+                // wins, once, on the newest revision.
+                cluster_metrics::sla_kv("conflict");
+                let newest = self.current_revision(&key).await?;
+                if !(self.owns)(self.partition_of(conversation)) {
+                    return Ok(SaveOutcome::NotOwner);
+                }
+                self.store
+                    .update(&key, value.into(), newest)
+                    .await
+                    .map_err(|error| KvError::new("write", &self.bucket, error))?
+            }
+            Err(error) => return Err(KvError::new("write", &self.bucket, error)),
+        };
+        self.remember_revision(&key, Some(written));
+        Ok(SaveOutcome::Saved)
+    }
+
+    /// The key's newest revision (0 when it never existed).
+    async fn current_revision(&self, key: &str) -> Result<u64, KvError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|error| KvError::new("read", &self.bucket, error))?;
+        Ok(entry.map_or(0, |entry| entry.revision))
+    }
+
+    /// Every conversation book of `partition`, to resume its clocks after a takeover.
+    pub async fn load_partition(&self, partition: u16) -> Result<Vec<StoredClocks>, KvError> {
+        let prefix = format!("p{partition}.");
+        let mut keys = self
+            .store
+            .keys()
+            .await
+            .map_err(|error| KvError::new("list keys", &self.bucket, error))?;
+        let mut ours = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|error| KvError::new("list keys", &self.bucket, error))?;
+            if key.starts_with(&prefix) {
+                ours.push(key);
+            }
+        }
+        let mut loaded = Vec::with_capacity(ours.len());
+        for key in ours {
+            let Some(entry) = self
+                .store
+                .entry(key.as_str())
+                .await
+                .map_err(|error| KvError::new("read", &self.bucket, error))?
+            else {
+                continue;
+            };
+            self.remember_revision(&key, Some(entry.revision));
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            match serde_json::from_slice::<StoredClocks>(&entry.value) {
+                Ok(clocks) => loaded.push(clocks),
+                Err(error) => {
+                    tracing::error!(%key, %error, "Unreadable SLA clocks in NATS KV; skipped.");
+                    cluster_metrics::sla_kv("kv_failure");
+                }
+            }
+        }
+        for _ in &loaded {
+            cluster_metrics::sla_kv("loaded");
+        }
+        Ok(loaded)
+    }
+}
