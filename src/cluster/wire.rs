@@ -87,7 +87,7 @@ impl FrameHeaders {
             (MSG_ID, self.msg_id.clone()),
             (KIND, self.kind.as_str().to_owned()),
             (OBSERVED_AT, format_observed_at(self.observed_at)),
-            (CONVERSATION, self.conversation_id.as_str().to_owned()),
+            (CONVERSATION, self.conversation_id.to_string()),
         ]
     }
 

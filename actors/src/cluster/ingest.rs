@@ -112,7 +112,11 @@ impl FramePublisher {
     ) -> Result<(), PublishGaveUp> {
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let headers = FrameHeaders {
-            msg_id: frame_msg_id(conversation_id.as_str(), FrameKind::Reconciled, &value),
+            msg_id: frame_msg_id(
+                conversation_id.text().as_str(),
+                FrameKind::Reconciled,
+                &value,
+            ),
             kind: PayloadKind::Reread,
             observed_at,
             conversation_id: conversation_id.clone(),
@@ -137,7 +141,7 @@ impl FramePublisher {
     async fn publish(&self, payload: Bytes, headers: FrameHeaders) -> Result<(), PublishGaveUp> {
         let subject = self
             .partitions
-            .of(headers.conversation_id.as_str())
+            .of(headers.conversation_id.text().as_str())
             .subject();
         let mut header_map = async_nats::HeaderMap::new();
         for (name, value) in headers.pairs() {
@@ -212,7 +216,7 @@ pub fn frame_headers(
     let kind = FrameKind::of_topic(topic).unwrap_or(FrameKind::Messages);
     let body = value.get("eventBody").unwrap_or(&value);
     FrameHeaders {
-        msg_id: frame_msg_id(conversation_id.as_str(), kind, body),
+        msg_id: frame_msg_id(conversation_id.text().as_str(), kind, body),
         kind: PayloadKind::Frame,
         observed_at,
         conversation_id: conversation_id.clone(),

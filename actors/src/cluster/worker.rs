@@ -146,7 +146,7 @@ impl ConsumerActor {
             let found = discover(&rest, until - REBUILD_LOOKBACK, until).await;
             let mine: Vec<_> = found
                 .into_iter()
-                .filter(|id| partitions.of(id.as_str()).0 == partition)
+                .filter(|id| partitions.of(id.text().as_str()).0 == partition)
                 .collect();
             tracing::info!(
                 partition,

@@ -177,7 +177,7 @@ impl AttributeWriter {
         let work = async move {
             let token = match &fence {
                 None => None,
-                Some(fence) => match fence.acquire(job.conversation_id.as_str()).await {
+                Some(fence) => match fence.acquire(job.conversation_id.text().as_str()).await {
                     Ok(token) => Some(token),
                     Err(error) => {
                         // Not ours (any more) or NATS is unreachable: no write. Retried

@@ -364,9 +364,7 @@ impl SlaActor {
         if let (true, Some(summary)) = (keep, &tracked.summary) {
             match summary.document_json(&tallies) {
                 Ok(document) => {
-                    commit
-                        .summaries
-                        .push((id.to_string(), document, revision));
+                    commit.summaries.push((id.to_string(), document, revision));
                 }
                 Err(error) => {
                     tracing::error!(conversation_id = %id, %error, "Conversation summary not serialisable; not sent.")
@@ -485,7 +483,7 @@ impl Actor for SlaActor {
                 async move {
                     while let Some((id, book)) = books.recv().await {
                         let id: ConversationId = id;
-                        if let Err(error) = clocks.save(id.as_str(), book.as_ref()).await {
+                        if let Err(error) = clocks.save(id.text().as_str(), book.as_ref()).await {
                             tracing::warn!(conversation_id = %id, %error, "SLA clocks not mirrored to NATS KV; the outbox still has them.");
                         }
                     }
@@ -736,7 +734,12 @@ impl Handler<LoadPartitionClocks> for SlaActor {
                                 continue;
                             }
                         }
-                        books.push((id.to_string(), Some(stored.book)));
+                        match serde_json::value::to_raw_value(&stored.book) {
+                            Ok(raw) => books.push((id.to_string(), Some(raw))),
+                            Err(error) => {
+                                tracing::error!(conversation_id = %id, %error, "SLA clocks from NATS KV not serialisable; kept in memory only.");
+                            }
+                        }
                     }
                     actor.publish_open_clocks();
                     // This worker's outbox keeps them too, so its own restart resumes them.
@@ -759,7 +762,8 @@ impl Handler<DropPartitionClocks> for SlaActor {
         let Some(clocks) = self.cluster_clocks.clone() else {
             return 0;
         };
-        let in_partition = |id: &ConversationId| clocks.partition_of(id.as_str()) == lost.partition;
+        let in_partition =
+            |id: &ConversationId| clocks.partition_of(id.text().as_str()) == lost.partition;
         let dropped: Vec<ConversationId> = self
             .tracked
             .keys()
@@ -776,15 +780,10 @@ impl Handler<DropPartitionClocks> for SlaActor {
         self.settled_order.retain(|(_, id)| !in_partition(id));
         self.publish_open_clocks();
         if let Some(writer) = &self.writer {
-            drop(
-                writer.submit(Commit {
-                    sla_books: dropped
-                        .iter()
-                        .map(|id| (id.to_string(), None))
-                        .collect(),
-                    ..Commit::default()
-                }),
-            );
+            drop(writer.submit(Commit {
+                sla_books: dropped.iter().map(|id| (id.to_string(), None)).collect(),
+                ..Commit::default()
+            }));
         }
         dropped.len()
     }
