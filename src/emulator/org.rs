@@ -414,6 +414,11 @@ impl Org {
         }
     }
 
+    /// Conversations whose synthetic routing still has steps to run.
+    pub fn conversations_being_routed(&self) -> usize {
+        self.due.len()
+    }
+
     /// Number of conversations ever created.
     pub fn conversation_count(&self) -> usize {
         self.conversations.len()

@@ -58,7 +58,6 @@ impl DueIndex {
     }
 
     /// Conversations with steps still to run.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.next_of.len()
     }
