@@ -25,11 +25,12 @@ mod ids;
 mod jobs;
 mod messaging;
 mod routing;
+mod schedule;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -48,6 +49,7 @@ use conversations::Conv;
 use directory::Directory;
 use ids::IdSource;
 use jobs::DetailsJob;
+use schedule::{AgentLoad, DueIndex};
 
 /// How an emulated org is built and behaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,8 +294,12 @@ pub struct Org {
     open_by_sender: BTreeMap<(String, String), usize>,
     /// Message id → (conversation, message index).
     messages_by_id: BTreeMap<String, (usize, usize)>,
-    /// Conversations with routing steps still to run.
-    live: BTreeSet<usize>,
+    /// Conversations with routing steps still to run, by when the next is due.
+    due: DueIndex,
+    /// Per agent, its live legs in conversations with routing steps still to run.
+    agent_load: AgentLoad,
+    /// User id → index into `directory.agents`.
+    agent_of_user: HashMap<String, usize>,
     /// Next agent to try, per queue (round robin among the least busy).
     next_agent: Vec<usize>,
     jobs: BTreeMap<String, DetailsJob>,
@@ -319,6 +325,13 @@ impl Org {
         let mut ids = IdSource::new(options.seed);
         let directory = Directory::build(&options, &mut ids);
         let queues = directory.queues.len();
+        let agent_of_user = directory
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| (agent.id.clone(), index))
+            .collect();
+        let agent_load = AgentLoad::new(directory.agents.len());
         Org {
             options,
             ids,
@@ -327,7 +340,9 @@ impl Org {
             by_id: BTreeMap::new(),
             open_by_sender: BTreeMap::new(),
             messages_by_id: BTreeMap::new(),
-            live: BTreeSet::new(),
+            due: DueIndex::default(),
+            agent_load,
+            agent_of_user,
             next_agent: vec![0; queues],
             jobs: BTreeMap::new(),
             last_now: truncate_ms(now),
@@ -403,6 +418,11 @@ impl Org {
         }
     }
 
+    /// Conversations whose synthetic routing still has steps to run.
+    pub fn conversations_being_routed(&self) -> usize {
+        self.due.len()
+    }
+
     /// Number of conversations ever created.
     pub fn conversation_count(&self) -> usize {
         self.conversations.len()
@@ -418,9 +438,11 @@ impl Org {
             })
     }
 
-    /// Records a change to conversation `index`: bumps its version and returns the snapshot
-    /// events.
+    /// Records a change to conversation `index`: bumps its version, brings the routing
+    /// indexes up to date with it (a change may add steps or end agent legs) and returns
+    /// the snapshot events.
     fn changed(&mut self, index: usize) -> Vec<TopicEvent> {
+        self.reindex(index);
         let Some(conv) = self.conversations.get_mut(index) else {
             return Vec::new();
         };
@@ -439,6 +461,28 @@ impl Org {
             }
         }
         conv.snapshot_events(&self.directory)
+    }
+
+    /// Re-derives conversation `index`'s entries in the routing indexes from its state:
+    /// when its next step is due, and — while it has steps to run — which agents its live
+    /// legs keep busy. Called on every change and after every tick's steps.
+    fn reindex(&mut self, index: usize) {
+        let Some(conv) = self.conversations.get(index) else {
+            return;
+        };
+        let next = conv.plan.first().map(|step| step.at);
+        let legs = if next.is_some() {
+            conv.participants
+                .iter()
+                .filter(|part| part.is_live())
+                .filter_map(|part| part.user_id.as_deref())
+                .filter_map(|user| self.agent_of_user.get(user).copied())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.due.set(index, next);
+        self.agent_load.recount(index, legs);
     }
 
     fn remember_now(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {

@@ -4,8 +4,9 @@
 //! `--pending` CRM records not yet delivered, and `--conversations` conversations owed a
 //! re-read (open when it stopped). The conversations exist in an in-process emulator that
 //! enforces Genesys' request budget (`--requests-per-minute`, 300 by default, as does
-//! Convoy's own bucket). Then the daemon starts on that outbox, with a CRM test server,
-//! and the bench reports, from the call that starts it:
+//! Convoy's own bucket), and whose synthetic routing is left to finish first (as it would
+//! have while the daemon was down). Then the daemon starts on that outbox, with a CRM test
+//! server, and the bench reports, from the call that starts it:
 //!
 //! - when `/readyz` first said ready;
 //! - when the outbox was drained (every pending record delivered to the CRM test server);
@@ -166,6 +167,30 @@ fn open_conversations(emulator: &Emulator, count: usize) -> Result<Vec<String>, 
     Ok(ids)
 }
 
+/// Longest wait for the emulator's synthetic agents to finish the opened conversations.
+const ROUTING_SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Waits until the emulator's synthetic agents have finished routing the opened
+/// conversations. In a real restart that happened while the daemon was down; left to run
+/// after the clock starts, 10 000 conversations offered, answered and wrapped up in the
+/// same few ticks would time the emulator's burst of snapshots, not Convoy's restart.
+async fn settle_routing(emulator: &Emulator) -> Result<(), BenchError> {
+    let started = Instant::now();
+    loop {
+        let routing = lock(&emulator.shared().org).conversations_being_routed();
+        if routing == 0 {
+            return Ok(());
+        }
+        if started.elapsed() >= ROUTING_SETTLE_LIMIT {
+            return Err(BenchError::Emulator(format!(
+                "{routing} conversations still being routed by the emulator after {} s",
+                ROUTING_SETTLE_LIMIT.as_secs()
+            )));
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Writes the outbox a stopped daemon would have left.
 fn seed_outbox(
     path: &std::path::Path,
@@ -222,6 +247,7 @@ async fn run_against(
     let outbox = folder.join("outbox.redb");
     let conversations = open_conversations(emulator, args.conversations)?;
     seed_outbox(&outbox, args.pending, &conversations)?;
+    settle_routing(emulator).await?;
     let config = config_for(
         emulator,
         &format!(

@@ -226,7 +226,9 @@ fn entity_tag_value(tag: &str) -> &str {
     tag.trim_matches('"')
 }
 
-/// Inserts a step keeping the plan in time order (after steps due at the same time).
+/// Inserts a step keeping the plan in time order (after steps due at the same time). The
+/// caller then reports the change (`Org::changed`), which puts the conversation in the due
+/// index.
 fn schedule(conv: &mut Conv, step: Step) {
     let position = conv
         .plan
@@ -465,7 +467,6 @@ impl Org {
                         action: Action::Terminate,
                     },
                 );
-                self.live.insert(index);
             }
         }
         if let Some(wrapup) = request.wrapup {
@@ -649,7 +650,6 @@ impl Org {
                 },
             );
         }
-        self.live.insert(index);
         let events = self.changed(index);
         Ok(Applied {
             body: self.message_data(index, message),
@@ -801,7 +801,6 @@ impl Org {
                 },
             );
         }
-        self.live.insert(index);
         let events = self.changed(index);
         let request_id = self.ids.uuid();
         let body = json!({

@@ -161,19 +161,8 @@ impl Org {
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<TopicEvent> {
         let now = self.remember_now(now);
         self.advance_jobs(now);
-        let due: Vec<usize> = self
-            .live
-            .iter()
-            .copied()
-            .filter(|&index| {
-                self.conversations
-                    .get(index)
-                    .and_then(|conv| conv.plan.first())
-                    .is_some_and(|step| step.at <= now)
-            })
-            .collect();
         let mut events = Vec::new();
-        for index in due {
+        for index in self.due.take_due(now) {
             while let Some(step) = self.next_due_step(index, now) {
                 if let Action::Utterance { slot, number } = step.action {
                     events.extend(self.transcription(index, slot, number, step.at));
@@ -181,13 +170,8 @@ impl Org {
                     events.extend(self.changed(index));
                 }
             }
-            if self
-                .conversations
-                .get(index)
-                .is_none_or(|conv| conv.plan.is_empty())
-            {
-                self.live.remove(&index);
-            }
+            // Steps that changed nothing still consumed the plan.
+            self.reindex(index);
         }
         events
     }
@@ -369,24 +353,14 @@ impl Org {
         true
     }
 
-    /// The least busy agent of the queue (live agent legs in routed conversations), ties
-    /// broken round robin; `avoid` is skipped when another agent exists.
+    /// The least busy agent of the queue (live agent legs in conversations still being
+    /// routed, as [`super::schedule::AgentLoad`] keeps them), ties broken round robin;
+    /// `avoid` is skipped when another agent exists.
     fn pick_agent(&mut self, queue: usize, avoid: Option<&str>) -> Option<usize> {
         let members = self.directory.queues.get(queue)?.agents.clone();
         if members.is_empty() {
             return None;
         }
-        let busy = |agent: usize| -> usize {
-            let Some(user) = self.directory.agents.get(agent).map(|a| a.id.as_str()) else {
-                return 0;
-            };
-            self.live
-                .iter()
-                .filter_map(|&c| self.conversations.get(c))
-                .flat_map(|c| c.participants.iter())
-                .filter(|p| p.is_live() && p.user_id.as_deref() == Some(user))
-                .count()
-        };
         let start = self.next_agent.get(queue).copied().unwrap_or(0);
         let candidates: Vec<usize> = (0..members.len())
             .map(|offset| members[(start + offset) % members.len()])
@@ -396,7 +370,9 @@ impl Org {
                     || self.directory.agents.get(agent).map(|a| a.id.as_str()) != avoid
             })
             .collect();
-        let chosen = candidates.into_iter().min_by_key(|&agent| busy(agent))?;
+        let chosen = candidates
+            .into_iter()
+            .min_by_key(|&agent| self.agent_load.of(agent))?;
         if let Some(next) = self.next_agent.get_mut(queue) {
             let position = members.iter().position(|&a| a == chosen).unwrap_or(0);
             *next = (position + 1) % members.len();
@@ -418,10 +394,8 @@ impl Org {
         if let (Some(sender), None) = (&conv.sender, conv.end) {
             self.open_by_sender.insert(sender.clone(), index);
         }
-        if !conv.plan.is_empty() {
-            self.live.insert(index);
-        }
         self.conversations.push(conv);
+        self.reindex(index);
         index
     }
 

@@ -1399,3 +1399,118 @@ fn a_voice_call_is_transcribed_in_real_time_in_turns() {
     }
     assert_eq!(conversation.state.transcript.len(), 4);
 }
+
+/// Each agent's live legs in conversations still being routed, counted the slow way (every
+/// conversation, every leg): what the load index must always equal.
+fn agent_load_by_scan(org: &Org) -> Vec<usize> {
+    org.directory
+        .agents
+        .iter()
+        .map(|agent| {
+            org.conversations
+                .iter()
+                .filter(|conv| !conv.plan.is_empty())
+                .flat_map(|conv| conv.participants.iter())
+                .filter(|part| part.is_live() && part.user_id.as_deref() == Some(&agent.id))
+                .count()
+        })
+        .collect()
+}
+
+fn agent_load_indexed(org: &Org) -> Vec<usize> {
+    (0..org.directory.agents.len())
+        .map(|agent| org.agent_load.of(agent))
+        .collect()
+}
+
+/// The agent (index into the directory) of the conversation's first agent leg.
+fn first_agent_of(org: &Org, id: &str) -> usize {
+    let conv = &org.conversations[org.by_id[id]];
+    let user = conv
+        .participants
+        .iter()
+        .find_map(|part| part.user_id.clone())
+        .unwrap_or_else(|| panic!("{id} has no agent"));
+    org.agent_of_user[&user]
+}
+
+#[test]
+fn ten_thousand_queued_conversations_are_offered_evenly_to_three_agents() {
+    // Issue #11: 10 000 conversations waiting on one queue of three agents (the org's
+    // default: two queues of three). Correctness only; the timing is in the README.
+    let mut org = org();
+    let waiting = json!({
+        "convoy.sim.answerAfterMs": "2000",
+        "convoy.sim.agentReplies": "0",
+        "convoy.sim.wrapupAfterMs": "60000",
+    });
+    let ids: Vec<String> = (0..10_000)
+        .map(|n| {
+            inbound(
+                &mut org,
+                0,
+                &format!("q{n}@example.com"),
+                waiting.clone(),
+                t(0),
+            )
+            .0
+        })
+        .collect();
+    assert!(
+        org.tick(t(999)).is_empty(),
+        "nothing is due before the offers"
+    );
+    assert_eq!(org.due.len(), 10_000);
+
+    let offered = org.tick(t(1_000));
+    // Each offer publishes the snapshot on the queue's and the agent's topics, both kinds.
+    assert_eq!(offered.len(), 10_000 * 4);
+    assert_eq!(agent_load_indexed(&org), agent_load_by_scan(&org));
+    assert_eq!(agent_load_indexed(&org), vec![3334, 3333, 3333, 0, 0, 0]);
+    for (n, id) in ids.iter().enumerate().take(9) {
+        assert_eq!(first_agent_of(&org, id), n % 3, "round robin among equals");
+    }
+
+    // Five of agent 1's conversations end: it is the least busy until it catches up.
+    let of_agent_1: Vec<&String> = ids
+        .iter()
+        .filter(|id| first_agent_of(&org, id) == 1)
+        .take(5)
+        .collect();
+    for id in &of_agent_1 {
+        org.disconnect_message_conversation(id, &json!({ "state": "disconnected" }), t(1_100))
+            .unwrap();
+    }
+    assert_eq!(agent_load_indexed(&org), vec![3334, 3328, 3333, 0, 0, 0]);
+    assert_eq!(agent_load_indexed(&org), agent_load_by_scan(&org));
+
+    let now_offered = json!({
+        "convoy.sim.answerAfterMs": "0",
+        "convoy.sim.agentReplies": "0",
+        "convoy.sim.wrapupAfterMs": "60000",
+    });
+    let late: Vec<String> = (0..5)
+        .map(|n| {
+            inbound(
+                &mut org,
+                0,
+                &format!("late{n}@example.com"),
+                now_offered.clone(),
+                t(1_200),
+            )
+            .0
+        })
+        .collect();
+    org.tick(t(1_200));
+    for id in &late {
+        assert_eq!(
+            first_agent_of(&org, id),
+            1,
+            "{id} went to the least busy agent"
+        );
+    }
+    assert_eq!(agent_load_indexed(&org), vec![3334, 3333, 3333, 0, 0, 0]);
+    assert_eq!(agent_load_indexed(&org), agent_load_by_scan(&org));
+    // Every conversation keeps its remaining steps (inert for the five that ended).
+    assert_eq!(org.due.len(), 10_005);
+}
