@@ -246,6 +246,9 @@ pub struct ConversationRouter {
     /// The start of the earliest gap not yet swept by discovery.
     pending_discovery: Option<DateTime<Utc>>,
     discovering: bool,
+    /// Conversations whose re-read was sent while the running discovery sweep was open:
+    /// their state is known from after the gap, so the sweep's findings skip them.
+    sent_during_discovery: HashSet<ConversationId>,
     spawned: u64,
     evicted_at_capacity: u64,
     cap_warned_at: Option<Instant>,
@@ -289,6 +292,7 @@ impl ConversationRouter {
             stored_owed: HashSet::new(),
             pending_discovery: None,
             discovering: false,
+            sent_during_discovery: HashSet::new(),
             spawned: 0,
             evicted_at_capacity: 0,
             cap_warned_at: None,
@@ -662,6 +666,9 @@ impl ConversationRouter {
                 break;
             };
             self.rereads_in_flight.insert(id.clone());
+            if self.discovering {
+                self.sent_during_discovery.insert(id.clone());
+            }
             let rest = rest.clone();
             let fetch = async move {
                 let result = read_conversation(&rest, &id)
@@ -751,6 +758,7 @@ impl ConversationRouter {
         let discovery = async move { discover(&rest, since, Utc::now()).await };
         ctx.spawn(discovery.into_actor(self).map(|found, router, ctx| {
             router.discovering = false;
+            let sent_during = std::mem::take(&mut router.sent_during_discovery);
             let awaiting: Vec<ConversationId> = router
                 .final_states
                 .values
@@ -759,7 +767,10 @@ impl ConversationRouter {
                 .map(|(id, _)| id.clone())
                 .collect();
             let mut count = 0;
-            for id in discovery_rereads(found, awaiting) {
+            let already_read = |id: &ConversationId| {
+                sent_during.contains(id) || router.rereads_in_flight.contains(id)
+            };
+            for id in discovery_rereads(found, awaiting, already_read) {
                 if matches!(router.slots.get(&id), Some(Slot::Live { .. })) {
                     continue;
                 }
@@ -994,15 +1005,19 @@ impl Handler<Reconcile> for ConversationRouter {
 /// missed in the gap must not queue behind every conversation of the discovery window:
 /// with a few hundred of them re-read two at a time, it waited half a minute in the
 /// chaos run and its clock ended `missing_receipt` although the receipt came at once.
+/// A conversation `already_read` (its re-read was sent after the gap, while the sweep
+/// ran, or is in flight) is left out: reading it again would learn nothing, and at a
+/// restart with thousands owed it cost hundreds of requests of the budget.
 fn discovery_rereads(
     found: Vec<ConversationId>,
     awaiting: Vec<ConversationId>,
+    already_read: impl Fn(&ConversationId) -> bool,
 ) -> Vec<ConversationId> {
     let mut seen = HashSet::new();
     awaiting
         .into_iter()
         .chain(found)
-        .filter(|id| seen.insert(id.clone()))
+        .filter(|id| !already_read(id) && seen.insert(id.clone()))
         .collect()
 }
 
@@ -1086,11 +1101,28 @@ mod tests {
 
     #[test]
     fn discovery_rereads_conversations_awaiting_receipts_first_and_each_once() {
+        let none = |_: &ConversationId| false;
         assert_eq!(
-            discovery_rereads(ids(&["a", "b", "c"]), ids(&["c", "x"])),
+            discovery_rereads(ids(&["a", "b", "c"]), ids(&["c", "x"]), none),
             ids(&["c", "x", "a", "b"])
         );
-        assert_eq!(discovery_rereads(ids(&["a"]), Vec::new()), ids(&["a"]));
-        assert_eq!(discovery_rereads(Vec::new(), ids(&["x"])), ids(&["x"]));
+        assert_eq!(
+            discovery_rereads(ids(&["a"]), Vec::new(), none),
+            ids(&["a"])
+        );
+        assert_eq!(
+            discovery_rereads(Vec::new(), ids(&["x"]), none),
+            ids(&["x"])
+        );
+    }
+
+    #[test]
+    fn discovery_skips_conversations_already_re_read_during_the_sweep() {
+        let read = ids(&["b", "x"]);
+        assert_eq!(
+            discovery_rereads(ids(&["a", "b", "c"]), ids(&["x", "y"]), |id| read
+                .contains(id)),
+            ids(&["y", "a", "c"])
+        );
     }
 }
