@@ -475,6 +475,8 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|error| {
+                // Nothing was started in it: the empty store directory goes too.
+                let _ = std::fs::remove_dir_all(&dir);
                 nats_error(format!(
                     "cannot start `nats-server` ({error}): the cluster bench needs it on PATH \
                      (Debian: apt-get install nats-server)"
