@@ -207,3 +207,58 @@ fn bench_restart_reports_ready_drained_and_reconciled_at_a_tiny_size() {
         assert!(report[field].as_f64().unwrap() >= 0.0, "{field}: {report}");
     }
 }
+
+/// `convoy bench cluster` at a tiny size: one worker, a few conversations, a real
+/// `nats-server` (on PATH, as the cluster tests need). Checks the report's shape only.
+#[test]
+fn bench_cluster_reports_each_worker_count_with_frames_convergence_and_cpu() {
+    let output = Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .args([
+            "bench",
+            "cluster",
+            "--workers",
+            "1",
+            "--conversations",
+            "5",
+            "--partitions",
+            "4",
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["conversations"], 5);
+    assert_eq!(report["partitions"], 4);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{stdout}");
+    let run = &runs[0];
+    assert_eq!(run["workers"], 1);
+    assert_eq!(run["partitions_per_worker"], serde_json::json!([4.0]));
+    assert!(run["frames_consumed"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["frames_published"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["converged_seconds"].as_f64().is_some(), "{run}");
+    assert_eq!(run["remaining_differences"], 0);
+    assert!(run["process_cpu_seconds"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["nats_cpu_seconds"].as_f64().unwrap() >= 0.0, "{run}");
+}
+
+#[test]
+fn bench_cluster_refuses_a_worker_count_of_zero() {
+    let output = Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .args(["bench", "cluster", "--workers", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--workers"), "{stderr}");
+}

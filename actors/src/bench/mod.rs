@@ -9,13 +9,16 @@
 //! - [`e2e`]: sustained frames per second and receipt-to-durable latency of the whole
 //!   live path at offered loads (`convoy bench e2e`);
 //! - [`restart`]: time to ready, to drain a full outbox and to reconcile after a restart
-//!   (`convoy bench restart`).
+//!   (`convoy bench restart`);
+//! - [`cluster`]: the cluster roles' throughput with 1, 2 and 3 workers (`convoy bench
+//!   cluster`).
 //!
 //! This module owns the command line of each, the helpers they share (reading the
 //! process's resident memory, summing a metric from the Prometheus text, formatting) and
 //! the exit codes: 0 measured, 1 the run did not converge or could not run, 2 bad usage.
 
 pub mod burst;
+pub mod cluster;
 pub mod core;
 pub mod e2e;
 pub mod memory;
@@ -26,7 +29,7 @@ use std::time::Duration;
 
 use crate::logging;
 
-/// `convoy bench core|memory|burst|e2e|restart`.
+/// `convoy bench core|memory|burst|e2e|restart|cluster`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BenchCommand {
     /// Frames per second and MB/s of everything Convoy does with a frame but I/O (parse,
@@ -48,6 +51,10 @@ pub enum BenchCommand {
     /// owed a re-read (against the emulator's rate limit); time to ready, to drain the
     /// outbox, and to reconcile.
     Restart(restart::RestartArgs),
+    /// Cluster throughput (issue 12) with 1, 2 and 3 workers: a `nats-server -js` child,
+    /// one ingest and W workers in this process against the emulator, the simulator
+    /// unpaced; frames consumed per second, time until the views equal the truth, CPU time.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// How a bench prints its report.
@@ -101,6 +108,7 @@ pub fn main(command: BenchCommand) -> ExitCode {
             BenchCommand::Burst(args) => burst::run(args).await,
             BenchCommand::E2e(args) => e2e::run(args).await,
             BenchCommand::Restart(args) => restart::run(args).await,
+            BenchCommand::Cluster(args) => cluster::run(args).await,
         }
     });
     match outcome {
