@@ -245,12 +245,7 @@ impl Merged {
             }
             Err(mut errors) => {
                 // Still try the secret file, so its problem shows in the same run.
-                let named_file = self
-                    .tree
-                    .pointer("/genesys/client_secret_file")
-                    .and_then(Value::as_str)
-                    .filter(|path| !path.trim().is_empty());
-                if let Some(path) = named_file {
+                if let Some(path) = self.named_path(SECRET_FILE_KEY) {
                     if let Err(problem) = self.read_client_secret(Path::new(path)) {
                         shell_problems.push(problem);
                     }
@@ -674,16 +669,21 @@ mod tests {
     }
 
     fn minimal_file(jail: &mut Jail) -> PathBuf {
+        config_file(jail, "convoy.toml", "")
+    }
+
+    /// A valid Genesys section at `path` in the jail, followed by `rest`.
+    fn config_file(jail: &mut Jail, path: &str, rest: &str) -> PathBuf {
         isolate(jail);
         jail.create_file(
-            "convoy.toml",
+            path,
             &format!(
                 "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
-                 client_secret = \"file-secret\"\nqueues = [\"{QUEUE}\"]\n"
+                 client_secret = \"file-secret\"\nqueues = [\"{QUEUE}\"]\n{rest}"
             ),
         )
         .unwrap();
-        jail.directory().join("convoy.toml")
+        jail.directory().join(path)
     }
 
     fn layers(file: PathBuf) -> Layers {
@@ -1038,16 +1038,7 @@ mod tests {
     }
 
     fn crm_and_admin_file(jail: &mut Jail, crm_and_admin: &str) -> PathBuf {
-        isolate(jail);
-        jail.create_file(
-            "etc/convoy.toml",
-            &format!(
-                "[genesys]\nregion = \"mypurecloud.ie\"\nclient_id = \"{CLIENT_ID}\"\n\
-                 client_secret = \"s\"\nqueues = [\"{QUEUE}\"]\n{crm_and_admin}"
-            ),
-        )
-        .unwrap();
-        jail.directory().join("etc/convoy.toml")
+        config_file(jail, "etc/convoy.toml", crm_and_admin)
     }
 
     #[test]
