@@ -26,6 +26,7 @@ mod jobs;
 mod messaging;
 mod routing;
 mod schedule;
+mod writers;
 
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ use directory::Directory;
 use ids::IdSource;
 use jobs::DetailsJob;
 use schedule::{AgentLoad, DueIndex};
+use writers::AttributeWriters;
 
 /// How an emulated org is built and behaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +308,9 @@ pub struct Org {
     last_now: DateTime<Utc>,
     /// Attribute writes refused for a stale `If-Match` (see [`Truth`]).
     if_match_conflicts: u64,
+    /// Of those, the ones another writer had made stale (see [`Truth`]).
+    cross_writer_conflicts: u64,
+    attribute_writers: AttributeWriters,
 }
 
 impl std::fmt::Debug for Org {
@@ -347,6 +352,8 @@ impl Org {
             jobs: BTreeMap::new(),
             last_now: truncate_ms(now),
             if_match_conflicts: 0,
+            cross_writer_conflicts: 0,
+            attribute_writers: AttributeWriters::default(),
         }
     }
 
@@ -415,6 +422,8 @@ impl Org {
         Truth {
             conversations: self.conversations.iter().map(Conv::truth).collect(),
             if_match_conflicts: self.if_match_conflicts,
+            cross_writer_conflicts: self.cross_writer_conflicts,
+            attribute_writers: self.attribute_writers.seen().cloned().collect(),
         }
     }
 

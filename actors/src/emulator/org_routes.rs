@@ -262,14 +262,22 @@ fn attributes_patch(
 ) -> Result<(Applied<serde_json::Value>, Option<String>), OrgError> {
     let (id, participant_id) = path.into_inner();
     let if_match = if_match(req);
+    // Writers are told apart by their `User-Agent` (a cluster worker names itself
+    // there), so the truth can count conflicts between two writers of one conversation.
+    let writer = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = parse_json_body(body)?;
     with_org(shared, |org, now| {
-        let applied = org.patch_participant_attributes(
+        let applied = org.patch_participant_attributes_by(
             family,
             &id,
             &participant_id,
             &body,
             if_match.as_deref(),
+            writer.as_deref(),
             now,
         )?;
         // Strict mode answers a write with the conversation's new version as its ETag,

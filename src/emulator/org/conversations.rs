@@ -554,6 +554,14 @@ pub struct Truth {
     /// one conversation at once.
     #[serde(default, rename = "ifMatchConflicts")]
     pub if_match_conflicts: u64,
+    /// Of those, the ones whose stale version another writer (told apart by
+    /// `User-Agent`) had moved on: two writers of one conversation at once. A cluster of
+    /// fenced workers keeps this at 0 through any handover.
+    #[serde(default, rename = "crossWriterConflicts")]
+    pub cross_writer_conflicts: u64,
+    /// Every `User-Agent` that has written participant attributes.
+    #[serde(default, rename = "attributeWriters")]
+    pub attribute_writers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -492,6 +492,32 @@ impl Org {
         if_match: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Applied<Value>, OrgError> {
+        self.patch_participant_attributes_by(
+            family,
+            conversation_id,
+            participant_id,
+            body,
+            if_match,
+            None,
+            now,
+        )
+    }
+
+    /// [`Org::patch_participant_attributes`] by a named writer (the request's
+    /// `User-Agent`): a strict-mode 409 whose stale `If-Match` was made stale by another
+    /// writer's attribute write is also counted as a cross-writer conflict — two writers
+    /// of one conversation at once, which a cluster's write fence must make impossible.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_participant_attributes_by(
+        &mut self,
+        family: PathFamily,
+        conversation_id: &str,
+        participant_id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        writer: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Applied<Value>, OrgError> {
         let index = self.conversation_in(conversation_id, family)?;
         let participant = self.participant_in(index, participant_id)?;
         let request: ParticipantAttributes = read_body(body, "ParticipantAttributes")?;
@@ -500,6 +526,14 @@ impl Org {
             let value = entity_tag_value(given);
             if value != "*" && value != current.to_string() {
                 self.if_match_conflicts += 1;
+                if let (Some(writer), Ok(read)) = (writer, value.parse::<u64>()) {
+                    if self
+                        .attribute_writers
+                        .overtaken_by_another(index, read, writer)
+                    {
+                        self.cross_writer_conflicts += 1;
+                    }
+                }
                 return Err(OrgError::VersionMismatch {
                     current,
                     given: given.to_owned(),
@@ -511,6 +545,10 @@ impl Org {
         part.attributes.extend(request.attributes);
         let body = json!({ "attributes": part.attributes });
         let events = self.changed(index);
+        if let Some(writer) = writer {
+            let written = self.conversations[index].version;
+            self.attribute_writers.record(index, written, writer);
+        }
         Ok(Applied { body, events })
     }
 

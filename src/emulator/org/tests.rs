@@ -535,6 +535,45 @@ fn strict_mode_answers_409_to_a_stale_if_match_and_sends_an_etag() {
 }
 
 #[test]
+fn a_conflict_is_cross_writer_only_when_another_writer_made_the_version_stale() {
+    let mut org = strict_org();
+    let (id, _, _) = inbound(&mut org, 0, "w@example.com", fast("answered"), t(0));
+    let customer = org.get_conversation(&id).unwrap().body.participants[0]
+        .id
+        .clone()
+        .unwrap();
+    let attributes = json!({ "attributes": { "convoy.state": "active" } });
+    let write = |org: &mut Org, version: u64, writer: &str, at: i64| {
+        org.patch_participant_attributes_by(
+            PathFamily::Any,
+            &id,
+            &customer,
+            &attributes,
+            Some(&format!("\"{version}\"")),
+            Some(writer),
+            t(at),
+        )
+    };
+    // a writes 1 → 2; the org itself (routing, a message) moves it to 3; a's stale 2
+    // is a conflict, but no other writer's.
+    write(&mut org, 1, "worker-a", 10).unwrap();
+    org.touch(&id, t(20)).unwrap();
+    write(&mut org, 2, "worker-a", 30).unwrap_err();
+    assert_eq!(org.truth().if_match_conflicts, 1);
+    assert_eq!(org.truth().cross_writer_conflicts, 0);
+    // b takes over from what it read (3) and writes → 4; a, still holding 3, is refused
+    // — and that is two writers at once.
+    write(&mut org, 3, "worker-b", 40).unwrap();
+    write(&mut org, 3, "worker-a", 50).unwrap_err();
+    assert_eq!(org.truth().if_match_conflicts, 2);
+    assert_eq!(org.truth().cross_writer_conflicts, 1);
+    // b's own stale version, overtaken only by b itself, is not.
+    write(&mut org, 3, "worker-b", 60).unwrap_err();
+    assert_eq!(org.truth().cross_writer_conflicts, 1);
+    assert_eq!(org.truth().attribute_writers, ["worker-a", "worker-b"]);
+}
+
+#[test]
 fn without_strict_mode_if_match_is_ignored_and_no_etag_is_sent() {
     let mut org = org();
     let (id, _, _) = inbound(&mut org, 0, "n@example.com", fast("answered"), t(0));
