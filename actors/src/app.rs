@@ -18,8 +18,10 @@
 //!   ingest | both: StreamActor → FramePublisher → convoy.frames.<partition> (frames);
 //!                  Reconcile / re-reads → IngestActor → REST → the stream (`reread`)
 //!   worker | both: LeaseActor (KV leases) ─PartitionChange→ ConsumerActor (a task per
-//!                  owned partition) → RouteConfirmed → router; ack once applied and
-//!                  committed. A worker starts no StreamActor.
+//!                  owned partition: SLA books from KV → SlaActor, REST rebuild, then
+//!                  the stream) → RouteConfirmed → router; ack once applied and
+//!                  committed. Attribute writes go through a per-conversation fence in
+//!                  KV; SLA books are mirrored into KV. A worker starts no StreamActor.
 //! ```
 //!
 //! Shutdown (SIGTERM/SIGINT/SIGHUP): readiness goes 503, the stream stops taking frames,
@@ -32,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter, Supervisor};
+use actix::{Actor, Addr, Arbiter, AsyncContext, Supervisor};
 use convoy::config::{ClientSecret, ClusterRole, Config};
 use convoy::sla::SlaPolicy;
 use dashmap::DashMap;
@@ -40,8 +42,11 @@ use dashmap::DashMap;
 use crate::admin::{AdminServer, HealthBoard, OutboxView};
 use crate::analytics::{AnalyticsActor, AnalyticsSettings};
 use crate::clock::Clock;
+use crate::cluster::fence::Fence;
 use crate::cluster::ingest::{FramePublisher, IngestActor};
-use crate::cluster::nats::{connect, ensure_stream};
+use crate::cluster::kv::KvError;
+use crate::cluster::nats::{connect, ensure_stream, ClusterError, Nats};
+use crate::cluster::sla_kv::SlaClockStore;
 use crate::cluster::worker::{ConsumerActor, ConsumerSettings, StopConsuming};
 use crate::cluster::{this_process_worker_id, LeaseActor, LeaseSettings, ReleaseAndStop};
 use crate::conversation::router::{ConnectTranscription, ShutdownConversations};
@@ -93,7 +98,9 @@ pub enum BootError {
     #[error("cannot start the outbox writer thread: {0}")]
     OutboxWriter(std::io::Error),
     #[error("cluster: {0}")]
-    Cluster(#[from] crate::cluster::nats::ClusterError),
+    Cluster(#[from] ClusterError),
+    #[error("cluster: {0}")]
+    ClusterKv(#[from] KvError),
     #[error("cannot serve admin.listen {listen}: {source}")]
     Admin {
         listen: std::net::SocketAddr,
@@ -133,6 +140,56 @@ pub fn writer_settings(conditional_writes: bool) -> WriterSettings {
         max_in_flight: WRITES_IN_FLIGHT,
         conditional_writes,
         fence: None,
+    }
+}
+
+/// A cluster worker's pieces that exist before the conversation side: the lease actor
+/// is built (not started) against the address its consumers will have, so its ownership
+/// view can key the SLA clock mirror before the SlaActor starts, and the write fence can
+/// go into the attribute writer — while the consumers themselves need the router.
+struct ClusterWorker {
+    nats: Nats,
+    consumer_settings: ConsumerSettings,
+    consumer_context: actix::Context<ConsumerActor>,
+    lease_actor: LeaseActor,
+    clocks: SlaClockStore,
+    fence: Fence,
+}
+
+impl ClusterWorker {
+    async fn prepare(
+        nats: Nats,
+        config: &convoy::config::ClusterConfig,
+        partitions: convoy::cluster::Partitions,
+        stream: &str,
+    ) -> Result<ClusterWorker, BootError> {
+        let worker = this_process_worker_id(chrono::Utc::now());
+        let settings = LeaseSettings::from_config(config, worker.clone()).map_err(|error| {
+            ClusterError::Stream {
+                stream: stream.to_owned(),
+                detail: error.to_string(),
+            }
+        })?;
+        tracing::info!(worker = %worker.0, "Cluster worker: taking partition leases.");
+        let consumer_context = actix::Context::<ConsumerActor>::new();
+        let lease_actor = LeaseActor::new(
+            settings,
+            nats.jetstream.clone(),
+            consumer_context.address().recipient(),
+        );
+        let clocks = SlaClockStore::open(&nats.jetstream, config, lease_actor.status()).await?;
+        let fence = Fence::open(&nats.jetstream, config, worker).await?;
+        Ok(ClusterWorker {
+            consumer_settings: ConsumerSettings {
+                stream: stream.to_owned(),
+                partitions,
+            },
+            nats,
+            consumer_context,
+            lease_actor,
+            clocks,
+            fence,
+        })
     }
 }
 
@@ -239,6 +296,39 @@ impl Daemon {
             options.bench.commit_latency.clone(),
         )
         .map_err(BootError::OutboxWriter)?;
+        // The cluster (`cluster.enabled`): the ingest publishes what the stream reads, the
+        // worker consumes its partitions into the router. Off: neither exists, no NATS.
+        let cluster = match &config.cluster {
+            None => None,
+            Some(cluster) => {
+                let role = cluster.role;
+                let nats = connect(cluster, &format!("convoy-{}", role.as_str())).await?;
+                ensure_stream(&nats, cluster).await?;
+                let partitions =
+                    convoy::cluster::Partitions::new(cluster.partitions).map_err(|error| {
+                        ClusterError::Stream {
+                            stream: cluster.stream.clone(),
+                            detail: error.to_string(),
+                        }
+                    })?;
+                Some((nats, role, partitions, cluster.stream.clone()))
+            }
+        };
+        // The worker role's pieces, built before the conversation side they plug into:
+        // the write fence goes into the attribute writer, the SLA clock mirror into the
+        // SlaActor, both keyed on the leases the lease actor will hold.
+        let worker = match (&cluster, &config.cluster) {
+            (
+                Some((nats, ClusterRole::Worker | ClusterRole::Both, partitions, stream)),
+                Some(cluster_config),
+            ) => Some(
+                ClusterWorker::prepare(nats.clone(), cluster_config, *partitions, stream).await?,
+            ),
+            _ => None,
+        };
+        let lease_status = worker.as_ref().map(|worker| worker.lease_actor.status());
+        let consuming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
         let sla_arbiter = Arbiter::new();
         let sla_settings = SlaSettings {
             policy: SlaPolicy::from_config(&config.sla),
@@ -249,8 +339,13 @@ impl Daemon {
         let sla = {
             let store = Arc::clone(&store);
             let sla_views = Arc::clone(&sla_views);
+            let clocks = worker.as_ref().map(|worker| worker.clocks.clone());
             SlaActor::start_in_arbiter(&sla_arbiter.handle(), move |_| {
-                SlaActor::new(sla_settings, &store, writer_thread, sla_views)
+                let sla = SlaActor::new(sla_settings, &store, writer_thread, sla_views);
+                match clocks {
+                    Some(clocks) => sla.with_cluster_clocks(clocks),
+                    None => sla,
+                }
             })
         };
 
@@ -310,7 +405,10 @@ impl Daemon {
                 config.conversations.max_live,
                 config.conversations.idle_timeout,
             ),
-            writer: writer_settings(config.genesys.conditional_writes),
+            writer: WriterSettings {
+                fence: worker.as_ref().map(|worker| worker.fence.clone()),
+                ..writer_settings(config.genesys.conditional_writes)
+            },
             write_back: config.genesys.write_back,
             store: Some(store),
             handover: Some(sla.clone().recipient()),
@@ -318,26 +416,6 @@ impl Daemon {
             board: Some(Arc::clone(&board)),
         });
 
-        // The cluster (`cluster.enabled`): the ingest publishes what the stream reads, the
-        // worker consumes its partitions into the router. Off: neither exists, no NATS.
-        let consuming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut lease_status = None;
-        let cluster = match &config.cluster {
-            None => None,
-            Some(cluster) => {
-                let role = cluster.role;
-                let nats = connect(cluster, &format!("convoy-{}", role.as_str())).await?;
-                ensure_stream(&nats, cluster).await?;
-                let partitions =
-                    convoy::cluster::Partitions::new(cluster.partitions).map_err(|error| {
-                        crate::cluster::nats::ClusterError::Stream {
-                            stream: cluster.stream.clone(),
-                            detail: error.to_string(),
-                        }
-                    })?;
-                Some((nats, role, partitions, cluster.stream.clone()))
-            }
-        };
         let ingests = cluster
             .as_ref()
             .is_none_or(|(_, role, _, _)| matches!(role, ClusterRole::Ingest | ClusterRole::Both));
@@ -349,42 +427,19 @@ impl Daemon {
         let ingest = publisher
             .clone()
             .map(|publisher| IngestActor::new(publisher, rest.clone()).start());
-        // The worker: partition consumers into the router, driven by the lease actor
-        // (one owner per partition, leases in NATS KV); an acquired partition's
-        // conversations are rebuilt from REST.
-        let (consumers, leases) = match (&cluster, &config.cluster) {
-            (
-                Some((nats, ClusterRole::Worker | ClusterRole::Both, partitions, stream)),
-                Some(cluster_config),
-            ) => {
-                let consumers = ConsumerActor::new(
-                    nats.clone(),
-                    ConsumerSettings {
-                        stream: stream.clone(),
-                        partitions: *partitions,
-                    },
-                    router.clone(),
-                )
-                .with_health(Arc::clone(&consuming))
-                .with_rebuild(rest.clone())
-                .start();
-                let worker = this_process_worker_id(chrono::Utc::now());
-                let settings = LeaseSettings::from_config(cluster_config, worker.clone()).map_err(
-                    |error| crate::cluster::nats::ClusterError::Stream {
-                        stream: stream.clone(),
-                        detail: error.to_string(),
-                    },
-                )?;
-                tracing::info!(worker = %worker.0, "Cluster worker: taking partition leases.");
-                let lease_actor = LeaseActor::new(
-                    settings,
-                    nats.jetstream.clone(),
-                    consumers.clone().recipient(),
+        // The worker's consumers start now that the router exists (the lease actor was
+        // built against their address before); the lease actor after them.
+        let (consumers, leases) = match worker {
+            Some(worker) => {
+                let consumers = worker.consumer_context.run(
+                    ConsumerActor::new(worker.nats, worker.consumer_settings, router.clone())
+                        .with_health(Arc::clone(&consuming))
+                        .with_rebuild(rest.clone())
+                        .with_sla_clocks(sla.clone()),
                 );
-                lease_status = Some(lease_actor.status());
-                (Some(consumers), Some(lease_actor.start()))
+                (Some(consumers), Some(worker.lease_actor.start()))
             }
-            _ => (None, None),
+            None => (None, None),
         };
         if let Some((nats, role, _, _)) = &cluster {
             let connected = nats.clone();

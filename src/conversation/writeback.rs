@@ -49,6 +49,10 @@ pub enum WriteOutcome {
     Transient { retry_at: Duration },
     /// 400/403/404: retrying the same write cannot succeed; an operator must look.
     Refused { reason: String },
+    /// Cluster worker role: another worker owns the conversation now (its partition's
+    /// lease, or its write fence, passed on). Everything this queue held for it is that
+    /// worker's to write: dropped here, not retried.
+    HandedOff,
 }
 
 /// What one conversation owes.
@@ -85,6 +89,8 @@ pub struct WriteBackStats {
     pub conflicts: u64,
     pub transient_failures: u64,
     pub refused: u64,
+    /// Conversations whose writes passed to another cluster worker.
+    pub handed_off: u64,
 }
 
 /// A conversation's write-back status, for its admin view.
@@ -197,6 +203,11 @@ impl WriteBackQueue {
         };
         let mut retry_at = None;
         match outcome {
+            WriteOutcome::HandedOff => {
+                self.stats.handed_off += 1;
+                self.debts.remove(&job.conversation_id);
+                return;
+            }
             WriteOutcome::Landed => {
                 self.stats.landed += 1;
                 debt.failures = 0;
@@ -334,6 +345,33 @@ mod tests {
         assert_eq!(queue.stats().superseded, 2);
         queue.finish(&job, WriteOutcome::Landed);
         assert_eq!(queue.next_job(secs(0)), None, "one write for three states");
+    }
+
+    #[test]
+    fn a_handed_off_conversation_drops_everything_it_owed_and_is_not_retried() {
+        let mut queue = WriteBackQueue::new();
+        let (lost, kept) = (conversation("lost"), conversation("kept"));
+        queue.owe(
+            &lost,
+            vec![
+                write("a", Lifecycle::Active, 1),
+                write("b", Lifecycle::Active, 1),
+            ],
+        );
+        queue.owe(&kept, vec![write("x", Lifecycle::Active, 1)]);
+        let job = queue.next_job(secs(0)).unwrap();
+        assert_eq!(job.conversation_id, lost);
+        queue.finish(&job, WriteOutcome::HandedOff);
+        assert!(queue.status(&lost).is_none(), "nothing kept of it");
+        assert_eq!(queue.stats().handed_off, 1);
+        let next = queue.next_job(secs(3600)).unwrap();
+        assert_eq!(
+            next.conversation_id, kept,
+            "only the other conversation is left"
+        );
+        queue.finish(&next, WriteOutcome::Landed);
+        assert_eq!(queue.next_job(secs(3600)), None);
+        assert_eq!(queue.owing_conversations(), Vec::<ConversationId>::new());
     }
 
     #[test]

@@ -290,3 +290,73 @@ async fn a_conversation_the_stream_could_not_hand_over_is_re_read_by_the_router(
     assert!(converged, "{:?}", differences(&h.views, &h.truth().await));
     h.emulator.stop().await;
 }
+
+/// Cluster worker role: a lost partition's live conversations are retired from this
+/// worker (their new owner rebuilds them), and no other conversation is touched.
+#[actix_rt::test]
+async fn releasing_a_lost_partition_retires_exactly_its_conversations() {
+    use convoy::cluster::Partitions;
+    use convoy_actors::conversation::router::ReleasePartition;
+
+    let h = Harness::start(EmulatorOptions::default()).await;
+    // No routing speed-up: the conversations wait in their queues, alive.
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(ConversationId::from(
+            h.inbound(n, &format!("waiting-{n}")).await.as_str(),
+        ));
+    }
+    for id in &ids {
+        h.router.do_send(RereadConversation {
+            conversation_id: id.clone(),
+        });
+    }
+    let live = |id: ConversationId| {
+        let router = h.router.clone();
+        async move { router.send(LookupConversation(id)).await.unwrap().is_some() }
+    };
+    let all_live = eventually(Duration::from_secs(60), || async {
+        for id in &ids {
+            if !live(id.clone()).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(all_live, "the conversations did not all come alive");
+
+    let partitions = Partitions::new(3).unwrap();
+    let partition = partitions.of(ids[0].text().as_str()).0;
+    let (lost, kept): (Vec<_>, Vec<_>) = ids
+        .iter()
+        .cloned()
+        .partition(|id| partitions.of(id.text().as_str()).0 == partition);
+    assert!(!kept.is_empty(), "12 ids all in one of 3 partitions");
+    let retired = h
+        .router
+        .send(ReleasePartition {
+            partitions,
+            partition,
+        })
+        .await
+        .unwrap();
+    assert_eq!(retired, lost.len());
+    let gone = eventually(Duration::from_secs(30), || async {
+        for id in &lost {
+            if live(id.clone()).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(gone, "a lost partition's conversation is still alive here");
+    for id in &kept {
+        assert!(
+            live(id.clone()).await,
+            "{id} of another partition was retired"
+        );
+    }
+    h.emulator.stop().await;
+}

@@ -19,11 +19,10 @@
 //!
 //! # Boot (worker role)
 //!
-//! ```ignore
-//! let fence = Fence::open(&jetstream_ctx, &cluster_config, worker_id.clone()).await?;
-//! let settings = WriterSettings { fence: Some(fence), ..writer_settings(conditional) };
-//! ```
-//!
+//! `app.rs` opens the fence with the worker's id (`ClusterWorker::prepare`) and puts it
+//! into the attribute writer's settings; the writer then takes the fence before each
+//! PATCH, sends [`Fence::user_agent`] with it (so Genesys, or the emulator, can tell the
+//! workers apart), and drops a write the fence refuses (`WriteOutcome::HandedOff`).
 //! Single-process mode passes `fence: None`: the writer is unchanged.
 
 use async_nats::jetstream::{self, kv};
@@ -135,6 +134,19 @@ impl Fence {
             fences_name,
             leases_name,
         })
+    }
+
+    /// The `User-Agent` of this worker's fenced writes: it names the worker, so the
+    /// Genesys side (its logs; the emulator's count of writers racing on one
+    /// conversation) can tell the cluster's writers apart. Header-safe ASCII only.
+    pub fn user_agent(&self) -> String {
+        let worker: String = self
+            .worker
+            .0
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+            .collect();
+        format!("convoy/{} (worker {worker})", env!("CARGO_PKG_VERSION"))
     }
 
     /// Takes (or confirms) the conversation's fence for this worker. See the module doc.

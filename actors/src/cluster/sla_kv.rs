@@ -14,14 +14,10 @@
 //!
 //! # Boot (worker role)
 //!
-//! ```ignore
-//! let clocks = SlaClockStore::open(&jetstream_ctx, &cluster_config, lease_status.clone()).await?;
-//! let sla = SlaActor::new(settings, &store, writer, views).with_cluster_clocks(clocks);
-//! // consumer side, on PartitionChange::Acquired, before consuming the partition:
-//! sla.send(LoadPartitionClocks { partition }).await;
-//! // on PartitionChange::Lost:
-//! sla.do_send(DropPartitionClocks { partition });
-//! ```
+//! `app.rs` opens the store on the lease actor's status before the SlaActor starts and
+//! gives it to the actor (`SlaActor::with_cluster_clocks`); the partition consumers
+//! (`worker.rs`) send `LoadPartitionClocks` on every acquired partition before they
+//! rebuild or consume it, and `DropPartitionClocks` on every lost one.
 //!
 //! [`LeaseStatus`]: super::lease_actor::LeaseStatus
 

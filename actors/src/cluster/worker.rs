@@ -24,10 +24,13 @@
 //! snapshot may arrive after a newer one, which the join discards as stale, as it does
 //! for the stream's own duplicates and re-reads.
 //!
-//! **Ownership.** A [`PartitionChange::Acquired`] starts the partition's consumer task;
-//! [`PartitionChange::Lost`] aborts it at once, dropping every message still awaiting its
-//! commit unacknowledged (the next owner gets them again). The lease actor
-//! (`lease_actor.rs`) sends the changes; a consumer never decides ownership itself.
+//! **Ownership.** A [`PartitionChange::Acquired`] starts the partition's task: it loads
+//! the partition's SLA clocks from NATS KV (`sla_kv.rs`), starts the rebuild from REST,
+//! then consumes. [`PartitionChange::Lost`] aborts it at once, dropping every message
+//! still awaiting its commit unacknowledged (the next owner gets them again), retires the
+//! partition's conversations from the router and drops its clocks from the SlaActor. The
+//! lease actor (`lease_actor.rs`) sends the changes; a consumer never decides ownership
+//! itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,11 +51,12 @@ use super::PartitionChange;
 use crate::conversation::messages::{
     Applied, ConversationInput, RereadConversation, RouteConfirmed, RouteError, RouteEvent,
 };
-use crate::conversation::router::discover;
+use crate::conversation::router::{discover, ReleasePartition};
 use crate::conversation::ConversationRouter;
 use crate::genesys::conversations::parse_conversation_read;
 use crate::genesys::rest::{GenesysRest, RestContext};
 use crate::retry_schedule::RetrySchedule;
+use crate::sla::{DropPartitionClocks, LoadPartitionClocks, SlaActor};
 use crate::telemetry::{names, ActorMetrics};
 
 /// Unacknowledged messages per partition consumer: how many frames may wait for their
@@ -106,6 +110,8 @@ pub struct ConsumerActor {
     /// [`ConsumerActor::with_rebuild`]).
     rebuild: Option<GenesysRest>,
     rebuild_context: Option<RestContext>,
+    /// The SLA clocks that move with a partition (see [`ConsumerActor::with_sla_clocks`]).
+    sla: Option<Addr<SlaActor>>,
 }
 
 impl ConsumerActor {
@@ -120,7 +126,18 @@ impl ConsumerActor {
             consuming: Arc::new(AtomicUsize::new(0)),
             rebuild: None,
             rebuild_context: None,
+            sla: None,
         }
+    }
+
+    /// On every `Acquired`, the partition's SLA clocks are loaded from NATS KV (the
+    /// previous owner's mirror) before anything of it is rebuilt or consumed, so a clock
+    /// running when the previous owner died carries on here instead of starting afresh
+    /// from what this worker observes; on `Lost` they are dropped here (the new owner
+    /// runs them: two owners would emit every breach twice).
+    pub fn with_sla_clocks(mut self, sla: Addr<SlaActor>) -> Self {
+        self.sla = Some(sla);
+        self
     }
 
     /// On every `Acquired`, the conversations of that partition started within
@@ -135,13 +152,12 @@ impl ConsumerActor {
         self
     }
 
-    fn rebuild_partition(&self, partition: u16) {
-        let Some(rest) = self.rebuild.clone() else {
-            return;
-        };
+    /// The partition's conversations re-read into the router (see [`Self::with_rebuild`]).
+    fn rebuild_partition(&self, partition: u16) -> Option<impl std::future::Future<Output = ()>> {
+        let rest = self.rebuild.clone()?;
         let partitions = self.settings.partitions;
         let router = self.router.clone();
-        actix_rt::spawn(async move {
+        Some(async move {
             let until = Utc::now();
             let found = discover(&rest, until - REBUILD_LOOKBACK, until).await;
             let mine: Vec<_> = found
@@ -157,7 +173,7 @@ impl ConsumerActor {
                 ActorMetrics::sent("router");
                 router.do_send(RereadConversation { conversation_id });
             }
-        });
+        })
     }
 
     /// Where `/readyz` reads how many partitions are being consumed.
@@ -213,14 +229,29 @@ impl Handler<PartitionChange> for ConsumerActor {
                     }
                 }
                 tracing::info!(partition, "Consuming a partition.");
-                self.rebuild_partition(partition);
-                let task = actix_rt::spawn(consume(
+                let clocks = self.sla.clone();
+                let rebuild = self.rebuild_partition(partition);
+                let consumer = consume(
                     self.nats.clone(),
                     self.settings.stream.clone(),
                     Partition(partition),
                     self.router.clone(),
                     Arc::clone(&self.lag),
-                ));
+                );
+                // In this order: the clocks first (a rebuilt or consumed conversation
+                // would start clocks of its own, and loading keeps those over the
+                // mirror's), then the rebuild's re-reads, then the stream.
+                let task = actix_rt::spawn(async move {
+                    if let Some(sla) = clocks {
+                        if !load_partition_clocks(&sla, partition).await {
+                            return;
+                        }
+                    }
+                    if let Some(rebuild) = rebuild {
+                        actix_rt::spawn(rebuild);
+                    }
+                    consumer.await;
+                });
                 self.running.insert(partition, task);
             }
             PartitionChange::Lost { partition } => {
@@ -229,6 +260,14 @@ impl Handler<PartitionChange> for ConsumerActor {
                     // none of them is acknowledged by this worker any more.
                     task.abort();
                     tracing::info!(partition, "Stopped consuming a partition.");
+                }
+                // Its conversations and clocks are the new owner's now.
+                self.router.do_send(ReleasePartition {
+                    partitions: self.settings.partitions,
+                    partition,
+                });
+                if let Some(sla) = &self.sla {
+                    sla.do_send(DropPartitionClocks { partition });
                 }
                 self.lag
                     .lock()
@@ -268,6 +307,36 @@ impl Handler<GetConsuming> for ConsumerActor {
 
     fn handle(&mut self, _: GetConsuming, _: &mut Self::Context) -> Vec<u16> {
         self.consuming()
+    }
+}
+
+/// Loads the partition's SLA clocks from NATS KV, retrying with backoff while NATS does
+/// not answer: consuming without them would restart the previous owner's clocks from
+/// what this worker observes (a breach already counting down would be missed or doubled).
+/// The task is aborted when the partition is lost, which ends the retries. `false`: the
+/// SlaActor is gone (shutdown), so nothing could commit what would be consumed.
+async fn load_partition_clocks(sla: &Addr<SlaActor>, partition: u16) -> bool {
+    let mut schedule = RetrySchedule::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match sla.send(LoadPartitionClocks { partition }).await {
+            Ok(Ok(loaded)) => {
+                tracing::info!(
+                    partition,
+                    conversations = loaded,
+                    "SLA clocks of an acquired partition loaded."
+                );
+                return true;
+            }
+            Ok(Err(error)) => {
+                let pause = schedule.next_delay();
+                tracing::warn!(partition, %error, pause_ms = pause.as_millis() as u64, "Cannot load the partition's SLA clocks from NATS KV; trying again before consuming it.");
+                actix_rt::time::sleep(pause).await;
+            }
+            Err(_) => {
+                tracing::warn!(partition, "SLA actor gone; the partition is not consumed.");
+                return false;
+            }
+        }
     }
 }
 

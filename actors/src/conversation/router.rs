@@ -74,6 +74,8 @@ pub enum StopReason {
     Idle,
     /// Made room at the `max_live` cap.
     Capacity,
+    /// Cluster worker role: the conversation's partition passed to another worker.
+    PartitionLost,
 }
 
 impl StopReason {
@@ -82,6 +84,7 @@ impl StopReason {
             StopReason::Finished => "finished",
             StopReason::Idle => "idle",
             StopReason::Capacity => "capacity",
+            StopReason::PartitionLost => "partition_lost",
         }
     }
 }
@@ -92,6 +95,17 @@ impl StopReason {
 pub struct ReadyToStop {
     pub id: ConversationId,
     pub generation: Generation,
+}
+
+/// Cluster worker role: `partition` passed to another worker. Its live conversations are
+/// retired (their final word is the new owner's: it rebuilds them from REST and consumes
+/// what this worker did not acknowledge) and their owed re-reads dropped, so nothing of
+/// them is applied, handed to the SLA actor or written from here any more.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "usize")]
+pub struct ReleasePartition {
+    pub partitions: convoy::cluster::Partitions,
+    pub partition: u16,
 }
 
 /// Graceful shutdown: take no more inputs and persist every conversation something is
@@ -172,6 +186,11 @@ impl RereadSet {
 
     fn len(&self) -> usize {
         self.order.len()
+    }
+
+    fn retain(&mut self, keep: impl Fn(&ConversationId) -> bool) {
+        self.order.retain(|id| keep(id));
+        self.members.retain(|id| keep(id));
     }
 }
 
@@ -890,6 +909,41 @@ impl Handler<ReadyToStop> for ConversationRouter {
         if is_current && self.registry.retire(&ready.id, ready.generation) {
             self.retire(ready.id, ready.generation, StopReason::Finished, ctx);
         }
+    }
+}
+
+impl Handler<ReleasePartition> for ConversationRouter {
+    type Result = usize;
+
+    fn handle(&mut self, released: ReleasePartition, ctx: &mut Self::Context) -> usize {
+        let in_partition = |id: &ConversationId| {
+            released.partitions.of(id.text().as_str()).0 == released.partition
+        };
+        let live: Vec<(ConversationId, Generation)> = self
+            .slots
+            .iter()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Live { generation, .. } if in_partition(id) => {
+                    Some((id.clone(), *generation))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut retired = 0;
+        for (id, generation) in live {
+            if self.registry.retire(&id, generation) {
+                self.retire(id, generation, StopReason::PartitionLost, ctx);
+                retired += 1;
+            }
+        }
+        self.rereads.retain(|id| !in_partition(id));
+        tracing::info!(
+            partition = released.partition,
+            conversations = retired,
+            "Released a lost partition's conversations."
+        );
+        self.publish_gauges();
+        retired
     }
 }
 

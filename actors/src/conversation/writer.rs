@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::messages::{ConversationInput, RouteEvent};
 use super::view::WriteStatuses;
-use crate::cluster::fence::Fence;
+use crate::cluster::fence::{Fence, FenceError};
 use crate::genesys::conversations::read_conversation;
 use crate::genesys::rest::{path_segment, GenesysRest, RestContext, RestError, RestRequest};
 use crate::retry_schedule::nth_delay;
@@ -180,19 +180,25 @@ impl AttributeWriter {
                 Some(fence) => match fence.acquire(job.conversation_id.text().as_str()).await {
                     Ok(token) => Some(token),
                     Err(error) => {
-                        // Not ours (any more) or NATS is unreachable: no write. Retried
-                        // with the transient backoff; the consumer side drops the
-                        // conversation when its partition is lost.
+                        // Not ours any more: the new owner writes it (dropped here). NATS
+                        // unreachable: not written now, retried with the transient backoff.
                         tracing::debug!(conversation_id = %job.conversation_id, %error, "Attribute write not fenced; not written.");
-                        let result = AttemptResult {
-                            outcome: Attempt::Transient,
-                            etag: EtagUpdate::Keep,
+                        let outcome = match error {
+                            FenceError::NotOwner { .. } | FenceError::Conflict { .. } => {
+                                Attempt::HandedOff
+                            }
+                            FenceError::Corrupt { .. } | FenceError::Kv(_) => Attempt::Transient,
                         };
-                        return (job, result);
+                        let etag = match outcome {
+                            Attempt::HandedOff => EtagUpdate::Forget,
+                            _ => EtagUpdate::Keep,
+                        };
+                        return (job, AttemptResult { outcome, etag });
                     }
                 },
             };
-            let result = write_once(&rest, &job, etag, conditional, &inputs).await;
+            let agent = fence.as_ref().map(|fence| fence.user_agent());
+            let result = write_once(&rest, &job, etag, conditional, agent, &inputs).await;
             if let (Some(fence), Some(token), Attempt::Landed) = (&fence, &token, &result.outcome) {
                 if let Err(error) = fence.advance(token, token.record.version + 1).await {
                     tracing::debug!(conversation_id = %job.conversation_id, %error, "Landed write not recorded in its fence.");
@@ -228,6 +234,7 @@ impl AttributeWriter {
                                 ),
                         },
                         Attempt::Refused { reason } => WriteOutcome::Refused { reason },
+                        Attempt::HandedOff => WriteOutcome::HandedOff,
                     };
                     match result.etag {
                         EtagUpdate::Keep => {}
@@ -270,6 +277,7 @@ fn record_outcome(job: &WriteJob, outcome: &WriteOutcome) {
         WriteOutcome::Conflict { .. } => "conflict",
         WriteOutcome::Transient { .. } => "transient",
         WriteOutcome::Refused { .. } => "refused",
+        WriteOutcome::HandedOff => "handed_off",
     };
     metrics::counter!(names::WRITE_BACK_WRITES, "outcome" => label).increment(1);
     match outcome {
@@ -287,7 +295,7 @@ fn record_outcome(job: &WriteJob, outcome: &WriteOutcome) {
             participant_id = %job.write.participant_id,
             "Attribute write failed; retrying later."
         ),
-        WriteOutcome::Landed | WriteOutcome::Conflict { .. } => {}
+        WriteOutcome::Landed | WriteOutcome::Conflict { .. } | WriteOutcome::HandedOff => {}
     }
 }
 
@@ -295,7 +303,11 @@ enum Attempt {
     Landed,
     Conflict,
     Transient,
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
+    /// The write fence belongs to another worker (cluster mode).
+    HandedOff,
 }
 
 enum EtagUpdate {
@@ -316,6 +328,7 @@ async fn write_once(
     job: &WriteJob,
     mut etag: Option<String>,
     conditional: bool,
+    agent: Option<String>,
     inputs: &Recipient<RouteEvent>,
 ) -> AttemptResult {
     let mut update = EtagUpdate::Keep;
@@ -364,6 +377,9 @@ async fn write_once(
     request = request.background();
     if let Some(etag) = &etag {
         request = request.header("If-Match", etag.clone());
+    }
+    if let Some(agent) = agent {
+        request = request.header("User-Agent", agent);
     }
     match rest.call(request).await {
         Ok(response) => AttemptResult {
