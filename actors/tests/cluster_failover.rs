@@ -9,11 +9,12 @@
 //! At the end: every conversation of the emulator's truth equals a surviving worker's
 //! view and carries Convoy's attribute; the CRM holds every expected record (de-duplicated
 //! by id), every final summary and the SLA outcomes the truth implies (`support`'s module
-//! doc); every partition is owned by a survivor; no run's stderr tells of a panic. The
-//! emulator's strict `If-Match` conflict count is printed, not asserted: a single worker
-//! sees conflicts too (the simulator moves a conversation between Convoy's read of its
-//! version and its write; `tests/e2e/cluster.rs` prints that baseline), so the count
-//! alone cannot tell a second writer from an ordinary race.
+//! doc); every partition is owned by a survivor; no run's stderr tells of a panic; and
+//! no conversation was written by two workers at once: the emulator counts a strict
+//! `If-Match` conflict as cross-writer when another writer (workers name themselves in
+//! `User-Agent`) made the version stale, and that count is 0. The plain conflict count
+//! is printed, not asserted: a single worker sees conflicts too (the simulator moves a
+//! conversation between Convoy's read of its version and its write).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
@@ -45,9 +46,10 @@ const CONVERSATIONS: usize = 60;
 /// and the cluster section.
 fn role_files(emulator: &Emulator, sink: &CrmSink, nats: &NatsServer, role: &str) -> DaemonFiles {
     // Receipt thresholds longer than a takeover (lease TTL 3 s + JetStream's ack wait
-    // of 30 s before the dead worker's unacknowledged frames are delivered again): SLA
-    // clocks do not move with a partition yet, so a receipt the dead worker had read but
-    // not acknowledged reaches the new owner only then (see README, not built yet).
+    // of 30 s before the dead worker's unacknowledged frames are delivered again): the
+    // clocks themselves move with the partition (NATS KV), but a receipt the dead worker
+    // had read and not acknowledged reaches the new owner only after the ack wait, and
+    // a threshold shorter than that would breach on the delay of the handover itself.
     let files = daemon_files(emulator, sink, "40s");
     let text = std::fs::read_to_string(&files.config).unwrap();
     let text = text.replacen(
@@ -105,14 +107,19 @@ where
     }
 }
 
-async fn if_match_conflicts(http: &awc::Client, emulator: &Emulator) -> u64 {
+/// The emulator's strict `If-Match` conflicts (all, cross-writer) and the writers it saw.
+async fn if_match_conflicts(http: &awc::Client, emulator: &Emulator) -> (u64, u64, Vec<String>) {
     let mut response = http
         .get(format!("{}/emulator/v1/truth", emulator.base_url()))
         .send()
         .await
         .unwrap();
     let body: Value = response.json().limit(256 * 1024 * 1024).await.unwrap();
-    body["ifMatchConflicts"].as_u64().unwrap()
+    (
+        body["ifMatchConflicts"].as_u64().unwrap(),
+        body["crossWriterConflicts"].as_u64().unwrap(),
+        serde_json::from_value(body["attributeWriters"].clone()).unwrap(),
+    )
 }
 
 #[actix_rt::test]
@@ -270,9 +277,19 @@ async fn a_worker_and_the_standby_ingest_killed_mid_run_lose_nothing() {
         &last[..last.len().min(20)],
         log.tail(80)
     );
-    println!(
-        "emulator If-Match conflicts (each resolved by a re-read): {}",
-        if_match_conflicts(&http, &emulator).await
+    let (conflicts, cross_writer, writers) = if_match_conflicts(&http, &emulator).await;
+    println!("emulator If-Match conflicts (each resolved by a re-read): {conflicts}");
+    // The count below could only stay 0 by accident if the workers were not told apart.
+    let workers_seen = writers
+        .iter()
+        .filter(|writer| writer.contains("(worker "))
+        .count();
+    assert!(workers_seen >= 2, "writers seen: {writers:?}");
+    assert_eq!(
+        cross_writer,
+        0,
+        "a conversation was written by two workers at once\n{}",
+        log.tail(80)
     );
     let taken_over = metric(&http, admins[0], "convoy_cluster_partitions_consuming").await
         + metric(&http, admins[2], "convoy_cluster_partitions_consuming").await;
