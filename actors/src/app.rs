@@ -478,6 +478,7 @@ impl Daemon {
             )
             .with_token_expiry(Arc::new(move || expiry_stats.expires_at()))
             .with_gate(Arc::clone(&gate));
+            let transcriptions_by_ingest = publisher.clone();
             stream_actor = match (&ingest, publisher) {
                 // The ingest re-reads and publishes what could not be published.
                 (Some(ingest), Some(publisher)) => stream_actor
@@ -489,8 +490,13 @@ impl Daemon {
             // restarted with backoff; its restart budget escalates to a process exit.
             let stream = Supervisor::start(move |_| stream_actor);
             // Voice calls ask the stream for their transcription topics (the stream needs
-            // the router's address, so this edge is connected once both exist).
-            router.do_send(ConnectTranscription(stream.clone().recipient()));
+            // the router's address, so this edge is connected once both exist): in one
+            // process their conversation actors do; in the ingest role the publisher does,
+            // from the snapshots it publishes, since the actors live on the workers.
+            match transcriptions_by_ingest {
+                Some(publisher) => publisher.follow_transcriptions(stream.clone().recipient()),
+                None => router.do_send(ConnectTranscription(stream.clone().recipient())),
+            }
             Some(stream)
         } else {
             None

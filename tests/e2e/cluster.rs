@@ -255,6 +255,67 @@ async fn one_ingest_and_one_worker_end_equal_to_the_truth_with_every_crm_record(
     cluster.stop().await;
 }
 
+/// Voice calls with ingest and worker apart: the worker's conversation actor cannot ask
+/// the ingest's stream for the call's transcription topic, so the ingest follows it from
+/// the snapshots it publishes; the transcript reaches the worker through the stream, and
+/// the ingest stops following once the call has ended.
+#[actix_rt::test]
+async fn a_voice_call_is_transcribed_with_ingest_and_worker_apart() {
+    let cluster = Cluster::start(EmulatorOptions::default()).await;
+    let worker = cluster.daemon("worker").await;
+    let ingest = cluster.daemon("ingest").await;
+    let org = support::control(&cluster.http, &cluster.emulator, "GET", "/org", None).await;
+    let queue = org["queues"][0]["id"].as_str().unwrap().to_owned();
+    // Slow enough that the call is live when the ingest subscribes its transcription.
+    let created = support::control(
+        &cluster.http,
+        &cluster.emulator,
+        "POST",
+        "/conversations/voice",
+        Some(serde_json::json!({
+            "queueId": queue,
+            "answer_after_ms": 500,
+            "reply_after_ms": 1500,
+            "agent_replies": 3,
+            "wrapup_after_ms": 500,
+        })),
+    )
+    .await;
+    let id = convoy::ids::ConversationId::from(created["id"].as_str().unwrap());
+    let transcribed = eventually(Duration::from_secs(60), || async {
+        worker.views.get(&id).is_some_and(|view| {
+            view.to_json(None)["transcript"]
+                .as_array()
+                .is_some_and(|segments| !segments.is_empty())
+        })
+    })
+    .await;
+    assert!(
+        transcribed,
+        "no transcript segment reached the worker: {:?}",
+        worker.views.get(&id).map(|view| view.to_json(None))
+    );
+    cluster.assert_converges(&worker).await;
+    let stream = ingest.stream.clone().unwrap();
+    let unfollowed = eventually(Duration::from_secs(30), || async {
+        let status = stream.send(GetStreamStatus).await.unwrap();
+        status.links.iter().all(|link| link.transcriptions == 0)
+    })
+    .await;
+    assert!(unfollowed, "the ingest still follows the ended call");
+    assert!(ingest.views.is_empty(), "the ingest applied frames itself");
+
+    assert!(
+        ingest.shutdown().await,
+        "ingest shutdown missed its deadline"
+    );
+    assert!(
+        worker.shutdown().await,
+        "worker shutdown missed its deadline"
+    );
+    cluster.stop().await;
+}
+
 /// Hot standby: two ingests hold the same subscriptions and publish the same frames;
 /// JetStream's duplicate window keeps one copy of each, so the stream holds no frame id
 /// twice and the worker applies each change once.

@@ -17,6 +17,12 @@
 //!   plus the conversations the analytics discovery query finds for the gap (the router's
 //!   own [`discover`]), and publishes each REST body as a `reread` on the conversation's
 //!   partition. Workers thus see one ordered stream per partition.
+//! - **Transcription.** The workers' conversation actors cannot ask a remote stream to
+//!   follow a voice call's transcription topic, so the ingest decides from the snapshots
+//!   and re-reads it publishes (`convoy::cluster::transcription`): it asks its own
+//!   StreamActor to follow a call while a snapshot shows a leg live and to stop when one
+//!   shows the call ended (or nothing of it came for `conversations.idle_timeout`). The
+//!   transcription frames are published like any other frame of the conversation.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,16 +32,20 @@ use actix::prelude::*;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use convoy::cluster::{frame_msg_id, FrameHeaders, FrameKind, Partitions, PayloadKind};
+use convoy::cluster::{
+    call_liveness, frame_msg_id, CallFollow, CallLiveness, FrameHeaders, FrameKind, Partitions,
+    PayloadKind, WatchChange,
+};
 use convoy::ids::ConversationId;
 use serde_json::Value;
 
 use super::nats::Nats;
 use crate::conversation::messages::{Reconcile, RereadConversation};
 use crate::conversation::router::discover;
-use crate::genesys::conversations::read_conversation_raw;
+use crate::genesys::conversations::{parse_conversation_read, read_conversation_raw};
 use crate::genesys::rest::{GenesysRest, RestContext, RestError};
 use crate::retry_schedule::RetrySchedule;
+use crate::stream::WatchTranscription;
 use crate::telemetry::{names, ActorMetrics};
 
 /// How long one payload is retried before it is reported undelivered.
@@ -54,11 +64,11 @@ pub struct PublishGaveUp {
     pub last_error: String,
 }
 
-/// Conversations the ingest published a frame for, with when: what a reconciliation
-/// re-reads.
+/// Conversations the ingest published a frame for, with when (what a reconciliation
+/// re-reads) and whether their call's transcription is followed.
 #[derive(Debug, Default)]
 struct LiveSet {
-    seen: HashMap<ConversationId, Instant>,
+    seen: HashMap<ConversationId, (Instant, CallFollow)>,
 }
 
 /// Publishes payloads to the frames stream. Cheap to clone; shared by every socket task
@@ -70,6 +80,8 @@ pub struct FramePublisher {
     live: Arc<Mutex<LiveSet>>,
     /// Conversations not seen for this long are no longer re-read after a gap.
     forget_after: Duration,
+    /// The StreamActor, once started: where live calls' transcriptions are asked for.
+    transcription: Arc<std::sync::OnceLock<Recipient<WatchTranscription>>>,
 }
 
 impl std::fmt::Debug for FramePublisher {
@@ -87,19 +99,28 @@ impl FramePublisher {
             partitions,
             live: Arc::new(Mutex::new(LiveSet::default())),
             forget_after,
+            transcription: Arc::default(),
         }
     }
 
+    /// Live voice calls' transcription topics are asked of `stream` from now on (the
+    /// StreamActor starts after the publisher it is given).
+    pub fn follow_transcriptions(&self, stream: Recipient<WatchTranscription>) {
+        let _ = self.transcription.set(stream);
+    }
+
     /// Publishes one WebSocket frame about `conversation_id` and waits for the stream's
-    /// ack (retrying with backoff). `topic_name` decides the frame id's kind.
+    /// ack (retrying with backoff). `topic_name` decides the frame id's kind; `call` is
+    /// what the frame shows of the conversation's voice legs.
     pub async fn publish_frame(
         &self,
         bytes: Bytes,
         conversation_id: &ConversationId,
+        call: CallLiveness,
         observed_at: DateTime<Utc>,
     ) -> Result<(), PublishGaveUp> {
         let headers = frame_headers(&bytes, conversation_id, observed_at);
-        self.remember(conversation_id);
+        self.remember(conversation_id, call);
         self.publish(bytes, headers).await
     }
 
@@ -111,6 +132,10 @@ impl FramePublisher {
         observed_at: DateTime<Utc>,
     ) -> Result<(), PublishGaveUp> {
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        // A call found only by a re-read (its frames fell into a gap) is followed too.
+        let call = parse_conversation_read(&body)
+            .map_or(CallLiveness::Silent, |snapshot| call_liveness(&snapshot));
+        self.remember(conversation_id, call);
         let headers = FrameHeaders {
             msg_id: frame_msg_id(
                 conversation_id.text().as_str(),
@@ -124,18 +149,44 @@ impl FramePublisher {
         self.publish(body, headers).await
     }
 
-    /// The conversations seen within `forget_after`; older ones are forgotten.
+    /// The conversations seen within `forget_after`; older ones are forgotten (and a
+    /// forgotten call's transcription no longer followed).
     fn live_ids(&self) -> Vec<ConversationId> {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let forget_after = self.forget_after;
-        live.seen.retain(|_, at| at.elapsed() < forget_after);
+        live.seen.retain(|id, (at, follow)| {
+            let keep = at.elapsed() < forget_after;
+            if !keep {
+                self.ask_stream(id, follow.forget());
+            }
+            keep
+        });
         metrics::gauge!(names::CLUSTER_INGEST_TRACKED).set(live.seen.len() as f64);
         live.seen.keys().cloned().collect()
     }
 
-    fn remember(&self, id: &ConversationId) {
+    fn remember(&self, id: &ConversationId, call: CallLiveness) {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.seen.insert(id.clone(), Instant::now());
+        let now = Instant::now();
+        let (at, follow) = live
+            .seen
+            .entry(id.clone())
+            .or_insert_with(|| (now, CallFollow::default()));
+        *at = now;
+        let (next, change) = follow.observe(call);
+        *follow = next;
+        self.ask_stream(id, change);
+    }
+
+    /// Sent with `do_send`: the stream never waits on the socket tasks that call this.
+    fn ask_stream(&self, id: &ConversationId, change: Option<WatchChange>) {
+        let (Some(change), Some(stream)) = (change, self.transcription.get()) else {
+            return;
+        };
+        stream.do_send(WatchTranscription {
+            conversation_id: id.clone(),
+            watch: change == WatchChange::Watch,
+        });
     }
 
     async fn publish(&self, payload: Bytes, headers: FrameHeaders) -> Result<(), PublishGaveUp> {

@@ -30,6 +30,7 @@ use actix::{MailboxError, Recipient};
 use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use chrono::{DateTime, Utc};
+use convoy::cluster::{call_liveness, CallLiveness};
 use convoy::ids::ConversationId;
 use convoy::parse::{classify_bytes_fresh, Classified, FrameKind, Fresh};
 use convoy::stream::duplicates::RecentBodies;
@@ -517,8 +518,9 @@ impl SocketTask {
             Classified::Snapshot { snapshot, .. } => {
                 if route && self.wiring.publisher.is_some() {
                     let bytes = std::mem::take(&mut message.bytes);
+                    let call = call_liveness(&snapshot);
                     return self
-                        .publish(bytes, &snapshot.conversation_id, received_at)
+                        .publish(bytes, &snapshot.conversation_id, call, received_at)
                         .await;
                 }
                 if route {
@@ -531,7 +533,12 @@ impl SocketTask {
                 if route && self.wiring.publisher.is_some() {
                     let bytes = std::mem::take(&mut message.bytes);
                     return self
-                        .publish(bytes, &event.conversation_id, received_at)
+                        .publish(
+                            bytes,
+                            &event.conversation_id,
+                            CallLiveness::Silent,
+                            received_at,
+                        )
                         .await;
                 }
                 if route {
@@ -584,13 +591,14 @@ impl SocketTask {
         &mut self,
         bytes: Vec<u8>,
         conversation_id: &ConversationId,
+        call: CallLiveness,
         observed_at: DateTime<Utc>,
     ) -> Step {
         let Some(publisher) = self.wiring.publisher.clone() else {
             return Step::Continue;
         };
         let outcome = publisher
-            .publish_frame(bytes.into(), conversation_id, observed_at)
+            .publish_frame(bytes.into(), conversation_id, call, observed_at)
             .await;
         // Waiting on NATS is our quiet, not the peer's (as for the router).
         self.liveness.frame_received(self.now());
