@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use super::lean::{self, BodySeed, Text};
 use super::{
-    classify, classify_envelope, read_envelope, snapshot_topic, Classified, ParseError,
+    classify, classify_envelope, frame_text, read_envelope, snapshot_topic, Classified, ParseError,
     SnapshotShape,
 };
 use crate::stream::duplicates::{BodyKey, BodyShape, RecentBodies};
@@ -53,9 +53,7 @@ pub enum Fresh {
 /// (same shape) is reported as [`Fresh::Duplicate`] without its typed parse, and every
 /// snapshot read is remembered in `recent`. See [`crate::stream::duplicates`].
 pub fn classify_bytes_fresh(bytes: &[u8], recent: &mut RecentBodies) -> Result<Fresh, ParseError> {
-    let text = std::str::from_utf8(bytes).map_err(|error| ParseError::NotUtf8 {
-        offset: error.valid_up_to(),
-    })?;
+    let text = frame_text(bytes)?;
     if !text.trim_start().starts_with('{') {
         return classify(text).map(Fresh::Frame);
     }
