@@ -199,3 +199,39 @@ async fn the_sla_actor_resumes_a_partitions_clocks_and_forgets_them_when_lost() 
         "KV keeps them for the next owner"
     );
 }
+
+/// A partition's load reads exactly its own keys, however many there are: `p1.` must
+/// not take `p10.`–`p15.` (the key filter ends at the partition's token), and every
+/// book of a busy partition arrives.
+#[actix_rt::test]
+async fn a_partition_loads_exactly_its_own_books() {
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let owned: Owned = Arc::new(Mutex::new((0..16).collect()));
+    let store = store_of(&js, &owned).await;
+    let mut expected = std::collections::BTreeMap::<u16, BTreeSet<String>>::new();
+    for n in 0..400 {
+        let id = format!("conversation-{n}");
+        store.save(&id, Some(&json!({ "n": n }))).await.unwrap();
+        expected
+            .entry(store.partition_of(&id))
+            .or_default()
+            .insert(id);
+    }
+    assert!(expected.contains_key(&1) && expected.contains_key(&10));
+    for partition in 0..16 {
+        let loaded: BTreeSet<String> = store
+            .load_partition(partition)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|clocks| clocks.conversation)
+            .collect();
+        assert_eq!(
+            loaded,
+            expected.remove(&partition).unwrap_or_default(),
+            "partition {partition}"
+        );
+    }
+}

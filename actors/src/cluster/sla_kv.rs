@@ -36,6 +36,10 @@ use super::kv::{encode_key, ensure_bucket, sla_bucket, BucketSpec, KvError};
 use super::lease_actor::LeaseStatus;
 use super::metrics as cluster_metrics;
 
+/// How long a partition's load may wait for its next entry before it fails (and is
+/// retried by the consumer side): entries come at once from a live server.
+const LOAD_IDLE: Duration = Duration::from_secs(10);
+
 /// Whether this worker owns a partition now.
 pub type OwnsPartition = Arc<dyn Fn(u16) -> bool + Send + Sync>;
 
@@ -67,6 +71,8 @@ pub enum SaveOutcome {
 #[derive(Clone)]
 pub struct SlaClockStore {
     store: kv::Store,
+    /// For the inbox a partition's load is delivered to.
+    client: async_nats::Client,
     bucket: String,
     partitions: Partitions,
     owns: OwnsPartition,
@@ -122,6 +128,7 @@ impl SlaClockStore {
         .await?;
         Ok(SlaClockStore {
             store,
+            client: jetstream.client(),
             bucket,
             partitions,
             owns,
@@ -239,44 +246,72 @@ impl SlaClockStore {
 
     /// Every conversation book of `partition`, to resume its clocks after a takeover.
     pub async fn load_partition(&self, partition: u16) -> Result<Vec<StoredClocks>, KvError> {
-        let prefix = format!("p{partition}.");
-        let mut keys = self
+        let failed = |what: &'static str, error: String| KvError::new(what, &self.bucket, error);
+        // Only this partition's keys (`p<N>.…`), each at its last revision, values
+        // included: one consumer on the bucket's stream instead of listing every
+        // partition's keys and reading each value with a request of its own.
+        let consumer = self
             .store
-            .keys()
+            .stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                description: Some(format!("convoy: SLA clocks of partition {partition}")),
+                filter_subject: format!("{}p{partition}.>", self.store.prefix),
+                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
             .await
-            .map_err(|error| KvError::new("list keys", &self.bucket, error))?;
-        let mut ours = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|error| KvError::new("list keys", &self.bucket, error))?;
-            if key.starts_with(&prefix) {
-                ours.push(key);
-            }
+            .map_err(|error| failed("list partition", error.to_string()))?;
+        let mut loaded = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(loaded);
         }
-        let mut loaded = Vec::with_capacity(ours.len());
-        for key in ours {
-            let Some(entry) = self
-                .store
-                .entry(key.as_str())
-                .await
-                .map_err(|error| KvError::new("read", &self.bucket, error))?
-            else {
-                continue;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|error| failed("list partition", error.to_string()))?;
+        loop {
+            let message = match tokio::time::timeout(LOAD_IDLE, messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(error))) => return Err(failed("read partition", error.to_string())),
+                Ok(None) => return Err(failed("read partition", "the consumer ended".into())),
+                Err(_) => {
+                    return Err(failed(
+                        "read partition",
+                        format!("no entry within {LOAD_IDLE:?}"),
+                    ))
+                }
             };
-            self.remember_revision(&key, Some(entry.revision));
-            if entry.operation != kv::Operation::Put {
-                continue;
-            }
-            match serde_json::from_slice::<StoredClocks>(&entry.value) {
-                Ok(clocks) => loaded.push(clocks),
-                Err(error) => {
-                    tracing::error!(%key, %error, "Unreadable SLA clocks in NATS KV; skipped.");
-                    cluster_metrics::sla_kv("kv_failure");
+            let (revision, pending) = message
+                .info()
+                .map(|info| (info.stream_sequence, info.pending))
+                .map_err(|error| failed("read partition", error.to_string()))?;
+            let key = message
+                .subject
+                .strip_prefix(self.store.prefix.as_str())
+                .unwrap_or(message.subject.as_str());
+            self.remember_revision(key, Some(revision));
+            let removed = message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get("KV-Operation"))
+                .is_some_and(|operation| matches!(operation.as_str(), "DEL" | "PURGE"));
+            if !removed {
+                match serde_json::from_slice::<StoredClocks>(&message.payload) {
+                    Ok(clocks) => {
+                        cluster_metrics::sla_kv("loaded");
+                        loaded.push(clocks);
+                    }
+                    Err(error) => {
+                        tracing::error!(%key, %error, "Unreadable SLA clocks in NATS KV; skipped.");
+                        cluster_metrics::sla_kv("kv_failure");
+                    }
                 }
             }
+            if pending == 0 {
+                return Ok(loaded);
+            }
         }
-        for _ in &loaded {
-            cluster_metrics::sla_kv("loaded");
-        }
-        Ok(loaded)
     }
 }
