@@ -181,6 +181,17 @@ impl Cluster {
         ids
     }
 
+    /// Shuts the daemons down in order (each within its deadline), then the cluster.
+    async fn stop_with<const N: usize>(self, daemons: [(&str, Daemon); N]) {
+        for (role, daemon) in daemons {
+            assert!(
+                daemon.shutdown().await,
+                "{role} shutdown missed its deadline"
+            );
+        }
+        self.stop().await;
+    }
+
     async fn stop(self) {
         self.emulator.stop().await;
         self.sink.stop().await;
@@ -244,15 +255,9 @@ async fn one_ingest_and_one_worker_end_equal_to_the_truth_with_every_crm_record(
         cluster.if_match_conflicts().await
     );
 
-    assert!(
-        ingest.shutdown().await,
-        "ingest shutdown missed its deadline"
-    );
-    assert!(
-        worker.shutdown().await,
-        "worker shutdown missed its deadline"
-    );
-    cluster.stop().await;
+    cluster
+        .stop_with([("ingest", ingest), ("worker", worker)])
+        .await;
 }
 
 /// Voice calls with ingest and worker apart: the worker's conversation actor cannot ask
@@ -264,32 +269,8 @@ async fn a_voice_call_is_transcribed_with_ingest_and_worker_apart() {
     let cluster = Cluster::start(EmulatorOptions::default()).await;
     let worker = cluster.daemon("worker").await;
     let ingest = cluster.daemon("ingest").await;
-    let org = support::control(&cluster.http, &cluster.emulator, "GET", "/org", None).await;
-    let queue = org["queues"][0]["id"].as_str().unwrap().to_owned();
-    // Slow enough that the call is live when the ingest subscribes its transcription.
-    let created = support::control(
-        &cluster.http,
-        &cluster.emulator,
-        "POST",
-        "/conversations/voice",
-        Some(serde_json::json!({
-            "queueId": queue,
-            "answer_after_ms": 500,
-            "reply_after_ms": 1500,
-            "agent_replies": 3,
-            "wrapup_after_ms": 500,
-        })),
-    )
-    .await;
-    let id = convoy::ids::ConversationId::from(created["id"].as_str().unwrap());
-    let transcribed = eventually(Duration::from_secs(60), || async {
-        worker.views.get(&id).is_some_and(|view| {
-            view.to_json(None)["transcript"]
-                .as_array()
-                .is_some_and(|segments| !segments.is_empty())
-        })
-    })
-    .await;
+    let id = support::slow_voice_call(&cluster.http, &cluster.emulator).await;
+    let transcribed = support::shows_transcript(&worker.views, &id).await;
     assert!(
         transcribed,
         "no transcript segment reached the worker: {:?}",
@@ -305,15 +286,9 @@ async fn a_voice_call_is_transcribed_with_ingest_and_worker_apart() {
     assert!(unfollowed, "the ingest still follows the ended call");
     assert!(ingest.views.is_empty(), "the ingest applied frames itself");
 
-    assert!(
-        ingest.shutdown().await,
-        "ingest shutdown missed its deadline"
-    );
-    assert!(
-        worker.shutdown().await,
-        "worker shutdown missed its deadline"
-    );
-    cluster.stop().await;
+    cluster
+        .stop_with([("ingest", ingest), ("worker", worker)])
+        .await;
 }
 
 /// Hot standby: two ingests hold the same subscriptions and publish the same frames;
@@ -341,8 +316,11 @@ async fn two_ingests_in_hot_standby_publish_each_frame_once() {
     );
     assert!(first.views.is_empty() && second.views.is_empty());
 
-    assert!(first.shutdown().await);
-    assert!(second.shutdown().await);
-    assert!(worker.shutdown().await);
-    cluster.stop().await;
+    cluster
+        .stop_with([
+            ("first ingest", first),
+            ("second ingest", second),
+            ("worker", worker),
+        ])
+        .await;
 }

@@ -432,31 +432,8 @@ async fn work_owed_at_shutdown_is_persisted_and_done_by_the_next_start() {
 #[actix_rt::test]
 async fn a_voice_call_followed_by_the_daemon_shows_its_transcript() {
     let run = Run::start(EmulatorOptions::default(), "").await;
-    let org = run.control("GET", "/org", None).await;
-    let queue = org["queues"][0]["id"].as_str().unwrap().to_owned();
-    // Slow enough that the call is live when the daemon subscribes its transcription topic.
-    let created = run
-        .control(
-            "POST",
-            "/conversations/voice",
-            Some(json!({
-                "queueId": queue,
-                "answer_after_ms": 500,
-                "reply_after_ms": 1500,
-                "agent_replies": 3,
-                "wrapup_after_ms": 500,
-            })),
-        )
-        .await;
-    let id = ConversationId::from(created["id"].as_str().unwrap());
-    let transcribed = eventually(Duration::from_secs(60), || async {
-        run.daemon.views.get(&id).is_some_and(|view| {
-            view.to_json(None)["transcript"]
-                .as_array()
-                .is_some_and(|segments| !segments.is_empty())
-        })
-    })
-    .await;
+    let id = support::slow_voice_call(&run.http, &run.emulator).await;
+    let transcribed = support::shows_transcript(&run.daemon.views, &id).await;
     assert!(
         transcribed,
         "no transcript segment reached the conversation's view: {:?}",

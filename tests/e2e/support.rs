@@ -102,6 +102,46 @@ pub async fn truth(
         .unwrap_or_default()
 }
 
+/// Starts a voice call on the org's first queue, slow enough (three turns 1.5 s apart)
+/// that it is still live when a daemon subscribes its transcription topic; its id.
+pub async fn slow_voice_call(
+    http: &awc::Client,
+    emulator: &convoy_actors::emulator::Emulator,
+) -> convoy::ids::ConversationId {
+    let org = control(http, emulator, "GET", "/org", None).await;
+    let queue = org["queues"][0]["id"].as_str().expect("a queue").to_owned();
+    let created = control(
+        http,
+        emulator,
+        "POST",
+        "/conversations/voice",
+        Some(serde_json::json!({
+            "queueId": queue,
+            "answer_after_ms": 500,
+            "reply_after_ms": 1500,
+            "agent_replies": 3,
+            "wrapup_after_ms": 500,
+        })),
+    )
+    .await;
+    convoy::ids::ConversationId::from(created["id"].as_str().expect("a conversation id"))
+}
+
+/// Waits (60 s at most) until the conversation's view shows a transcript segment.
+pub async fn shows_transcript(
+    views: &convoy_actors::conversation::ConversationViews,
+    id: &convoy::ids::ConversationId,
+) -> bool {
+    eventually(Duration::from_secs(60), || async {
+        views.get(id).is_some_and(|view| {
+            view.to_json(None)["transcript"]
+                .as_array()
+                .is_some_and(|segments| !segments.is_empty())
+        })
+    })
+    .await
+}
+
 /// Whether every conversation of the emulator's ground truth has ended with every agent's
 /// wrap-up recorded (nothing more will happen to it).
 pub fn all_finished(truth: &[serde_json::Value]) -> bool {
