@@ -41,7 +41,7 @@ use serde_json::Value;
 
 use super::nats::Nats;
 use crate::conversation::messages::{Reconcile, RereadConversation};
-use crate::conversation::router::discover;
+use crate::conversation::router::{discover, DiscoverySweep};
 use crate::genesys::conversations::{parse_conversation_read, read_conversation_raw};
 use crate::genesys::rest::{GenesysRest, RestContext, RestError};
 use crate::retry_schedule::RetrySchedule;
@@ -54,8 +54,6 @@ pub const PUBLISH_GIVE_UP: Duration = Duration::from_secs(60);
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background re-reads in flight at once (as the router's).
 const REREADS_IN_FLIGHT: usize = 2;
-/// How much earlier than the reported gap start discovery looks (as the router's).
-const DISCOVERY_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// A payload that could not be published within [`PUBLISH_GIVE_UP`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -283,8 +281,7 @@ pub struct IngestActor {
     queue: VecDeque<ConversationId>,
     queued: HashSet<ConversationId>,
     in_flight: HashSet<ConversationId>,
-    pending_discovery: Option<DateTime<Utc>>,
-    discovering: bool,
+    discovery: DiscoverySweep,
     failures: u32,
     paused_until: Option<Instant>,
 }
@@ -298,8 +295,7 @@ impl IngestActor {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             in_flight: HashSet::new(),
-            pending_discovery: None,
-            discovering: false,
+            discovery: DiscoverySweep::default(),
             failures: 0,
             paused_until: None,
         }
@@ -380,24 +376,22 @@ impl IngestActor {
     }
 
     fn start_discovery(&mut self, ctx: &mut Context<Self>) {
-        if self.discovering {
-            return;
-        }
-        let (Some(since), Some(rest)) = (self.pending_discovery.take(), self.rest.clone()) else {
+        let Some(rest) = self.rest.clone() else {
             return;
         };
-        self.discovering = true;
-        let since = since - DISCOVERY_MARGIN;
+        let Some(since) = self.discovery.start() else {
+            return;
+        };
         let discovery = async move { discover(&rest, since, Utc::now()).await };
         ctx.spawn(discovery.into_actor(self).map(|found, actor, ctx| {
-            actor.discovering = false;
+            let again = actor.discovery.finish();
             let count = found.len();
             for id in found {
                 actor.owe(id);
             }
             tracing::info!(conversations = count, "Discovery finished.");
             actor.pump(ctx);
-            if actor.pending_discovery.is_some() {
+            if again {
                 actor.start_discovery(ctx);
             }
         }));
@@ -435,10 +429,7 @@ impl Handler<Reconcile> for IngestActor {
         for id in live {
             self.owe(id);
         }
-        self.pending_discovery = Some(match self.pending_discovery {
-            Some(pending) => pending.min(reconcile.gap_started_at),
-            None => reconcile.gap_started_at,
-        });
+        self.discovery.ask(reconcile.gap_started_at);
         self.start_discovery(ctx);
         self.pump(ctx);
     }

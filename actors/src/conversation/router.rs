@@ -263,8 +263,7 @@ pub struct ConversationRouter {
     /// Ids loaded from the durable store: settled there once their re-read succeeded.
     stored_owed: HashSet<ConversationId>,
     /// The start of the earliest gap not yet swept by discovery.
-    pending_discovery: Option<DateTime<Utc>>,
-    discovering: bool,
+    discovery: DiscoverySweep,
     /// Conversations whose re-read was sent while the running discovery sweep was open:
     /// their state is known from after the gap, so the sweep's findings skip them.
     sent_during_discovery: HashSet<ConversationId>,
@@ -309,8 +308,7 @@ impl ConversationRouter {
             reread_failures: 0,
             reread_paused_until: None,
             stored_owed: HashSet::new(),
-            pending_discovery: None,
-            discovering: false,
+            discovery: DiscoverySweep::default(),
             sent_during_discovery: HashSet::new(),
             spawned: 0,
             evicted_at_capacity: 0,
@@ -685,7 +683,7 @@ impl ConversationRouter {
                 break;
             };
             self.rereads_in_flight.insert(id.clone());
-            if self.discovering {
+            if self.discovery.is_running() {
                 self.sent_during_discovery.insert(id.clone());
             }
             let rest = rest.clone();
@@ -763,20 +761,15 @@ impl ConversationRouter {
     /// receipt missed during the gap changed them, and analytics lists conversations by
     /// their start only).
     fn start_discovery(&mut self, ctx: &mut Context<Self>) {
-        if self.discovering {
-            return;
-        }
-        let (Some(since), Some(rest)) = (self.pending_discovery.take(), self.rest.clone()) else {
+        let Some(rest) = self.rest.clone() else {
             return;
         };
-        self.discovering = true;
-        // The gap is dated by when Convoy *received* its last frame; a backlog on the
-        // socket means that frame was produced earlier. Looking further back costs one
-        // analytics page and re-reads only for conversations Convoy does not track.
-        let since = since - DISCOVERY_MARGIN;
+        let Some(since) = self.discovery.start() else {
+            return;
+        };
         let discovery = async move { discover(&rest, since, Utc::now()).await };
         ctx.spawn(discovery.into_actor(self).map(|found, router, ctx| {
-            router.discovering = false;
+            let again = router.discovery.finish();
             let sent_during = std::mem::take(&mut router.sent_during_discovery);
             let awaiting: Vec<ConversationId> = router
                 .final_states
@@ -798,7 +791,7 @@ impl ConversationRouter {
             }
             tracing::info!(conversations = count, "Discovery finished.");
             router.pump_rereads(ctx);
-            if router.pending_discovery.is_some() {
+            if again {
                 router.start_discovery(ctx);
             }
         }));
@@ -1021,6 +1014,48 @@ impl Handler<ShutdownConversations> for ConversationRouter {
 const CAP_WARNING_EVERY: Duration = Duration::from_secs(300);
 /// How much earlier than the reported gap start a discovery sweep looks.
 const DISCOVERY_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The discovery sweeps after stream gaps, of the router or the cluster's ingest: one
+/// runs at a time, and gaps reported meanwhile are covered by one more, from the
+/// earliest of their starts (a sweep already running covers only its own gap).
+#[derive(Debug, Default)]
+pub(crate) struct DiscoverySweep {
+    pending: Option<DateTime<Utc>>,
+    running: bool,
+}
+
+impl DiscoverySweep {
+    /// A gap that started at `gap_started_at` is to be swept.
+    pub(crate) fn ask(&mut self, gap_started_at: DateTime<Utc>) {
+        self.pending = Some(match self.pending {
+            Some(pending) => pending.min(gap_started_at),
+            None => gap_started_at,
+        });
+    }
+
+    /// Where the sweep to run now starts, if one is owed and none is running. The gap
+    /// is dated by when Convoy *received* its last frame; a backlog on the socket means
+    /// that frame was produced earlier, so the sweep looks [`DISCOVERY_MARGIN`] further
+    /// back (one analytics page more, re-reads only of conversations not tracked).
+    pub(crate) fn start(&mut self) -> Option<DateTime<Utc>> {
+        if self.running {
+            return None;
+        }
+        let since = self.pending.take()?;
+        self.running = true;
+        Some(since - DISCOVERY_MARGIN)
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// The running sweep ended; whether another is owed.
+    pub(crate) fn finish(&mut self) -> bool {
+        self.running = false;
+        self.pending.is_some()
+    }
+}
 /// The details query serves at most 100 000 results per query (API.md §6.1): 1 000 pages.
 const DISCOVERY_MAX_PAGES: u32 = 1_000;
 const DISCOVERY_PAGE_SIZE: u32 = 100;
@@ -1043,11 +1078,7 @@ impl Handler<Reconcile> for ConversationRouter {
                 self.rereads.insert(id);
             }
         }
-        // A sweep already running covers only its own gap: widen the next one.
-        self.pending_discovery = Some(match self.pending_discovery {
-            Some(pending) => pending.min(reconcile.gap_started_at),
-            None => reconcile.gap_started_at,
-        });
+        self.discovery.ask(reconcile.gap_started_at);
         self.start_discovery(ctx);
         self.pump_rereads(ctx);
     }
@@ -1145,6 +1176,29 @@ pub(crate) async fn discover(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_discovery_sweep_at_a_time_and_gaps_meanwhile_merge_into_the_next() {
+        let at = |minute: u32| {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 3, 10, minute, 0).unwrap()
+        };
+        let mut sweep = DiscoverySweep::default();
+        assert_eq!(sweep.start(), None, "nothing asked");
+        sweep.ask(at(30));
+        assert_eq!(sweep.start(), Some(at(30) - DISCOVERY_MARGIN));
+        assert!(sweep.is_running());
+        sweep.ask(at(40));
+        sweep.ask(at(35));
+        assert_eq!(sweep.start(), None, "one at a time");
+        assert!(sweep.finish(), "another is owed");
+        assert_eq!(
+            sweep.start(),
+            Some(at(35) - DISCOVERY_MARGIN),
+            "the earliest gap"
+        );
+        assert!(!sweep.finish());
+        assert_eq!(sweep.start(), None);
+    }
 
     fn ids(names: &[&str]) -> Vec<ConversationId> {
         names
