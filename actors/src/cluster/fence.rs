@@ -31,7 +31,8 @@ use convoy::config::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
 use super::kv::{
-    conversations_bucket, encode_key, ensure_bucket, leases_bucket, BucketSpec, KvError,
+    configured_partitions, conversations_bucket, encode_key, ensure_bucket, leases_bucket,
+    BucketSpec, KvError,
 };
 use super::lease_actor::lease_key;
 use super::metrics as cluster_metrics;
@@ -92,13 +93,7 @@ impl Fence {
         config: &ClusterConfig,
         worker: WorkerId,
     ) -> Result<Fence, KvError> {
-        let partitions = Partitions::new(config.partitions).map_err(|error| {
-            KvError::new(
-                "open",
-                &conversations_bucket(&config.stream),
-                error.to_string(),
-            )
-        })?;
+        let partitions = configured_partitions(config, &conversations_bucket(&config.stream))?;
         Fence::open_with(
             jetstream,
             &config.stream,
@@ -116,16 +111,18 @@ impl Fence {
         partitions: Partitions,
         worker: WorkerId,
     ) -> Result<Fence, KvError> {
-        let bucket = |name: String| BucketSpec {
-            name,
-            history: 1,
-            replicas,
-            max_age: std::time::Duration::ZERO,
-        };
         let fences_name = conversations_bucket(stream);
         let leases_name = leases_bucket(stream);
-        let fences = ensure_bucket(jetstream, &bucket(fences_name.clone())).await?;
-        let leases = ensure_bucket(jetstream, &bucket(leases_name.clone())).await?;
+        let fences = ensure_bucket(
+            jetstream,
+            &BucketSpec::lasting(fences_name.clone(), replicas),
+        )
+        .await?;
+        let leases = ensure_bucket(
+            jetstream,
+            &BucketSpec::lasting(leases_name.clone(), replicas),
+        )
+        .await?;
         Ok(Fence {
             worker,
             partitions,

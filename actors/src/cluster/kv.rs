@@ -72,6 +72,28 @@ pub struct BucketSpec {
     pub max_age: Duration,
 }
 
+impl BucketSpec {
+    /// A bucket whose entries never expire (leases, fences, SLA books): one value per
+    /// key, `replicas` copies.
+    pub fn lasting(name: String, replicas: u8) -> BucketSpec {
+        BucketSpec {
+            name,
+            history: 1,
+            replicas,
+            max_age: Duration::ZERO,
+        }
+    }
+}
+
+/// The configured partition count, or an error naming the bucket being opened.
+pub fn configured_partitions(
+    config: &convoy::config::ClusterConfig,
+    bucket: &str,
+) -> Result<convoy::cluster::Partitions, KvError> {
+    convoy::cluster::Partitions::new(config.partitions)
+        .map_err(|error| KvError::new("open", bucket, error.to_string()))
+}
+
 /// Opens the bucket, or creates it when absent. Two instances starting at once may both
 /// try to create it: the loser of that race opens the winner's.
 ///

@@ -424,12 +424,7 @@ impl LeaseLoop {
         let budget = self.op_budget();
         let ttl = self.ttl();
         let replicas = self.settings.replicas;
-        let leases_spec = BucketSpec {
-            name: leases_bucket(&self.settings.stream),
-            history: 1,
-            replicas,
-            max_age: Duration::ZERO,
-        };
+        let leases_spec = BucketSpec::lasting(leases_bucket(&self.settings.stream), replicas);
         let workers_spec = BucketSpec {
             name: workers_bucket(&self.settings.stream),
             history: 1,

@@ -32,7 +32,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::kv::{encode_key, ensure_bucket, sla_bucket, BucketSpec, KvError};
+use super::kv::{
+    configured_partitions, encode_key, ensure_bucket, sla_bucket, BucketSpec, KvError,
+};
 use super::lease_actor::LeaseStatus;
 use super::metrics as cluster_metrics;
 
@@ -95,9 +97,7 @@ impl SlaClockStore {
         config: &ClusterConfig,
         leases: LeaseStatus,
     ) -> Result<SlaClockStore, KvError> {
-        let partitions = Partitions::new(config.partitions).map_err(|error| {
-            KvError::new("open", &sla_bucket(&config.stream), error.to_string())
-        })?;
+        let partitions = configured_partitions(config, &sla_bucket(&config.stream))?;
         SlaClockStore::open_with(
             jetstream,
             &config.stream,
@@ -116,16 +116,8 @@ impl SlaClockStore {
         owns: OwnsPartition,
     ) -> Result<SlaClockStore, KvError> {
         let bucket = sla_bucket(stream);
-        let store = ensure_bucket(
-            jetstream,
-            &BucketSpec {
-                name: bucket.clone(),
-                history: 1,
-                replicas,
-                max_age: Duration::ZERO,
-            },
-        )
-        .await?;
+        let store =
+            ensure_bucket(jetstream, &BucketSpec::lasting(bucket.clone(), replicas)).await?;
         Ok(SlaClockStore {
             store,
             client: jetstream.client(),
