@@ -214,11 +214,7 @@ impl SlaActor {
                 for (id, value) in books {
                     let id = ConversationId::from(id.as_str());
                     match serde_json::from_value::<StoredBook>(value) {
-                        Ok(StoredBook::Open(tracked)) => {
-                            actor.tracked.insert(id.clone(), *tracked);
-                            actor.reschedule(&id);
-                            actor.publish_view(&id);
-                        }
+                        Ok(StoredBook::Open(tracked)) => actor.resume(id, *tracked),
                         Ok(StoredBook::Settled {
                             settled_at,
                             tallies,
@@ -248,6 +244,14 @@ impl SlaActor {
         }
         actor.publish_open_clocks();
         actor
+    }
+
+    /// Running clocks resumed (from this worker's outbox, or from NATS KV on a
+    /// partition taken over): timers set again, the view published.
+    fn resume(&mut self, id: ConversationId, tracked: Tracked) {
+        self.tracked.insert(id.clone(), tracked);
+        self.reschedule(&id);
+        self.publish_view(&id);
     }
 
     /// Cluster worker role: mirror every book into `<stream>_sla` and answer
@@ -720,11 +724,7 @@ impl Handler<LoadPartitionClocks> for SlaActor {
                             continue;
                         }
                         match serde_json::from_value::<StoredBook>(stored.book.clone()) {
-                            Ok(StoredBook::Open(tracked)) => {
-                                actor.tracked.insert(id.clone(), *tracked);
-                                actor.reschedule(&id);
-                                actor.publish_view(&id);
-                            }
+                            Ok(StoredBook::Open(tracked)) => actor.resume(id.clone(), *tracked),
                             Ok(StoredBook::Settled {
                                 settled_at,
                                 tallies,
