@@ -12,7 +12,6 @@
 //! It exits 1 when the views or the attributes did not converge within `--max-wait`.
 
 use std::path::PathBuf;
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -179,13 +178,7 @@ pub async fn run(args: BurstArgs) -> Result<bool, BenchError> {
     let result = run_against(&emulator, &args, scenario).await;
     emulator.stop().await;
     let report = result?;
-    let text = match args.format {
-        OutputFormat::Text => report.to_text(),
-        OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .map_err(|error| BenchError::Output(error.to_string()))?,
-    };
-    super::write_report(&text)?;
+    super::print_report(&report, args.format, |report| report.to_text())?;
     Ok(report.converged())
 }
 
@@ -252,7 +245,7 @@ async fn run_against(
                 }
             }
         }
-        let truth = truth(emulator)?;
+        let truth = super::emulator_truth(emulator)?;
         let emulator_done = simulator.is_none() && all_ended(&truth, args.conversations);
         if emulator_done && emulator_last_end.is_none() {
             emulator_last_end = Some(
@@ -320,26 +313,6 @@ async fn run_against(
     };
     daemon.shutdown().await;
     Ok(report)
-}
-
-/// The emulator's ground truth, read in-process (the same JSON `GET /emulator/v1/truth`
-/// serves, without an HTTP round trip per poll).
-fn truth(emulator: &Emulator) -> Result<Vec<Value>, BenchError> {
-    let truth = emulator
-        .shared()
-        .org
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .truth();
-    let value = serde_json::to_value(&truth)
-        .map_err(|error| BenchError::Emulator(format!("serialising the truth: {error}")))?;
-    Ok(match value {
-        Value::Object(mut map) => match map.remove("conversations") {
-            Some(Value::Array(conversations)) => conversations,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    })
 }
 
 /// At least `expected` conversations, every one ended.

@@ -19,7 +19,6 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use convoy::duration::parse_duration;
@@ -182,13 +181,7 @@ pub async fn run(args: ClusterArgs) -> Result<bool, BenchError> {
         partitions: args.partitions,
         runs,
     };
-    let text = match args.format {
-        OutputFormat::Text => report.to_text(),
-        OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .map_err(|error| BenchError::Output(error.to_string()))?,
-    };
-    super::write_report(&text)?;
+    super::print_report(&report, args.format, |report| report.to_text())?;
     Ok(report.converged())
 }
 
@@ -304,7 +297,7 @@ async fn run_roles(
                 }
             }
         }
-        let truth = truth(emulator)?;
+        let truth = super::emulator_truth(emulator)?;
         let emulator_done = simulator.is_none()
             && truth.len() >= args.conversations
             && truth.iter().all(|c| c["ended"] == true);
@@ -417,25 +410,6 @@ pub fn rate(count: f64, elapsed: Duration) -> f64 {
 
 fn round_centis(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-/// The emulator's ground truth, read in-process.
-fn truth(emulator: &Emulator) -> Result<Vec<Value>, BenchError> {
-    let truth = emulator
-        .shared()
-        .org
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .truth();
-    let value = serde_json::to_value(&truth)
-        .map_err(|error| BenchError::Emulator(format!("serialising the truth: {error}")))?;
-    Ok(match value {
-        Value::Object(mut map) => match map.remove("conversations") {
-            Some(Value::Array(conversations)) => conversations,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    })
 }
 
 /// A `nats-server -js` child: loopback, a free port, a temporary store; killed (and its

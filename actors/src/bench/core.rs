@@ -20,7 +20,7 @@ use convoy::config::SlaConfig;
 use convoy::sla::SlaPolicy;
 use serde::Serialize;
 
-use super::{human_bytes, write_report, BenchError, OutputFormat};
+use super::{human_bytes, print_report, BenchError, OutputFormat};
 
 /// The target: the core at least half as fast as parsing into `IgnoredAny`.
 pub const TARGET_RATIO: f64 = 0.5;
@@ -151,13 +151,7 @@ pub async fn run(args: CoreArgs) -> Result<bool, BenchError> {
         }
     };
     let report = measure(&corpus, name, args.passes);
-    let text = match args.format {
-        OutputFormat::Text => report.to_text(),
-        OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .map_err(|error| BenchError::Output(error.to_string()))?,
-    };
-    write_report(&text)?;
+    print_report(&report, args.format, |report| report.to_text())?;
     Ok(true)
 }
 

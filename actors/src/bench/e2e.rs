@@ -424,13 +424,7 @@ pub async fn run(args: E2eArgs) -> Result<bool, BenchError> {
         std::fs::write(path, svg)
             .map_err(|error| BenchError::Output(format!("{}: {error}", path.display())))?;
     }
-    let text = match args.format {
-        OutputFormat::Text => report.to_text(),
-        OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .map_err(|error| BenchError::Output(error.to_string()))?,
-    };
-    super::write_report(&text)?;
+    super::print_report(&report, args.format, |report| report.to_text())?;
     // Measured: exit 0 whether or not the target was met (the report says).
     Ok(true)
 }

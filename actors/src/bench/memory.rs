@@ -218,13 +218,7 @@ pub async fn run(args: MemoryArgs) -> Result<bool, BenchError> {
         )));
     }
     let report = measure(args.conversations, args.participants).await?;
-    let text = match args.format {
-        OutputFormat::Text => report.to_text(),
-        OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .map_err(|error| BenchError::Output(error.to_string()))?,
-    };
-    super::write_report(&text)?;
+    super::print_report(&report, args.format, |report| report.to_text())?;
     Ok(true)
 }
 

@@ -125,6 +125,43 @@ pub fn main(command: BenchCommand) -> ExitCode {
     }
 }
 
+/// Prints a report as `format` asks: its text, or one pretty JSON document.
+pub fn print_report<R: serde::Serialize>(
+    report: &R,
+    format: OutputFormat,
+    to_text: impl FnOnce(&R) -> String,
+) -> Result<(), BenchError> {
+    let text = match format {
+        OutputFormat::Text => to_text(report),
+        OutputFormat::Json => serde_json::to_string_pretty(report)
+            .map(|json| json + "\n")
+            .map_err(|error| BenchError::Output(error.to_string()))?,
+    };
+    write_report(&text)
+}
+
+/// The emulator's ground truth, read in-process (the same JSON `GET /emulator/v1/truth`
+/// serves, without an HTTP round trip per poll).
+pub fn emulator_truth(
+    emulator: &crate::emulator::Emulator,
+) -> Result<Vec<serde_json::Value>, BenchError> {
+    let truth = emulator
+        .shared()
+        .org
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .truth();
+    let value = serde_json::to_value(&truth)
+        .map_err(|error| BenchError::Emulator(format!("serialising the truth: {error}")))?;
+    Ok(match value {
+        serde_json::Value::Object(mut map) => match map.remove("conversations") {
+            Some(serde_json::Value::Array(conversations)) => conversations,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    })
+}
+
 /// Writes a report to stdout in one piece and flushes; a failed write (a closed pipe, a
 /// full disk) is an error, never a panic as `print!` would make it.
 pub fn write_report(text: &str) -> Result<(), BenchError> {

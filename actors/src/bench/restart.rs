@@ -131,13 +131,7 @@ pub async fn run(args: RestartArgs) -> Result<bool, BenchError> {
     sink.stop().await;
     emulator.stop().await;
     let report = result?;
-    let text = match args.format {
-        OutputFormat::Text => report.to_text(),
-        OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .map_err(|error| BenchError::Output(error.to_string()))?,
-    };
-    super::write_report(&text)?;
+    super::print_report(&report, args.format, |report| report.to_text())?;
     Ok(report.finished())
 }
 
