@@ -299,6 +299,47 @@ impl SlaBook {
             .min()
     }
 
+    /// Every signal this book has emitted so far — each warning, breach and outcome, as
+    /// it was emitted — rebuilt from its clocks. A worker that takes a partition over
+    /// re-commits their records (same ids): the previous owner may have committed them
+    /// only to its own outbox, which nobody sends any more.
+    pub fn emitted_signals(&self, policy: &SlaPolicy) -> Vec<SlaSignal> {
+        let mut out = Vec::new();
+        for clock in &self.clocks {
+            // Warnings and breaches are emitted before their clock settles: without
+            // the settlement's `fulfilled_at`, as they went out.
+            let unsettled = Clock {
+                settled: None,
+                ..clock.clone()
+            };
+            if clock.warned {
+                out.push(unsettled.signal(
+                    policy,
+                    SlaSignalKind::Warning,
+                    clock.warn_at,
+                    clock.warn_at,
+                ));
+            }
+            if clock.breached {
+                out.push(unsettled.signal(
+                    policy,
+                    SlaSignalKind::Breach,
+                    clock.deadline,
+                    clock.deadline,
+                ));
+            }
+            if let Some(settled) = &clock.settled {
+                out.push(clock.signal(
+                    policy,
+                    SlaSignalKind::Outcome(settled.outcome),
+                    settled.at,
+                    settled.at,
+                ));
+            }
+        }
+        out
+    }
+
     /// The clocks still open.
     pub fn open_clocks(&self) -> Vec<OpenClock> {
         self.clocks

@@ -26,6 +26,44 @@ async fn store_of(js: &jetstream::Context, owned: &Owned) -> SlaClockStore {
         .expect("open the SLA bucket")
 }
 
+/// A cluster worker's SlaActor mirroring into `clocks`, with its outbox (in the returned
+/// temporary folder); `keep_records`: a CRM is configured.
+fn cluster_sla_actor(
+    clocks: &SlaClockStore,
+    keep_records: bool,
+) -> (
+    actix::Addr<convoy_actors::sla::SlaActor>,
+    Arc<convoy_actors::store::DurableStore>,
+    tempfile::TempDir,
+) {
+    use actix::Actor;
+    use convoy::config::SlaConfig;
+    use convoy::sla::SlaPolicy;
+    use convoy_actors::clock::Clock;
+    use convoy_actors::outbox_writer::{OutboxGate, OutboxWriter};
+    use convoy_actors::sla::{SlaActor, SlaSettings};
+    use convoy_actors::store::DurableStore;
+
+    let folder = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(DurableStore::open(&folder.path().join("outbox.redb")).unwrap());
+    let writer = OutboxWriter::start(
+        Arc::clone(&outbox),
+        Arc::new(OutboxGate::new(1_000, 0)),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let settings = SlaSettings {
+        policy: SlaPolicy::from_config(&SlaConfig::default()),
+        tick: std::time::Duration::from_secs(1),
+        keep_records,
+        clock: Clock::System,
+    };
+    let sla = SlaActor::new(settings, &outbox, writer, Arc::default())
+        .with_cluster_clocks(clocks.clone())
+        .start();
+    (sla, outbox, folder)
+}
+
 /// A conversation id in another partition than [`CONVERSATION`].
 fn elsewhere(store: &SlaClockStore) -> String {
     (0..)
@@ -121,15 +159,8 @@ async fn a_conversations_clocks_move_with_its_partition() {
 /// it forgets them locally while KV keeps them for the next owner.
 #[actix_rt::test]
 async fn the_sla_actor_resumes_a_partitions_clocks_and_forgets_them_when_lost() {
-    use actix::Actor;
-    use convoy::config::SlaConfig;
-    use convoy::sla::{SlaBook, SlaPolicy};
-    use convoy_actors::clock::Clock;
-    use convoy_actors::outbox_writer::{OutboxGate, OutboxWriter};
-    use convoy_actors::sla::{
-        DropPartitionClocks, GetSlaStats, LoadPartitionClocks, SlaActor, SlaSettings,
-    };
-    use convoy_actors::store::DurableStore;
+    use convoy::sla::SlaBook;
+    use convoy_actors::sla::{DropPartitionClocks, GetSlaStats, LoadPartitionClocks};
     use std::time::Duration;
 
     crate::support::install_crypto();
@@ -149,23 +180,7 @@ async fn the_sla_actor_resumes_a_partitions_clocks_and_forgets_them_when_lost() 
         SaveOutcome::Saved
     );
 
-    let folder = tempfile::tempdir().unwrap();
-    let outbox = Arc::new(DurableStore::open(&folder.path().join("outbox.redb")).unwrap());
-    let writer = OutboxWriter::start(
-        Arc::clone(&outbox),
-        Arc::new(OutboxGate::new(1_000, 0)),
-        Box::new(|_| {}),
-    )
-    .unwrap();
-    let settings = SlaSettings {
-        policy: SlaPolicy::from_config(&SlaConfig::default()),
-        tick: Duration::from_secs(1),
-        keep_records: false,
-        clock: Clock::System,
-    };
-    let sla = SlaActor::new(settings, &outbox, writer, Arc::default())
-        .with_cluster_clocks(clocks.clone())
-        .start();
+    let (sla, outbox, _folder) = cluster_sla_actor(&clocks, false);
 
     let loaded = sla
         .send(LoadPartitionClocks { partition })
@@ -234,4 +249,130 @@ async fn a_partition_loads_exactly_its_own_books() {
             "partition {partition}"
         );
     }
+}
+
+/// The worker acknowledges a frame once the SlaActor answers its handover, so that answer
+/// must wait for the books to be in NATS KV as well as in the outbox: when it is `Ok`,
+/// the next owner already loads them; when NATS cannot take them, it is refused (the
+/// conversation hands the facts over again and the frame stays unacknowledged).
+#[actix_rt::test]
+async fn a_handover_is_answered_only_once_its_clocks_are_in_kv() {
+    use convoy::conversation::facts::facts;
+    use convoy::conversation::Conversation;
+    use convoy::crm::records::ConversationSummary;
+    use convoy::parse::{classify_bytes, Classified};
+    use convoy_actors::sla::{Handover, HandoverRefused, HandoverStep};
+
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let owned: Owned = Arc::new(Mutex::new((0..16).collect()));
+    let clocks = store_of(&js, &owned).await;
+    let (sla, _outbox, _folder) = cluster_sla_actor(&clocks, false);
+
+    let frame =
+        include_bytes!("../fixtures/genesys/ws_event_queue_conversations_message_connected.json");
+    let Ok(Classified::Snapshot { snapshot, .. }) = classify_bytes(frame) else {
+        panic!("the fixture is a conversation snapshot");
+    };
+    let id = snapshot.conversation_id.clone();
+    let mut conversation = Conversation::new(id.clone());
+    let outcome = conversation.apply_snapshot(&snapshot).unwrap();
+    let handover = || Handover {
+        conversation_id: id.clone(),
+        steps: Arc::from(vec![HandoverStep {
+            observed_at: chrono::Utc::now(),
+            facts: facts(&conversation.state, &outcome),
+            finished: false,
+        }]),
+        summary: ConversationSummary::of(&conversation.state, 1),
+    };
+
+    assert_eq!(sla.send(handover()).await.unwrap(), Ok(()));
+    let partition = clocks.partition_of(id.text().as_str());
+    let mirrored = clocks.load_partition(partition).await.unwrap();
+    assert!(
+        mirrored
+            .iter()
+            .any(|stored| stored.conversation == id.text().as_str()),
+        "answered before its book was in KV: {mirrored:?}"
+    );
+
+    drop(server);
+    assert_eq!(
+        sla.send(handover()).await.unwrap(),
+        Err(HandoverRefused::NotMirrored),
+        "committed locally, but its book could not reach KV"
+    );
+}
+
+/// A worker killed after committing an SLA outcome to its own outbox, before the CRM got
+/// it: nobody sends that outbox any more, and the book in KV has already settled the
+/// clock, so the next owner would never emit the outcome again. Loading a partition
+/// therefore re-commits the records of everything its books already emitted (same ids;
+/// the CRM de-duplicates).
+#[actix_rt::test]
+async fn a_taken_over_book_re_commits_the_records_it_already_emitted() {
+    use chrono::{TimeZone, Utc};
+    use convoy::config::SlaConfig;
+    use convoy::sla::{Observation, SlaBook, SlaPolicy};
+    use convoy_actors::sla::LoadPartitionClocks;
+
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let owned: Owned = Arc::new(Mutex::new((0..16).collect()));
+    let clocks = store_of(&js, &owned).await;
+
+    // The dead worker's book: a customer waited 5 s in the queue, then an agent answered.
+    let policy = SlaPolicy::from_config(&SlaConfig::default());
+    let started = Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap();
+    let mut book = SlaBook::new(CONVERSATION);
+    let mut emitted = book.observe(
+        &policy,
+        &[Observation::QueueJoined {
+            participant_id: "acd-leg".to_owned(),
+            queue_id: Some("queue-1".to_owned()),
+        }],
+        started,
+    );
+    emitted.extend(book.observe(
+        &policy,
+        &[Observation::AgentConnected {
+            participant_id: "agent-leg".to_owned(),
+            queue_id: Some("queue-1".to_owned()),
+            user_id: Some("user-1".to_owned()),
+        }],
+        started + chrono::Duration::seconds(5),
+    ));
+    assert_eq!(emitted.len(), 1, "the answer clock's outcome: {emitted:?}");
+    let stored = json!({ "book": book, "summary": null });
+    assert_eq!(
+        clocks.save(CONVERSATION, Some(&stored)).await.unwrap(),
+        SaveOutcome::Saved
+    );
+
+    let (sla, outbox, _folder) = cluster_sla_actor(&clocks, true);
+    let partition = clocks.partition_of(CONVERSATION);
+    assert_eq!(
+        sla.send(LoadPartitionClocks { partition })
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    let expected = format!("{CONVERSATION}/sla/answer/acd-leg/outcome");
+    let recommitted = crate::support::eventually(std::time::Duration::from_secs(30), || async {
+        outbox
+            .pending_records(None, 100)
+            .unwrap()
+            .iter()
+            .any(|pending| pending.record.id == expected)
+    })
+    .await;
+    assert!(
+        recommitted,
+        "{expected} not in the new owner's outbox: {:?}",
+        outbox.pending_records(None, 100).unwrap()
+    );
 }

@@ -3,7 +3,9 @@
 //! the final tallies of a settled conversation) — is mirrored into `<stream>_sla`, key
 //! `p<partition>.<encoded conversation id>`, so the worker that takes a partition over
 //! loads its conversations' clocks ([`SlaClockStore::load_partition`]) and a clock
-//! survives a handover.
+//! survives a handover. The SlaActor answers a handover only once its books are written
+//! here as well as to the outbox, and the frame is acknowledged only then: the books a
+//! new owner loads are never older than the frames the stream will not deliver again.
 //!
 //! Writes are compare-and-set on the revision this worker last wrote or loaded, and only
 //! while this worker owns the partition (the lease actor's [`LeaseStatus`]): the old

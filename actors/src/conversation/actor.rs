@@ -385,6 +385,11 @@ impl ConversationActor {
                     actor.awaiting_commit.clear();
                     tracing::info!(conversation = %actor.id, facts = steps.len(), "Facts not handed over before shutdown; the next start derives them again.");
                 }
+                Ok(Err(refused @ HandoverRefused::NotMirrored)) => {
+                    tracing::warn!(conversation = %actor.id, error = %refused, "Handover not mirrored; handing the facts over again.");
+                    actor.retry_handover(steps.to_vec(), ctx);
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(conversation = %actor.id, %error, "Handover not answered; handing the facts over again.");
                     actor.retry_handover(steps.to_vec(), ctx);

@@ -59,12 +59,24 @@ pub struct Handover {
 pub enum HandoverRefused {
     #[error("the outbox writer is closed (shutting down)")]
     WriterClosed,
+    /// Cluster worker role: committed, but the books did not reach NATS KV. The
+    /// conversation hands the facts over again (ids stable, clocks idempotent), and its
+    /// inputs stay unacknowledged until then.
+    #[error("the SLA clocks did not reach NATS KV")]
+    NotMirrored,
 }
 
 /// Shutdown: commit what is queued, close the outbox writer, stop.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopSla;
+
+/// One book for the mirroring task, and, on a commit's last, who waits for the writes.
+struct MirrorBook {
+    id: ConversationId,
+    book: Option<serde_json::Value>,
+    done: Option<tokio::sync::oneshot::Sender<bool>>,
+}
 
 /// Per-daemon tallies (the metrics recorder is process-wide).
 #[derive(Debug, Message)]
@@ -127,6 +139,12 @@ enum StoredBook {
     Settled {
         settled_at: DateTime<Utc>,
         tallies: SlaTallies,
+        /// The settled book itself (absent in entries written before it was kept):
+        /// a worker taking its partition over re-commits its outcome records.
+        #[serde(default)]
+        book: Option<Box<SlaBook>>,
+        #[serde(default)]
+        messenger_type: Option<String>,
     },
     Open(Box<Tracked>),
 }
@@ -139,6 +157,9 @@ enum StoredBookOut<'a> {
     Settled {
         settled_at: DateTime<Utc>,
         tallies: &'a SlaTallies,
+        book: &'a SlaBook,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        messenger_type: Option<&'a str>,
     },
     Open(&'a Tracked),
 }
@@ -175,7 +196,7 @@ pub struct SlaActor {
     /// partition (`crate::cluster::sla_kv`). `None` in single-process mode.
     cluster_clocks: Option<SlaClockStore>,
     /// Feeds the mirroring task (started with the actor), in commit order.
-    mirror: Option<tokio::sync::mpsc::UnboundedSender<(ConversationId, Option<serde_json::Value>)>>,
+    mirror: Option<tokio::sync::mpsc::UnboundedSender<MirrorBook>>,
     _panic_guard: PanicGuard,
 }
 
@@ -218,6 +239,7 @@ impl SlaActor {
                         Ok(StoredBook::Settled {
                             settled_at,
                             tallies,
+                            ..
                         }) => {
                             if now - settled_at > SETTLED_KEPT_FOR {
                                 expired.sla_books.push((id.to_string(), None));
@@ -254,6 +276,26 @@ impl SlaActor {
         self.publish_view(&id);
     }
 
+    /// The records and outcomes of every signal a book taken over has already emitted
+    /// (same record ids): the previous owner may have committed them only to its own
+    /// outbox, which nobody sends any more; the CRM de-duplicates by id.
+    fn replay_emitted(
+        &self,
+        id: &ConversationId,
+        book: &SlaBook,
+        messenger_type: Option<String>,
+        now: DateTime<Utc>,
+        into: &mut Commit,
+    ) {
+        let signals = book.emitted_signals(&self.settings.policy);
+        if self.settings.keep_records {
+            into.records
+                .extend(signals.iter().map(|signal| sla_record(id, signal, now)));
+        }
+        into.sla_outcomes
+            .extend(stored_outcomes(id, &signals, messenger_type));
+    }
+
     /// Cluster worker role: mirror every book into `<stream>_sla` and answer
     /// [`LoadPartitionClocks`] / [`DropPartitionClocks`].
     pub fn with_cluster_clocks(mut self, clocks: SlaClockStore) -> SlaActor {
@@ -261,12 +303,18 @@ impl SlaActor {
         self
     }
 
-    /// Hands the books of a commit to the mirroring task (cluster mode only).
-    fn mirror(&self, books: &[(String, Option<Box<RawValue>>)]) {
-        let Some(mirror) = &self.mirror else {
-            return;
-        };
-        for (id, book) in books {
+    /// Hands the books of a commit to the mirroring task (cluster mode only). The answer
+    /// says, once the last of them was written (or refused as no longer ours), whether
+    /// all of them reached NATS KV.
+    fn mirror(
+        &self,
+        books: &[(String, Option<Box<RawValue>>)],
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let mirror = self.mirror.as_ref()?;
+        let (done, mirrored) = tokio::sync::oneshot::channel();
+        let mut done = Some(done);
+        let last = books.len().checked_sub(1)?;
+        for (index, (id, book)) in books.iter().enumerate() {
             let book = match book.as_deref().map(|raw| serde_json::from_str(raw.get())) {
                 None => None,
                 Some(Ok(value)) => Some(value),
@@ -276,8 +324,14 @@ impl SlaActor {
                 }
             };
             // The task ends only with the actor.
-            let _ = mirror.send((ConversationId::from(id.as_str()), book));
+            let _ = mirror.send(MirrorBook {
+                id: ConversationId::from(id.as_str()),
+                book,
+                done: if index == last { done.take() } else { None },
+            });
         }
+        // The last book unreadable (logged above): nothing to wait for.
+        done.is_none().then_some(mirrored)
     }
 
     fn next_revision(&mut self) -> u64 {
@@ -380,6 +434,8 @@ impl SlaActor {
             let stored = StoredBookOut::Settled {
                 settled_at,
                 tallies: &tallies,
+                book: &tracked.book,
+                messenger_type: tracked.messenger_type.as_deref(),
             };
             match stored.to_json() {
                 Ok(json) => commit.sla_books.push((id.to_string(), Some(json))),
@@ -399,7 +455,6 @@ impl SlaActor {
             }
         }
         self.count_accepted(&commit.records);
-        self.mirror(&commit.sla_books);
         commit
     }
 
@@ -434,7 +489,7 @@ impl SlaActor {
             self.settled_order.pop_front();
             self.settled.remove(&oldest);
             let books = vec![(oldest.to_string(), None)];
-            self.mirror(&books);
+            drop(self.mirror(&books));
             if let Some(writer) = &self.writer {
                 drop(writer.submit(Commit {
                     sla_books: books,
@@ -464,6 +519,9 @@ impl SlaActor {
             self.count_signals(&signals);
             let records = signals.iter().map(|s| sla_record(&id, s, now)).collect();
             let commit = self.commit_for(&id, records, &signals);
+            // Nobody waits for the timer's mirror either: the next commit of the
+            // conversation (or the next tick) writes its book again.
+            drop(self.mirror(&commit.sla_books));
             if let Some(writer) = &self.writer {
                 committed.push(writer.submit(commit));
             }
@@ -485,10 +543,13 @@ impl Actor for SlaActor {
             // One task, so each conversation's books reach KV in commit order.
             ctx.spawn(
                 async move {
-                    while let Some((id, book)) = books.recv().await {
-                        let id: ConversationId = id;
-                        if let Err(error) = clocks.save(id.text().as_str(), book.as_ref()).await {
+                    while let Some(MirrorBook { id, book, done }) = books.recv().await {
+                        let saved = clocks.save(id.text().as_str(), book.as_ref()).await;
+                        if let Err(error) = &saved {
                             tracing::warn!(conversation_id = %id, %error, "SLA clocks not mirrored to NATS KV; the outbox still has them.");
+                        }
+                        if let Some(done) = done {
+                            let _ = done.send(saved.is_ok());
                         }
                     }
                 }
@@ -562,7 +623,7 @@ impl Handler<Handover> for SlaActor {
                         .collect(),
                     ..Commit::default()
                 };
-                return self.submit(commit, &handover.steps);
+                return self.submit(commit, &handover.steps, None);
             }
             if self.settled.contains_key(&id) {
                 // Outcomes are final and no CRM takes records: nothing to keep.
@@ -611,10 +672,11 @@ impl Handler<Handover> for SlaActor {
         }
         self.count_signals(&signals);
         let commit = self.commit_for(&id, records, &signals);
+        let mirrored = self.mirror(&commit.sla_books);
         self.reschedule(&id);
         self.publish_view(&id);
         self.publish_open_clocks();
-        self.submit(commit, &handover.steps)
+        self.submit(commit, &handover.steps, mirrored)
     }
 }
 
@@ -644,12 +706,16 @@ fn stored_outcomes(
 }
 
 impl SlaActor {
-    /// Queues the commit; the answer resolves once it is durable.
+    /// Queues the commit; the answer resolves once it is durable — and, in the cluster,
+    /// once its books are in NATS KV too (`mirrored`): the worker acknowledges the frame
+    /// only then, so a partition's next owner never loads books older than what the
+    /// stream will not deliver again.
     /// `steps`: the handover's, whose receipt times a bench's latency probe records.
     fn submit(
         &self,
         commit: Commit,
         steps: &[HandoverStep],
+        mirrored: Option<tokio::sync::oneshot::Receiver<bool>>,
     ) -> ResponseFuture<Result<(), HandoverRefused>> {
         let Some(writer) = &self.writer else {
             return Box::pin(async { Err(HandoverRefused::WriterClosed) });
@@ -660,7 +726,16 @@ impl SlaActor {
             Vec::new()
         };
         let committed = writer.submit_observed(commit, observed);
-        Box::pin(async move { committed.await.map_err(|_| HandoverRefused::WriterClosed) })
+        Box::pin(async move {
+            committed.await.map_err(|_| HandoverRefused::WriterClosed)?;
+            let Some(mirrored) = mirrored else {
+                return Ok(());
+            };
+            match mirrored.await {
+                Ok(true) => Ok(()),
+                Ok(false) | Err(_) => Err(HandoverRefused::NotMirrored),
+            }
+        })
     }
 }
 
@@ -716,6 +791,8 @@ impl Handler<LoadPartitionClocks> for SlaActor {
                     let loaded = loaded?;
                     let count = loaded.len();
                     let mut books = Vec::new();
+                    let mut replayed = Commit::default();
+                    let now = actor.settings.clock.now();
                     for stored in loaded {
                         let id = ConversationId::from(stored.conversation.as_str());
                         // A conversation already running here (its frames came first) keeps
@@ -724,11 +801,21 @@ impl Handler<LoadPartitionClocks> for SlaActor {
                             continue;
                         }
                         match serde_json::from_value::<StoredBook>(stored.book.clone()) {
-                            Ok(StoredBook::Open(tracked)) => actor.resume(id.clone(), *tracked),
+                            Ok(StoredBook::Open(tracked)) => {
+                                actor.replay_emitted(&id, &tracked.book, tracked.messenger_type.clone(), now, &mut replayed);
+                                actor.resume(id.clone(), *tracked);
+                            }
                             Ok(StoredBook::Settled {
                                 settled_at,
                                 tallies,
-                            }) => actor.remember_settled(&id, tallies, settled_at),
+                                book,
+                                messenger_type,
+                            }) => {
+                                if let Some(book) = book {
+                                    actor.replay_emitted(&id, &book, messenger_type, now, &mut replayed);
+                                }
+                                actor.remember_settled(&id, tallies, settled_at);
+                            }
                             Err(error) => {
                                 tracing::error!(conversation_id = %id, %error, "Unreadable SLA clocks in NATS KV; skipped.");
                                 continue;
@@ -742,11 +829,13 @@ impl Handler<LoadPartitionClocks> for SlaActor {
                         }
                     }
                     actor.publish_open_clocks();
-                    // This worker's outbox keeps them too, so its own restart resumes them.
+                    // This worker's outbox keeps them too, so its own restart resumes them;
+                    // with them go the records of what the books already emitted.
+                    actor.count_accepted(&replayed.records);
                     if let Some(writer) = &actor.writer {
                         drop(writer.submit(Commit {
                             sla_books: books,
-                            ..Commit::default()
+                            ..replayed
                         }));
                     }
                     Ok(count)
@@ -822,6 +911,8 @@ mod tests {
         let settled = StoredBookOut::Settled {
             settled_at,
             tallies: &tallies,
+            book: &tracked.book,
+            messenger_type: Some("whatsapp"),
         }
         .to_json()
         .unwrap();
@@ -829,7 +920,19 @@ mod tests {
             StoredBook::Settled {
                 settled_at: at,
                 tallies: read,
-            } => assert_eq!((at, read), (settled_at, tallies)),
+                book,
+                messenger_type,
+            } => {
+                assert_eq!((at, read), (settled_at, tallies));
+                assert_eq!(book.map(|book| *book), Some(tracked.book.clone()));
+                assert_eq!(messenger_type.as_deref(), Some("whatsapp"));
+            }
+            StoredBook::Open(_) => panic!("a settled book read back as open"),
+        }
+        // Written before settled entries kept their book: still settled, no book.
+        let older = r#"{"settled_at":"2023-11-14T22:13:20Z","tallies":{}}"#;
+        match serde_json::from_str::<StoredBook>(older).unwrap() {
+            StoredBook::Settled { book, .. } => assert!(book.is_none()),
             StoredBook::Open(_) => panic!("a settled book read back as open"),
         }
     }

@@ -1226,3 +1226,33 @@ fn clocks_started_names_only_the_clocks_an_observation_started() {
     expected.sort();
     assert_eq!(started, expected, "open after: {after:?}");
 }
+
+#[test]
+fn the_signals_a_book_emitted_are_rebuilt_from_its_clocks_exactly() {
+    let policy = policy();
+    let scenario = full_scenario();
+    // At every point of the conversation, not only at its end: a partition may be taken
+    // over while clocks are open, warned or breached.
+    for cut in 0..=scenario.len() {
+        let mut book = SlaBook::new("conv-1");
+        let mut emitted = Vec::new();
+        for (at, observations) in &scenario[..cut] {
+            emitted.extend(book.tick(&policy, t(*at)));
+            emitted.extend(book.observe(&policy, observations, t(*at)));
+        }
+        if cut == scenario.len() {
+            emitted.extend(book.tick(&policy, t(10_000.0)));
+        }
+        let key = |signal: &SlaSignal| format!("{signal:?}");
+        let mut expected: Vec<String> = emitted.iter().map(key).collect();
+        let mut rebuilt: Vec<String> = book.emitted_signals(&policy).iter().map(key).collect();
+        expected.sort();
+        rebuilt.sort();
+        assert_eq!(rebuilt, expected, "after {cut} steps");
+        // A book read back from JSON (the outbox, NATS KV) rebuilds the same.
+        let stored: SlaBook = serde_json::from_value(serde_json::to_value(&book).unwrap()).unwrap();
+        let mut reread: Vec<String> = stored.emitted_signals(&policy).iter().map(key).collect();
+        reread.sort();
+        assert_eq!(reread, expected, "after {cut} steps, read back");
+    }
+}
