@@ -192,16 +192,11 @@ pub fn classify_bytes(bytes: &[u8]) -> Result<Classified, ParseError> {
     classify(frame_text(bytes)?)
 }
 
-/// A frame's bytes as text. `simdutf8` validates several times faster than the standard
-/// library on the mostly-ASCII frames Genesys sends (every frame is validated, duplicates
-/// included); on invalid bytes the standard library's check gives the error's offset.
+/// A frame's bytes as text, or the offset of the first byte that is not UTF-8.
 pub(crate) fn frame_text(bytes: &[u8]) -> Result<&str, ParseError> {
-    match simdutf8::basic::from_utf8(bytes) {
-        Ok(text) => Ok(text),
-        Err(_) => std::str::from_utf8(bytes).map_err(|error| ParseError::NotUtf8 {
-            offset: error.valid_up_to(),
-        }),
-    }
+    std::str::from_utf8(bytes).map_err(|error| ParseError::NotUtf8 {
+        offset: error.valid_up_to(),
+    })
 }
 
 /// Classifies one frame of text. The envelope is read without building a JSON tree of the

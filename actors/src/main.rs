@@ -21,12 +21,6 @@ use convoy_actors::config_load::{self, Entry, FlagOverride, Layers, LoadError};
 use convoy_actors::logging;
 use serde_json::Value;
 
-/// mimalloc instead of the system allocator: the live path allocates per frame (each
-/// snapshot's ids and texts, its join log, facts, records), and glibc's malloc made that
-/// the larger part of the pipeline's wall time (see the README's core throughput).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A configuration that does not load (same code as clap's usage errors).
 const EXIT_CONFIG: u8 = 2;
 /// `run` could not start (admin address taken, metrics recorder unavailable, …).
