@@ -301,3 +301,43 @@ async fn a_worker_that_loses_nats_gives_every_partition_up() {
     );
     worker.leases.send(StopWithoutRelease).await.unwrap();
 }
+
+/// A worker alone acquires every partition at once: at the default count (64, four times
+/// an actix mailbox's default capacity) every `Acquired` still reaches its consumer — one
+/// left out was a partition owned and never consumed.
+#[actix_rt::test]
+async fn every_change_reaches_the_consumer_at_the_default_partition_count() {
+    crate::support::install_crypto();
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let partitions = convoy::config::defaults::CLUSTER_PARTITIONS;
+    let id = WorkerId(format!("test-host/{}/alone", std::process::id()));
+    let settings = LeaseSettings::new(id, partitions, TTL, "LEASE_DEFAULT", 1).unwrap();
+    let log: Log = Arc::default();
+    let recorder = Recorder {
+        worker: 0,
+        log: log.clone(),
+    }
+    .start();
+    let actor = LeaseActor::new(settings, jetstream::new(client), recorder.recipient());
+    let status = actor.status();
+    let _leases = actor.start();
+    let acquired = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|event| matches!(event.change, PartitionChange::Acquired { .. }))
+            .count()
+    };
+    let all = eventually(DEADLINE, || async {
+        status.snapshot().owned.len() == usize::from(partitions)
+            && acquired() == usize::from(partitions)
+    })
+    .await;
+    assert!(
+        all,
+        "owned {}, Acquired delivered {}",
+        status.snapshot().owned.len(),
+        acquired()
+    );
+}

@@ -799,11 +799,11 @@ impl LeaseLoop {
     }
 
     fn send(&self, change: PartitionChange) {
-        if let Err(error) = self.consumer.try_send(change) {
-            // The consumer's mailbox is gone or full: nothing more can be told to it; a
-            // `Lost` it misses leaves it no worse than a crashed consumer.
-            tracing::warn!(?change, %error, "partition change not delivered");
-        }
+        // Queued whatever the consumer's mailbox capacity: a worker acquires every
+        // partition at once when it starts alone (64 by default, four times actix's
+        // default capacity), and a change left out would leave a partition owned and
+        // never consumed, or consumed after it was lost. A stopped consumer drops it.
+        self.consumer.do_send(change);
     }
 
     fn publish_owned(&self) {
