@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use convoy::stream::rejections::{RejectionKind, RECENT_REJECTIONS};
 use convoy_actors::emulator::EmulatorOptions;
-use convoy_actors::stream::GetStreamStatus;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRng, TestRunner};
@@ -288,14 +287,7 @@ proptest! {
 async fn mutated_real_frames_are_skipped_with_their_path_while_good_frames_reach_the_truth() {
     println!("bad input seed: {:?}", String::from_utf8_lossy(&SEED));
     let run = Run::start(EmulatorOptions::default(), "").await;
-    let before = run
-        .daemon
-        .stream
-        .as_ref()
-        .unwrap()
-        .send(GetStreamStatus)
-        .await
-        .unwrap();
+    let before = run.stream_status().await;
     assert_eq!(before.rejections.total(), 0);
     // The default org needs more than one channel; the bad frames go down the first.
     let channel = before.links[0].channel_id.clone().unwrap();
@@ -340,25 +332,11 @@ async fn mutated_real_frames_are_skipped_with_their_path_while_good_frames_reach
 
     // Each bad frame is counted, with its path, for this daemon.
     let counted = eventually(Duration::from_secs(60), || async {
-        let status = run
-            .daemon
-            .stream
-            .as_ref()
-            .unwrap()
-            .send(GetStreamStatus)
-            .await
-            .unwrap();
+        let status = run.stream_status().await;
         status.rejections.malformed >= sent_paths.len() as u64
     })
     .await;
-    let status = run
-        .daemon
-        .stream
-        .as_ref()
-        .unwrap()
-        .send(GetStreamStatus)
-        .await
-        .unwrap();
+    let status = run.stream_status().await;
     assert!(counted, "{:?}", status.rejections);
     assert_eq!(status.rejections.malformed, sent_paths.len() as u64);
     assert_eq!(status.rejections.refused, 0, "nothing was over the caps");

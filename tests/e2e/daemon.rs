@@ -41,6 +41,17 @@ async fn start_ready(config: &convoy::config::Config) -> Daemon {
 }
 
 impl Run {
+    /// The daemon's stream, as it stands now.
+    pub async fn stream_status(&self) -> convoy_actors::stream::StreamStatus {
+        self.daemon
+            .stream
+            .as_ref()
+            .expect("the daemon runs a stream")
+            .send(convoy_actors::stream::GetStreamStatus)
+            .await
+            .expect("the stream answers")
+    }
+
     pub async fn start(options: EmulatorOptions, extra_toml: &str) -> Run {
         Run::start_with(options, "", extra_toml).await
     }

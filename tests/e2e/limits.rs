@@ -23,7 +23,6 @@ use convoy_actors::sla::SlaViews;
 use convoy_actors::telemetry::Telemetry;
 
 use convoy::stream::rejections::RejectionKind;
-use convoy_actors::stream::GetStreamStatus;
 use convoy_actors::telemetry::names;
 use serde_json::{json, Value};
 
@@ -128,14 +127,7 @@ async fn a_websocket_message_over_max_frame_bytes_is_refused_then_the_stream_rec
     )
     .await;
     let refused_metric = run.metric(names::STREAM_OVERSIZED_FRAMES).await;
-    let before = run
-        .daemon
-        .stream
-        .as_ref()
-        .unwrap()
-        .send(GetStreamStatus)
-        .await
-        .unwrap();
+    let before = run.stream_status().await;
     let channel = before.links[0].channel_id.clone().unwrap();
     let connects_before = before.totals.connects;
     // Just under the cap: an ordinary frame, skipped by nobody.
@@ -165,25 +157,11 @@ async fn a_websocket_message_over_max_frame_bytes_is_refused_then_the_stream_rec
         1
     );
     let refused = eventually(Duration::from_secs(60), || async {
-        let status = run
-            .daemon
-            .stream
-            .as_ref()
-            .unwrap()
-            .send(GetStreamStatus)
-            .await
-            .unwrap();
+        let status = run.stream_status().await;
         status.rejections.refused >= 1 && status.totals.connects > connects_before
     })
     .await;
-    let status = run
-        .daemon
-        .stream
-        .as_ref()
-        .unwrap()
-        .send(GetStreamStatus)
-        .await
-        .unwrap();
+    let status = run.stream_status().await;
     assert!(refused, "refused and reconnected: {status:?}");
     // Exactly the one over the cap, with the reason and the setting's value.
     assert_eq!(status.rejections.refused, 1, "{:?}", status.rejections);
