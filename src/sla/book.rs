@@ -308,25 +308,18 @@ impl SlaBook {
         for clock in &self.clocks {
             // Warnings and breaches are emitted before their clock settles: without
             // the settlement's `fulfilled_at`, as they went out.
-            let unsettled = Clock {
-                settled: None,
-                ..clock.clone()
-            };
-            if clock.warned {
-                out.push(unsettled.signal(
-                    policy,
-                    SlaSignalKind::Warning,
-                    clock.warn_at,
-                    clock.warn_at,
-                ));
-            }
-            if clock.breached {
-                out.push(unsettled.signal(
-                    policy,
-                    SlaSignalKind::Breach,
-                    clock.deadline,
-                    clock.deadline,
-                ));
+            let before_settling = [
+                (clock.warned, SlaSignalKind::Warning, clock.warn_at),
+                (clock.breached, SlaSignalKind::Breach, clock.deadline),
+            ];
+            for (kind, at) in before_settling
+                .into_iter()
+                .filter_map(|(emitted, kind, at)| emitted.then_some((kind, at)))
+            {
+                out.push(SlaSignal {
+                    fulfilled_at: None,
+                    ..clock.signal(policy, kind, at, at)
+                });
             }
             if let Some(settled) = &clock.settled {
                 out.push(clock.signal(
