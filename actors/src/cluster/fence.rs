@@ -84,6 +84,8 @@ pub struct Fence {
     fences: kv::Store,
     fences_name: String,
     leases_name: String,
+    /// See [`Fence::user_agent`]; fixed for the worker's life.
+    user_agent: String,
 }
 
 impl Fence {
@@ -124,6 +126,7 @@ impl Fence {
         )
         .await?;
         Ok(Fence {
+            user_agent: user_agent_of(&worker),
             worker,
             partitions,
             leases,
@@ -135,15 +138,9 @@ impl Fence {
 
     /// The `User-Agent` of this worker's fenced writes: it names the worker, so the
     /// Genesys side (its logs; the emulator's count of writers racing on one
-    /// conversation) can tell the cluster's writers apart. Header-safe ASCII only.
-    pub fn user_agent(&self) -> String {
-        let worker: String = self
-            .worker
-            .0
-            .chars()
-            .map(|c| if c.is_ascii_graphic() { c } else { '_' })
-            .collect();
-        format!("convoy/{} (worker {worker})", env!("CARGO_PKG_VERSION"))
+    /// conversation) can tell the cluster's writers apart.
+    pub fn user_agent(&self) -> &str {
+        &self.user_agent
     }
 
     /// Takes (or confirms) the conversation's fence for this worker. See the module doc.
@@ -274,4 +271,15 @@ impl Fence {
             Err(error) => Err(KvError::new("write", &self.fences_name, error).into()),
         }
     }
+}
+
+/// `convoy/<version> (worker <id>)`, header-safe: any byte of the id that is not
+/// printable ASCII becomes `_`.
+fn user_agent_of(worker: &WorkerId) -> String {
+    let worker: String = worker
+        .0
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    format!("convoy/{} (worker {worker})", env!("CARGO_PKG_VERSION"))
 }

@@ -197,7 +197,7 @@ impl AttributeWriter {
                     }
                 },
             };
-            let agent = fence.as_ref().map(|fence| fence.user_agent());
+            let agent = fence.as_ref().map(Fence::user_agent);
             let result = write_once(&rest, &job, etag, conditional, agent, &inputs).await;
             if let (Some(fence), Some(token), Attempt::Landed) = (&fence, &token, &result.outcome) {
                 if let Err(error) = fence.advance(token, token.record.version + 1).await {
@@ -328,7 +328,7 @@ async fn write_once(
     job: &WriteJob,
     mut etag: Option<String>,
     conditional: bool,
-    agent: Option<String>,
+    agent: Option<&str>,
     inputs: &Recipient<RouteEvent>,
 ) -> AttemptResult {
     let mut update = EtagUpdate::Keep;
