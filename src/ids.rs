@@ -61,44 +61,76 @@ impl Shape {
 /// Where a UUID's text has its hyphens.
 const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
 
-fn nibble(byte: u8) -> Option<(u8, Option<bool>)> {
-    match byte {
-        b'0'..=b'9' => Some((byte - b'0', None)),
-        b'a'..=b'f' => Some((byte - b'a' + 10, Some(false))),
-        b'A'..=b'F' => Some((byte - b'A' + 10, Some(true))),
-        _ => None,
+/// Where the 32 digits of a hyphenated UUID sit in its text.
+const UUID_DIGITS: [usize; 32] = {
+    let mut at = [0; 32];
+    let (mut digit, mut position) = (0, 0);
+    while digit < 32 {
+        if !matches!(position, 8 | 13 | 18 | 23) {
+            at[digit] = position;
+            digit += 1;
+        }
+        position += 1;
     }
-}
+    at
+};
+
+/// A byte that is no hex digit.
+const NOT_HEX: u8 = 0xff;
+/// Marks a lower-case (`a`–`f`) and an upper-case (`A`–`F`) digit beside its value.
+const LOWER: u8 = 0x10;
+const UPPER: u8 = 0x20;
+
+/// Each byte's hex value, with its letter case, or `NOT_HEX`: ids are parsed by the
+/// dozen in every snapshot, so a digit is one lookup, not a chain of range tests.
+const HEX: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            b'0'..=b'9' => byte as u8 - b'0',
+            b'a'..=b'f' => (byte as u8 - b'a' + 10) | LOWER,
+            b'A'..=b'F' => (byte as u8 - b'A' + 10) | UPPER,
+            _ => NOT_HEX,
+        };
+        byte += 1;
+    }
+    table
+};
 
 /// The 128 bits and shape of `text`, when it is a UUID or 32 hex digits in one case.
 fn parse_bits(text: &str) -> Option<Repr> {
-    let hyphenated = match text.len() {
+    let bytes = text.as_bytes();
+    let hyphenated = match bytes.len() {
         36 => true,
         32 => false,
         _ => return None,
     };
-    let bytes = text.as_bytes();
-    let mut bits = [0u8; 16];
-    let mut upper: Option<bool> = None;
-    let mut digit = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if hyphenated && UUID_HYPHENS.contains(&at) {
-            if byte != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let (value, case) = nibble(byte)?;
-        if let Some(case) = case {
-            if upper.is_some_and(|seen| seen != case) {
-                return None;
-            }
-            upper = Some(case);
-        }
-        bits[digit / 2] |= if digit % 2 == 0 { value << 4 } else { value };
-        digit += 1;
+    if hyphenated && UUID_HYPHENS.iter().any(|&at| bytes[at] != b'-') {
+        return None;
     }
-    let upper = upper.unwrap_or(false);
+    let digit_at = |digit: usize| {
+        if hyphenated {
+            bytes[UUID_DIGITS[digit]]
+        } else {
+            bytes[digit]
+        }
+    };
+    let mut bits = [0u8; 16];
+    // Every entry's case bits, and whether any byte was no digit at all.
+    let mut seen = 0u8;
+    for (index, pair) in bits.iter_mut().enumerate() {
+        let high = HEX[usize::from(digit_at(2 * index))];
+        let low = HEX[usize::from(digit_at(2 * index + 1))];
+        seen |= high | low;
+        *pair = (high & 0x0f) << 4 | (low & 0x0f);
+    }
+    // `NOT_HEX` sets every bit, so both case bits: refused with mixed case below.
+    let upper = match seen & (LOWER | UPPER) {
+        0 | LOWER => false,
+        UPPER => true,
+        _ => return None,
+    };
     let shape = match (hyphenated, upper) {
         (true, false) => Shape::UuidLower,
         (true, true) => Shape::UuidUpper,
@@ -442,6 +474,34 @@ mod tests {
                     proptest::prop_assert_eq!(x == y, a == b);
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text of an id's length, digits, letters of both cases, hyphens anywhere or
+        /// other characters, reads back exactly; it is held inline exactly when it is a
+        /// UUID or 32 hex digits in one letter case.
+        #[test]
+        fn texts_near_an_id_read_back_exactly(
+            text in proptest::prop_oneof![
+                "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+                "[0-9a-gA-G\\-]{36}",
+                "[0-9a-fA-F:/ü]{32}",
+                "[0-9a-fA-F]{31,37}",
+            ]
+        ) {
+            let id = MessageId::from(text.as_str());
+            proptest::prop_assert_eq!(&*id.text(), text.as_str());
+            let digits: Vec<char> = text.chars().filter(|c| *c != '-').collect();
+            let hyphens_in_place = text.len() == 36
+                && text.char_indices().all(|(at, c)| (c == '-') == UUID_HYPHENS.contains(&at));
+            let one_case = !(text.chars().any(|c| c.is_ascii_lowercase())
+                && text.chars().any(|c| c.is_ascii_uppercase()));
+            let expected_inline = digits.iter().all(char::is_ascii_hexdigit)
+                && digits.len() == 32
+                && one_case
+                && (hyphens_in_place || text.len() == 32);
+            proptest::prop_assert_eq!(id.id_text().is_inline(), expected_inline, "{}", text);
         }
     }
 

@@ -53,12 +53,12 @@ pub enum Fresh {
 /// (same shape) is reported as [`Fresh::Duplicate`] without its typed parse, and every
 /// snapshot read is remembered in `recent`. See [`crate::stream::duplicates`].
 pub fn classify_bytes_fresh(bytes: &[u8], recent: &mut RecentBodies) -> Result<Fresh, ParseError> {
+    if is_recent_copy(bytes, recent) {
+        return Ok(Fresh::Duplicate);
+    }
     let text = frame_text(bytes)?;
     if !text.trim_start().starts_with('{') {
         return classify(text).map(Fresh::Frame);
-    }
-    if is_recent_copy(text, recent) {
-        return Ok(Fresh::Duplicate);
     }
     if let Some(fresh) = read_in_one_pass(text, recent) {
         return fresh;
@@ -131,18 +131,26 @@ where
 /// `recent` holds with the same shape — found without reading the body at all: a frame
 /// whose body position starts with a recent body holds exactly that body (a JSON value
 /// ends where its bytes say), so only the envelope around it is read, and it must be as
-/// valid as [`read_envelope`] requires. Anything unusual (whitespace, escapes or other
-/// members before the body, a repeated member) answers `false`, and the frame takes the
-/// full path, which finds a copy too.
-fn is_recent_copy(text: &str, recent: &RecentBodies) -> bool {
-    let Some((prefix_topic, start)) = compact_prefix(text) else {
+/// valid as [`read_envelope`] requires. The body's bytes are not even checked for UTF-8:
+/// they equal a body read before (the envelope around it is checked, so a frame is a
+/// copy only if it is valid text as a whole). Anything unusual (whitespace, escapes or
+/// other members before the body, a repeated member) answers `false`, and the frame
+/// takes the full path, which finds a copy too.
+fn is_recent_copy(bytes: &[u8], recent: &RecentBodies) -> bool {
+    let Some(head) = text_prefix(&bytes[..bytes.len().min(COMPACT_PREFIX_MAX)]) else {
         return false;
     };
-    let Some(len) = recent.prefix_of(&text.as_bytes()[start..]) else {
+    let Some((prefix_topic, start)) = compact_prefix(head) else {
         return false;
     };
-    let body = &text[start..start + len];
-    let rest = &text[start + len..];
+    let Some(found) = recent.prefix_of(&bytes[start..]) else {
+        return false;
+    };
+    let end = start + found.body_len();
+    // The body starts with `{` and ends with `}`: the text around it splits at characters.
+    let Ok(rest) = std::str::from_utf8(&bytes[end..]) else {
+        return false;
+    };
     let topic = if let Some(members) = rest.strip_prefix(',') {
         if trim_json_space_start(members).starts_with('}') {
             // `,}`: a trailing comma, not JSON.
@@ -170,8 +178,25 @@ fn is_recent_copy(text: &str, recent: &RecentBodies) -> bool {
     let Some(topic) = snapshot_topic(&topic) else {
         return false;
     };
-    let key = BodyKey::of(body_shape(&topic.shape), body.as_bytes());
-    recent.contains(&key, body.as_bytes())
+    let shape = body_shape(&topic.shape);
+    if found.shape() == shape {
+        return true;
+    }
+    // The same bytes were seen with the other shape; with this one too, perhaps earlier.
+    let body = &bytes[start..end];
+    recent.contains(&BodyKey::of(shape, body), body)
+}
+
+/// How far into a frame its `eventBody` is looked for by [`is_recent_copy`]: before it
+/// there are at most the topic and the version.
+const COMPACT_PREFIX_MAX: usize = 1024;
+
+/// The longest prefix of `bytes` that is text (a cut through a character is not).
+fn text_prefix(bytes: &[u8]) -> Option<&str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Some(text),
+        Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).ok(),
+    }
 }
 
 /// Reads `{"topicName":"…","version":"…","eventBody":` (the first two optional, in either

@@ -35,6 +35,15 @@ pub struct BodyKey {
 }
 
 impl BodyKey {
+    pub fn shape(&self) -> BodyShape {
+        self.shape
+    }
+
+    /// The length of the body in bytes.
+    pub fn body_len(&self) -> usize {
+        self.len
+    }
+
     pub fn of(shape: BodyShape, body: &[u8]) -> BodyKey {
         BodyKey {
             shape,
@@ -86,15 +95,22 @@ impl RecentBodies {
             .any(|(seen, bytes)| seen == key && **bytes == *body)
     }
 
-    /// The length of a recent body that `bytes` starts with, if any. A body is one whole
-    /// JSON value, so a frame whose body position starts with it holds exactly that body
-    /// there; the caller still checks the shape and the rest of the frame.
-    pub fn prefix_of(&self, bytes: &[u8]) -> Option<usize> {
+    /// The key of a recent body that `bytes` starts with, if any (the newest such). A body
+    /// is one whole JSON value, so a frame whose body position starts with it holds
+    /// exactly that body there; the caller still checks the shape and the rest of the
+    /// frame.
+    pub fn prefix_of(&self, bytes: &[u8]) -> Option<&BodyKey> {
+        // The same conversation's earlier revisions share a long prefix with a fresh body:
+        // their last bytes tell them apart before a comparison from the start does.
+        let ends_alike = |body: &[u8]| {
+            let tail = body.len().saturating_sub(8);
+            bytes.get(tail..body.len()) == Some(&body[tail..])
+        };
         self.entries
             .iter()
             .rev()
-            .find(|(_, body)| bytes.starts_with(body))
-            .map(|(_, body)| body.len())
+            .find(|(_, body)| ends_alike(body) && bytes.starts_with(body))
+            .map(|(key, _)| key)
     }
 
     /// Remembers a body that was read (and found to be a snapshot), forgetting the oldest
@@ -128,19 +144,30 @@ impl RecentBodies {
 }
 
 /// A fast, non-cryptographic hash of the bytes (FxHash's mixing, eight bytes at a time):
-/// it only picks candidates, the bytes decide.
+/// it only picks candidates, the bytes decide. Four words at a time go into four
+/// independent lanes, so a 4 KB body is not one chain of 512 dependent multiplications.
 fn hash_bytes(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut hash = 0u64;
-    for chunk in &mut chunks {
+    let word = |chunk: &[u8]| {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        hash = mix(hash, u64::from_le_bytes(word));
+        u64::from_le_bytes(word)
+    };
+    let mut blocks = bytes.chunks_exact(32);
+    let mut lanes = [0u64, 1, 2, 3];
+    for block in &mut blocks {
+        for (lane, chunk) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = mix(*lane, word(chunk));
+        }
+    }
+    let mut hash = lanes.into_iter().fold(0, mix);
+    let mut words = blocks.remainder().chunks_exact(8);
+    for chunk in &mut words {
+        hash = mix(hash, word(chunk));
     }
     let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
+    let rest = words.remainder();
     tail[..rest.len()].copy_from_slice(rest);
     mix(mix(hash, u64::from_le_bytes(tail)), bytes.len() as u64)
 }
@@ -209,7 +236,9 @@ mod tests {
         let body = br#"{"id":"c1"}"#;
         recent.remember(BodyKey::of(BodyShape::AllMedia, body), body);
         assert_eq!(
-            recent.prefix_of(br#"{"id":"c1"},"metadata":{}}"#),
+            recent
+                .prefix_of(br#"{"id":"c1"},"metadata":{}}"#)
+                .map(BodyKey::body_len),
             Some(body.len())
         );
         assert_eq!(recent.prefix_of(br#"{"id":"c2"},"metadata":{}}"#), None);
@@ -247,5 +276,21 @@ mod tests {
             BodyKey::of(BodyShape::AllMedia, b"ab"),
             BodyKey::of(BodyShape::AllMedia, b"ab\0")
         );
+        // Past the four-lane blocks: a byte changed in any lane, or two lanes swapped.
+        let long: Vec<u8> = (0..100u8).collect();
+        let base = BodyKey::of(BodyShape::AllMedia, &long);
+        for at in 0..long.len() {
+            let mut changed = long.clone();
+            changed[at] ^= 1;
+            assert_ne!(
+                base,
+                BodyKey::of(BodyShape::AllMedia, &changed),
+                "byte {at}"
+            );
+        }
+        let mut swapped = long.clone();
+        swapped[..8].copy_from_slice(&long[8..16]);
+        swapped[8..16].copy_from_slice(&long[..8]);
+        assert_ne!(base, BodyKey::of(BodyShape::AllMedia, &swapped));
     }
 }
