@@ -148,9 +148,10 @@ impl CorePipeline {
                 .iter()
                 .map(|signal| sla_record(id, signal, observed_at)),
         );
-        let document = summary.document(&tracked.book.tallies());
+        // As the SlaActor does for the outbox: straight to JSON text, no `Value` tree.
+        let document = summary.document_json(&tracked.book.tallies());
         self.totals.records += records.len() as u64;
-        self.totals.summaries += u64::from(document.is_object());
+        self.totals.summaries += u64::from(document.is_ok());
     }
 }
 
