@@ -60,9 +60,18 @@ pub const DEFAULT_MAX_BODIES: usize = 256;
 pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most recent distinct snapshot bodies of one socket, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The bodies sit one after another in one buffer used as a ring (a body that does not
+/// fit before the end starts again at the front; the bodies it overwrites are the oldest
+/// and are forgotten): remembering a fresh body costs a copy, not an allocation and a
+/// free of its own per frame.
+#[derive(Clone)]
 pub struct RecentBodies {
-    entries: VecDeque<(BodyKey, Box<[u8]>)>,
+    /// Each kept body's key and where it starts in `buffer`, oldest first.
+    entries: VecDeque<(BodyKey, usize)>,
+    buffer: Vec<u8>,
+    /// Where the next body is written.
+    head: usize,
     bytes: usize,
     max_bodies: usize,
     max_bytes: usize,
@@ -80,19 +89,27 @@ impl RecentBodies {
     pub fn new(max_bodies: usize, max_bytes: usize) -> RecentBodies {
         RecentBodies {
             entries: VecDeque::new(),
+            buffer: Vec::new(),
+            head: 0,
             bytes: 0,
             max_bodies,
             max_bytes,
         }
     }
 
-    /// Whether exactly these bytes, read with this shape, were seen recently.
-    pub fn contains(&self, key: &BodyKey, body: &[u8]) -> bool {
-        // Newest first: a copy follows its original closely.
+    /// The kept bodies, newest first.
+    fn newest_first(&self) -> impl Iterator<Item = (&BodyKey, &[u8])> {
         self.entries
             .iter()
             .rev()
-            .any(|(seen, bytes)| seen == key && **bytes == *body)
+            .map(|(key, start)| (key, &self.buffer[*start..*start + key.len]))
+    }
+
+    /// Whether exactly these bytes, read with this shape, were seen recently.
+    pub fn contains(&self, key: &BodyKey, body: &[u8]) -> bool {
+        // Newest first: a copy follows its original closely.
+        self.newest_first()
+            .any(|(seen, bytes)| seen == key && bytes == body)
     }
 
     /// The key of a recent body that `bytes` starts with, if any (the newest such). A body
@@ -106,9 +123,7 @@ impl RecentBodies {
             let tail = body.len().saturating_sub(8);
             bytes.get(tail..body.len()) == Some(&body[tail..])
         };
-        self.entries
-            .iter()
-            .rev()
+        self.newest_first()
             .find(|(_, body)| ends_alike(body) && bytes.starts_with(body))
             .map(|(key, _)| key)
     }
@@ -116,17 +131,47 @@ impl RecentBodies {
     /// Remembers a body that was read (and found to be a snapshot), forgetting the oldest
     /// ones beyond the bounds.
     pub fn remember(&mut self, key: BodyKey, body: &[u8]) {
-        if body.len() > self.max_bytes || self.max_bodies == 0 {
+        let len = body.len();
+        if len > self.max_bytes || self.max_bodies == 0 {
             return;
         }
-        while self.entries.len() >= self.max_bodies || self.bytes + body.len() > self.max_bytes {
-            match self.entries.pop_front() {
-                Some((_, old)) => self.bytes -= old.len(),
-                None => break,
-            }
+        while self.entries.len() >= self.max_bodies {
+            self.forget_oldest();
         }
-        self.bytes += body.len();
-        self.entries.push_back((key, body.into()));
+        if self.head + len > self.max_bytes {
+            // The space between the head and the end is too short: the bodies there are
+            // the oldest (written a lap ago) and are forgotten with it.
+            while self
+                .entries
+                .front()
+                .is_some_and(|(_, start)| *start >= self.head)
+            {
+                self.forget_oldest();
+            }
+            self.head = 0;
+        }
+        // The oldest bodies follow the head: forget those the new one overwrites.
+        while self
+            .entries
+            .front()
+            .is_some_and(|(_, start)| *start >= self.head && *start < self.head + len)
+        {
+            self.forget_oldest();
+        }
+        let end = self.head + len;
+        if self.buffer.len() < end {
+            self.buffer.resize(end, 0);
+        }
+        self.buffer[self.head..end].copy_from_slice(body);
+        self.entries.push_back((key, self.head));
+        self.head = end;
+        self.bytes += len;
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((key, _)) = self.entries.pop_front() {
+            self.bytes -= key.len;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -140,6 +185,27 @@ impl RecentBodies {
     /// Bytes of the bodies kept.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+impl PartialEq for RecentBodies {
+    /// The same bodies, with the same keys, in the same order (where they sit in the
+    /// buffer does not matter).
+    fn eq(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len() && self.newest_first().eq(other.newest_first())
+    }
+}
+
+impl Eq for RecentBodies {}
+
+impl std::fmt::Debug for RecentBodies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentBodies")
+            .field("bodies", &self.entries.len())
+            .field("bytes", &self.bytes)
+            .field("max_bodies", &self.max_bodies)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
     }
 }
 
@@ -265,6 +331,43 @@ mod tests {
         assert!(!seen(&mut recent, BodyShape::AllMedia, "0123456789ab"));
         assert!(!seen(&mut recent, BodyShape::AllMedia, "0123456789ab"));
         assert!(recent.bytes() <= 10);
+    }
+
+    proptest::proptest! {
+        /// Whatever the lengths, the kept bodies are the most recent ones, byte for byte,
+        /// within both bounds; and the most recent bodies that fit in the bytes bound, less
+        /// one body's length (the space a wrap may leave unused), are all kept.
+        #[test]
+        fn the_ring_keeps_exactly_the_most_recent_bodies(
+            lengths in proptest::collection::vec(1usize..40, 1..60),
+            max_bodies in 1usize..8,
+        ) {
+            const MAX_BYTES: usize = 100;
+            let mut recent = RecentBodies::new(max_bodies, MAX_BYTES);
+            let mut seen: Vec<Vec<u8>> = Vec::new();
+            for (index, len) in lengths.iter().enumerate() {
+                let body: Vec<u8> = (0..*len).map(|at| (index * 31 + at) as u8).collect();
+                recent.remember(BodyKey::of(BodyShape::AllMedia, &body), &body);
+                seen.push(body);
+                let kept: Vec<&[u8]> = recent.newest_first().map(|(_, body)| body).collect();
+                let newest: Vec<&[u8]> = seen.iter().rev().take(kept.len()).map(Vec::as_slice).collect();
+                proptest::prop_assert_eq!(&kept, &newest);
+                proptest::prop_assert!(kept.len() <= max_bodies);
+                let bytes: usize = kept.iter().map(|body| body.len()).sum();
+                proptest::prop_assert_eq!(bytes, recent.bytes());
+                proptest::prop_assert!(bytes <= MAX_BYTES);
+                let mut fitting = 0;
+                let mut total = 0;
+                for body in seen.iter().rev().take(max_bodies) {
+                    total += body.len();
+                    if total > MAX_BYTES - 40 {
+                        break;
+                    }
+                    fitting += 1;
+                }
+                proptest::prop_assert!(kept.len() >= fitting, "kept {} of {} fitting", kept.len(), fitting);
+            }
+        }
     }
 
     #[test]
