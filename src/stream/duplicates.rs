@@ -16,7 +16,8 @@
 //! bytes): the copies of one change arrive together, and a copy that arrives after its
 //! body was forgotten is simply read again, as without this filter.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// How a body is read: the all-media shape, or the per-participant shape of the
 /// `.messages` and other media topics.
@@ -59,22 +60,67 @@ pub const DEFAULT_MAX_BODIES: usize = 256;
 /// Bytes of bodies kept by default (per socket).
 pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
 
+/// How many of a body's first bytes pick its bucket: enough to take in the start of the
+/// conversation id that Genesys writes first, so the earlier revisions of other
+/// conversations are not even looked at.
+const PREFIX_LEN: usize = 64;
+
 /// The most recent distinct snapshot bodies of one socket, oldest first.
 ///
 /// The bodies sit one after another in one buffer used as a ring (a body that does not
 /// fit before the end starts again at the front; the bodies it overwrites are the oldest
 /// and are forgotten): remembering a fresh body costs a copy, not an allocation and a
-/// free of its own per frame.
+/// free of its own per frame. They are found by a hash of their first bytes
+/// (`PREFIX_LEN`), so a frame is compared with the few bodies that start like it — mostly
+/// the recent revisions of its own conversation — not with every body kept.
 #[derive(Clone)]
 pub struct RecentBodies {
-    /// Each kept body's key and where it starts in `buffer`, oldest first.
-    entries: VecDeque<(BodyKey, usize)>,
+    /// The kept bodies, oldest first; the first has sequence number `first_seq`.
+    entries: VecDeque<Entry>,
+    first_seq: u64,
+    /// Prefix hash → the sequence numbers of the bodies that start so, oldest first.
+    by_prefix: HashMap<u64, VecDeque<u64>, BuildHasherDefault<PrefixHasher>>,
+    /// Bodies shorter than `PREFIX_LEN` (never a real snapshot): a frame's first bytes
+    /// cannot find them by hash, so they are looked through one by one.
+    short: usize,
     buffer: Vec<u8>,
     /// Where the next body is written.
     head: usize,
     bytes: usize,
     max_bodies: usize,
     max_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: BodyKey,
+    /// Where the body starts in the buffer.
+    start: usize,
+    prefix: u64,
+}
+
+/// The prefix hashes are hashes already: the map uses them as they are.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+fn prefix_hash(bytes: &[u8]) -> u64 {
+    hash_bytes(&bytes[..bytes.len().min(PREFIX_LEN)])
 }
 
 impl Default for RecentBodies {
@@ -89,6 +135,9 @@ impl RecentBodies {
     pub fn new(max_bodies: usize, max_bytes: usize) -> RecentBodies {
         RecentBodies {
             entries: VecDeque::new(),
+            first_seq: 0,
+            by_prefix: HashMap::default(),
+            short: 0,
             buffer: Vec::new(),
             head: 0,
             bytes: 0,
@@ -97,19 +146,34 @@ impl RecentBodies {
         }
     }
 
+    fn body(&self, entry: &Entry) -> &[u8] {
+        &self.buffer[entry.start..entry.start + entry.key.len]
+    }
+
     /// The kept bodies, newest first.
     fn newest_first(&self) -> impl Iterator<Item = (&BodyKey, &[u8])> {
         self.entries
             .iter()
             .rev()
-            .map(|(key, start)| (key, &self.buffer[*start..*start + key.len]))
+            .map(|entry| (&entry.key, self.body(entry)))
+    }
+
+    /// The kept bodies whose first bytes hash to `prefix`, newest first.
+    fn starting_like(&self, prefix: u64) -> impl Iterator<Item = &Entry> {
+        self.by_prefix
+            .get(&prefix)
+            .into_iter()
+            .flat_map(|seqs| seqs.iter().rev())
+            .filter_map(|seq| {
+                let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+                self.entries.get(index)
+            })
     }
 
     /// Whether exactly these bytes, read with this shape, were seen recently.
     pub fn contains(&self, key: &BodyKey, body: &[u8]) -> bool {
-        // Newest first: a copy follows its original closely.
-        self.newest_first()
-            .any(|(seen, bytes)| seen == key && bytes == body)
+        self.starting_like(prefix_hash(body))
+            .any(|entry| entry.key == *key && self.body(entry) == body)
     }
 
     /// The key of a recent body that `bytes` starts with, if any (the newest such). A body
@@ -123,9 +187,24 @@ impl RecentBodies {
             let tail = body.len().saturating_sub(8);
             bytes.get(tail..body.len()) == Some(&body[tail..])
         };
-        self.newest_first()
-            .find(|(_, body)| ends_alike(body) && bytes.starts_with(body))
-            .map(|(key, _)| key)
+        let found = if bytes.len() >= PREFIX_LEN {
+            self.starting_like(prefix_hash(bytes)).find(|entry| {
+                let body = self.body(entry);
+                ends_alike(body) && bytes.starts_with(body)
+            })
+        } else {
+            None
+        };
+        let found = found.or_else(|| {
+            if self.short == 0 {
+                return None;
+            }
+            self.entries.iter().rev().find(|entry| {
+                let body = self.body(entry);
+                body.len() < PREFIX_LEN && bytes.starts_with(body)
+            })
+        });
+        found.map(|entry| &entry.key)
     }
 
     /// Remembers a body that was read (and found to be a snapshot), forgetting the oldest
@@ -144,7 +223,7 @@ impl RecentBodies {
             while self
                 .entries
                 .front()
-                .is_some_and(|(_, start)| *start >= self.head)
+                .is_some_and(|entry| entry.start >= self.head)
             {
                 self.forget_oldest();
             }
@@ -154,7 +233,7 @@ impl RecentBodies {
         while self
             .entries
             .front()
-            .is_some_and(|(_, start)| *start >= self.head && *start < self.head + len)
+            .is_some_and(|entry| entry.start >= self.head && entry.start < self.head + len)
         {
             self.forget_oldest();
         }
@@ -163,15 +242,33 @@ impl RecentBodies {
             self.buffer.resize(end, 0);
         }
         self.buffer[self.head..end].copy_from_slice(body);
-        self.entries.push_back((key, self.head));
+        let prefix = prefix_hash(body);
+        let seq = self.first_seq + self.entries.len() as u64;
+        self.by_prefix.entry(prefix).or_default().push_back(seq);
+        self.entries.push_back(Entry {
+            key,
+            start: self.head,
+            prefix,
+        });
+        self.short += usize::from(len < PREFIX_LEN);
         self.head = end;
         self.bytes += len;
     }
 
     fn forget_oldest(&mut self) {
-        if let Some((key, _)) = self.entries.pop_front() {
-            self.bytes -= key.len;
+        let Some(entry) = self.entries.pop_front() else {
+            return;
+        };
+        if let Some(seqs) = self.by_prefix.get_mut(&entry.prefix) {
+            // The oldest body is the oldest of its bucket too.
+            seqs.pop_front();
+            if seqs.is_empty() {
+                self.by_prefix.remove(&entry.prefix);
+            }
         }
+        self.first_seq += 1;
+        self.short -= usize::from(entry.key.len < PREFIX_LEN);
+        self.bytes -= entry.key.len;
     }
 
     pub fn len(&self) -> usize {
@@ -335,32 +432,64 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever the lengths, the kept bodies are the most recent ones, byte for byte,
-        /// within both bounds; and the most recent bodies that fit in the bytes bound, less
-        /// one body's length (the space a wrap may leave unused), are all kept.
+        /// within both bounds, and each is found (as itself and at the start of a longer
+        /// text) while a forgotten one is not; and the most recent bodies that fit in the
+        /// bytes bound, less one body's length (the space a wrap may leave unused), are
+        /// all kept. Bodies share their first bytes in threes, so buckets hold several.
         #[test]
         fn the_ring_keeps_exactly_the_most_recent_bodies(
-            lengths in proptest::collection::vec(1usize..40, 1..60),
-            max_bodies in 1usize..8,
+            lengths in proptest::collection::vec(1usize..160, 1..60),
+            max_bodies in 1usize..10,
         ) {
-            const MAX_BYTES: usize = 100;
+            const MAX_BYTES: usize = 500;
+            // Like JSON values, no body is the start of another: each ends with a byte
+            // found nowhere else in a body.
+            let body_of = |index: usize, len: usize| -> Vec<u8> {
+                (0..len)
+                    .map(|at| match at {
+                        _ if at + 1 == len => 255,
+                        0..70 => ((index % 3 * 7 + at) % 255) as u8,
+                        _ => ((index * 31 + at) % 255) as u8,
+                    })
+                    .collect()
+            };
             let mut recent = RecentBodies::new(max_bodies, MAX_BYTES);
             let mut seen: Vec<Vec<u8>> = Vec::new();
             for (index, len) in lengths.iter().enumerate() {
-                let body: Vec<u8> = (0..*len).map(|at| (index * 31 + at) as u8).collect();
-                recent.remember(BodyKey::of(BodyShape::AllMedia, &body), &body);
+                let body = body_of(index, *len);
+                let key = BodyKey::of(BodyShape::AllMedia, &body);
+                if recent.contains(&key, &body) {
+                    // A short body equal to an earlier one: remembered once.
+                    continue;
+                }
+                recent.remember(key, &body);
                 seen.push(body);
                 let kept: Vec<&[u8]> = recent.newest_first().map(|(_, body)| body).collect();
                 let newest: Vec<&[u8]> = seen.iter().rev().take(kept.len()).map(Vec::as_slice).collect();
                 proptest::prop_assert_eq!(&kept, &newest);
                 proptest::prop_assert!(kept.len() <= max_bodies);
+                let indexed: usize = recent.by_prefix.values().map(VecDeque::len).sum();
+                proptest::prop_assert_eq!(indexed, recent.len(), "the index holds only kept bodies");
                 let bytes: usize = kept.iter().map(|body| body.len()).sum();
                 proptest::prop_assert_eq!(bytes, recent.bytes());
                 proptest::prop_assert!(bytes <= MAX_BYTES);
+                for (age, body) in seen.iter().rev().enumerate() {
+                    let key = BodyKey::of(BodyShape::AllMedia, body);
+                    let mut longer = body.clone();
+                    longer.extend_from_slice(b",\"topicName\":\"t\"}");
+                    let found = recent.prefix_of(&longer).map(BodyKey::body_len);
+                    if age < kept.len() {
+                        proptest::prop_assert!(recent.contains(&key, body));
+                        proptest::prop_assert_eq!(found, Some(body.len()));
+                    } else if !kept.contains(&body.as_slice()) {
+                        proptest::prop_assert!(!recent.contains(&key, body));
+                    }
+                }
                 let mut fitting = 0;
                 let mut total = 0;
                 for body in seen.iter().rev().take(max_bodies) {
                     total += body.len();
-                    if total > MAX_BYTES - 40 {
+                    if total > MAX_BYTES - 160 {
                         break;
                     }
                     fitting += 1;
