@@ -1692,7 +1692,7 @@ mod tests {
             id: id.to_owned(),
             conversation_id: "c1".to_owned(),
             kind: "participant.transition".to_owned(),
-            payload: Value::Null,
+            payload: Value::Null.into(),
         };
         let records = vec![
             record("c1/participant/p1/active"),

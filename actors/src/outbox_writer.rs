@@ -432,7 +432,7 @@ mod tests {
             id: id.to_owned(),
             conversation_id: "c1".to_owned(),
             kind: "message.status".to_owned(),
-            payload: serde_json::json!({"schema": 1}),
+            payload: serde_json::json!({"schema": 1}).into(),
         }
     }
 

@@ -918,7 +918,7 @@ mod tests {
             id: id.to_owned(),
             conversation_id: conversation.to_owned(),
             kind: "message.status".to_owned(),
-            payload: serde_json::json!({ "schema": 1, "of": id }),
+            payload: serde_json::json!({ "schema": 1, "of": id }).into(),
         }
     }
 

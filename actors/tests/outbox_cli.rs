@@ -37,7 +37,7 @@ fn record(id: &str) -> CrmRecord {
         id: id.to_owned(),
         conversation_id: "conv-1".to_owned(),
         kind: "message.status".to_owned(),
-        payload: serde_json::json!({ "schema": 1 }),
+        payload: serde_json::json!({ "schema": 1 }).into(),
     }
 }
 

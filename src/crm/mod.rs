@@ -40,7 +40,69 @@ pub struct CrmRecord {
     pub kind: String,
     /// Kind-specific content; opaque to the contract.
     #[serde(default)]
-    pub payload: serde_json::Value,
+    pub payload: Payload,
+}
+
+/// A record's payload: JSON text, kept exactly as it was written. Convoy serialises a
+/// payload once, when the record is made, and the outbox, the batcher and the CRM client
+/// pass the text along without building a tree of it; a payload read back (from the
+/// outbox, or by the test server) keeps its bytes, so a resent batch hashes to the same
+/// `Idempotency-Key`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<serde_json::value::RawValue>);
+
+impl Payload {
+    /// The payload of a value serialised as JSON.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Payload, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Payload)
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a JSON tree (for a reader that looks into it).
+    pub fn to_value(&self) -> serde_json::Value {
+        // The text is JSON: it was serialised or parsed as such.
+        serde_json::from_str(self.text()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// One top-level field, if the payload is an object that has it.
+    pub fn field(&self, name: &str) -> Option<serde_json::Value> {
+        match self.to_value() {
+            serde_json::Value::Object(mut fields) => fields.remove(name),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Payload {
+    /// `null`, as an absent payload reads.
+    fn default() -> Self {
+        Payload(Box::default())
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        // Serialising a tree cannot fail (its map keys are strings).
+        Payload::of(&value).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Payload {
+    /// The same JSON text (payloads are compared as stored and sent).
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
 }
 
 /// Body of `POST /records:batch`.

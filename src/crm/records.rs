@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::CrmRecord;
+use super::{CrmRecord, Payload};
 use crate::conversation::facts::Fact;
 use crate::conversation::snapshot::MessageDirection;
 use crate::conversation::state::ConversationState;
@@ -50,6 +50,110 @@ fn time(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A time as [`time`] writes it (`2026-03-01T10:00:00.123Z`), serialised without a
+/// `String` of its own: records are made by the thousand a second.
+struct Millis<'a>(&'a DateTime<Utc>);
+
+impl Serialize for Millis<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use chrono::{Datelike, Timelike};
+        let at = self.0;
+        let year = at.year();
+        if !(0..=9999).contains(&year) {
+            return serializer.serialize_str(&time(at));
+        }
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |from: usize, digits: usize, mut value: u32| {
+            for index in (from..from + digits).rev() {
+                text[index] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        // `year` is within 0..=9999, so it fits.
+        put(0, 4, year.unsigned_abs());
+        put(5, 2, at.month());
+        put(8, 2, at.day());
+        put(11, 2, at.hour());
+        put(14, 2, at.minute());
+        // A leap second is written as second 60, as chrono writes it.
+        let nanos = at.nanosecond();
+        put(17, 2, at.second() + nanos / 1_000_000_000);
+        put(20, 3, nanos % 1_000_000_000 / 1_000_000);
+        // Only ASCII digits and separators were written.
+        serializer.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
+    }
+}
+
+/// The payload of a `participant.transition` record (fields in the order of their names,
+/// as the records always had them).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TransitionPayload<'a> {
+    from: &'static str,
+    observed_at: Millis<'a>,
+    participant_id: &'a str,
+    purpose: Option<&'a str>,
+    queue_id: &'a Option<String>,
+    schema: u32,
+    to: &'static str,
+    user_id: &'a Option<String>,
+}
+
+/// The payload of a `message.status` record.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageStatusPayload<'a> {
+    attachment_count: usize,
+    attachments: Vec<AttachmentPayload<'a>>,
+    direction: &'static str,
+    implied: bool,
+    message_id: &'a str,
+    message_time: Option<Millis<'a>>,
+    messenger_type: &'a Option<String>,
+    observed_at: Millis<'a>,
+    participant_id: &'a str,
+    queue_id: &'a Option<String>,
+    schema: u32,
+    sender: &'static str,
+    status: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttachmentPayload<'a> {
+    mime_type: &'a Option<String>,
+    name: &'a Option<String>,
+    size_bytes: Option<u64>,
+    url: &'a str,
+}
+
+/// The payload of an `sla.*` record: the subject is a `messageId` or a `participantId`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlaPayload<'a> {
+    at: Millis<'a>,
+    calendar: &'a Option<String>,
+    clock: &'static str,
+    deadline: Millis<'a>,
+    emitted_at: Millis<'a>,
+    fulfilled_at: Option<Millis<'a>>,
+    measured_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+    outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant_id: Option<&'a str>,
+    queue_id: &'a Option<String>,
+    schema: u32,
+    started_at: Millis<'a>,
+    threshold_ms: u64,
+}
+
+/// A payload made of plain strings, numbers and options: serialising it cannot fail.
+fn payload<T: Serialize>(value: &T) -> Payload {
+    Payload::of(value).unwrap_or_default()
+}
+
 /// The record of one fact.
 pub fn fact_record(
     conversation: &ConversationId,
@@ -64,26 +168,29 @@ pub fn fact_record(
             user_id,
             from,
             to,
-        } => CrmRecord {
-            id: format!(
-                "{}/participant/{}/{}",
-                conversation.text().as_str(),
-                participant_id.text().as_str(),
-                to.as_str()
-            ),
-            conversation_id: conversation.to_string(),
-            kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
-            payload: json!({
-                "schema": SCHEMA_VERSION,
-                "participantId": participant_id.text().as_str(),
-                "purpose": purpose.as_ref().map(|p| p.as_str()),
-                "queueId": queue_id,
-                "userId": user_id,
-                "from": from.as_str(),
-                "to": to.as_str(),
-                "observedAt": time(&observed_at),
-            }),
-        },
+        } => {
+            let participant = participant_id.text();
+            CrmRecord {
+                id: format!(
+                    "{}/participant/{}/{}",
+                    conversation.text().as_str(),
+                    participant.as_str(),
+                    to.as_str()
+                ),
+                conversation_id: conversation.to_string(),
+                kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
+                payload: payload(&TransitionPayload {
+                    from: from.as_str(),
+                    observed_at: Millis(&observed_at),
+                    participant_id: participant.as_str(),
+                    purpose: purpose.as_ref().map(|p| p.as_str()),
+                    queue_id,
+                    schema: SCHEMA_VERSION,
+                    to: to.as_str(),
+                    user_id,
+                }),
+            }
+        }
         Fact::MessageStatus {
             message_id,
             participant_id,
@@ -95,36 +202,42 @@ pub fn fact_record(
             implied,
             message_time,
             attachments,
-        } => CrmRecord {
-            id: format!(
-                "{}/message/{}/{}",
-                conversation.text().as_str(),
-                message_id.text().as_str(),
-                status.as_str()
-            ),
-            conversation_id: conversation.to_string(),
-            kind: KIND_MESSAGE_STATUS.to_owned(),
-            payload: json!({
-                "schema": SCHEMA_VERSION,
-                "messageId": message_id.text().as_str(),
-                "participantId": participant_id.text().as_str(),
-                "direction": direction_str(*direction),
-                "sender": sender_str(*sender),
-                "messengerType": messenger_type,
-                "queueId": queue_id,
-                "status": status.as_str(),
-                "implied": implied,
-                "messageTime": message_time.as_ref().map(time),
-                "observedAt": time(&observed_at),
-                "attachmentCount": attachments.len(),
-                "attachments": attachments.iter().map(|a| json!({
-                    "url": a.url,
-                    "mimeType": a.mime_type,
-                    "sizeBytes": a.size_bytes,
-                    "name": a.name,
-                })).collect::<Vec<_>>(),
-            }),
-        },
+        } => {
+            let (message, participant) = (message_id.text(), participant_id.text());
+            CrmRecord {
+                id: format!(
+                    "{}/message/{}/{}",
+                    conversation.text().as_str(),
+                    message.as_str(),
+                    status.as_str()
+                ),
+                conversation_id: conversation.to_string(),
+                kind: KIND_MESSAGE_STATUS.to_owned(),
+                payload: payload(&MessageStatusPayload {
+                    attachment_count: attachments.len(),
+                    attachments: attachments
+                        .iter()
+                        .map(|a| AttachmentPayload {
+                            mime_type: &a.mime_type,
+                            name: &a.name,
+                            size_bytes: a.size_bytes,
+                            url: &a.url,
+                        })
+                        .collect(),
+                    direction: direction_str(*direction),
+                    implied: *implied,
+                    message_id: message.as_str(),
+                    message_time: message_time.as_ref().map(Millis),
+                    messenger_type,
+                    observed_at: Millis(&observed_at),
+                    participant_id: participant.as_str(),
+                    queue_id,
+                    schema: SCHEMA_VERSION,
+                    sender: sender_str(*sender),
+                    status: status.as_str(),
+                }),
+            }
+        }
     }
 }
 
@@ -157,9 +270,9 @@ pub fn sla_record(
         SlaSignalKind::Breach => (KIND_SLA_BREACH, "breach", None),
         SlaSignalKind::Outcome(outcome) => (KIND_SLA_OUTCOME, "outcome", Some(*outcome)),
     };
-    let (subject_key, subject) = match &signal.subject {
-        ClockSubject::MessageId(id) => ("messageId", id.as_str()),
-        ClockSubject::ParticipantId(id) => ("participantId", id.as_str()),
+    let (message_id, participant_id, subject) = match &signal.subject {
+        ClockSubject::MessageId(id) => (Some(id.as_str()), None, id.as_str()),
+        ClockSubject::ParticipantId(id) => (None, Some(id.as_str()), id.as_str()),
     };
     CrmRecord {
         id: format!(
@@ -171,20 +284,21 @@ pub fn sla_record(
         ),
         conversation_id: conversation.to_string(),
         kind: kind.to_owned(),
-        payload: json!({
-            "schema": SCHEMA_VERSION,
-            "clock": signal.clock.as_str(),
-            subject_key: subject,
-            "queueId": signal.queue_id,
-            "outcome": outcome.as_ref().map(SlaOutcome::as_str),
-            "thresholdMs": duration_ms(signal.threshold),
-            "measuredMs": duration_ms(signal.measured),
-            "startedAt": time(&signal.started_at),
-            "deadline": time(&signal.deadline),
-            "fulfilledAt": signal.fulfilled_at.as_ref().map(time),
-            "calendar": signal.calendar,
-            "at": time(&signal.at),
-            "emittedAt": time(&emitted_at),
+        payload: payload(&SlaPayload {
+            at: Millis(&signal.at),
+            calendar: &signal.calendar,
+            clock: signal.clock.as_str(),
+            deadline: Millis(&signal.deadline),
+            emitted_at: Millis(&emitted_at),
+            fulfilled_at: signal.fulfilled_at.as_ref().map(Millis),
+            measured_ms: duration_ms(signal.measured),
+            message_id,
+            outcome: outcome.as_ref().map(SlaOutcome::as_str),
+            participant_id,
+            queue_id: &signal.queue_id,
+            schema: SCHEMA_VERSION,
+            started_at: Millis(&signal.started_at),
+            threshold_ms: duration_ms(signal.threshold),
         }),
     }
 }
@@ -222,16 +336,20 @@ impl ConversationSummary {
     pub fn of(state: &ConversationState, version: u64) -> ConversationSummary {
         let mut messages: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
         for message in state.messages.values() {
-            let status = message
-                .status()
-                .as_ref()
-                .map_or("unknown", |s| s.as_str())
-                .to_owned();
-            *messages
-                .entry(direction_str(message.direction()).to_owned())
-                .or_default()
-                .entry(status)
-                .or_default() += 1;
+            let status = message.status();
+            let status = status.as_ref().map_or("unknown", |s| s.as_str());
+            let direction = direction_str(message.direction());
+            // A summary is built per change: the names are owned only the first time.
+            let by_status = match messages.get_mut(direction) {
+                Some(by_status) => by_status,
+                None => messages.entry(direction.to_owned()).or_default(),
+            };
+            match by_status.get_mut(status) {
+                Some(count) => *count += 1,
+                None => {
+                    by_status.insert(status.to_owned(), 1);
+                }
+            }
         }
         ConversationSummary {
             conversation_id: state.id.to_string(),
@@ -311,7 +429,145 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::conversation::lifecycle::Lifecycle;
+    use crate::conversation::snapshot::Attachment;
+    use crate::ids::{MessageId, ParticipantId};
+    use crate::model::{MessageStatus, Purpose};
     use crate::sla::ClockKind;
+    use serde_json::json;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// The payloads are written as text, field by field: the same text, byte for byte, as
+    /// the JSON tree (sorted keys) the records were built from before, so a record made
+    /// again hashes to the same `Idempotency-Key`.
+    #[test]
+    fn record_payloads_are_the_text_of_their_json_tree() {
+        let conversation = ConversationId::from("c0ffee00-0000-4000-8000-000000000001");
+        let observed = at("2026-03-01T10:00:00.123456Z");
+        let transition = fact_record(
+            &conversation,
+            &Fact::ParticipantReached {
+                participant_id: ParticipantId::from("p-1"),
+                purpose: Some(Purpose::Agent),
+                queue_id: Some("q\"1".to_owned()),
+                user_id: None,
+                from: Lifecycle::Joined,
+                to: Lifecycle::Active,
+            },
+            observed,
+        );
+        assert_eq!(
+            transition.payload.text(),
+            json!({
+                "schema": SCHEMA_VERSION, "participantId": "p-1", "purpose": "agent",
+                "queueId": "q\"1", "userId": null, "from": "joined", "to": "active",
+                "observedAt": "2026-03-01T10:00:00.123Z",
+            })
+            .to_string()
+        );
+        let status = fact_record(
+            &conversation,
+            &Fact::MessageStatus {
+                message_id: MessageId::from("0123456789abcdef0123456789abcdef"),
+                participant_id: ParticipantId::from("p-2"),
+                direction: MessageDirection::Outbound,
+                sender: Sender::HumanAgent,
+                messenger_type: Some("whatsapp".to_owned()),
+                queue_id: None,
+                status: MessageStatus::DeliverySuccess,
+                implied: true,
+                message_time: Some(at("1999-12-31T23:59:59Z")),
+                attachments: vec![Attachment {
+                    url: "https://media.example/ü.png".to_owned(),
+                    id: Some("m1".to_owned()),
+                    mime_type: Some("image/png".to_owned()),
+                    size_bytes: Some(2048),
+                    name: None,
+                }],
+            },
+            observed,
+        );
+        assert_eq!(
+            status.payload.text(),
+            json!({
+                "schema": SCHEMA_VERSION,
+                "messageId": "0123456789abcdef0123456789abcdef", "participantId": "p-2",
+                "direction": "outbound", "sender": "human_agent", "messengerType": "whatsapp",
+                "queueId": null, "status": "delivery-success", "implied": true,
+                "messageTime": "1999-12-31T23:59:59.000Z",
+                "observedAt": "2026-03-01T10:00:00.123Z",
+                "attachmentCount": 1,
+                "attachments": [{
+                    "url": "https://media.example/ü.png", "mimeType": "image/png",
+                    "sizeBytes": 2048, "name": null,
+                }],
+            })
+            .to_string()
+        );
+        for (subject, key) in [
+            (ClockSubject::MessageId("m-1".to_owned()), "messageId"),
+            (
+                ClockSubject::ParticipantId("p-3".to_owned()),
+                "participantId",
+            ),
+        ] {
+            for (kind, outcome) in [
+                (SlaSignalKind::Warning, None),
+                (
+                    SlaSignalKind::Outcome(SlaOutcome::Breached),
+                    Some("breached"),
+                ),
+            ] {
+                let signal = SlaSignal {
+                    kind,
+                    clock: ClockKind::FirstResponse,
+                    subject: subject.clone(),
+                    queue_id: Some("q1".to_owned()),
+                    threshold: std::time::Duration::from_millis(60_000),
+                    measured: std::time::Duration::from_millis(61_500),
+                    started_at: at("2026-03-01T09:59:00Z"),
+                    deadline: at("2026-03-01T10:00:00Z"),
+                    fulfilled_at: outcome.map(|_| at("2026-03-01T10:00:01.5Z")),
+                    calendar: None,
+                    at: at("2026-03-01T10:00:00Z"),
+                };
+                let record = sla_record(&conversation, &signal, observed);
+                assert_eq!(
+                    record.payload.text(),
+                    json!({
+                        "schema": SCHEMA_VERSION, "clock": "first_response", key: subject.id(),
+                        "queueId": "q1", "outcome": outcome, "thresholdMs": 60_000,
+                        "measuredMs": 61_500, "startedAt": "2026-03-01T09:59:00.000Z",
+                        "deadline": "2026-03-01T10:00:00.000Z",
+                        "fulfilledAt": outcome.map(|_| "2026-03-01T10:00:01.500Z"),
+                        "calendar": null, "at": "2026-03-01T10:00:00.000Z",
+                        "emittedAt": "2026-03-01T10:00:00.123Z",
+                    })
+                    .to_string()
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Times are written as chrono writes them, to the millisecond, at any instant
+        /// (leap seconds and years past 9999 included).
+        #[test]
+        fn times_are_written_as_rfc3339_with_milliseconds(
+            seconds in -70_000_000_000i64..300_000_000_000,
+            nanos in 0u32..2_000_000_000,
+        ) {
+            if let Some(instant) = DateTime::<Utc>::from_timestamp(seconds, nanos) {
+                let written = serde_json::to_string(&Millis(&instant)).unwrap();
+                proptest::prop_assert_eq!(written, format!("\"{}\"", time(&instant)));
+            }
+        }
+    }
 
     fn summary() -> ConversationSummary {
         ConversationSummary {

@@ -125,7 +125,7 @@ mod tests {
             id: id.to_owned(),
             conversation_id: "c".to_owned(),
             kind: "message.status".to_owned(),
-            payload: serde_json::json!({"schema": 1, "observedAt": observed}),
+            payload: serde_json::json!({"schema": 1, "observedAt": observed}).into(),
         };
         let a = record("a", "t1");
         let b = record("b", "t1");

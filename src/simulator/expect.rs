@@ -738,12 +738,21 @@ fn outcome_record(record: &crate::crm::CrmRecord) -> Option<OutcomeRecord<'_>> {
     if record.kind != crate::crm::records::KIND_SLA_OUTCOME {
         return None;
     }
-    let field = |name: &str| record.payload.get(name).and_then(serde_json::Value::as_str);
+    // Clock and outcome names and Genesys ids hold no escapes: read borrowed from the text.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Fields<'a> {
+        clock: &'a str,
+        message_id: Option<&'a str>,
+        participant_id: Option<&'a str>,
+        outcome: &'a str,
+    }
+    let fields: Fields<'_> = serde_json::from_str(record.payload.text()).ok()?;
     Some(OutcomeRecord {
         conversation: &record.conversation_id,
-        clock: field("clock")?,
-        subject: field("messageId").or_else(|| field("participantId"))?,
-        outcome: field("outcome")?,
+        clock: fields.clock,
+        subject: fields.message_id.or(fields.participant_id)?,
+        outcome: fields.outcome,
     })
 }
 
@@ -1219,7 +1228,8 @@ mod tests {
             kind: "sla.outcome".into(),
             payload: serde_json::json!({
                 "clock": clock, subject.0: subject.1, "outcome": outcome,
-            }),
+            })
+            .into(),
         };
         let mut records = vec![
             record("answer", ("participantId", "acd-1"), "compliant"),

@@ -167,8 +167,20 @@ async fn a_snapshot_of_simulated_traffic_equals_the_truth_and_the_crm_outcomes()
     let mut at_crm: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut breached_at_crm = BTreeSet::new();
     for record in sink.records().iter().filter(|r| r.kind == "sla.outcome") {
-        let clock = record.payload["clock"].as_str().unwrap().to_owned();
-        let outcome = record.payload["outcome"].as_str().unwrap().to_owned();
+        let clock = record
+            .payload
+            .field("clock")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let outcome = record
+            .payload
+            .field("outcome")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
         if outcome == "breached" {
             breached_at_crm.insert((record.conversation_id.clone(), clock.clone()));
         }

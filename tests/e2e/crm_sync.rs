@@ -219,8 +219,20 @@ fn assert_final_summaries(sink: &CrmSink, truth: &[Value], records: &[convoy::cr
             .entry(record.conversation_id.as_str())
             .or_default()
             .entry((
-                record.payload["clock"].as_str().unwrap().to_owned(),
-                record.payload["outcome"].as_str().unwrap().to_owned(),
+                record
+                    .payload
+                    .field("clock")
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                record
+                    .payload
+                    .field("outcome")
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             ))
             .or_default() += 1;
     }

@@ -175,8 +175,11 @@ impl SlaRun {
 }
 
 fn instant(record: &CrmRecord, field: &str) -> DateTime<Utc> {
-    record.payload[field]
-        .as_str()
+    record
+        .payload
+        .field(field)
+        .as_ref()
+        .and_then(|value| value.as_str())
         .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
         .map(|time| time.with_timezone(&Utc))
         .unwrap_or_else(|| panic!("{field} of {record:?}"))
@@ -227,7 +230,7 @@ async fn every_sla_outcome_at_the_crm_equals_the_expectation() {
     for outcome in records.iter().filter(|r| {
         r.kind == "sla.outcome"
             && matches!(
-                r.payload["outcome"].as_str(),
+                r.payload.field("outcome").as_ref().and_then(|o| o.as_str()),
                 Some("breached" | "missing_receipt")
             )
     }) {

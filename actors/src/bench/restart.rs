@@ -209,7 +209,7 @@ fn seed_outbox(
                     id: format!("{conversation}/message/bench-{n}/delivered"),
                     conversation_id: conversation,
                     kind: "message.status".to_owned(),
-                    payload: json!({"schema": 1, "status": "delivered", "seq": n}),
+                    payload: json!({"schema": 1, "status": "delivered", "seq": n}).into(),
                 }
             })
             .collect();

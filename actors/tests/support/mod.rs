@@ -335,7 +335,13 @@ pub fn sink_problems(sink: &CrmSink, truth: &[Value]) -> Vec<String> {
     let outcome = |id: &str, clock: &str, mid: &str| {
         by_id
             .get(format!("{id}/sla/{clock}/{mid}/outcome").as_str())
-            .map(|record| record.payload["outcome"].as_str().unwrap_or("?").to_owned())
+            .map(|record| {
+                record
+                    .payload
+                    .field("outcome")
+                    .and_then(|o| o.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "?".to_owned())
+            })
     };
     for conversation in truth {
         let id = conversation["id"].as_str().unwrap();
@@ -398,7 +404,11 @@ pub fn sink_problems(sink: &CrmSink, truth: &[Value]) -> Vec<String> {
         }
     }
     for record in records.iter().filter(|r| r.kind == "sla.outcome") {
-        if record.payload["outcome"] == "breached" {
+        if record
+            .payload
+            .field("outcome")
+            .is_some_and(|o| o == "breached")
+        {
             problems.push(format!("{}: breached with wide thresholds", record.id));
         }
     }

@@ -32,7 +32,7 @@ fn records(ids: &[&str]) -> Vec<CrmRecord> {
             id: (*id).to_owned(),
             conversation_id: "c1".to_owned(),
             kind: "message.status".to_owned(),
-            payload: json!({"schema": 1}),
+            payload: json!({"schema": 1}).into(),
         })
         .collect()
 }
