@@ -686,7 +686,9 @@ async fn run_against(
     // The QA snapshot of the demo's interval, as `convoy snapshot` takes it: the daemon has
     // stopped (its outbox holds the SLA outcomes and can be opened) and the emulator
     // still answers the analytics queries.
-    report.snapshot = Some(take_snapshot(&config, report.interval, &report).await?);
+    let snapshot = take_snapshot(&config, report.interval, &report).await;
+    discard_private_store(&config);
+    report.snapshot = Some(snapshot?);
     report.wall = started.elapsed();
     Ok(report)
 }
@@ -1402,6 +1404,26 @@ fn private_store() -> String {
     )
 }
 
+/// Removes the folder [`private_store`] made for a daemon of `config`, once nothing will
+/// open it again: a demo or a bench run must not leave its outbox behind in the
+/// temporary folder (a bench's can hold hundreds of megabytes). A store the caller named
+/// is left alone.
+pub fn discard_private_store(config: &convoy::config::Config) {
+    let Some(folder) = config.outbox.path.parent() else {
+        return;
+    };
+    let private = folder.parent() == Some(std::env::temp_dir().as_path())
+        && folder
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(&format!("convoy-store-{}-", std::process::id())));
+    if private {
+        if let Err(error) = std::fs::remove_dir_all(folder) {
+            tracing::debug!(folder = %folder.display(), %error, "could not remove a private store");
+        }
+    }
+}
+
 /// Distinguishes the stores of several daemons started by one process.
 static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -1543,6 +1565,30 @@ pub fn unwritten_attributes(truth: &[Value]) -> Vec<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_store_is_removed_and_a_named_one_is_left_alone() {
+        const GENESYS: &str = "[genesys]\nregion = \"mypurecloud.com\"\n\
+            client_id = \"4c2b6f0e-2a1d-4b8e-9f3a-0c1d2e3f4a5b\"\nclient_secret = \"s\"\n\
+            queues = [\"5d3c7a1f-3b2e-4c9f-8a4b-1d2e3f4a5b6c\"]\n";
+        let config =
+            load_from_text(&format!("{GENESYS}{}", private_store()), true).expect("config");
+        let folder = config.outbox.path.parent().expect("folder").to_owned();
+        std::fs::create_dir_all(&folder).expect("folder created");
+        std::fs::write(&config.outbox.path, b"outbox").expect("file written");
+        discard_private_store(&config);
+        assert!(!folder.exists(), "{} left behind", folder.display());
+
+        let named = std::env::temp_dir().join(format!("convoy-named-{}", std::process::id()));
+        std::fs::create_dir_all(&named).expect("folder created");
+        let text = format!(
+            "[outbox]\npath = {:?}\n",
+            named.join("outbox.redb").display().to_string()
+        );
+        discard_private_store(&load_from_text(&format!("{GENESYS}{text}"), true).expect("config"));
+        assert!(named.exists(), "a store the caller named was removed");
+        std::fs::remove_dir_all(&named).expect("cleaned up");
+    }
 
     #[test]
     fn only_an_outbox_section_with_a_path_names_the_store() {

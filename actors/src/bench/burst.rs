@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::{metric_series, metric_sum, seconds, BenchError, OutputFormat};
 use crate::app::{Daemon, RunOptions};
-use crate::demo::{config_for, differences, unwritten_attributes};
+use crate::demo::{config_for, differences, discard_private_store, unwritten_attributes};
 use crate::emulator::{Emulator, EmulatorOptions};
 use crate::simulator::{SimulationReport, Simulator, SimulatorOptions};
 use crate::telemetry::names;
@@ -312,6 +312,7 @@ async fn run_against(
         conversations_started: metric_sum(&rendered, names::CONVERSATIONS_STARTED),
     };
     daemon.shutdown().await;
+    discard_private_store(&config);
     Ok(report)
 }
 

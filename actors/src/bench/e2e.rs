@@ -33,7 +33,7 @@ use serde::Serialize;
 use super::{metric_sum, seconds, BenchError, OutputFormat};
 use crate::app::{BenchHooks, Daemon, RunOptions};
 use crate::crm_sink::{CrmSink, CrmSinkOptions};
-use crate::demo::config_for;
+use crate::demo::{config_for, discard_private_store};
 use crate::emulator::{Emulator, EmulatorOptions, SocketFeed};
 use crate::outbox_writer::CommitLatency;
 use crate::telemetry::names;
@@ -467,10 +467,9 @@ async fn run_mode(
         emulator, &daemon, args, rates, search, replay, cursor, &latency,
     )
     .await;
-    let outbox = config.outbox.path.clone();
     daemon.shutdown().await;
     // Each mode's daemon had an outbox of its own; nothing in it is wanted after the run.
-    let _ = std::fs::remove_file(&outbox);
+    discard_private_store(&config);
     let steps = result?;
     let mut search_state = RateSearch::new(rates[0], args.max_rate, 0);
     for step in &steps {
