@@ -14,7 +14,7 @@ use convoy_actors::app::{Daemon, RunOptions};
 use convoy_actors::conversation::actor::InjectPanic;
 use convoy_actors::conversation::router::{GetRouterStats, LookupConversation, RouterStats};
 use convoy_actors::conversation::writer::GetWriteStats;
-use convoy_actors::demo::{config_for, differences, unwritten_attributes};
+use convoy_actors::demo::{config_for, differences, discard_private_store, unwritten_attributes};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{SimulationReport, Simulator, SimulatorOptions};
 use serde_json::{json, Value};
@@ -172,9 +172,12 @@ impl Run {
             .sum()
     }
 
+    /// Stops the daemon and the emulator, and removes the daemon's outbox folder from the
+    /// temporary folder (nothing reopens it after the test).
     pub async fn stop(self) {
         assert!(self.daemon.shutdown().await, "shutdown missed its deadline");
         self.emulator.stop().await;
+        discard_private_store(&self.config);
     }
 }
 
