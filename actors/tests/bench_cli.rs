@@ -7,71 +7,39 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn bench_memory_reports_a_positive_figure_per_live_conversation() {
-    let output = Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .args([
-            "bench",
-            "memory",
-            "--conversations",
-            "200",
-            "--format",
-            "json",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = run_bench(&["memory", "--conversations", "200", "--format", "json"]);
     assert_eq!(report["conversations"], 200);
     let per_conversation = report["bytes_per_live_conversation"].as_f64().unwrap();
-    assert!(per_conversation > 0.0, "{stdout}");
+    assert!(per_conversation > 0.0, "{report}");
 }
 
 #[test]
 fn bench_core_reports_rates_and_their_ratio_on_a_generated_corpus() {
-    let output = Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .args([
-            "bench",
-            "core",
-            "--generate",
-            "200",
-            "--seed",
-            "1",
-            "--passes",
-            "1",
-            "--format",
-            "json",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = run_bench(&[
+        "core",
+        "--generate",
+        "200",
+        "--seed",
+        "1",
+        "--passes",
+        "1",
+        "--format",
+        "json",
+    ]);
     assert_eq!(report["frames"], 200);
     assert_eq!(report["totals"]["frames"], 200);
     assert!(
         report["totals"]["records"].as_u64().unwrap() > 0,
-        "{stdout}"
+        "{report}"
     );
-    assert!(report["bytes"].as_u64().unwrap() >= 200 * 1000, "{stdout}");
+    assert!(report["bytes"].as_u64().unwrap() >= 200 * 1000, "{report}");
     for field in [
         "seconds",
         "frames_per_second",
         "baseline_frames_per_second",
         "ratio",
     ] {
-        assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {stdout}");
+        assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
     }
 }
 
