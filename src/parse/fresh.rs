@@ -137,10 +137,7 @@ where
 /// other members before the body, a repeated member) answers `false`, and the frame
 /// takes the full path, which finds a copy too.
 fn is_recent_copy(bytes: &[u8], recent: &RecentBodies) -> bool {
-    let Some(head) = text_prefix(&bytes[..bytes.len().min(COMPACT_PREFIX_MAX)]) else {
-        return false;
-    };
-    let Some((prefix_topic, start)) = compact_prefix(head) else {
+    let Some((prefix_topic, start)) = compact_prefix(bytes) else {
         return false;
     };
     let Some(found) = recent.prefix_of(&bytes[start..]) else {
@@ -187,40 +184,29 @@ fn is_recent_copy(bytes: &[u8], recent: &RecentBodies) -> bool {
     recent.contains(&BodyKey::of(shape, body), body)
 }
 
-/// How far into a frame its `eventBody` is looked for by [`is_recent_copy`]: before it
-/// there are at most the topic and the version.
-const COMPACT_PREFIX_MAX: usize = 1024;
-
-/// The longest prefix of `bytes` that is text (a cut through a character is not).
-fn text_prefix(bytes: &[u8]) -> Option<&str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Some(text),
-        Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).ok(),
-    }
-}
-
 /// Reads `{"topicName":"…","version":"…","eventBody":` (the first two optional, in either
-/// order, without whitespace or escapes): the topic, if it came first, and where the
-/// body starts.
-fn compact_prefix(text: &str) -> Option<(Option<&str>, usize)> {
-    let mut at = text.strip_prefix('{')?;
+/// order, without whitespace or escapes) at the start of a frame's bytes: the topic, if it
+/// came first, and where the body starts. Only the two values are checked for UTF-8 (the
+/// rest is the ASCII matched here).
+fn compact_prefix(bytes: &[u8]) -> Option<(Option<&str>, usize)> {
+    let mut at = bytes.strip_prefix(b"{")?;
     let mut topic = None;
     let mut version = None;
     loop {
-        if let Some(rest) = at.strip_prefix("\"eventBody\":") {
-            return Some((topic, text.len() - rest.len()));
+        if let Some(rest) = at.strip_prefix(b"\"eventBody\":") {
+            return Some((topic, bytes.len() - rest.len()));
         }
-        let (member, rest) = if let Some(rest) = at.strip_prefix("\"topicName\":\"") {
+        let (member, rest) = if let Some(rest) = at.strip_prefix(b"\"topicName\":\"") {
             (&mut topic, rest)
-        } else if let Some(rest) = at.strip_prefix("\"version\":\"") {
+        } else if let Some(rest) = at.strip_prefix(b"\"version\":\"") {
             (&mut version, rest)
         } else {
             return None;
         };
-        let end = rest.find(['"', '\\'])?;
-        let value = &rest[..end];
+        let end = rest.iter().position(|byte| matches!(byte, b'"' | b'\\'))?;
+        let value = std::str::from_utf8(&rest[..end]).ok()?;
         if member.is_some()
-            || !rest[end..].starts_with("\",")
+            || !rest[end..].starts_with(b"\",")
             || value.chars().any(char::is_control)
         {
             return None;
