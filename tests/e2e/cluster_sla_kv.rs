@@ -140,7 +140,9 @@ async fn a_conversations_clocks_move_with_its_partition() {
 
     // Retention ends: the book is deleted and no longer loads.
     assert_eq!(
-        beta.save(CONVERSATION, None).await.unwrap(),
+        beta.save(CONVERSATION, None::<&serde_json::Value>)
+            .await
+            .unwrap(),
         SaveOutcome::Saved
     );
     assert!(beta.load_partition(partition).await.unwrap().is_empty());

@@ -63,6 +63,14 @@ pub struct StoredClocks {
     pub book: Value,
 }
 
+/// [`StoredClocks`] as it is written: the book as the caller serialises it (the SlaActor
+/// passes the JSON text it committed, so a book is not parsed and written again).
+#[derive(Serialize)]
+struct StoredClocksOut<'a, B: ?Sized> {
+    conversation: &'a str,
+    book: &'a B,
+}
+
 /// What became of a save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveOutcome {
@@ -163,10 +171,10 @@ impl SlaClockStore {
     }
 
     /// Writes (`Some`) or deletes (`None`) a conversation's book, if its partition is ours.
-    pub async fn save(
+    pub async fn save<B: Serialize + ?Sized>(
         &self,
         conversation: &str,
-        book: Option<&Value>,
+        book: Option<&B>,
     ) -> Result<SaveOutcome, KvError> {
         let outcome = self.try_save(conversation, book).await;
         cluster_metrics::sla_kv(match &outcome {
@@ -177,10 +185,10 @@ impl SlaClockStore {
         outcome
     }
 
-    async fn try_save(
+    async fn try_save<B: Serialize + ?Sized>(
         &self,
         conversation: &str,
-        book: Option<&Value>,
+        book: Option<&B>,
     ) -> Result<SaveOutcome, KvError> {
         if !(self.owns)(self.partition_of(conversation)) {
             return Ok(SaveOutcome::NotOwner);
@@ -194,20 +202,14 @@ impl SlaClockStore {
             self.remember_revision(&key, None);
             return Ok(SaveOutcome::Saved);
         };
-        let value = serde_json::to_vec(&StoredClocks {
-            conversation: conversation.to_owned(),
-            book: book.clone(),
-        })
-        .map_err(|error| KvError::new("encode", &self.bucket, error))?;
+        let value: bytes::Bytes = serde_json::to_vec(&StoredClocksOut { conversation, book })
+            .map_err(|error| KvError::new("encode", &self.bucket, error))?
+            .into();
         let expected = match self.known_revision(&key) {
             Some(revision) => revision,
             None => self.current_revision(&key).await?,
         };
-        let written = match self
-            .store
-            .update(&key, value.clone().into(), expected)
-            .await
-        {
+        let written = match self.store.update(&key, value.clone(), expected).await {
             Ok(revision) => revision,
             Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 // The previous owner wrote after we loaded. We hold the lease: our state
@@ -218,7 +220,7 @@ impl SlaClockStore {
                     return Ok(SaveOutcome::NotOwner);
                 }
                 self.store
-                    .update(&key, value.into(), newest)
+                    .update(&key, value, newest)
                     .await
                     .map_err(|error| KvError::new("write", &self.bucket, error))?
             }

@@ -74,7 +74,8 @@ pub struct StopSla;
 /// One book for the mirroring task, and, on a commit's last, who waits for the writes.
 struct MirrorBook {
     id: ConversationId,
-    book: Option<serde_json::Value>,
+    /// The book's JSON as committed (`None`: delete it).
+    book: Option<Box<RawValue>>,
     done: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
@@ -311,27 +312,21 @@ impl SlaActor {
         books: &[(String, Option<Box<RawValue>>)],
     ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
         let mirror = self.mirror.as_ref()?;
-        let (done, mirrored) = tokio::sync::oneshot::channel();
-        let mut done = Some(done);
-        let last = books.len().checked_sub(1)?;
-        for (index, (id, book)) in books.iter().enumerate() {
-            let book = match book.as_deref().map(|raw| serde_json::from_str(raw.get())) {
-                None => None,
-                Some(Ok(value)) => Some(value),
-                Some(Err(error)) => {
-                    tracing::warn!(conversation_id = %id, %error, "SLA clocks not mirrored to NATS KV (unreadable); the outbox still has them.");
-                    continue;
-                }
-            };
-            // The task ends only with the actor.
+        let (last, earlier) = books.split_last()?;
+        let send = |(id, book): &(String, Option<Box<RawValue>>), done| {
+            // The task ends only with the actor (then `done` is dropped: not mirrored).
             let _ = mirror.send(MirrorBook {
                 id: ConversationId::from(id.as_str()),
-                book,
-                done: if index == last { done.take() } else { None },
+                book: book.clone(),
+                done,
             });
+        };
+        for entry in earlier {
+            send(entry, None);
         }
-        // The last book unreadable (logged above): nothing to wait for.
-        done.is_none().then_some(mirrored)
+        let (done, mirrored) = tokio::sync::oneshot::channel();
+        send(last, Some(done));
+        Some(mirrored)
     }
 
     fn next_revision(&mut self) -> u64 {
@@ -544,7 +539,7 @@ impl Actor for SlaActor {
             ctx.spawn(
                 async move {
                     while let Some(MirrorBook { id, book, done }) = books.recv().await {
-                        let saved = clocks.save(id.text().as_str(), book.as_ref()).await;
+                        let saved = clocks.save(id.text().as_str(), book.as_deref()).await;
                         if let Err(error) = &saved {
                             tracing::warn!(conversation_id = %id, %error, "SLA clocks not mirrored to NATS KV; the outbox still has them.");
                         }
