@@ -61,12 +61,14 @@ impl Shape {
 /// Where a UUID's text has its hyphens.
 const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
 
-/// Where the 32 digits of a hyphenated UUID sit in its text.
+/// Where the 32 digits of a hyphenated UUID sit in its text: every place but the hyphens'.
 const UUID_DIGITS: [usize; 32] = {
     let mut at = [0; 32];
-    let (mut digit, mut position) = (0, 0);
+    let (mut digit, mut position, mut hyphen) = (0, 0, 0);
     while digit < 32 {
-        if !matches!(position, 8 | 13 | 18 | 23) {
+        if hyphen < UUID_HYPHENS.len() && position == UUID_HYPHENS[hyphen] {
+            hyphen += 1;
+        } else {
             at[digit] = position;
             digit += 1;
         }
