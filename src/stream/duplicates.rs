@@ -33,6 +33,8 @@ pub struct BodyKey {
     shape: BodyShape,
     len: usize,
     hash: u64,
+    /// The hash of its first `PREFIX_LEN` bytes: the bucket `RecentBodies` keeps it in.
+    prefix: u64,
 }
 
 impl BodyKey {
@@ -50,6 +52,7 @@ impl BodyKey {
             shape,
             len: body.len(),
             hash: hash_bytes(body),
+            prefix: prefix_hash(body),
         }
     }
 }
@@ -96,7 +99,6 @@ struct Entry {
     key: BodyKey,
     /// Where the body starts in the buffer.
     start: usize,
-    prefix: u64,
 }
 
 /// The prefix hashes are hashes already: the map uses them as they are.
@@ -172,7 +174,7 @@ impl RecentBodies {
 
     /// Whether exactly these bytes, read with this shape, were seen recently.
     pub fn contains(&self, key: &BodyKey, body: &[u8]) -> bool {
-        self.starting_like(prefix_hash(body))
+        self.starting_like(key.prefix)
             .any(|entry| entry.key == *key && self.body(entry) == body)
     }
 
@@ -242,13 +244,11 @@ impl RecentBodies {
             self.buffer.resize(end, 0);
         }
         self.buffer[self.head..end].copy_from_slice(body);
-        let prefix = prefix_hash(body);
         let seq = self.first_seq + self.entries.len() as u64;
-        self.by_prefix.entry(prefix).or_default().push_back(seq);
+        self.by_prefix.entry(key.prefix).or_default().push_back(seq);
         self.entries.push_back(Entry {
             key,
             start: self.head,
-            prefix,
         });
         self.short += usize::from(len < PREFIX_LEN);
         self.head = end;
@@ -259,11 +259,12 @@ impl RecentBodies {
         let Some(entry) = self.entries.pop_front() else {
             return;
         };
-        if let Some(seqs) = self.by_prefix.get_mut(&entry.prefix) {
+        let prefix = entry.key.prefix;
+        if let Some(seqs) = self.by_prefix.get_mut(&prefix) {
             // The oldest body is the oldest of its bucket too.
             seqs.pop_front();
             if seqs.is_empty() {
-                self.by_prefix.remove(&entry.prefix);
+                self.by_prefix.remove(&prefix);
             }
         }
         self.first_seq += 1;
