@@ -260,11 +260,13 @@ fn read_in_one_pass(text: &str, recent: &mut RecentBodies) -> Option<Result<Fres
     let hint = topic_hint(text)?;
     let hinted = snapshot_topic(hint)?;
     let shape = body_shape(&hinted.shape);
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let envelope = EnvelopeSeed { text, shape }
-        .deserialize(&mut deserializer)
-        .ok()?;
-    deserializer.end().ok()?;
+    let envelope = match lean::scan::envelope(text, shape) {
+        Some(scanned) => OnePassEnvelope {
+            topic_name: scanned.topic_name,
+            body: scanned.body,
+        },
+        None => read_envelope_with_serde(text, shape)?,
+    };
     let (body, span) = envelope.body?;
     let topic_name = envelope.topic_name?;
     let topic = if topic_name.as_str() == hint {
@@ -285,6 +287,17 @@ fn read_in_one_pass(text: &str, recent: &mut RecentBodies) -> Option<Result<Fres
         recent.remember(key, bytes);
         Fresh::Frame(Classified::Snapshot { topic, snapshot })
     }))
+}
+
+/// The one-pass read by serde's derived readers, for a frame the hand-written scan left
+/// alone (`lean::scan`).
+fn read_envelope_with_serde(text: &str, shape: BodyShape) -> Option<OnePassEnvelope<'_>> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let envelope = EnvelopeSeed { text, shape }
+        .deserialize(&mut deserializer)
+        .ok()?;
+    deserializer.end().ok()?;
+    Some(envelope)
 }
 
 /// An envelope read in one pass: what `RawEnvelope` reads, the body already read with the

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::*;
+use crate::conversation::ConversationSnapshot;
 
 const ALL_MEDIA: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -234,5 +235,190 @@ proptest! {
         };
         prop_assert_eq!(fast, expected);
         prop_assert_eq!(recent, in_full);
+    }
+}
+
+/// The hand-written scan and serde's derived readers on one frame, as the one-pass read
+/// uses them: each answer as (topic, snapshot or its error, body span). The scan may
+/// decline (`None`) where serde answers, never the other way round.
+type OnePass = (
+    Option<String>,
+    Option<(Result<ConversationSnapshot, ParseError>, Range<usize>)>,
+);
+
+fn one_pass_answer(envelope: OnePassEnvelope<'_>) -> OnePass {
+    (
+        envelope.topic_name.map(|topic| topic.as_str().to_owned()),
+        envelope
+            .body
+            .map(|(body, span)| (body.into_snapshot("eventBody"), span)),
+    )
+}
+
+fn scan_and_serde(text: &str, shape: BodyShape) -> (Option<OnePass>, Option<OnePass>) {
+    let scanned = lean::scan::envelope(text, shape).map(|scanned| {
+        one_pass_answer(OnePassEnvelope {
+            topic_name: scanned.topic_name,
+            body: scanned.body,
+        })
+    });
+    (
+        scanned,
+        read_envelope_with_serde(text, shape).map(one_pass_answer),
+    )
+}
+
+const SNAPSHOT_FIXTURES: [&str; 2] = [ALL_MEDIA, PER_PARTICIPANT];
+
+/// More all-media snapshots: a call with its wrap-up, queue-side message snapshots.
+const MORE_ALL_MEDIA: [&str; 3] = [
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/genesys/ws_event_queue_conversations_call_terminated.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/genesys/ws_event_queue_conversations_message_connected.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/genesys/ws_event_queue_conversations_message_disconnected.json"
+    )),
+];
+
+#[test]
+fn the_scan_reads_every_generated_and_fixture_frame_as_serde_does() {
+    let corpus = crate::bench::corpus::generate(600, 9).unwrap();
+    let frames = corpus.frames.iter().map(|frame| frame.text.clone()).chain(
+        SNAPSHOT_FIXTURES
+            .iter()
+            .chain(&MORE_ALL_MEDIA)
+            .map(|f| f.to_string()),
+    );
+    let mut read = 0;
+    for text in frames {
+        for shape in [BodyShape::AllMedia, BodyShape::PerParticipant] {
+            let (scanned, by_serde) = scan_and_serde(&text, shape);
+            // Real frames never need serde's help.
+            let scanned = scanned.unwrap_or_else(|| panic!("declined: {text}"));
+            assert_eq!(Some(&scanned), by_serde.as_ref(), "{text}");
+            read += 1;
+        }
+    }
+    assert!(read > 1_000);
+}
+
+/// A snapshot fixture with one value somewhere replaced by another of any type (the
+/// typed members get the wrong type, a null, a number out of range, an escape).
+fn retyped_frame() -> impl Strategy<Value = (String, BodyShape)> {
+    let replacement = prop_oneof![
+        Just(Value::Null),
+        Just(Value::Bool(true)),
+        Just(serde_json::json!(0)),
+        Just(serde_json::json!(7)),
+        Just(serde_json::json!(-3)),
+        Just(serde_json::json!(1.5)),
+        Just(serde_json::json!(4_294_967_296u64)),
+        Just(serde_json::json!(u64::MAX)),
+        Just(serde_json::json!(i64::MIN)),
+        Just(serde_json::json!("x")),
+        Just(serde_json::json!("é\n\"quoted\"\\")),
+        Just(serde_json::json!("2025-03-04T09:00:00.900Z")),
+        Just(serde_json::json!([])),
+        Just(serde_json::json!([1, "a", null])),
+        Just(serde_json::json!({})),
+        Just(serde_json::json!({"id": "a\tb", "x": [{}]})),
+    ];
+    (0usize..2, any::<prop::sample::Index>(), replacement).prop_map(|(fixture, at, replacement)| {
+        let mut frame: Value = serde_json::from_str(SNAPSHOT_FIXTURES[fixture]).unwrap();
+        let mut places = Vec::new();
+        every_place(&frame, &mut Vec::new(), &mut places);
+        let place = &places[at.index(places.len())];
+        let mut node = &mut frame;
+        for step in place {
+            node = match step {
+                Step::Member(name) => &mut node[name.as_str()],
+                Step::Element(index) => &mut node[*index],
+            };
+        }
+        *node = replacement;
+        let shape = if fixture == 0 {
+            BodyShape::AllMedia
+        } else {
+            BodyShape::PerParticipant
+        };
+        (frame.to_string(), shape)
+    })
+}
+
+#[derive(Clone)]
+enum Step {
+    Member(String),
+    Element(usize),
+}
+
+fn every_place(node: &Value, path: &mut Vec<Step>, places: &mut Vec<Vec<Step>>) {
+    places.push(path.clone());
+    match node {
+        Value::Object(members) => {
+            for (name, value) in members {
+                path.push(Step::Member(name.clone()));
+                every_place(value, path, places);
+                path.pop();
+            }
+        }
+        Value::Array(elements) => {
+            for (index, value) in elements.iter().enumerate() {
+                path.push(Step::Element(index));
+                every_place(value, path, places);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn assert_scan_agrees(text: &str, shape: BodyShape) -> Result<(), TestCaseError> {
+    let (scanned, by_serde) = scan_and_serde(text, shape);
+    if let Some(scanned) = scanned {
+        prop_assert_eq!(Some(scanned), by_serde, "{}", text);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn where_the_scan_answers_it_answers_as_serde_on_retyped_frames(
+        (text, shape) in retyped_frame()
+    ) {
+        assert_scan_agrees(&text, shape)?;
+    }
+
+    #[test]
+    fn where_the_scan_answers_it_answers_as_serde_with_an_escaped_member_name(
+        fixture in 0usize..2,
+        at in any::<prop::sample::Index>(),
+    ) {
+        // Serde matches `"i\u0064"` to the field `id`; the scan must leave it to serde.
+        let text = SNAPSHOT_FIXTURES[fixture];
+        let names: Vec<usize> = text.match_indices("\":").map(|(end, _)| end).collect();
+        let end = names[at.index(names.len())];
+        let start = text[..end].rfind('"').unwrap() + 1;
+        prop_assume!(start < end);
+        let first = text.as_bytes()[start];
+        let escaped = format!("{}\\u{:04x}{}", &text[..start], first, &text[start + 1..]);
+        let shape = if fixture == 0 { BodyShape::AllMedia } else { BodyShape::PerParticipant };
+        assert_scan_agrees(&escaped, shape)?;
+    }
+
+    #[test]
+    fn where_the_scan_answers_it_answers_as_serde_on_mutated_frames(
+        (text, _) in mutated_frame(),
+        all_media in any::<bool>(),
+    ) {
+        let shape = if all_media { BodyShape::AllMedia } else { BodyShape::PerParticipant };
+        assert_scan_agrees(&text, shape)?;
     }
 }

@@ -34,6 +34,8 @@ use crate::model::{
 };
 use crate::stream::duplicates::BodyShape;
 
+pub(super) mod scan;
+
 /// JSON text, borrowed from the frame unless it had to be unescaped.
 #[derive(Debug, Default)]
 pub(super) struct Text<'a>(Cow<'a, str>);
