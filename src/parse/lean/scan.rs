@@ -575,6 +575,7 @@ impl<'a> Scanner<'a> {
             (None, None, None, None, None, None);
         let (mut purpose, mut wrapup_required, mut wrapup, mut attributes) =
             (None, None, None, None);
+        // The media arrays, in the order `lean::participant_snapshot` takes them.
         let mut media: [Option<Vec<Communication<'a>>>; 10] = Default::default();
         self.object(|s, name| match name {
             "id" => once(&mut id, s.text()),
@@ -587,10 +588,17 @@ impl<'a> Scanner<'a> {
             "wrapupRequired" => once(&mut wrapup_required, s.boolean()),
             "wrapup" => once(&mut wrapup, s.optional(Self::wrapup)),
             "attributes" => once(&mut attributes, s.attributes()),
-            _ => match MEDIA_ARRAYS.iter().position(|array| *array == name) {
-                Some(index) => once(&mut media[index], s.list(Self::communication)),
-                None => s.skip(),
-            },
+            "calls" => once(&mut media[0], s.list(Self::communication)),
+            "callbacks" => once(&mut media[1], s.list(Self::communication)),
+            "chats" => once(&mut media[2], s.list(Self::communication)),
+            "cobrowsesessions" => once(&mut media[3], s.list(Self::communication)),
+            "emails" => once(&mut media[4], s.list(Self::communication)),
+            "messages" => once(&mut media[5], s.list(Self::communication)),
+            "internalMessages" => once(&mut media[6], s.list(Self::communication)),
+            "screenshares" => once(&mut media[7], s.list(Self::communication)),
+            "socialExpressions" => once(&mut media[8], s.list(Self::communication)),
+            "videos" => once(&mut media[9], s.list(Self::communication)),
+            _ => s.skip(),
         })?;
         let [calls, callbacks, chats, cobrowsesessions, emails, messages, internal_messages, screenshares, social_expressions, videos] =
             media.map(Option::unwrap_or_default);
@@ -692,17 +700,3 @@ impl<'a> Scanner<'a> {
         })
     }
 }
-
-/// A participant's media arrays, in the order `lean::participant_snapshot` takes them.
-const MEDIA_ARRAYS: [&str; 10] = [
-    "calls",
-    "callbacks",
-    "chats",
-    "cobrowsesessions",
-    "emails",
-    "messages",
-    "internalMessages",
-    "screenshares",
-    "socialExpressions",
-    "videos",
-];
