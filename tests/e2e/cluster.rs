@@ -13,7 +13,7 @@ use convoy::simulator::Scenario;
 use convoy_actors::app::{Daemon, RunOptions};
 use convoy_actors::cluster::nats::connect;
 use convoy_actors::crm_sink::{CrmSink, CrmSinkOptions};
-use convoy_actors::demo::{config_for, differences, unwritten_attributes};
+use convoy_actors::demo::{config_for, differences, discard_private_store, unwritten_attributes};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{Simulator, SimulatorOptions};
 use convoy_actors::stream::GetStreamStatus;
@@ -35,6 +35,8 @@ struct Cluster {
     http: awc::Client,
     /// Writes carry `If-Match` (the emulator refuses a stale one).
     strict: bool,
+    /// Every daemon's configuration: their private stores go with the cluster.
+    configs: std::sync::Mutex<Vec<convoy::config::Config>>,
 }
 
 impl Cluster {
@@ -54,6 +56,7 @@ impl Cluster {
             sink,
             http: client(),
             strict,
+            configs: std::sync::Mutex::default(),
         }
     }
 
@@ -71,7 +74,11 @@ impl Cluster {
         } else {
             ""
         };
-        config_for(&self.emulator, genesys, &extra).unwrap()
+        let config = config_for(&self.emulator, genesys, &extra).unwrap();
+        if let Ok(mut configs) = self.configs.lock() {
+            configs.push(config.clone());
+        }
+        config
     }
 
     /// Starts a daemon in `role` and waits until `/readyz` says it is ready.
@@ -193,6 +200,14 @@ impl Cluster {
     }
 
     async fn stop(self) {
+        for config in self
+            .configs
+            .lock()
+            .map(|configs| configs.clone())
+            .unwrap_or_default()
+        {
+            discard_private_store(&config);
+        }
         self.emulator.stop().await;
         self.sink.stop().await;
         drop(self.nats);

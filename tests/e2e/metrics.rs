@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use convoy_actors::app::{Daemon, RunOptions};
-use convoy_actors::demo::config_for;
+use convoy_actors::demo::{config_for, discard_private_store};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 
 use crate::support::client;
@@ -62,5 +62,6 @@ async fn every_documented_metric_is_exported_right_after_start() {
         "documented but not exported at start: {missing:?}"
     );
     daemon.shutdown().await;
+    discard_private_store(&config);
     emulator.stop().await;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use convoy_actors::app::{Daemon, RunOptions};
-use convoy_actors::demo::config_for;
+use convoy_actors::demo::{config_for, discard_private_store};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::replay::{self, ReplayError, ReplayOptions, Speed};
 use serde_json::Value;
@@ -219,5 +219,6 @@ async fn a_bad_line_fails_the_replay_naming_its_line() {
     let error = replay::run(&config, &options).await.unwrap_err();
     assert!(matches!(error, ReplayError::Recording { .. }), "{error}");
     assert!(error.to_string().contains("line 2"), "{error}");
+    discard_private_store(&config);
     emulator.stop().await;
 }

@@ -18,7 +18,7 @@ use convoy::sla::{ClockKind, SlaOutcome};
 use convoy_actors::app::{Daemon, RunOptions};
 use convoy_actors::crm::GetCrmStats;
 use convoy_actors::crm_sink::{CrmSink, CrmSinkOptions};
-use convoy_actors::demo::{config_for, tallies_json};
+use convoy_actors::demo::{config_for, discard_private_store, tallies_json};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{Simulator, SimulatorOptions};
 use convoy_actors::sla::GetSlaStats;
@@ -53,6 +53,7 @@ struct SlaRun {
     emulator: Emulator,
     sink: CrmSink,
     daemon: Daemon,
+    config: convoy::config::Config,
     expected: ExpectedOutcomes,
 }
 
@@ -117,6 +118,7 @@ async fn play(no_read_receipt: &[&str]) -> SlaRun {
         emulator,
         sink,
         daemon,
+        config,
         expected: report.expected,
     }
 }
@@ -169,6 +171,7 @@ impl SlaRun {
         let stats = crm.send(GetCrmStats).await.unwrap();
         assert_eq!(stats.records_dead_lettered, 0, "{stats:?}");
         self.daemon.shutdown().await;
+        discard_private_store(&self.config);
         self.sink.stop().await;
         self.emulator.stop().await;
     }

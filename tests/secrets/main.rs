@@ -19,7 +19,7 @@ use convoy::config::Secret;
 use convoy::simulator::Scenario;
 use convoy_actors::app::{Daemon, RunOptions};
 use convoy_actors::crm_sink::{CrmSink, CrmSinkOptions, SinkAuth};
-use convoy_actors::demo::config_for;
+use convoy_actors::demo::{config_for, discard_private_store};
 use convoy_actors::emulator::{Emulator, EmulatorOptions};
 use convoy_actors::simulator::{Simulator, SimulatorOptions};
 use tracing_subscriber::fmt::MakeWriter;
@@ -234,6 +234,8 @@ async fn a_trace_level_run_prints_no_credential() {
 
     good_daemon.shutdown().await;
     stale_daemon.shutdown().await;
+    discard_private_store(&good);
+    discard_private_store(&stale);
     tokens.lock().unwrap().extend(live_tokens(&emulator));
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     good_sink.stop().await;

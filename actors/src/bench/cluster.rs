@@ -29,10 +29,11 @@ use serde_json::Value;
 use super::{metric_sum, process_cpu_seconds, seconds, BenchError, OutputFormat};
 use crate::app::{Daemon, RunOptions};
 use crate::cluster::worker::GetConsuming;
-use crate::demo::{config_for, differences};
+use crate::demo::{config_for, differences, discard_private_store};
 use crate::emulator::{Emulator, EmulatorOptions};
 use crate::simulator::{Simulator, SimulatorOptions};
 use crate::telemetry::names;
+use convoy::config::Config;
 
 /// The short-lived scenario the cluster tests use: conversations last seconds, not
 /// minutes, so a run stays well under a minute.
@@ -194,10 +195,13 @@ async fn run_one(args: &ClusterArgs, workers: usize) -> Result<WorkerRun, BenchE
     })
     .await
     .map_err(|error| BenchError::Emulator(error.to_string()))?;
-    let mut daemons = Vec::new();
-    let result = run_roles(args, workers, &nats, &emulator, &mut daemons).await;
+    let (mut daemons, mut configs) = (Vec::new(), Vec::new());
+    let result = run_roles(args, workers, &nats, &emulator, &mut daemons, &mut configs).await;
     for daemon in daemons {
         daemon.shutdown().await;
+    }
+    for config in &configs {
+        discard_private_store(config);
     }
     emulator.stop().await;
     drop(nats);
@@ -209,6 +213,7 @@ async fn start_role(
     role: &str,
     nats: &NatsServer,
     emulator: &Emulator,
+    configs: &mut Vec<Config>,
 ) -> Result<Daemon, BenchError> {
     let extra = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\
@@ -219,6 +224,8 @@ async fn start_role(
     // A budget far above the load: the cluster's throughput is measured, not Genesys'.
     let config = config_for(emulator, "requests_per_minute = 100000", &extra)
         .map_err(|error| BenchError::Daemon(error.to_string()))?;
+    // Its private store goes when the run ends, whatever happens to the daemon.
+    configs.push(config.clone());
     let daemon = Daemon::start(&config, RunOptions::default())
         .await
         .map_err(|error| BenchError::Daemon(format!("{role}: {error}")))?;
@@ -245,12 +252,13 @@ async fn run_roles(
     nats: &NatsServer,
     emulator: &Emulator,
     daemons: &mut Vec<Daemon>,
+    configs: &mut Vec<Config>,
 ) -> Result<WorkerRun, BenchError> {
     for _ in 0..workers {
-        daemons.push(start_role(args, "worker", nats, emulator).await?);
+        daemons.push(start_role(args, "worker", nats, emulator, configs).await?);
     }
     let partitions_per_worker = wait_for_partitions(args, &daemons[..]).await?;
-    daemons.push(start_role(args, "ingest", nats, emulator).await?);
+    daemons.push(start_role(args, "ingest", nats, emulator, configs).await?);
     let (worker_daemons, ingest) = daemons.split_at(workers);
 
     let scenario = Scenario::from_toml(FAST_SCENARIO)
