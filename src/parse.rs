@@ -6,9 +6,10 @@
 //! conversion to domain types checks the fields Convoy cannot work without (ids, attachment
 //! URLs) and reports a missing one as [`ParseError::MissingField`] with its path.
 //!
-//! On the live path snapshot bodies are read first with the lean, borrowing shapes of
-//! `lean` (only the fields the domain snapshot takes); a body that read refuses is read
-//! again with the owned model and path tracking, so errors are named as above. And
+//! On the live path snapshot bodies are read first by `scan`, by hand, straight into the
+//! domain snapshot (only the fields it takes, text borrowed until then); a body that read
+//! declines is read again with the owned model and path tracking, so errors are named as
+//! above. And
 //! [`classify_bytes_fresh`] drops a snapshot body byte-identical to a recent one (the same
 //! change on another topic) before any typed read.
 
@@ -28,7 +29,7 @@ use crate::model::{
 };
 
 mod fresh;
-mod lean;
+mod scan;
 mod timestamp;
 
 pub use fresh::{classify_bytes_fresh, Fresh};
@@ -391,17 +392,17 @@ fn classify_body(topic: String, body: Option<Body<'_>>) -> Result<Classified, Pa
     Ok(Classified::UnknownTopic { topic })
 }
 
-/// Reads a snapshot body of the given shape: the lean, borrowing read first (see [`lean`]);
-/// a body it cannot read is read again with the owned model and path tracking, which
-/// names the problem (or, should the owned model accept what the lean one refused, gives
-/// the snapshot).
+/// Reads a snapshot body of the given shape: the hand-written read first (see [`scan`]);
+/// a body it declines is read again with the owned model and path tracking, which names
+/// the problem (or, should the owned model accept what the scan declined, gives the
+/// snapshot).
 fn read_snapshot(
     body: Body<'_>,
     shape: &SnapshotShape,
 ) -> Result<ConversationSnapshot, ParseError> {
     if let Body::Raw(text) = &body {
-        if let Ok(lean) = lean::read(text, fresh::body_shape(shape)) {
-            return lean.into_snapshot("eventBody");
+        if let Some(snapshot) = scan::body(text, fresh::body_shape(shape)) {
+            return Ok(snapshot);
         }
     }
     read_snapshot_owned(body, shape)

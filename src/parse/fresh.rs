@@ -8,27 +8,23 @@
 //! - **A copy of a recent body** in a compact envelope (as Genesys writes them) is found
 //!   without reading its body at all: if the bytes at its `eventBody` position start with
 //!   a recent body, that is its body, and only the envelope around it is read.
-//! - **A fresh snapshot** is read in one pass over the whole frame: the envelope's members
-//!   as `RawEnvelope` reads them, and its `eventBody` straight into the lean shape of its
-//!   topic (`lean::BodySeed`). Where the body starts and ends — the bytes the duplicate
-//!   filter keys on — comes from where its member name and the next one sit in the text,
-//!   not from a separate scan of the body. The topic usually follows the body (a
+//! - **A fresh snapshot** is read in one pass over the whole frame (`super::scan`): the
+//!   envelope's members as `RawEnvelope` reads them, and its `eventBody` straight into the
+//!   domain snapshot, read with the shape of its topic. Where the body starts and ends —
+//!   the bytes the duplicate filter keys on — is where that read found it, not the result
+//!   of a separate scan of the body. The topic usually follows the body (a
 //!   serialised map's keys are sorted); it is looked for at the end of the frame first,
 //!   as a guess that only picks the shape: the topic read from the envelope decides.
 //!
-//! Anything this read does not take on — an error anywhere, a member name with escapes,
-//! a topic not found where it is looked for, a shape guessed wrong — is read again by the
-//! full path (`read_envelope`, then the lean or the owned read of the body), which decides
+//! Anything this read does not take on — an error anywhere, a value it leaves to serde, a
+//! topic not found where it is looked for, a shape guessed wrong — is read again by the
+//! full path (`read_envelope`, then the scan or the owned read of the body), which decides
 //! the answer and names any error's path exactly as before.
 
-use std::borrow::Cow;
-use std::fmt;
-use std::ops::Range;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 
-use super::lean::{self, BodySeed, Text};
+use super::scan;
 use super::{
     classify, classify_envelope, frame_text, read_envelope, snapshot_topic, Classified, ParseError,
     SnapshotShape,
@@ -250,29 +246,19 @@ fn trim_json_space_start(text: &str) -> &str {
     text.trim_start_matches(|c: char| c.is_ascii() && is_json_space(c as u8))
 }
 
-fn trim_json_space_end(text: &str) -> &str {
-    text.trim_end_matches(|c: char| c.is_ascii() && is_json_space(c as u8))
-}
-
 /// Reads a fresh snapshot frame in one pass (see the module's documentation). `None`: the
 /// frame is left to the full path, which decides.
 fn read_in_one_pass(text: &str, recent: &mut RecentBodies) -> Option<Result<Fresh, ParseError>> {
     let hint = topic_hint(text)?;
     let hinted = snapshot_topic(hint)?;
     let shape = body_shape(&hinted.shape);
-    let envelope = match lean::scan::envelope(text, shape) {
-        Some(scanned) => OnePassEnvelope {
-            topic_name: scanned.topic_name,
-            body: scanned.body,
-        },
-        None => read_envelope_with_serde(text, shape)?,
-    };
-    let (body, span) = envelope.body?;
+    let envelope = scan::envelope(text, shape)?;
+    let (snapshot, span) = envelope.body?;
     let topic_name = envelope.topic_name?;
-    let topic = if topic_name.as_str() == hint {
+    let topic = if topic_name == hint {
         hinted
     } else {
-        let topic = snapshot_topic(topic_name.as_str())?;
+        let topic = snapshot_topic(&topic_name)?;
         if body_shape(&topic.shape) != shape {
             return None;
         }
@@ -283,186 +269,8 @@ fn read_in_one_pass(text: &str, recent: &mut RecentBodies) -> Option<Result<Fres
     if recent.contains(&key, bytes) {
         return Some(Ok(Fresh::Duplicate));
     }
-    Some(body.into_snapshot("eventBody").map(|snapshot| {
-        recent.remember(key, bytes);
-        Fresh::Frame(Classified::Snapshot { topic, snapshot })
-    }))
-}
-
-/// The one-pass read by serde's derived readers, for a frame the hand-written scan left
-/// alone (`lean::scan`).
-fn read_envelope_with_serde(text: &str, shape: BodyShape) -> Option<OnePassEnvelope<'_>> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let envelope = EnvelopeSeed { text, shape }
-        .deserialize(&mut deserializer)
-        .ok()?;
-    deserializer.end().ok()?;
-    Some(envelope)
-}
-
-/// An envelope read in one pass: what `RawEnvelope` reads, the body already read with the
-/// lean shape, and where its text is.
-struct OnePassEnvelope<'a> {
-    topic_name: Option<Text<'a>>,
-    body: Option<(lean::Body<'a>, Range<usize>)>,
-}
-
-/// Reads an envelope (the whole frame `text`) with its body in the lean `shape`.
-struct EnvelopeSeed<'a> {
-    text: &'a str,
-    shape: BodyShape,
-}
-
-impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'de> {
-    type Value = OnePassEnvelope<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EnvelopeSeed<'de> {
-    type Value = OnePassEnvelope<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a frame envelope")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error;
-        let mut topic_name = None;
-        let mut body = None;
-        // The body's start, until the member after it (or the envelope's end) shows where
-        // it ends.
-        let mut open_body = None;
-        let mut result = false;
-        while let Some(key) = map.next_key::<MemberName<'de>>()? {
-            if let Some(start) = open_body.take() {
-                let end = self.value_end_before_member(&key)?;
-                body = body.map(|(read, _)| (read, start..end));
-            }
-            match key.0.as_ref() {
-                "topicName" => {
-                    if topic_name.is_some() {
-                        return Err(A::Error::duplicate_field("topicName"));
-                    }
-                    topic_name = Some(map.next_value::<Option<Text<'de>>>()?);
-                }
-                "eventBody" => {
-                    if body.is_some() {
-                        return Err(A::Error::duplicate_field("eventBody"));
-                    }
-                    let start = self.value_start_after_member(&key)?;
-                    let read = map.next_value_seed(BodySeed(self.shape))?;
-                    body = Some((read, start..start));
-                    open_body = Some(start);
-                }
-                "result" => {
-                    if result {
-                        return Err(A::Error::duplicate_field("result"));
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                    result = true;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if let Some(start) = open_body {
-            // The body was the last member: it ends before the envelope's `}`.
-            let close = trim_json_space_end(self.text)
-                .strip_suffix('}')
-                .ok_or_else(|| A::Error::custom("envelope end not found"))?;
-            let end = trim_json_space_end(close);
-            body = body.map(|(read, _)| (read, start..end.len()));
-        }
-        Ok(OnePassEnvelope {
-            topic_name: topic_name.flatten(),
-            body,
-        })
-    }
-}
-
-impl EnvelopeSeed<'_> {
-    /// Where the name `member` (text borrowed from the frame) starts in the frame.
-    fn offset_of<E: serde::de::Error>(&self, member: &MemberName<'_>) -> Result<usize, E> {
-        let Cow::Borrowed(name) = member.0 else {
-            return Err(E::custom("member name with escapes"));
-        };
-        (name.as_ptr() as usize)
-            .checked_sub(self.text.as_ptr() as usize)
-            .filter(|offset| offset + name.len() <= self.text.len())
-            .ok_or_else(|| E::custom("member name outside the frame"))
-    }
-
-    /// Where the value of `member` starts: after its closing quote, the colon and any
-    /// whitespace (the member was read, so they are there).
-    fn value_start_after_member<E: serde::de::Error>(
-        &self,
-        member: &MemberName<'_>,
-    ) -> Result<usize, E> {
-        let after_name = self.offset_of(member)? + member.0.len() + 1;
-        let rest = &self.text.as_bytes()[after_name..];
-        let colon = rest
-            .iter()
-            .position(|byte| !is_json_space(*byte))
-            .filter(|at| rest[*at] == b':')
-            .ok_or_else(|| E::custom("no colon after a member name"))?;
-        let value = rest[colon + 1..]
-            .iter()
-            .position(|byte| !is_json_space(*byte))
-            .ok_or_else(|| E::custom("no value after a member name"))?;
-        Ok(after_name + colon + 1 + value)
-    }
-
-    /// Where the value before `member` ends: before the whitespace and the comma that
-    /// precede its opening quote.
-    fn value_end_before_member<E: serde::de::Error>(
-        &self,
-        member: &MemberName<'_>,
-    ) -> Result<usize, E> {
-        let quote = self
-            .offset_of(member)?
-            .checked_sub(1)
-            .ok_or_else(|| E::custom("member name at the frame's start"))?;
-        let before = &self.text.as_bytes()[..quote];
-        let comma = before
-            .iter()
-            .rposition(|byte| !is_json_space(*byte))
-            .filter(|at| before[*at] == b',')
-            .ok_or_else(|| E::custom("no comma before a member name"))?;
-        let end = before[..comma]
-            .iter()
-            .rposition(|byte| !is_json_space(*byte))
-            .ok_or_else(|| E::custom("no value before a member name"))?;
-        Ok(end + 1)
-    }
-}
-
-/// A member name, borrowed from the frame unless it holds escapes.
-struct MemberName<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for MemberName<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl<'de> Visitor<'de> for NameVisitor {
-            type Value = MemberName<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                name: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(MemberName(Cow::Borrowed(name)))
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
-                Ok(MemberName(Cow::Owned(name.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(NameVisitor)
-    }
+    recent.remember(key, bytes);
+    Some(Ok(Fresh::Frame(Classified::Snapshot { topic, snapshot })))
 }
 
 #[cfg(test)]

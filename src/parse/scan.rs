@@ -1,17 +1,26 @@
-//! A hand-written read of a snapshot frame into the lean shapes, without serde's
-//! machinery: member names are matched as bytes, skipped values are only checked for
-//! JSON's grammar, kept text is borrowed from the frame. Profiling `convoy bench core`
-//! showed the derived readers costing twice a plain `IgnoredAny` pass over the same
-//! bytes (field visitors, `Option` and `Vec` visitors, large structs moved through
-//! `Result`s); this read costs little more than that pass.
+//! The live path's read of snapshot frames and bodies, by hand: member names matched as
+//! bytes, the values Convoy does not keep only checked for JSON's grammar, kept text
+//! borrowed from the frame until it goes into the domain snapshot, which is built as the
+//! members come ([`ConversationSnapshot`] and its parts, no wire structs in between).
 //!
-//! It never decides anything on its own: it answers `None` for whatever it does not take
-//! on — any grammar error, escapes in a member name, a value of another type than the
-//! shape wants, a number that is not a plain non-negative integer, a repeated member,
-//! nesting deeper than `MAX_DEPTH` — and the frame is then read by serde as before, which
-//! decides the answer and names the error. Where it answers, it gives exactly what the
-//! derived readers give (tests hold the two together on fixtures, generated corpora and
-//! mutated frames).
+//! The owned wire model (`crate::model`) keeps every field Genesys documents, each string
+//! in its own allocation, because the emulator builds and serialises it and `inspect`
+//! shows it; a live frame needs a tenth of that. Profiling `convoy bench core` showed
+//! serde's derived readers of a lean wire shape still costing three times an `IgnoredAny`
+//! pass over the same bytes (field visitors, `Option` and `Vec` visitors, large wire
+//! structs moved through `Result`s, then converted); this read costs little more than
+//! that pass.
+//!
+//! It never decides an error: it answers `None` for whatever it does not take on — any
+//! grammar error, a value of another type than the snapshot wants, a number that is not a
+//! plain integer, a repeated member, a missing or empty id or attachment URL, nesting
+//! deeper than `MAX_DEPTH`, a struct written as an array — and the body is then read by
+//! the owned model with path tracking (`parse::read_snapshot_owned`), which gives the
+//! error and its JSON path, or the snapshot where it accepts what this read declined.
+//! Member names with escapes are unescaped and matched as serde matches them; unknown
+//! enum text is kept as the `Unknown` variant; participant attributes keep string values,
+//! drop `null` and keep any other value as its JSON text. Tests hold this read to the
+//! owned model on every fixture, generated corpora and mutated frames.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,51 +28,57 @@ use std::ops::Range;
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    AfterCallWork, Attributes, Body, Communication, ConversationBody, Media,
-    MessageConversationBody, MessageDetails, MessageParticipant, Participant, Ref, StickerRef,
-    Text, Wrapup,
+use super::timestamp;
+use crate::conversation::snapshot::{
+    Attachment, CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot,
+    ParticipantSnapshot, Sticker, WrapupRecord,
 };
+use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
 use crate::model::{
     AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
     Purpose,
 };
-use crate::parse::timestamp;
 use crate::stream::duplicates::BodyShape;
 
 /// Deeper frames are left to serde, whose own limit (128) then decides.
 const MAX_DEPTH: u32 = 100;
 
-/// A frame's envelope as the one-pass read needs it: its topic and its body, read with
-/// the lean shape, with where the body's text is in the frame.
-pub(in crate::parse) struct ScannedEnvelope<'a> {
-    pub topic_name: Option<Text<'a>>,
-    pub body: Option<(Body<'a>, Range<usize>)>,
+/// A frame's envelope as the one-pass read needs it: its topic, and its body read into a
+/// snapshot with where the body's text is in the frame.
+pub(super) struct ScannedEnvelope<'a> {
+    pub topic_name: Option<Cow<'a, str>>,
+    pub body: Option<(ConversationSnapshot, Range<usize>)>,
 }
 
 /// Reads a whole frame (an envelope object, then only whitespace) with its `eventBody` in
-/// `shape`. `None`: left to serde (see the module's documentation).
-pub(in crate::parse) fn envelope(text: &str, shape: BodyShape) -> Option<ScannedEnvelope<'_>> {
+/// `shape`. `None`: left to the full path (see the module's documentation).
+pub(super) fn envelope(text: &str, shape: BodyShape) -> Option<ScannedEnvelope<'_>> {
     let mut scanner = Scanner::new(text);
     let (mut topic_name, mut body, mut result) = (None, None, None);
     scanner.object(|s, name| match name {
         "topicName" => once(&mut topic_name, s.text()),
         "eventBody" => {
             let start = s.value_start()?;
-            let read = match shape {
-                BodyShape::AllMedia => Body::AllMedia(s.conversation_body()?),
-                BodyShape::PerParticipant => Body::PerParticipant(s.message_conversation_body()?),
-            };
-            once(&mut body, Some((read, start..s.at)))
+            let snapshot = s.snapshot(shape)?;
+            once(&mut body, Some((snapshot, start..s.at)))
         }
         "result" => once(&mut result, s.skip()),
         _ => s.skip(),
     })?;
-    scanner.space();
-    (scanner.at == scanner.bytes.len()).then(|| ScannedEnvelope {
+    scanner.end()?;
+    Some(ScannedEnvelope {
         topic_name: topic_name.flatten(),
         body,
     })
+}
+
+/// Reads a whole text that is one snapshot body of `shape` (trailing whitespace allowed,
+/// as `serde_json::from_str` allows it).
+pub(super) fn body(text: &str, shape: BodyShape) -> Option<ConversationSnapshot> {
+    let mut scanner = Scanner::new(text);
+    let snapshot = scanner.snapshot(shape)?;
+    scanner.end()?;
+    Some(snapshot)
 }
 
 /// Records a member's value the first time it is seen; a second time is serde's
@@ -74,6 +89,23 @@ fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     }
     *slot = Some(value?);
     Some(())
+}
+
+/// What `parse::required` accepts: present and not empty.
+fn required(text: Option<Option<Cow<'_, str>>>) -> Option<Cow<'_, str>> {
+    text.flatten().filter(|text| !text.is_empty())
+}
+
+fn owned(text: Option<Option<Cow<'_, str>>>) -> Option<String> {
+    text.flatten().map(Cow::into_owned)
+}
+
+/// A message's id: `messageId`, else `message.id` (both `null` or absent: none).
+fn message_id<'a>(
+    message_id: Option<Option<Cow<'a, str>>>,
+    message: Option<Option<Option<Cow<'a, str>>>>,
+) -> Option<Cow<'a, str>> {
+    required(message_id.flatten().map(Some).or_else(|| message.flatten()))
 }
 
 /// Which bytes end a run of plain string content: `"`, `\` and the control characters
@@ -89,6 +121,14 @@ const STRING_SPECIAL: [bool; 256] = {
     table[b'\\' as usize] = true;
     table
 };
+
+/// What a number is, as serde tells integers from floats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NumberKind {
+    Unsigned,
+    Negative,
+    Float,
+}
 
 struct Scanner<'a> {
     text: &'a str,
@@ -216,11 +256,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A member name without escapes (serde would match an escaped one to a field: left
-    /// to serde).
-    fn name(&mut self) -> Option<&'a str> {
-        let (content, escaped) = self.raw_string()?;
-        (!escaped).then(|| &self.text[content])
+    /// A member name, unescaped where it has escapes (serde matches `"i\u0064"` to `id`).
+    fn name(&mut self) -> Option<Cow<'a, str>> {
+        self.string()
+    }
+
+    /// Only whitespace is left.
+    fn end(&mut self) -> Option<()> {
+        self.space();
+        (self.at == self.bytes.len()).then_some(())
     }
 
     fn enter(&mut self) -> Option<()> {
@@ -229,7 +273,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object; `member` is given each name and must consume its value.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.enter()?;
         if self.peek()? == b'}' {
@@ -241,7 +285,7 @@ impl<'a> Scanner<'a> {
                 }
                 let name = self.name()?;
                 self.eat(b':')?;
-                member(self, name)?;
+                member(self, &name)?;
                 match self.peek()? {
                     b',' => self.at += 1,
                     b'}' => {
@@ -300,8 +344,8 @@ impl<'a> Scanner<'a> {
         self.at - start
     }
 
-    /// A number in JSON's grammar; `Some(true)` if it is a plain non-negative integer.
-    fn number(&mut self) -> Option<bool> {
+    /// A number in JSON's grammar, and its kind.
+    fn number(&mut self) -> Option<NumberKind> {
         let negative = self.bytes.get(self.at) == Some(&b'-');
         self.at += usize::from(negative);
         let first = *self.bytes.get(self.at)?;
@@ -309,13 +353,17 @@ impl<'a> Scanner<'a> {
         if integer_digits == 0 || (first == b'0' && integer_digits > 1) {
             return None;
         }
-        let mut plain = !negative;
+        let mut kind = if negative {
+            NumberKind::Negative
+        } else {
+            NumberKind::Unsigned
+        };
         if self.bytes.get(self.at) == Some(&b'.') {
             self.at += 1;
             if self.digits() == 0 {
                 return None;
             }
-            plain = false;
+            kind = NumberKind::Float;
         }
         if let Some(b'e' | b'E') = self.bytes.get(self.at) {
             self.at += 1;
@@ -325,24 +373,41 @@ impl<'a> Scanner<'a> {
             if self.digits() == 0 {
                 return None;
             }
-            plain = false;
+            kind = NumberKind::Float;
         }
-        Some(plain)
+        Some(kind)
     }
 
     /// `null` (`Some(None)`) or a non-negative integer that fits `T`. Anything else (a
-    /// fraction, an exponent, a sign, out of range: serde refuses each as an integer, or
-    /// reads `-0` as a float) is left to serde.
+    /// fraction, an exponent, a sign, out of range: serde refuses each for an unsigned
+    /// field) is left to the full path.
     fn integer<T: TryFrom<u64>>(&mut self) -> Option<Option<T>> {
         if self.null()? {
             return Some(None);
         }
         let start = self.at;
-        if !self.number()? {
+        if self.number()? != NumberKind::Unsigned {
             return None;
         }
         let value: u64 = self.text[start..self.at].parse().ok()?;
         T::try_from(value).ok().map(Some)
+    }
+
+    /// `null` or an integer that fits `i64` (serde reads `-0` as a float and refuses it).
+    fn signed(&mut self) -> Option<Option<i64>> {
+        if self.null()? {
+            return Some(None);
+        }
+        let start = self.at;
+        if self.number()? == NumberKind::Float {
+            return None;
+        }
+        let text = &self.text[start..self.at];
+        if text == "-0" {
+            return None;
+        }
+        let value: i64 = text.parse().ok()?;
+        Some(Some(value))
     }
 
     fn boolean(&mut self) -> Option<Option<bool>> {
@@ -354,11 +419,11 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn text(&mut self) -> Option<Option<Text<'a>>> {
+    fn text(&mut self) -> Option<Option<Cow<'a, str>>> {
         if self.null()? {
             return Some(None);
         }
-        self.string().map(|text| Some(Text(text)))
+        self.string().map(Some)
     }
 
     fn time(&mut self) -> Option<Option<DateTime<Utc>>> {
@@ -385,34 +450,40 @@ impl<'a> Scanner<'a> {
     }
 
     /// An `Option` of an object read by `read`.
-    fn optional<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Option<T>> {
+    fn optional<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.null()? {
             return Some(None);
         }
         read(self).map(Some)
     }
 
-    /// A list whose `null` reads as empty.
-    fn list<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Vec<T>> {
-        let mut items = Vec::new();
+    /// A list whose `null` reads as empty; `read` consumes one element.
+    fn list(&mut self, mut read: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         if !self.null()? {
-            self.array(|s| {
-                items.push(read(s)?);
-                Some(())
-            })?;
+            self.array(|s| read(s))?;
         }
+        Some(())
+    }
+
+    /// A list of `read`'s values (`null`: empty).
+    fn collect<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let mut items = Vec::new();
+        self.list(|s| {
+            items.push(read(s)?);
+            Some(())
+        })?;
         Some(items)
     }
 
-    /// Participant attributes as `lean::Attributes` reads them.
-    fn attributes(&mut self) -> Option<Attributes> {
+    /// Participant attributes as the owned model's `lenient_attributes` reads them:
+    /// string values kept, `null` dropped (a later `null` removes an earlier value of the
+    /// same name), any other value kept as its JSON text.
+    fn attributes(&mut self) -> Option<BTreeMap<String, String>> {
         let mut map = BTreeMap::new();
         if self.null()? {
-            return Some(Attributes(map));
+            return Some(map);
         }
         self.object(|s, key| {
-            // Attribute names are data: `name()` took this one whole (escapes are left to
-            // serde).
             match s.peek()? {
                 b'n' => {
                     s.literal(b"null")?;
@@ -433,50 +504,50 @@ impl<'a> Scanner<'a> {
             }
             Some(())
         })?;
-        Some(Attributes(map))
+        Some(map)
     }
 
-    fn reference(&mut self) -> Option<Ref<'a>> {
+    /// `{"id": …}` (a user, a queue, a message): the id.
+    fn reference(&mut self) -> Option<Option<Cow<'a, str>>> {
         let mut id = None;
         self.object(|s, name| match name {
             "id" => once(&mut id, s.text()),
             _ => s.skip(),
         })?;
-        Some(Ref { id: id.flatten() })
+        Some(id.flatten())
     }
 
-    fn wrapup(&mut self) -> Option<Wrapup<'a>> {
+    fn wrapup(&mut self) -> Option<WrapupRecord> {
         let (mut code, mut name_, mut notes, mut duration, mut end) =
             (None, None, None, None, None);
         self.object(|s, name| match name {
             "code" => once(&mut code, s.text()),
             "name" => once(&mut name_, s.text()),
             "notes" => once(&mut notes, s.text()),
-            "durationSeconds" => once(&mut duration, s.integer::<i64>()),
+            "durationSeconds" => once(&mut duration, s.signed()),
             "endTime" => once(&mut end, s.time()),
             _ => s.skip(),
         })?;
-        Some(Wrapup {
-            code: code.flatten(),
-            name: name_.flatten(),
-            notes: notes.flatten(),
-            duration_seconds: duration.flatten(),
+        Some(WrapupRecord {
             end_time: end.flatten(),
+            code: owned(code),
+            name: owned(name_),
+            notes: owned(notes),
+            duration_seconds: duration.flatten(),
         })
     }
 
-    fn after_call_work(&mut self) -> Option<AfterCallWork> {
+    /// `afterCallWork`: its state.
+    fn after_call_work(&mut self) -> Option<Option<AfterCallWorkState>> {
         let mut state = None;
         self.object(|s, name| match name {
             "state" => once(&mut state, s.wire(AfterCallWorkState::from_wire)),
             _ => s.skip(),
         })?;
-        Some(AfterCallWork {
-            state: state.flatten(),
-        })
+        Some(state.flatten())
     }
 
-    fn media(&mut self) -> Option<Media<'a>> {
+    fn attachment(&mut self) -> Option<Attachment> {
         let (mut id, mut url, mut media_type, mut length, mut name_) =
             (None, None, None, None, None);
         self.object(|s, name| match name {
@@ -487,58 +558,69 @@ impl<'a> Scanner<'a> {
             "name" => once(&mut name_, s.text()),
             _ => s.skip(),
         })?;
-        Some(Media {
-            id: id.flatten(),
-            url: url.flatten(),
-            media_type: media_type.flatten(),
-            content_length_bytes: length.flatten(),
-            name: name_.flatten(),
+        Some(Attachment {
+            url: required(url)?.into_owned(),
+            id: owned(id),
+            mime_type: owned(media_type),
+            size_bytes: length.flatten(),
+            name: owned(name_),
         })
     }
 
-    fn sticker(&mut self) -> Option<StickerRef<'a>> {
+    fn sticker(&mut self) -> Option<Sticker> {
         let (mut id, mut url) = (None, None);
         self.object(|s, name| match name {
             "id" => once(&mut id, s.text()),
             "url" => once(&mut url, s.text()),
             _ => s.skip(),
         })?;
-        Some(StickerRef {
-            id: id.flatten(),
-            url: url.flatten(),
+        Some(Sticker {
+            id: owned(id),
+            url: owned(url),
         })
     }
 
-    fn message_details(&mut self) -> Option<MessageDetails<'a>> {
-        let (mut message_id, mut message, mut time, mut status, mut segments) =
+    /// One entry of a `messages` list, without the communication it belongs to (the
+    /// caller adds it and the transcript URI).
+    fn message(&mut self) -> Option<MessageSnapshot> {
+        let (mut message_id_, mut message, mut time, mut status, mut segments) =
             (None, None, None, None, None);
         let (mut media, mut stickers) = (None, None);
         self.object(|s, name| match name {
-            "messageId" => once(&mut message_id, s.text()),
+            "messageId" => once(&mut message_id_, s.text()),
             "message" => once(&mut message, s.optional(Self::reference)),
             "messageTime" => once(&mut time, s.time()),
             "messageStatus" => once(&mut status, s.wire(MessageStatus::from_wire)),
             "messageSegmentCount" => once(&mut segments, s.integer::<u32>()),
-            "media" => once(&mut media, s.list(Self::media)),
-            "stickers" => once(&mut stickers, s.list(Self::sticker)),
+            "media" => once(&mut media, s.collect(Self::attachment)),
+            "stickers" => once(&mut stickers, s.collect(Self::sticker)),
             _ => s.skip(),
         })?;
-        Some(MessageDetails {
-            message_id: message_id.flatten(),
-            message: message.flatten(),
+        Some(MessageSnapshot {
+            id: MessageId::from(message_id(message_id_, message)?.as_ref()),
+            communication_id: None,
+            status: status.flatten(),
             message_time: time.flatten(),
-            message_status: status.flatten(),
-            message_segment_count: segments.flatten(),
+            segment_count: segments.flatten(),
             media: media.unwrap_or_default(),
             stickers: stickers.unwrap_or_default(),
+            transcript_uri: None,
         })
     }
 
-    fn communication(&mut self) -> Option<Communication<'a>> {
+    /// One communication of `medium`; its messages go to `messages`, with its id and
+    /// transcript URI.
+    fn communication(
+        &mut self,
+        medium: Medium,
+        messages: &mut Vec<MessageSnapshot>,
+    ) -> Option<CommunicationSnapshot> {
         let (mut id, mut state, mut direction, mut disconnect_type) = (None, None, None, None);
         let (mut connected, mut disconnected, mut error_info, mut message_type) =
             (None, None, None, None);
-        let (mut messages, mut transcript, mut wrapup, mut acw) = (None, None, None, None);
+        let (mut transcript, mut wrapup, mut acw) = (None, None, None);
+        let first_message = messages.len();
+        let mut listed = false;
         self.object(|s, name| match name {
             "id" => once(&mut id, s.text()),
             "state" => once(&mut state, s.wire(CommunicationState::from_wire)),
@@ -548,35 +630,54 @@ impl<'a> Scanner<'a> {
             "disconnectedTime" => once(&mut disconnected, s.time()),
             "errorInfo" => once(&mut error_info, s.present()),
             "type" => once(&mut message_type, s.wire(MessageType::from_wire)),
-            "messages" => once(&mut messages, s.list(Self::message_details)),
+            "messages" => {
+                if std::mem::replace(&mut listed, true) {
+                    return None;
+                }
+                s.list(|s| {
+                    messages.push(s.message()?);
+                    Some(())
+                })
+            }
             "messagesTranscriptUri" => once(&mut transcript, s.text()),
             "wrapup" => once(&mut wrapup, s.optional(Self::wrapup)),
             "afterCallWork" => once(&mut acw, s.optional(Self::after_call_work)),
             _ => s.skip(),
         })?;
-        Some(Communication {
-            id: id.flatten(),
+        let id = CommunicationId::from(required(id)?.as_ref());
+        let transcript_uri = owned(transcript);
+        for message in &mut messages[first_message..] {
+            message.communication_id = Some(id.clone());
+            message.transcript_uri.clone_from(&transcript_uri);
+        }
+        Some(CommunicationSnapshot {
+            id,
+            medium,
             state: state.flatten(),
             direction: direction.flatten(),
             disconnect_type: disconnect_type.flatten(),
+            error: error_info.flatten().is_some(),
             connected_time: connected.flatten(),
             disconnected_time: disconnected.flatten(),
-            error_info: error_info.flatten().map(|()| serde::de::IgnoredAny),
             message_type: message_type.flatten(),
-            messages: messages.unwrap_or_default(),
-            messages_transcript_uri: transcript.flatten(),
+            transcript_uri,
+            after_call_work: acw.flatten().flatten(),
             wrapup: wrapup.flatten(),
-            after_call_work: acw.flatten(),
         })
     }
 
-    fn participant(&mut self) -> Option<Participant<'a>> {
+    /// A participant of the all-media shape. Its communications are taken medium by
+    /// medium in `Medium`'s order (as the owned conversion takes the arrays), whatever
+    /// the order of the arrays in the text; their messages likewise.
+    fn participant(&mut self) -> Option<ParticipantSnapshot> {
         let (mut id, mut connected, mut end, mut user_id, mut name_, mut queue_id) =
             (None, None, None, None, None, None);
         let (mut purpose, mut wrapup_required, mut wrapup, mut attributes) =
             (None, None, None, None);
-        // The media arrays, in the order `lean::participant_snapshot` takes them.
-        let mut media: [Option<Vec<Communication<'a>>>; 10] = Default::default();
+        // Per communication: its medium's rank, and where its messages end.
+        let mut communications: Vec<(usize, CommunicationSnapshot, usize)> = Vec::new();
+        let mut messages = Vec::new();
+        let mut arrays_seen = [false; MEDIA.len()];
         self.object(|s, name| match name {
             "id" => once(&mut id, s.text()),
             "connectedTime" => once(&mut connected, s.time()),
@@ -588,62 +689,44 @@ impl<'a> Scanner<'a> {
             "wrapupRequired" => once(&mut wrapup_required, s.boolean()),
             "wrapup" => once(&mut wrapup, s.optional(Self::wrapup)),
             "attributes" => once(&mut attributes, s.attributes()),
-            "calls" => once(&mut media[0], s.list(Self::communication)),
-            "callbacks" => once(&mut media[1], s.list(Self::communication)),
-            "chats" => once(&mut media[2], s.list(Self::communication)),
-            "cobrowsesessions" => once(&mut media[3], s.list(Self::communication)),
-            "emails" => once(&mut media[4], s.list(Self::communication)),
-            "messages" => once(&mut media[5], s.list(Self::communication)),
-            "internalMessages" => once(&mut media[6], s.list(Self::communication)),
-            "screenshares" => once(&mut media[7], s.list(Self::communication)),
-            "socialExpressions" => once(&mut media[8], s.list(Self::communication)),
-            "videos" => once(&mut media[9], s.list(Self::communication)),
-            _ => s.skip(),
+            _ => match MEDIA.iter().position(|(array, _)| *array == name) {
+                Some(rank) => {
+                    if std::mem::replace(&mut arrays_seen[rank], true) {
+                        return None;
+                    }
+                    let medium = MEDIA[rank].1;
+                    s.list(|s| {
+                        let communication = s.communication(medium, &mut messages)?;
+                        communications.push((rank, communication, messages.len()));
+                        Some(())
+                    })
+                }
+                None => s.skip(),
+            },
         })?;
-        let [calls, callbacks, chats, cobrowsesessions, emails, messages, internal_messages, screenshares, social_expressions, videos] =
-            media.map(Option::unwrap_or_default);
-        Some(Participant {
-            id: id.flatten(),
+        let (communications, messages) = in_medium_order(communications, messages);
+        Some(ParticipantSnapshot {
+            id: ParticipantId::from(required(id)?.as_ref()),
+            purpose: purpose.flatten(),
+            name: owned(name_),
+            user_id: owned(user_id),
+            queue_id: owned(queue_id),
+            state: None,
+            disconnect_type: None,
+            error: false,
             connected_time: connected.flatten(),
             end_time: end.flatten(),
-            user_id: user_id.flatten(),
-            name: name_.flatten(),
-            queue_id: queue_id.flatten(),
-            purpose: purpose.flatten(),
             wrapup_required: wrapup_required.flatten(),
+            wrapup_skipped: None,
             wrapup: wrapup.flatten(),
             attributes: attributes.unwrap_or_default(),
-            calls,
-            callbacks,
-            chats,
-            cobrowsesessions,
-            emails,
+            communications,
             messages,
-            internal_messages,
-            screenshares,
-            social_expressions,
-            videos,
         })
     }
 
-    fn conversation_body(&mut self) -> Option<ConversationBody<'a>> {
-        let (mut id, mut start, mut end, mut participants) = (None, None, None, None);
-        self.object(|s, name| match name {
-            "id" => once(&mut id, s.text()),
-            "startTime" => once(&mut start, s.time()),
-            "endTime" => once(&mut end, s.time()),
-            "participants" => once(&mut participants, s.list(Self::participant)),
-            _ => s.skip(),
-        })?;
-        Some(ConversationBody {
-            id: id.flatten(),
-            start_time: start.flatten(),
-            end_time: end.flatten(),
-            participants: participants.unwrap_or_default(),
-        })
-    }
-
-    fn message_participant(&mut self) -> Option<MessageParticipant<'a>> {
+    /// A participant of the per-participant shape (`.messages` and other media topics).
+    fn message_participant(&mut self) -> Option<ParticipantSnapshot> {
         let (mut id, mut name_, mut connected, mut end, mut purpose, mut state) =
             (None, None, None, None, None, None);
         let (mut disconnect_type, mut wrapup_required, mut wrapup_skipped, mut wrapup) =
@@ -665,38 +748,92 @@ impl<'a> Scanner<'a> {
             "queue" => once(&mut queue, s.optional(Self::reference)),
             "errorInfo" => once(&mut error_info, s.present()),
             "attributes" => once(&mut attributes, s.attributes()),
-            "messages" => once(&mut messages, s.list(Self::message_details)),
+            "messages" => once(&mut messages, s.collect(Self::message)),
             _ => s.skip(),
         })?;
-        Some(MessageParticipant {
-            id: id.flatten(),
-            name: name_.flatten(),
-            connected_time: connected.flatten(),
-            end_time: end.flatten(),
+        Some(ParticipantSnapshot {
+            id: ParticipantId::from(required(id)?.as_ref()),
             purpose: purpose.flatten(),
+            name: owned(name_),
+            user_id: owned(user.flatten()),
+            queue_id: owned(queue.flatten()),
             state: state.flatten(),
             disconnect_type: disconnect_type.flatten(),
+            error: error_info.flatten().is_some(),
+            connected_time: connected.flatten(),
+            end_time: end.flatten(),
             wrapup_required: wrapup_required.flatten(),
             wrapup_skipped: wrapup_skipped.flatten(),
             wrapup: wrapup.flatten(),
-            user: user.flatten(),
-            queue: queue.flatten(),
-            error_info: error_info.flatten().map(|()| serde::de::IgnoredAny),
             attributes: attributes.unwrap_or_default(),
+            communications: Vec::new(),
             messages: messages.unwrap_or_default(),
         })
     }
 
-    fn message_conversation_body(&mut self) -> Option<MessageConversationBody<'a>> {
-        let (mut id, mut participants) = (None, None);
+    /// A snapshot body of `shape`.
+    fn snapshot(&mut self, shape: BodyShape) -> Option<ConversationSnapshot> {
+        let (mut id, mut start, mut end, mut participants) = (None, None, None, None);
+        let all_media = shape == BodyShape::AllMedia;
         self.object(|s, name| match name {
             "id" => once(&mut id, s.text()),
-            "participants" => once(&mut participants, s.list(Self::message_participant)),
+            "startTime" if all_media => once(&mut start, s.time()),
+            "endTime" if all_media => once(&mut end, s.time()),
+            "participants" if all_media => once(&mut participants, s.collect(Self::participant)),
+            "participants" => once(&mut participants, s.collect(Self::message_participant)),
             _ => s.skip(),
         })?;
-        Some(MessageConversationBody {
-            id: id.flatten(),
+        Some(ConversationSnapshot {
+            conversation_id: ConversationId::from(required(id)?.as_ref()),
+            start_time: start.flatten(),
+            end_time: end.flatten(),
             participants: participants.unwrap_or_default(),
         })
     }
+}
+
+/// A participant's media arrays, in the order the owned conversion takes them.
+const MEDIA: [(&str, Medium); 10] = [
+    ("calls", Medium::Calls),
+    ("callbacks", Medium::Callbacks),
+    ("chats", Medium::Chats),
+    ("cobrowsesessions", Medium::Cobrowsesessions),
+    ("emails", Medium::Emails),
+    ("messages", Medium::Messages),
+    ("internalMessages", Medium::InternalMessages),
+    ("screenshares", Medium::Screenshares),
+    ("socialExpressions", Medium::SocialExpressions),
+    ("videos", Medium::Videos),
+];
+
+/// The communications (each with its medium's rank and where its messages end in
+/// `messages`) and their messages, reordered by medium; within a medium the text's order
+/// stays.
+fn in_medium_order(
+    communications: Vec<(usize, CommunicationSnapshot, usize)>,
+    messages: Vec<MessageSnapshot>,
+) -> (Vec<CommunicationSnapshot>, Vec<MessageSnapshot>) {
+    if communications.windows(2).all(|pair| pair[0].0 <= pair[1].0) {
+        let communications = communications
+            .into_iter()
+            .map(|(_, communication, _)| communication)
+            .collect();
+        return (communications, messages);
+    }
+    let mut spans = Vec::with_capacity(communications.len());
+    let mut start = 0;
+    for (rank, communication, end) in communications {
+        spans.push((rank, communication, start..end));
+        start = end;
+    }
+    // Stable: the text's order within a medium stays.
+    spans.sort_by_key(|(rank, _, _)| *rank);
+    let mut slots: Vec<Option<MessageSnapshot>> = messages.into_iter().map(Some).collect();
+    let mut ordered_messages = Vec::with_capacity(slots.len());
+    let mut ordered = Vec::with_capacity(spans.len());
+    for (_, communication, span) in spans {
+        ordered_messages.extend(slots[span].iter_mut().filter_map(Option::take));
+        ordered.push(communication);
+    }
+    (ordered, ordered_messages)
 }
