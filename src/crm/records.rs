@@ -47,40 +47,48 @@ pub const SUMMARY_OWNED_FIELDS: &[&str] = &[
 ];
 
 fn time(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    match millis_layout(at) {
+        Some(text) => text,
+        None => at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
 }
 
-/// A time as [`time`] writes it (`2026-03-01T10:00:00.123Z`), serialised without a
-/// `String` of its own: records are made by the thousand a second.
+/// A time as `2026-03-01T10:00:00.123Z`, written digit by digit (chrono's formatter is a
+/// general format machine: records and summaries are made by the thousand a second).
+/// `None` for a year outside 0..=9999, which chrono writes otherwise.
+fn millis_layout(at: &DateTime<Utc>) -> Option<String> {
+    use chrono::{Datelike, Timelike};
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |from: usize, digits: usize, mut value: u32| {
+        for index in (from..from + digits).rev() {
+            text[index] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    // `year` is within 0..=9999, so it fits.
+    put(0, 4, year.unsigned_abs());
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    // A leap second is written as second 60, as chrono writes it.
+    let nanos = at.nanosecond();
+    put(17, 2, at.second() + nanos / 1_000_000_000);
+    put(20, 3, nanos % 1_000_000_000 / 1_000_000);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(text.to_vec()).ok()
+}
+
+/// A time as [`time`] writes it, serialised as a string.
 struct Millis<'a>(&'a DateTime<Utc>);
 
 impl Serialize for Millis<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use chrono::{Datelike, Timelike};
-        let at = self.0;
-        let year = at.year();
-        if !(0..=9999).contains(&year) {
-            return serializer.serialize_str(&time(at));
-        }
-        let mut text = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |from: usize, digits: usize, mut value: u32| {
-            for index in (from..from + digits).rev() {
-                text[index] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        };
-        // `year` is within 0..=9999, so it fits.
-        put(0, 4, year.unsigned_abs());
-        put(5, 2, at.month());
-        put(8, 2, at.day());
-        put(11, 2, at.hour());
-        put(14, 2, at.minute());
-        // A leap second is written as second 60, as chrono writes it.
-        let nanos = at.nanosecond();
-        put(17, 2, at.second() + nanos / 1_000_000_000);
-        put(20, 3, nanos % 1_000_000_000 / 1_000_000);
-        // Only ASCII digits and separators were written.
-        serializer.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
+        serializer.serialize_str(&time(self.0))
     }
 }
 
@@ -177,7 +185,7 @@ pub fn fact_record(
                     participant.as_str(),
                     to.as_str()
                 ),
-                conversation_id: conversation.to_string(),
+                conversation_id: conversation.text().as_str().to_owned(),
                 kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
                 payload: payload(&TransitionPayload {
                     from: from.as_str(),
@@ -211,7 +219,7 @@ pub fn fact_record(
                     message.as_str(),
                     status.as_str()
                 ),
-                conversation_id: conversation.to_string(),
+                conversation_id: conversation.text().as_str().to_owned(),
                 kind: KIND_MESSAGE_STATUS.to_owned(),
                 payload: payload(&MessageStatusPayload {
                     attachment_count: attachments.len(),
@@ -282,7 +290,7 @@ pub fn sla_record(
             subject,
             suffix
         ),
-        conversation_id: conversation.to_string(),
+        conversation_id: conversation.text().as_str().to_owned(),
         kind: kind.to_owned(),
         payload: payload(&SlaPayload {
             at: Millis(&signal.at),
@@ -352,7 +360,7 @@ impl ConversationSummary {
             }
         }
         ConversationSummary {
-            conversation_id: state.id.to_string(),
+            conversation_id: state.id.text().as_str().to_owned(),
             convoy_version: version,
             start_time: state.start_time.as_ref().map(time),
             end_time: state.end_time.as_ref().map(time),
@@ -361,10 +369,10 @@ impl ConversationSummary {
                 .participants
                 .iter()
                 .map(|(id, p)| SummaryParticipant {
-                    id: id.to_string(),
+                    id: id.text().as_str().to_owned(),
                     purpose: p.purpose().as_ref().map(|p| p.as_str().to_owned()),
-                    user_id: p.user_id().map(|id| id.to_string()),
-                    queue_id: p.queue_id().map(|id| id.to_string()),
+                    user_id: p.user_id().map(|id| id.as_str().to_owned()),
+                    queue_id: p.queue_id().map(|id| id.as_str().to_owned()),
                     lifecycle: p.lifecycle().as_str().to_owned(),
                 })
                 .collect(),
@@ -397,13 +405,39 @@ impl ConversationSummary {
     }
 }
 
-/// The summary document's shape: the summary's fields, `schema` and the tallies.
-#[derive(Serialize)]
+/// The summary document's shape: `schema`, the summary's fields and the tallies.
 struct SummaryDocument<'a> {
     schema: u32,
-    #[serde(flatten)]
     summary: &'a ConversationSummary,
     sla: SlaTalliesJson<'a>,
+}
+
+impl Serialize for SummaryDocument<'_> {
+    // Written out rather than `#[serde(flatten)]`, which goes through serde's generic
+    // flattening machinery for every summary; a test holds the two to the same text.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let ConversationSummary {
+            conversation_id,
+            convoy_version,
+            start_time,
+            end_time,
+            finished,
+            participants,
+            messages,
+        } = self.summary;
+        let mut document = serializer.serialize_map(Some(9))?;
+        document.serialize_entry("schema", &self.schema)?;
+        document.serialize_entry("conversationId", conversation_id)?;
+        document.serialize_entry("convoyVersion", convoy_version)?;
+        document.serialize_entry("startTime", start_time)?;
+        document.serialize_entry("endTime", end_time)?;
+        document.serialize_entry("finished", finished)?;
+        document.serialize_entry("participants", participants)?;
+        document.serialize_entry("messages", messages)?;
+        document.serialize_entry("sla", &self.sla)?;
+        document.end()
+    }
 }
 
 /// SLA tallies as the document shows them: clock name → outcome name → count.
@@ -554,6 +588,57 @@ mod tests {
         }
     }
 
+    /// The document written field by field is the text `#[serde(flatten)]` gave.
+    #[test]
+    fn the_summary_document_is_the_flattened_summary_with_schema_and_tallies() {
+        #[derive(Serialize)]
+        struct Flattened<'a> {
+            schema: u32,
+            #[serde(flatten)]
+            summary: &'a ConversationSummary,
+            sla: SlaTalliesJson<'a>,
+        }
+        let mut conversations = std::collections::HashMap::new();
+        let corpus = crate::bench::corpus::generate(300, 4).unwrap();
+        let mut documents = 0;
+        for frame in &corpus.frames {
+            let Ok(crate::parse::Classified::Snapshot { snapshot, .. }) =
+                crate::parse::classify(&frame.text)
+            else {
+                continue;
+            };
+            let conversation = conversations
+                .entry(snapshot.conversation_id.clone())
+                .or_insert_with(|| {
+                    crate::conversation::Conversation::new(snapshot.conversation_id.clone())
+                });
+            conversation.apply_snapshot(&snapshot).unwrap();
+            let summary = ConversationSummary::of(&conversation.state, conversation.version);
+            let mut tallies = SlaTallies::default();
+            tallies
+                .entry(ClockKind::Delivery)
+                .or_default()
+                .insert(crate::sla::SlaOutcome::Compliant, 2);
+            tallies
+                .entry(ClockKind::Read)
+                .or_default()
+                .insert(crate::sla::SlaOutcome::MissingReceipt, 1);
+            let flattened = serde_json::to_string(&Flattened {
+                schema: SCHEMA_VERSION,
+                summary: &summary,
+                sla: SlaTalliesJson(&tallies),
+            })
+            .unwrap();
+            assert_eq!(summary.document_json(&tallies).unwrap().get(), flattened);
+            assert_eq!(
+                summary.document(&tallies),
+                serde_json::from_str::<Value>(&flattened).unwrap()
+            );
+            documents += 1;
+        }
+        assert!(documents > 100, "{documents}");
+    }
+
     proptest::proptest! {
         /// Times are written as chrono writes them, to the millisecond, at any instant
         /// (leap seconds and years past 9999 included).
@@ -563,8 +648,10 @@ mod tests {
             nanos in 0u32..2_000_000_000,
         ) {
             if let Some(instant) = DateTime::<Utc>::from_timestamp(seconds, nanos) {
+                let chrono = instant.to_rfc3339_opts(SecondsFormat::Millis, true);
+                proptest::prop_assert_eq!(time(&instant), chrono.clone());
                 let written = serde_json::to_string(&Millis(&instant)).unwrap();
-                proptest::prop_assert_eq!(written, format!("\"{}\"", time(&instant)));
+                proptest::prop_assert_eq!(written, format!("\"{chrono}\""));
             }
         }
     }
