@@ -21,8 +21,7 @@
 //! full path (`read_envelope`, then the scan or the owned read of the body), which decides
 //! the answer and names any error's path exactly as before.
 
-use serde::de::{Deserializer, IgnoredAny};
-use serde::Deserialize;
+use std::borrow::Cow;
 
 use super::scan;
 use super::{
@@ -98,31 +97,6 @@ fn is_json_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// The members of an envelope after its `eventBody`, as `is_recent_copy` checks them.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvelopeRest {
-    /// `Some(None)` for `"topicName": null`: still a second `topicName` member.
-    #[serde(default, deserialize_with = "present")]
-    topic_name: Option<Option<String>>,
-    /// Present (even as `null`) only in an envelope with a second body: refused.
-    #[serde(default, deserialize_with = "present")]
-    event_body: Option<Option<IgnoredAny>>,
-    /// Present only so that a repeated `result` is refused, as `RawEnvelope` refuses it.
-    #[serde(default)]
-    #[allow(dead_code)]
-    result: Option<IgnoredAny>,
-}
-
-/// A member that is there, `null` or not (a plain `Option` reads `null` as absent).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 /// Whether a compact frame (as Genesys writes them) carries, as its `eventBody`, a body
 /// `recent` holds with the same shape — found without reading the body at all: a frame
 /// whose body position starts with a recent body holds exactly that body (a JSON value
@@ -149,12 +123,9 @@ fn is_recent_copy(bytes: &[u8], recent: &RecentBodies) -> bool {
             // `,}`: a trailing comma, not JSON.
             return false;
         }
-        let Ok(rest) = serde_json::from_str::<EnvelopeRest>(&format!("{{{members}")) else {
-            return false;
-        };
-        match (rest.event_body, prefix_topic, rest.topic_name) {
-            (None, Some(topic), None) => topic.to_owned(),
-            (None, None, Some(Some(topic))) => topic,
+        match (prefix_topic, scan::envelope_rest(members)) {
+            (Some(topic), Some(None)) => Cow::Borrowed(topic),
+            (None, Some(Some(Some(topic)))) => topic,
             _ => return false,
         }
     } else if rest
@@ -162,7 +133,7 @@ fn is_recent_copy(bytes: &[u8], recent: &RecentBodies) -> bool {
         .is_some_and(|end| end.bytes().all(is_json_space))
     {
         match prefix_topic {
-            Some(topic) => topic.to_owned(),
+            Some(topic) => Cow::Borrowed(topic),
             None => return false,
         }
     } else {

@@ -72,6 +72,26 @@ pub(super) fn envelope(text: &str, shape: BodyShape) -> Option<ScannedEnvelope<'
     })
 }
 
+/// Reads the members of an envelope that follow its `eventBody` and its comma — the text
+/// from there to the envelope's closing brace and trailing whitespace — as serde reads the
+/// rest of that envelope: the `topicName` member's value if it has one (`Some(None)` for
+/// `null`). `None` (left to the full path) for a second `eventBody`, a repeated
+/// `topicName` or `result`, or anything else this read does not take on.
+pub(super) fn envelope_rest(members: &str) -> Option<Option<Option<Cow<'_, str>>>> {
+    let mut scanner = Scanner::new(members);
+    let (mut topic_name, mut result) = (None, None);
+    // The envelope's `{` came before its body, one level up.
+    scanner.enter()?;
+    scanner.members(|s, name| match name {
+        "topicName" => once(&mut topic_name, s.text()),
+        "eventBody" => None,
+        "result" => once(&mut result, s.skip()),
+        _ => s.skip(),
+    })?;
+    scanner.end()?;
+    Some(topic_name)
+}
+
 /// Reads a whole text that is one snapshot body of `shape` (trailing whitespace allowed,
 /// as `serde_json::from_str` allows it).
 pub(super) fn body(text: &str, shape: BodyShape) -> Option<ConversationSnapshot> {
@@ -273,27 +293,35 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object; `member` is given each name and must consume its value.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+    fn object(&mut self, member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.enter()?;
         if self.peek()? == b'}' {
             self.at += 1;
+            self.depth -= 1;
+            Some(())
         } else {
-            loop {
-                if self.peek()? != b'"' {
-                    return None;
+            self.members(member)
+        }
+    }
+
+    /// An object's members (at least one) and its closing brace, after its `{` and
+    /// [`Self::enter`]; `member` as in [`Self::object`].
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let name = self.name()?;
+            self.eat(b':')?;
+            member(self, &name)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    break;
                 }
-                let name = self.name()?;
-                self.eat(b':')?;
-                member(self, &name)?;
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
+                _ => return None,
             }
         }
         self.depth -= 1;
