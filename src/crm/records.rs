@@ -47,16 +47,26 @@ pub const SUMMARY_OWNED_FIELDS: &[&str] = &[
 ];
 
 fn time(at: &DateTime<Utc>) -> String {
-    match millis_layout(at) {
-        Some(text) => text,
-        None => at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    with_time(at, str::to_owned)
+}
+
+/// Gives `write` the time as [`time`] writes it: laid out on the stack where
+/// [`millis_layout`] can, so serialising one allocates nothing.
+fn with_time<R>(at: &DateTime<Utc>, write: impl FnOnce(&str) -> R) -> R {
+    let layout = millis_layout(at);
+    match layout
+        .as_ref()
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    {
+        Some(text) => write(text),
+        None => write(&at.to_rfc3339_opts(SecondsFormat::Millis, true)),
     }
 }
 
 /// A time as `2026-03-01T10:00:00.123Z`, written digit by digit (chrono's formatter is a
 /// general format machine: records and summaries are made by the thousand a second).
 /// `None` for a year outside 0..=9999, which chrono writes otherwise.
-fn millis_layout(at: &DateTime<Utc>) -> Option<String> {
+fn millis_layout(at: &DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
     let year = at.year();
     if !(0..=9999).contains(&year) {
@@ -79,8 +89,7 @@ fn millis_layout(at: &DateTime<Utc>) -> Option<String> {
     let nanos = at.nanosecond();
     put(17, 2, at.second() + nanos / 1_000_000_000);
     put(20, 3, nanos % 1_000_000_000 / 1_000_000);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(text.to_vec()).ok()
+    Some(text)
 }
 
 /// A time as [`time`] writes it, serialised as a string.
@@ -88,7 +97,7 @@ struct Millis<'a>(&'a DateTime<Utc>);
 
 impl Serialize for Millis<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&time(self.0))
+        with_time(self.0, |text| serializer.serialize_str(text))
     }
 }
 

@@ -315,17 +315,24 @@ impl<'a> Scanner<'a> {
             let name = self.name()?;
             self.eat(b':')?;
             member(self, &name)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    break;
-                }
-                _ => return None,
+            if !self.separator(b'}')? {
+                break;
             }
         }
         self.depth -= 1;
         Some(())
+    }
+
+    /// After a member or an element: a `,` (`Some(true)`: another follows) or the
+    /// container's `close` (`Some(false)`), consumed; anything else is not JSON.
+    fn separator(&mut self, close: u8) -> Option<bool> {
+        let more = match self.peek()? {
+            b',' => true,
+            byte if byte == close => false,
+            _ => return None,
+        };
+        self.at += 1;
+        Some(more)
     }
 
     /// An array; `element` must consume each element.
@@ -337,13 +344,8 @@ impl<'a> Scanner<'a> {
         } else {
             loop {
                 element(self)?;
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b']' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.separator(b']')? {
+                    break;
                 }
             }
         }
