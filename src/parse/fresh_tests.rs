@@ -165,6 +165,34 @@ fn unusual_and_broken_envelopes_get_the_full_path_s_answer() {
     }
 }
 
+/// Each `,`, `}` and `]` of a frame (inside strings too, where it is only text) replaced by
+/// each of the others and by `;`: the full path's answer every time. A member or element
+/// followed by anything but a comma or its own container's closing bracket is not JSON,
+/// and the scan must not take it.
+#[test]
+fn every_separator_and_bracket_swapped_gets_the_full_path_s_answer() {
+    for fixture in [ALL_MEDIA, PER_PARTICIPANT] {
+        let frame = serde_json::from_str::<Value>(fixture).unwrap().to_string();
+        let mut refused = 0;
+        for (at, byte) in frame.bytes().enumerate() {
+            if !matches!(byte, b',' | b'}' | b']') {
+                continue;
+            }
+            for other in [",", "}", "]", ";"] {
+                if other.as_bytes()[0] == byte {
+                    continue;
+                }
+                let mut text = frame.clone();
+                text.replace_range(at..at + 1, other);
+                if assert_same_as_in_full(&text, &mut RecentBodies::default()).is_err() {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 100, "{refused}");
+    }
+}
+
 /// A frame with one to three edits: a few bytes deleted, or a JSON-ish piece inserted
 /// (whitespace, punctuation, members, an escape, a non-ASCII space).
 fn mutated_frame() -> impl Strategy<Value = (String, bool)> {
