@@ -9,12 +9,12 @@
 //! The order `Pending < Joined < Active < Left < Failed` is the order of progress: a
 //! participant's lifecycle only moves up, and a snapshot that would move it down is stale.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{CommunicationState, DisconnectType};
 
 /// Where a participant is in its life within the conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
     /// Known to the conversation, no leg offered yet (no state, `none`, or a state Convoy

@@ -536,6 +536,16 @@ impl ParticipantRecord {
         self.queue_id.as_ref().map(IdText::text)
     }
 
+    /// [`Self::user_id`] as it is held (copied without rendering its text).
+    pub fn user_id_text(&self) -> Option<&IdText> {
+        self.user_id.as_ref()
+    }
+
+    /// [`Self::queue_id`] as it is held.
+    pub fn queue_id_text(&self) -> Option<&IdText> {
+        self.queue_id.as_ref()
+    }
+
     pub fn connected_time(&self) -> Option<DateTime<Utc>> {
         self.connected_time
     }

@@ -10,6 +10,7 @@
 //!   `{conversation}/sla/{clock}/{subject}/{warning|breach|outcome}` — exactly one
 //!   `sla.outcome` per clock, ever, so a CRM counts compliance by counting records.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,9 +19,11 @@ use serde_json::Value;
 
 use super::{CrmRecord, Payload};
 use crate::conversation::facts::Fact;
+use crate::conversation::lifecycle::Lifecycle;
 use crate::conversation::snapshot::MessageDirection;
 use crate::conversation::state::ConversationState;
-use crate::ids::ConversationId;
+use crate::ids::{ConversationId, IdText, ParticipantId};
+use crate::model::Purpose;
 use crate::sla::{ClockSubject, Sender, SlaOutcome, SlaSignal, SlaSignalKind, SlaTallies};
 
 /// The payload schema version, in every payload as `schema`.
@@ -325,51 +328,53 @@ fn duration_ms(duration: std::time::Duration) -> u64 {
 }
 
 /// What the summary shows of the conversation itself (the SLA tallies are added by whoever
-/// keeps the clocks).
+/// keeps the clocks). Built on every change that produced facts, so it holds what the
+/// state holds as it is held — inline ids, one-byte enums, names borrowed for good — and
+/// is turned into text once, by [`Self::document_json`]; its JSON is the same as with
+/// plain strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationSummary {
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub convoy_version: u64,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
     pub finished: bool,
     pub participants: Vec<SummaryParticipant>,
     /// Message counts by direction, then by status.
-    pub messages: BTreeMap<String, BTreeMap<String, u32>>,
+    pub messages: BTreeMap<Cow<'static, str>, BTreeMap<Cow<'static, str>, u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SummaryParticipant {
-    pub id: String,
-    pub purpose: Option<String>,
-    pub user_id: Option<String>,
-    pub queue_id: Option<String>,
-    pub lifecycle: String,
+    pub id: ParticipantId,
+    pub purpose: Option<Purpose>,
+    pub user_id: Option<IdText>,
+    pub queue_id: Option<IdText>,
+    pub lifecycle: Lifecycle,
 }
 
 impl ConversationSummary {
     pub fn of(state: &ConversationState, version: u64) -> ConversationSummary {
-        let mut messages: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        let mut messages: BTreeMap<Cow<'static, str>, BTreeMap<Cow<'static, str>, u32>> =
+            BTreeMap::new();
         for message in state.messages.values() {
             let status = message.status();
-            let status = status.as_ref().map_or("unknown", |s| s.as_str());
-            let direction = direction_str(message.direction());
-            // A summary is built per change: the names are owned only the first time.
-            let by_status = match messages.get_mut(direction) {
-                Some(by_status) => by_status,
-                None => messages.entry(direction.to_owned()).or_default(),
+            let by_status = messages
+                .entry(Cow::Borrowed(direction_str(message.direction())))
+                .or_default();
+            let status: Cow<'static, str> = match &status {
+                None => Cow::Borrowed("unknown"),
+                Some(status) => match status.known_str() {
+                    Some(known) => Cow::Borrowed(known),
+                    None => Cow::Owned(status.as_str().to_owned()),
+                },
             };
-            match by_status.get_mut(status) {
-                Some(count) => *count += 1,
-                None => {
-                    by_status.insert(status.to_owned(), 1);
-                }
-            }
+            *by_status.entry(status).or_default() += 1;
         }
         ConversationSummary {
-            conversation_id: state.id.text().as_str().to_owned(),
+            conversation_id: state.id.clone(),
             convoy_version: version,
             start_time: state.start_time.as_ref().map(time),
             end_time: state.end_time.as_ref().map(time),
@@ -378,11 +383,11 @@ impl ConversationSummary {
                 .participants
                 .iter()
                 .map(|(id, p)| SummaryParticipant {
-                    id: id.text().as_str().to_owned(),
-                    purpose: p.purpose().as_ref().map(|p| p.as_str().to_owned()),
-                    user_id: p.user_id().map(|id| id.as_str().to_owned()),
-                    queue_id: p.queue_id().map(|id| id.as_str().to_owned()),
-                    lifecycle: p.lifecycle().as_str().to_owned(),
+                    id: id.clone(),
+                    purpose: p.purpose(),
+                    user_id: p.user_id_text().cloned(),
+                    queue_id: p.queue_id_text().cloned(),
+                    lifecycle: p.lifecycle(),
                 })
                 .collect(),
             messages,
@@ -667,23 +672,40 @@ mod tests {
 
     fn summary() -> ConversationSummary {
         ConversationSummary {
-            conversation_id: "c1".to_owned(),
+            conversation_id: ConversationId::from("c1"),
             convoy_version: 7,
             start_time: Some("2026-01-01T10:00:00.000Z".to_owned()),
             end_time: None,
             finished: false,
             participants: vec![SummaryParticipant {
-                id: "p1".to_owned(),
-                purpose: Some("customer".to_owned()),
+                id: ParticipantId::from("p1"),
+                purpose: Some(Purpose::Customer),
                 user_id: None,
-                queue_id: Some("q1".to_owned()),
-                lifecycle: "active".to_owned(),
+                queue_id: Some(IdText::new("q1")),
+                lifecycle: Lifecycle::Active,
             }],
             messages: BTreeMap::from([(
-                "inbound".to_owned(),
-                BTreeMap::from([("delivered".to_owned(), 2)]),
+                Cow::Borrowed("inbound"),
+                BTreeMap::from([(Cow::Borrowed("delivered"), 2)]),
             )]),
         }
+    }
+
+    /// A summary handed over between workers (the cluster's KV) reads back as it was,
+    /// an unknown purpose and message status included.
+    #[test]
+    fn a_summary_reads_back_from_its_json() {
+        let mut summary = summary();
+        summary.participants[0].purpose = Some(Purpose::Unknown("robot".to_owned()));
+        summary.messages.insert(
+            Cow::Borrowed("outbound"),
+            BTreeMap::from([(Cow::Owned("teleported".to_owned()), 1)]),
+        );
+        let text = serde_json::to_string(&summary).unwrap();
+        assert!(text.contains(r#""purpose":"robot""#), "{text}");
+        let read: ConversationSummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, summary);
+        assert_eq!(serde_json::to_string(&read).unwrap(), text);
     }
 
     #[test]

@@ -32,6 +32,15 @@ macro_rules! wire_enum {
                 }
             }
 
+            /// The wire string of a known variant, borrowed for good (`None` for
+            /// `Unknown`, whose text is its own).
+            pub fn known_str(&self) -> Option<&'static str> {
+                match self {
+                    $( $name::$variant => Some($wire), )+
+                    $name::Unknown(_) => None,
+                }
+            }
+
             /// Maps a wire string to a variant; unrecognised text becomes `Unknown`.
             pub fn from_wire(text: &str) -> Self {
                 match text {
