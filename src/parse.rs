@@ -21,7 +21,7 @@ use crate::conversation::snapshot::{
     Attachment, CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot,
     ParticipantSnapshot, Sticker, TranscriptSegment, TranscriptionEvent, WrapupRecord,
 };
-use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use crate::ids::{CommunicationId, ConversationId, IdText, MessageId, ParticipantId};
 use crate::model::{
     ChannelReply, Communication, ConversationBody, DetailEventBody, Envelope,
     MessageConversationBody, MessageDetails, MessageParticipant, MetadataMessage, Participant,
@@ -576,8 +576,8 @@ fn participant_snapshot(
         id: ParticipantId::from(id),
         purpose: participant.purpose.clone(),
         name: participant.name.clone(),
-        user_id: participant.user_id.clone(),
-        queue_id: participant.queue_id.clone(),
+        user_id: participant.user_id.as_deref().map(IdText::new),
+        queue_id: participant.queue_id.as_deref().map(IdText::new),
         state: None,
         disconnect_type: None,
         error: false,
@@ -713,11 +713,14 @@ fn message_participant_snapshot(
         id: ParticipantId::from(id),
         purpose: participant.purpose.clone(),
         name: participant.name.clone(),
-        user_id: participant.user.as_ref().and_then(|user| user.id.clone()),
+        user_id: participant
+            .user
+            .as_ref()
+            .and_then(|user| user.id.as_deref().map(IdText::new)),
         queue_id: participant
             .queue
             .as_ref()
-            .and_then(|queue| queue.id.clone()),
+            .and_then(|queue| queue.id.as_deref().map(IdText::new)),
         state: participant.state.clone(),
         disconnect_type: participant.disconnect_type.clone(),
         error: participant

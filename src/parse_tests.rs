@@ -199,8 +199,11 @@ fn messages_topic_reads_message_ids_from_message_objects() {
     );
     assert_eq!(customer.messages[1].status, Some(MessageStatus::Read));
     assert_eq!(
-        snapshot.participants[1].user_id.as_deref(),
-        Some("c1969995-565b-4c59-881c-83a921a85da9")
+        snapshot.participants[1]
+            .user_id
+            .as_ref()
+            .map(|id| id.text().to_string()),
+        Some("c1969995-565b-4c59-881c-83a921a85da9".to_owned())
     );
 }
 

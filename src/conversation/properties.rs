@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 use super::snapshot::*;
 use super::state::Conversation;
-use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use crate::ids::{CommunicationId, ConversationId, IdText, MessageId, ParticipantId};
 use crate::model::{
     AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
     Purpose,
@@ -214,8 +214,8 @@ fn participant() -> impl Strategy<Value = ParticipantSnapshot> {
                     id: ParticipantId::from(id_text("p", id)),
                     purpose,
                     name,
-                    user_id,
-                    queue_id,
+                    user_id: user_id.as_deref().map(IdText::new),
+                    queue_id: queue_id.as_deref().map(IdText::new),
                     state,
                     disconnect_type,
                     error: false,

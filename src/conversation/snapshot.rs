@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use crate::ids::{CommunicationId, ConversationId, IdText, MessageId, ParticipantId};
 use crate::model::{
     AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
     Purpose,
@@ -30,8 +30,9 @@ pub struct ParticipantSnapshot {
     pub id: ParticipantId,
     pub purpose: Option<Purpose>,
     pub name: Option<String>,
-    pub user_id: Option<String>,
-    pub queue_id: Option<String>,
+    /// Held as the state holds them (a UUID inline), read once from the frame.
+    pub user_id: Option<IdText>,
+    pub queue_id: Option<IdText>,
     /// Participant-level state: only the `.messages` topics (and REST message
     /// conversations) carry it; elsewhere state lives on each communication.
     pub state: Option<CommunicationState>,

@@ -116,13 +116,12 @@ fn join_max<T: Clone + Ord>(current: &mut Option<T>, incoming: &Option<T>) -> bo
 
 /// Joins an optional id-shaped text (a user or queue id) by its text's order (higher wins;
 /// absent says nothing).
-fn join_id_text(current: &mut Option<IdText>, incoming: Option<&str>) -> bool {
-    let Some(text) = incoming else {
+fn join_id_text(current: &mut Option<IdText>, incoming: Option<&IdText>) -> bool {
+    let Some(new) = incoming else {
         return false;
     };
-    let new = IdText::new(text);
-    if current.as_ref().is_none_or(|old| new > *old) {
-        *current = Some(new);
+    if current.as_ref().is_none_or(|old| new > old) {
+        *current = Some(new.clone());
         true
     } else {
         false
@@ -1097,8 +1096,8 @@ fn join_participant(
         record.name = incoming.name.as_deref().map(Box::from);
         changed = true;
     }
-    changed |= join_id_text(&mut record.user_id, incoming.user_id.as_deref());
-    changed |= join_id_text(&mut record.queue_id, incoming.queue_id.as_deref());
+    changed |= join_id_text(&mut record.user_id, incoming.user_id.as_ref());
+    changed |= join_id_text(&mut record.queue_id, incoming.queue_id.as_ref());
     let mut own_state = record.state();
     match join_ranked(&mut own_state, &incoming.state, state_rank) {
         Step::Behind => stale.push(stale_input(

@@ -33,7 +33,7 @@ use crate::conversation::snapshot::{
     Attachment, CommunicationSnapshot, ConversationSnapshot, Medium, MessageSnapshot,
     ParticipantSnapshot, Sticker, WrapupRecord,
 };
-use crate::ids::{CommunicationId, ConversationId, MessageId, ParticipantId};
+use crate::ids::{CommunicationId, ConversationId, IdText, MessageId, ParticipantId};
 use crate::model::{
     AfterCallWorkState, CommunicationState, Direction, DisconnectType, MessageStatus, MessageType,
     Purpose,
@@ -118,6 +118,10 @@ fn required(text: Option<Option<Cow<'_, str>>>) -> Option<Cow<'_, str>> {
 
 fn owned(text: Option<Option<Cow<'_, str>>>) -> Option<String> {
     text.flatten().map(Cow::into_owned)
+}
+
+fn id_text(text: Option<Option<Cow<'_, str>>>) -> Option<IdText> {
+    text.flatten().map(|text| IdText::new(&text))
 }
 
 /// A message's id: `messageId`, else `message.id` (both `null` or absent: none).
@@ -739,8 +743,8 @@ impl<'a> Scanner<'a> {
             id: ParticipantId::from(required(id)?.as_ref()),
             purpose: purpose.flatten(),
             name: owned(name_),
-            user_id: owned(user_id),
-            queue_id: owned(queue_id),
+            user_id: id_text(user_id),
+            queue_id: id_text(queue_id),
             state: None,
             disconnect_type: None,
             error: false,
@@ -785,8 +789,8 @@ impl<'a> Scanner<'a> {
             id: ParticipantId::from(required(id)?.as_ref()),
             purpose: purpose.flatten(),
             name: owned(name_),
-            user_id: owned(user.flatten()),
-            queue_id: owned(queue.flatten()),
+            user_id: id_text(user.flatten()),
+            queue_id: id_text(queue.flatten()),
             state: state.flatten(),
             disconnect_type: disconnect_type.flatten(),
             error: error_info.flatten().is_some(),
