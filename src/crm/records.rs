@@ -180,6 +180,8 @@ pub fn fact_record(
     fact: &Fact,
     observed_at: DateTime<Utc>,
 ) -> CrmRecord {
+    // Rendered once: the id and the record's conversation both show it.
+    let conversation = conversation.text();
     match fact {
         Fact::ParticipantReached {
             participant_id,
@@ -191,13 +193,14 @@ pub fn fact_record(
         } => {
             let participant = participant_id.text();
             CrmRecord {
-                id: format!(
-                    "{}/participant/{}/{}",
-                    conversation.text().as_str(),
+                id: [
+                    conversation.as_str(),
+                    "participant",
                     participant.as_str(),
-                    to.as_str()
-                ),
-                conversation_id: conversation.text().as_str().to_owned(),
+                    to.as_str(),
+                ]
+                .join("/"),
+                conversation_id: conversation.as_str().to_owned(),
                 kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
                 payload: payload(&TransitionPayload {
                     from: from.as_str(),
@@ -225,13 +228,14 @@ pub fn fact_record(
         } => {
             let (message, participant) = (message_id.text(), participant_id.text());
             CrmRecord {
-                id: format!(
-                    "{}/message/{}/{}",
-                    conversation.text().as_str(),
+                id: [
+                    conversation.as_str(),
+                    "message",
                     message.as_str(),
-                    status.as_str()
-                ),
-                conversation_id: conversation.text().as_str().to_owned(),
+                    status.as_str(),
+                ]
+                .join("/"),
+                conversation_id: conversation.as_str().to_owned(),
                 kind: KIND_MESSAGE_STATUS.to_owned(),
                 payload: payload(&MessageStatusPayload {
                     attachment_count: attachments.len(),
@@ -290,19 +294,21 @@ pub fn sla_record(
         SlaSignalKind::Breach => (KIND_SLA_BREACH, "breach", None),
         SlaSignalKind::Outcome(outcome) => (KIND_SLA_OUTCOME, "outcome", Some(*outcome)),
     };
+    let conversation = conversation.text();
     let (message_id, participant_id, subject) = match &signal.subject {
         ClockSubject::MessageId(id) => (Some(id.as_str()), None, id.as_str()),
         ClockSubject::ParticipantId(id) => (None, Some(id.as_str()), id.as_str()),
     };
     CrmRecord {
-        id: format!(
-            "{}/sla/{}/{}/{}",
-            conversation.text().as_str(),
+        id: [
+            conversation.as_str(),
+            "sla",
             signal.clock.as_str(),
             subject,
-            suffix
-        ),
-        conversation_id: conversation.text().as_str().to_owned(),
+            suffix,
+        ]
+        .join("/"),
+        conversation_id: conversation.as_str().to_owned(),
         kind: kind.to_owned(),
         payload: payload(&SlaPayload {
             at: Millis(&signal.at),
@@ -462,13 +468,28 @@ impl Serialize for SlaTalliesJson<'_> {
         use serde::ser::SerializeMap;
         let mut clocks = serializer.serialize_map(Some(self.0.len()))?;
         for (clock, outcomes) in self.0.iter() {
-            let outcomes: BTreeMap<&str, u32> = outcomes
-                .iter()
-                .map(|(outcome, count)| (outcome.as_str(), *count))
-                .collect();
-            clocks.serialize_entry(clock.as_str(), &outcomes)?;
+            clocks.serialize_entry(clock.as_str(), &OutcomesByName(outcomes))?;
         }
         clocks.end()
+    }
+}
+
+/// One clock's outcome counts, by outcome name in the order of the names (as a map keyed
+/// by name writes them), without building that map for every summary.
+struct OutcomesByName<'a>(&'a BTreeMap<SlaOutcome, u32>);
+
+impl Serialize for OutcomesByName<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut by_name = SlaOutcome::ALL;
+        by_name.sort_unstable_by_key(SlaOutcome::as_str);
+        let mut outcomes = serializer.serialize_map(Some(self.0.len()))?;
+        for outcome in &by_name {
+            if let Some(count) = self.0.get(outcome) {
+                outcomes.serialize_entry(outcome.as_str(), count)?;
+            }
+        }
+        outcomes.end()
     }
 }
 
@@ -688,6 +709,45 @@ mod tests {
                 Cow::Borrowed("inbound"),
                 BTreeMap::from([(Cow::Borrowed("delivered"), 2)]),
             )]),
+        }
+    }
+
+    /// Every outcome's count is written, under its name, in the order of the names (the
+    /// text a map keyed by name gives). The match makes a new outcome a compile error
+    /// here until `SlaOutcome::ALL`, which the writer walks, is checked to hold it.
+    #[test]
+    fn every_outcome_count_is_written_in_the_order_of_the_names() {
+        let index = |outcome: SlaOutcome| match outcome {
+            SlaOutcome::Compliant => 0,
+            SlaOutcome::Breached => 1,
+            SlaOutcome::Failed => 2,
+            SlaOutcome::MissingReceipt => 3,
+            SlaOutcome::Abandoned => 4,
+        };
+        let mut seen = [false; 5];
+        for outcome in SlaOutcome::ALL {
+            seen[index(outcome)] = true;
+        }
+        assert_eq!(seen, [true; 5], "SlaOutcome::ALL holds every outcome");
+        let counts: BTreeMap<SlaOutcome, u32> = SlaOutcome::ALL
+            .iter()
+            .zip(1..)
+            .map(|(outcome, count)| (*outcome, count))
+            .collect();
+        for keep in 0..32u32 {
+            let subset: BTreeMap<SlaOutcome, u32> = counts
+                .iter()
+                .filter(|(outcome, _)| keep & (1 << index(**outcome)) != 0)
+                .map(|(outcome, count)| (*outcome, *count))
+                .collect();
+            let by_name: BTreeMap<&str, u32> = subset
+                .iter()
+                .map(|(outcome, count)| (outcome.as_str(), *count))
+                .collect();
+            assert_eq!(
+                serde_json::to_string(&OutcomesByName(&subset)).unwrap(),
+                serde_json::to_string(&by_name).unwrap()
+            );
         }
     }
 
