@@ -27,6 +27,7 @@ use crate::model::{
     MessageConversationBody, MessageDetails, MessageParticipant, MetadataMessage, Participant,
     SystemMessage, TranscriptChannel, TranscriptionBody, Wrapup,
 };
+use crate::stream::duplicates::BodyShape;
 
 mod fresh;
 mod scan;
@@ -428,27 +429,56 @@ fn read_snapshot_owned(
 /// Recognises `v2.users.{id}.conversations[.medium]` and
 /// `v2.routing.queues.{id}.conversations[.medium]`.
 pub fn snapshot_topic(topic: &str) -> Option<SnapshotTopic> {
-    let (subject, rest) = if let Some(rest) = topic.strip_prefix("v2.users.") {
-        let (id, rest) = rest.split_once('.')?;
-        (TopicSubject::User(id.to_owned()), rest)
-    } else if let Some(rest) = topic.strip_prefix("v2.routing.queues.") {
-        let (id, rest) = rest.split_once('.')?;
-        (TopicSubject::Queue(id.to_owned()), rest)
+    let parts = snapshot_topic_parts(topic)?;
+    let subject = if parts.user {
+        TopicSubject::User(parts.id.to_owned())
     } else {
-        return None;
+        TopicSubject::Queue(parts.id.to_owned())
     };
-    let shape = match rest {
-        "conversations" => SnapshotShape::AllMedia,
-        "conversations.messages" => SnapshotShape::Messages,
+    let shape = match parts.medium {
+        None => SnapshotShape::AllMedia,
+        Some("messages") => SnapshotShape::Messages,
+        Some(medium) => SnapshotShape::Medium(medium.to_owned()),
+    };
+    Some(SnapshotTopic { subject, shape })
+}
+
+/// A snapshot topic's parts, borrowed from its text: what [`snapshot_topic`] owns, for a
+/// caller that needs only the shape (a duplicate's check, once per frame).
+pub(crate) struct SnapshotTopicParts<'a> {
+    pub user: bool,
+    pub id: &'a str,
+    /// `None`: `….conversations` (all media); else the medium after it.
+    pub medium: Option<&'a str>,
+}
+
+impl SnapshotTopicParts<'_> {
+    pub fn body_shape(&self) -> BodyShape {
+        match self.medium {
+            None => BodyShape::AllMedia,
+            Some(_) => BodyShape::PerParticipant,
+        }
+    }
+}
+
+pub(crate) fn snapshot_topic_parts(topic: &str) -> Option<SnapshotTopicParts<'_>> {
+    let (user, rest) = if let Some(rest) = topic.strip_prefix("v2.users.") {
+        (true, rest)
+    } else {
+        (false, topic.strip_prefix("v2.routing.queues.")?)
+    };
+    let (id, rest) = rest.split_once('.')?;
+    let medium = match rest {
+        "conversations" => None,
         other => {
             let medium = other.strip_prefix("conversations.")?;
             if medium.is_empty() || medium.contains('.') {
                 return None;
             }
-            SnapshotShape::Medium(medium.to_owned())
+            Some(medium)
         }
     };
-    Some(SnapshotTopic { subject, shape })
+    Some(SnapshotTopicParts { user, id, medium })
 }
 
 fn missing(path: &str) -> ParseError {

@@ -433,6 +433,42 @@ fn topics_map_to_their_subject_and_shape() {
     );
 }
 
+/// The borrowed parts a duplicate's check reads give every topic the shape (or the
+/// refusal) of the owned topic.
+#[test]
+fn a_topic_s_borrowed_parts_agree_with_the_owned_topic() {
+    for topic in [
+        "v2.routing.queues.q1.conversations",
+        "v2.routing.queues.q1.conversations.messages",
+        "v2.routing.queues.q1.conversations.calls",
+        "v2.users.u1.conversations",
+        "v2.users.u1.conversations.emails",
+        "v2.users.u1.conversations.",
+        "v2.users.u1.conversations.messages.extra",
+        "v2.users.u1.presence",
+        "v2.users.u1",
+        "v2.users..conversations",
+        "v2.routing.queues.q1.conversationsx",
+        "v2.detail.events.conversation.c1.acd.start",
+        "",
+    ] {
+        let owned = snapshot_topic(topic);
+        let parts = snapshot_topic_parts(topic);
+        assert_eq!(
+            parts.as_ref().map(SnapshotTopicParts::body_shape),
+            owned.as_ref().map(|owned| fresh::body_shape(&owned.shape)),
+            "{topic}"
+        );
+        if let (Some(parts), Some(owned)) = (parts, owned) {
+            let subject = match owned.subject {
+                TopicSubject::User(id) => (true, id),
+                TopicSubject::Queue(id) => (false, id),
+            };
+            assert_eq!((parts.user, parts.id.to_owned()), subject, "{topic}");
+        }
+    }
+}
+
 fn json(text: &str) -> Value {
     Value::String(text.to_owned())
 }

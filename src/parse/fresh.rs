@@ -25,8 +25,8 @@ use std::borrow::Cow;
 
 use super::scan;
 use super::{
-    classify, classify_envelope, frame_text, read_envelope, snapshot_topic, Classified, ParseError,
-    SnapshotShape,
+    classify, classify_envelope, frame_text, read_envelope, snapshot_topic, snapshot_topic_parts,
+    Classified, ParseError, SnapshotShape,
 };
 use crate::stream::duplicates::{BodyKey, BodyShape, RecentBodies};
 
@@ -136,10 +136,10 @@ fn is_recent_copy(bytes: &[u8], recent: &RecentBodies) -> bool {
     } else {
         return false;
     };
-    let Some(topic) = snapshot_topic(&topic) else {
+    let Some(topic) = snapshot_topic_parts(&topic) else {
         return false;
     };
-    let shape = body_shape(&topic.shape);
+    let shape = topic.body_shape();
     if found.shape() == shape {
         return true;
     }
