@@ -877,7 +877,7 @@ impl Conversation {
         // Joined in place: the log keeps what the touched records were before, which is
         // all the transitions need (a copy of the whole state per snapshot cost more
         // than the join itself).
-        let mut log = JoinLog::new(&self.state);
+        let mut log = JoinLog::new(&self.state, snapshot);
         let mut stale = Vec::new();
         log.beyond_own |= join_time(&mut self.state.start_time, &snapshot.start_time);
         log.beyond_own |= join_time(&mut self.state.end_time, &snapshot.end_time);
@@ -1008,13 +1008,20 @@ struct JoinLog {
 type MessageBefore = (Option<MessageStatus>, Vec<String>);
 
 impl JoinLog {
-    fn new(state: &ConversationState) -> JoinLog {
+    /// Sized for every participant and message of `incoming` (each is touched at most
+    /// once), so the log does not grow step by step on every snapshot.
+    fn new(state: &ConversationState, incoming: &ConversationSnapshot) -> JoinLog {
+        let messages = incoming
+            .participants
+            .iter()
+            .map(|participant| participant.messages.len())
+            .sum();
         JoinLog {
             beyond_own: false,
             own: false,
             was_ended: state.is_ended(),
-            participants: Vec::new(),
-            messages: Vec::new(),
+            participants: Vec::with_capacity(incoming.participants.len()),
+            messages: Vec::with_capacity(messages),
         }
     }
 
