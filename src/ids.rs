@@ -61,6 +61,11 @@ impl Shape {
 /// Where a UUID's text has its hyphens.
 const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
 
+/// A UUID's five groups of digits: where each starts in its text, where among its 32
+/// digits, and how many digits it has (8-4-4-4-12).
+const UUID_GROUPS: [(usize, usize, usize); 5] =
+    [(0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)];
+
 /// Where the 32 digits of a hyphenated UUID sit in its text: every place but the hyphens'.
 const UUID_DIGITS: [usize; 32] = {
     let mut at = [0; 32];
@@ -157,16 +162,19 @@ impl IdText {
             Repr::Text(text) => IdStr(Rendered::Borrowed(text)),
             Repr::Bits { bits, shape } => {
                 let digits = shape.digits();
-                let mut buffer = [0u8; 36];
-                let mut at = 0;
-                for (index, byte) in bits.iter().enumerate() {
-                    if shape.hyphenated() && matches!(index, 4 | 6 | 8 | 10) {
-                        buffer[at] = b'-';
-                        at += 1;
+                let mut hex = [0u8; 32];
+                for (pair, byte) in hex.chunks_exact_mut(2).zip(bits) {
+                    pair[0] = digits[usize::from(byte >> 4)];
+                    pair[1] = digits[usize::from(byte & 0x0f)];
+                }
+                let mut buffer = [b'-'; 36];
+                if shape.hyphenated() {
+                    for (text_at, digit_at, len) in UUID_GROUPS {
+                        buffer[text_at..text_at + len]
+                            .copy_from_slice(&hex[digit_at..digit_at + len]);
                     }
-                    buffer[at] = digits[usize::from(byte >> 4)];
-                    buffer[at + 1] = digits[usize::from(byte & 0x0f)];
-                    at += 2;
+                } else {
+                    buffer[..32].copy_from_slice(&hex);
                 }
                 IdStr(Rendered::Inline {
                     buffer,

@@ -201,13 +201,29 @@ fn topic_hint(text: &str) -> Option<&str> {
             while !text.is_char_boundary(from) {
                 from += 1;
             }
-            &text[from + text[from..].rfind(NAME)? + NAME.len()..]
+            &text[from + last_at(&text.as_bytes()[from..], NAME.as_bytes())? + NAME.len()..]
         }
     };
     let value = trim_json_space_start(trim_json_space_start(after_name).strip_prefix(':')?)
         .strip_prefix('"')?;
     let end = value.find(['"', '\\'])?;
     value[end..].starts_with('"').then(|| &value[..end])
+}
+
+/// Where `needle` (which must not be empty) last starts in `haystack`. The topic is
+/// usually within a few dozen bytes of the end: a backward walk from its first byte's
+/// last occurrence finds it sooner than `str::rfind`, which first builds a two-way
+/// searcher for the needle (a profile showed that setup as 1 % of the pipeline).
+fn last_at(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut end = haystack.len();
+    while let Some(at) = haystack[..end].iter().rposition(|&byte| byte == first) {
+        if haystack[at..].starts_with(needle) {
+            return Some(at);
+        }
+        end = at;
+    }
+    None
 }
 
 fn trim_json_space_start(text: &str) -> &str {

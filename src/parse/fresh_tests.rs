@@ -269,6 +269,20 @@ proptest! {
     }
 }
 
+proptest! {
+    // Haystacks of a few letters, so the needle and near misses of it are common.
+    #[test]
+    fn the_last_occurrence_is_found_as_str_rfind_finds_it(
+        haystack in "[\"ab]{0,40}",
+        needle in "[\"ab]{1,4}",
+    ) {
+        prop_assert_eq!(
+            last_at(haystack.as_bytes(), needle.as_bytes()),
+            haystack.rfind(needle.as_str())
+        );
+    }
+}
+
 /// One read of a frame with a given body shape: its topic, and its body's snapshot (or
 /// the error reading it) with where the body's text is.
 type OnePass = (

@@ -146,6 +146,11 @@ const STRING_SPECIAL: [bool; 256] = {
     table
 };
 
+/// A quoted string with escapes, as serde reads it.
+fn unescaped(quoted: &str) -> Option<String> {
+    serde_json::from_str::<String>(quoted).ok()
+}
+
 /// What a number is, as serde tells integers from floats.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum NumberKind {
@@ -270,19 +275,14 @@ impl<'a> Scanner<'a> {
 
     /// A string's text: borrowed unless it holds escapes, which serde then reads (and
     /// refuses, as it would, where an escape is not a character, e.g. a lone surrogate).
+    /// Member names are read the same way (serde matches `"i\u0064"` to `id`).
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let (content, escaped) = self.raw_string()?;
         if escaped {
-            let quoted = &self.text[content.start - 1..content.end + 1];
-            serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
+            unescaped(&self.text[content.start - 1..content.end + 1]).map(Cow::Owned)
         } else {
             Some(Cow::Borrowed(&self.text[content]))
         }
-    }
-
-    /// A member name, unescaped where it has escapes (serde matches `"i\u0064"` to `id`).
-    fn name(&mut self) -> Option<Cow<'a, str>> {
-        self.string()
     }
 
     /// Only whitespace is left.
@@ -316,9 +316,16 @@ impl<'a> Scanner<'a> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let name = self.name()?;
+            // The name borrowed from the frame unless it has escapes: no `Cow` to build
+            // and drop for each of the hundreds of members in a frame.
+            let (content, escaped) = self.raw_string()?;
+            let text = self.text;
             self.eat(b':')?;
-            member(self, &name)?;
+            if escaped {
+                member(self, &unescaped(&text[content.start - 1..content.end + 1])?)?;
+            } else {
+                member(self, &text[content])?;
+            }
             if !self.separator(b'}')? {
                 break;
             }
