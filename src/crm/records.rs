@@ -71,6 +71,8 @@ fn with_time<R>(at: &DateTime<Utc>, write: impl FnOnce(&str) -> R) -> R {
 /// `None` for a year outside 0..=9999, which chrono writes otherwise.
 fn millis_layout(at: &DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
+    // The naive time once: each field of a `DateTime` read on its own applies its offset.
+    let at = at.naive_utc();
     let year = at.year();
     if !(0..=9999).contains(&year) {
         return None;
@@ -180,8 +182,10 @@ pub fn fact_record(
     fact: &Fact,
     observed_at: DateTime<Utc>,
 ) -> CrmRecord {
-    // Rendered once: the id and the record's conversation both show it.
-    let conversation = conversation.text();
+    // Rendered once, its text taken once (each `as_str` of a rendered id checks it
+    // again): the id and the record's conversation both show it.
+    let rendered_conversation = conversation.text();
+    let conversation = rendered_conversation.as_str();
     match fact {
         Fact::ParticipantReached {
             participant_id,
@@ -191,21 +195,16 @@ pub fn fact_record(
             from,
             to,
         } => {
-            let participant = participant_id.text();
+            let rendered_participant = participant_id.text();
+            let participant = rendered_participant.as_str();
             CrmRecord {
-                id: [
-                    conversation.as_str(),
-                    "participant",
-                    participant.as_str(),
-                    to.as_str(),
-                ]
-                .join("/"),
-                conversation_id: conversation.as_str().to_owned(),
+                id: [conversation, "participant", participant, to.as_str()].join("/"),
+                conversation_id: conversation.to_owned(),
                 kind: KIND_PARTICIPANT_TRANSITION.to_owned(),
                 payload: payload(&TransitionPayload {
                     from: from.as_str(),
                     observed_at: Millis(&observed_at),
-                    participant_id: participant.as_str(),
+                    participant_id: participant,
                     purpose: purpose.as_ref().map(|p| p.as_str()),
                     queue_id,
                     schema: SCHEMA_VERSION,
@@ -226,16 +225,11 @@ pub fn fact_record(
             message_time,
             attachments,
         } => {
-            let (message, participant) = (message_id.text(), participant_id.text());
+            let rendered = (message_id.text(), participant_id.text());
+            let (message, participant) = (rendered.0.as_str(), rendered.1.as_str());
             CrmRecord {
-                id: [
-                    conversation.as_str(),
-                    "message",
-                    message.as_str(),
-                    status.as_str(),
-                ]
-                .join("/"),
-                conversation_id: conversation.as_str().to_owned(),
+                id: [conversation, "message", message, status.as_str()].join("/"),
+                conversation_id: conversation.to_owned(),
                 kind: KIND_MESSAGE_STATUS.to_owned(),
                 payload: payload(&MessageStatusPayload {
                     attachment_count: attachments.len(),
@@ -250,11 +244,11 @@ pub fn fact_record(
                         .collect(),
                     direction: direction_str(*direction),
                     implied: *implied,
-                    message_id: message.as_str(),
+                    message_id: message,
                     message_time: message_time.as_ref().map(Millis),
                     messenger_type,
                     observed_at: Millis(&observed_at),
-                    participant_id: participant.as_str(),
+                    participant_id: participant,
                     queue_id,
                     schema: SCHEMA_VERSION,
                     sender: sender_str(*sender),
@@ -294,21 +288,15 @@ pub fn sla_record(
         SlaSignalKind::Breach => (KIND_SLA_BREACH, "breach", None),
         SlaSignalKind::Outcome(outcome) => (KIND_SLA_OUTCOME, "outcome", Some(*outcome)),
     };
-    let conversation = conversation.text();
+    let rendered_conversation = conversation.text();
+    let conversation = rendered_conversation.as_str();
     let (message_id, participant_id, subject) = match &signal.subject {
         ClockSubject::MessageId(id) => (Some(id.as_str()), None, id.as_str()),
         ClockSubject::ParticipantId(id) => (None, Some(id.as_str()), id.as_str()),
     };
     CrmRecord {
-        id: [
-            conversation.as_str(),
-            "sla",
-            signal.clock.as_str(),
-            subject,
-            suffix,
-        ]
-        .join("/"),
-        conversation_id: conversation.as_str().to_owned(),
+        id: [conversation, "sla", signal.clock.as_str(), subject, suffix].join("/"),
+        conversation_id: conversation.to_owned(),
         kind: kind.to_owned(),
         payload: payload(&SlaPayload {
             at: Millis(&signal.at),

@@ -47,7 +47,7 @@ fn parse_genesys(text: &str) -> Option<DateTime<Utc>> {
         if count == 0 || count > 9 {
             return None;
         }
-        nanosecond = digits(&fraction[..count])? * 10u32.pow(9 - count as u32);
+        nanosecond = digits(&fraction[..count])? * NANOS_PER_DIGIT[count];
         rest = &fraction[count..];
     }
     let offset_seconds = match rest {
@@ -83,6 +83,20 @@ fn parse_genesys(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The decimal value of a run of ASCII digits (at most nine), `None` if any is not one.
+/// What one unit of a fraction with that many digits is in nanoseconds.
+const NANOS_PER_DIGIT: [u32; 10] = [
+    1_000_000_000,
+    100_000_000,
+    10_000_000,
+    1_000_000,
+    100_000,
+    10_000,
+    1_000,
+    100,
+    10,
+    1,
+];
+
 fn digits(bytes: &[u8]) -> Option<u32> {
     bytes.iter().try_fold(0u32, |value, byte| {
         let digit = byte.wrapping_sub(b'0');
