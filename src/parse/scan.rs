@@ -243,6 +243,10 @@ impl<'a> Scanner<'a> {
     /// A string at the current position (after whitespace): the range of its content and
     /// whether it holds escapes. Escapes are checked as serde checks a skipped string
     /// (a `\u` needs four hex digits, nothing more).
+    // Inlined into its three callers: as a call, its result (a range and a flag) went
+    // through memory and the position could not stay in a register across the hundreds
+    // of strings in a frame. `convoy bench core`: 6 % fewer instructions, ~100 -> ~94 ms.
+    #[inline(always)]
     fn raw_string(&mut self) -> Option<(Range<usize>, bool)> {
         self.eat(b'"')?;
         let start = self.at;
