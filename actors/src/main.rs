@@ -24,8 +24,9 @@ use serde_json::Value;
 /// mimalloc instead of glibc's allocator, as Vector ships jemalloc: per frame the live path
 /// makes and drops a few dozen small allocations (snapshot parts, records, payload text),
 /// and glibc's `malloc`/`free` were ~7 % of `convoy bench core`'s instructions; with
-/// mimalloc the pipeline runs 5-7 % faster, the memory per live conversation stays under
-/// 4 KiB and the restart drain stays within a second of glibc's (README, Benchmarks).
+/// mimalloc the pipeline runs ~8 % faster, the memory per live conversation stays under
+/// 4 KiB and the restart bench's outbox drain takes as long as with glibc (README,
+/// Benchmarks).
 #[cfg(unix)]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
