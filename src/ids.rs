@@ -61,11 +61,6 @@ impl Shape {
 /// Where a UUID's text has its hyphens.
 const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
 
-/// A UUID's five groups of digits: where each starts in its text, where among its 32
-/// digits, and how many digits it has (8-4-4-4-12).
-const UUID_GROUPS: [(usize, usize, usize); 5] =
-    [(0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)];
-
 /// Where the 32 digits of a hyphenated UUID sit in its text: every place but the hyphens'.
 const UUID_DIGITS: [usize; 32] = {
     let mut at = [0; 32];
@@ -161,6 +156,8 @@ impl IdText {
         match &self.0 {
             Repr::Text(text) => IdStr(Rendered::Borrowed(text)),
             Repr::Bits { bits, shape } => {
+                // The 32 digits side by side, then each in its place: where `parse_bits`
+                // reads them from (`UUID_DIGITS`), or in a row.
                 let digits = shape.digits();
                 let mut hex = [0u8; 32];
                 for (pair, byte) in hex.chunks_exact_mut(2).zip(bits) {
@@ -169,9 +166,8 @@ impl IdText {
                 }
                 let mut buffer = [b'-'; 36];
                 if shape.hyphenated() {
-                    for (text_at, digit_at, len) in UUID_GROUPS {
-                        buffer[text_at..text_at + len]
-                            .copy_from_slice(&hex[digit_at..digit_at + len]);
+                    for (digit, &at) in hex.iter().zip(&UUID_DIGITS) {
+                        buffer[at] = *digit;
                     }
                 } else {
                     buffer[..32].copy_from_slice(&hex);

@@ -225,8 +225,9 @@ pub fn fact_record(
             message_time,
             attachments,
         } => {
-            let rendered = (message_id.text(), participant_id.text());
-            let (message, participant) = (rendered.0.as_str(), rendered.1.as_str());
+            let (rendered_message, rendered_participant) =
+                (message_id.text(), participant_id.text());
+            let (message, participant) = (rendered_message.as_str(), rendered_participant.as_str());
             CrmRecord {
                 id: [conversation, "message", message, status.as_str()].join("/"),
                 conversation_id: conversation.to_owned(),

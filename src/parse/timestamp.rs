@@ -82,7 +82,6 @@ fn parse_genesys(text: &str) -> Option<DateTime<Utc>> {
     Some(utc.and_utc())
 }
 
-/// The decimal value of a run of ASCII digits (at most nine), `None` if any is not one.
 /// What one unit of a fraction with that many digits is in nanoseconds.
 const NANOS_PER_DIGIT: [u32; 10] = [
     1_000_000_000,
@@ -97,6 +96,7 @@ const NANOS_PER_DIGIT: [u32; 10] = [
     1,
 ];
 
+/// The decimal value of a run of ASCII digits (at most nine), `None` if any is not one.
 fn digits(bytes: &[u8]) -> Option<u32> {
     bytes.iter().try_fold(0u32, |value, byte| {
         let digit = byte.wrapping_sub(b'0');
